@@ -1,0 +1,467 @@
+"""The project store: one SQLite file (WAL) holding items, pseudo-labels, review
+decisions with their history, runs and metrics. Never image bytes.
+
+Every public method is one short transaction, so a worker writing once a second,
+a dashboard reading and a reviewer bulk-accepting never block each other for long.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "accepted", "corrected", "rejected")
+ORDERS = {
+    "confidence": "confidence ASC, id",
+    "confidence-desc": "confidence DESC, id",
+    "least-confidence": "confidence ASC, id",
+    "margin": "margin ASC, id",
+    "entropy": "entropy DESC, id",
+    "random": "rand, id",
+    "id": "id",
+}
+RUN_STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every image: the labeled set, the unlabeled pool and the test set.
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER NOT NULL,
+    split TEXT NOT NULL CHECK (split IN ('labeled', 'pool', 'test')),
+    row INTEGER NOT NULL,          -- index into images/<train|test>.pt
+    source TEXT NOT NULL,
+    label INTEGER,                 -- the human label (labeled and test items)
+    hidden_label INTEGER,          -- true label of pool items, never used for training
+    PRIMARY KEY (split, id)
+);
+-- One row per pool item: its latest pseudo-label and its current review decision.
+-- Kept in one table so that review pages filter, sort and count on indexes alone.
+CREATE TABLE IF NOT EXISTS pool (
+    id INTEGER PRIMARY KEY,
+    pred INTEGER,
+    confidence REAL,
+    margin REAL,
+    entropy REAL,
+    probs BLOB,                    -- float16 probability vector
+    teacher_run TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    label INTEGER,                 -- the decided label (accepted: pred at the time; corrected: the new class)
+    reviewer TEXT,
+    decided_at REAL,
+    rand INTEGER NOT NULL          -- fixed random key, for the 'random' order
+);
+CREATE INDEX IF NOT EXISTS pool_status_pred_conf ON pool (status, pred, confidence);
+CREATE INDEX IF NOT EXISTS pool_pred_conf ON pool (pred, confidence);
+CREATE INDEX IF NOT EXISTS pool_conf ON pool (confidence);
+CREATE INDEX IF NOT EXISTS pool_status_conf ON pool (status, confidence);
+CREATE INDEX IF NOT EXISTS pool_margin ON pool (margin);
+CREATE INDEX IF NOT EXISTS pool_entropy ON pool (entropy);
+CREATE INDEX IF NOT EXISTS pool_rand ON pool (rand);
+-- The audit trail: one row per change of a decision; a batch is one user action.
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch INTEGER NOT NULL,
+    item_id INTEGER NOT NULL,
+    old_status TEXT NOT NULL, old_label INTEGER,
+    new_status TEXT NOT NULL, new_label INTEGER,
+    reviewer TEXT, at REAL NOT NULL,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS history_batch ON history (batch);
+CREATE INDEX IF NOT EXISTS history_item ON history (item_id);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL,            -- teacher | student | pseudo-label
+    state TEXT NOT NULL,
+    device TEXT NOT NULL,
+    pid INTEGER,
+    config TEXT NOT NULL,          -- JSON of the run's config
+    step INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    heartbeat REAL,
+    ended REAL,
+    error TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    result TEXT                    -- JSON: final evaluation
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,            -- train | eval
+    step INTEGER NOT NULL,
+    at REAL NOT NULL,
+    values_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, step)
+);
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened or used; the message says what to do."""
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Store:
+    """Thin, typed access to project.db. Safe to use from several processes."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False, timeout: float = 30.0):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StoreError(f"{self.path} does not exist")
+        # isolation_level=None: we issue BEGIN ourselves, so each method is one explicit transaction.
+        self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        if create:
+            self._create()
+        self._check_version()
+
+    # -- plumbing -----------------------------------------------------------
+    @contextmanager
+    def tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; BEGIN IMMEDIATE takes the write lock up front so that
+        a writer waits (busy_timeout) instead of failing half-way with 'locked'."""
+        self.db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def _create(self) -> None:
+        # One script with its own BEGIN/COMMIT: the schema appears whole or not at all.
+        self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; INSERT OR IGNORE INTO meta VALUES "
+                              f"('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+
+    def _check_version(self) -> None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a stcore project store ({e})") from e
+        if row is None:
+            raise StoreError(f"{self.path} has no schema version; it was not made by stcore")
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this stcore "
+                             f"understands ({SCHEMA_VERSION}); upgrade stcore to open it")
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        migrations: dict[int, Sequence[str]] = {}  # from-version -> statements
+        with self.tx():
+            while version < SCHEMA_VERSION:
+                if version not in migrations:
+                    raise StoreError(f"{self.path} has schema version {version}, which this stcore "
+                                     f"cannot migrate; re-create the project")
+                for stmt in migrations[version]:
+                    self.db.execute(stmt)
+                version += 1
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta ---------------------------------------------------------------
+    def set_meta(self, **values) -> None:
+        with self.tx():
+            for k, v in values.items():
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+    def meta(self) -> dict:
+        rows = self.db.execute("SELECT key, value FROM meta").fetchall()
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    # -- items --------------------------------------------------------------
+    def add_items(self, split: str, ids: Sequence[int], rows: Sequence[int], sources: Sequence[str],
+                  labels: Sequence[int | None], hidden: Sequence[int | None] | None = None,
+                  *, seed: int = 0) -> None:
+        """Insert items of one split; pool items also get their review row."""
+        import random
+        hidden = hidden if hidden is not None else [None] * len(ids)
+        with self.tx():
+            self.db.executemany(
+                "INSERT INTO items (id, split, row, source, label, hidden_label) VALUES (?,?,?,?,?,?)",
+                zip(ids, [split] * len(ids), rows, sources, labels, hidden))
+            if split == "pool":
+                rng = random.Random(seed)
+                self.db.executemany("INSERT INTO pool (id, rand) VALUES (?, ?)",
+                                    ((i, rng.getrandbits(62)) for i in ids))
+
+    def items(self, split: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM items WHERE split=? ORDER BY row", (split,)).fetchall()
+
+    def item_rows(self, split: str, ids: Sequence[int]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for chunk in _chunks(list(ids), 900):
+            q = f"SELECT id, row FROM items WHERE split=? AND id IN ({','.join('?' * len(chunk))})"
+            out.update({r[0]: r[1] for r in self.db.execute(q, (split, *chunk))})
+        return out
+
+    def set_skipped(self, skipped: Iterable[tuple[str, str]]) -> None:
+        with self.tx():
+            self.db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", skipped)
+
+    def skipped(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT path, reason FROM skipped ORDER BY path")]
+
+    # -- pseudo-labels ------------------------------------------------------
+    def write_predictions(self, rows: Iterable[tuple]) -> None:
+        """rows: (pred, confidence, margin, entropy, probs_bytes, teacher_run, id)."""
+        with self.tx():
+            self.db.executemany(
+                "UPDATE pool SET pred=?, confidence=?, margin=?, entropy=?, probs=?, teacher_run=? "
+                "WHERE id=?", rows)
+
+    def pool_rows(self, columns: str = "id, pred, confidence, status, label, probs") -> list[sqlite3.Row]:
+        return self.db.execute(f"SELECT {columns} FROM pool ORDER BY id").fetchall()
+
+    # -- review -------------------------------------------------------------
+    @staticmethod
+    def _where(classes=None, statuses=None, conf_min=None, conf_max=None, ids=None):
+        clauses, params = [], []
+        if classes:
+            clauses.append(f"pred IN ({','.join('?' * len(classes))})")
+            params += [int(c) for c in classes]
+        if statuses:
+            bad = set(statuses) - set(STATUSES)
+            if bad:
+                raise ValueError(f"unknown status {sorted(bad)}; use one of {', '.join(STATUSES)}")
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += list(statuses)
+        if conf_min is not None and conf_min > 0:
+            clauses.append("confidence >= ?")
+            params.append(float(conf_min))
+        if conf_max is not None and conf_max < 1:
+            clauses.append("confidence <= ?")
+            params.append(float(conf_max))
+        if ids is not None:
+            clauses.append(f"id IN ({','.join('?' * len(ids))})")
+            params += [int(i) for i in ids]
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def page(self, *, classes=None, statuses=None, conf_min=None, conf_max=None,
+             order: str = "confidence", offset: int = 0, limit: int = 50) -> list[dict]:
+        if order not in ORDERS:
+            raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+        where, params = self._where(classes, statuses, conf_min, conf_max)
+        q = (f"SELECT id, pred, confidence, margin, entropy, status, label, reviewer, decided_at, "
+             f"teacher_run FROM pool{where} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?")
+        return [dict(r) for r in self.db.execute(q, (*params, int(limit), int(offset)))]
+
+    def count(self, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
+        where, params = self._where(classes, statuses, conf_min, conf_max)
+        return self.db.execute(f"SELECT COUNT(*) FROM pool{where}", params).fetchone()[0]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        for r in self.db.execute("SELECT status, COUNT(*) FROM pool GROUP BY status"):
+            counts[r[0]] = r[1]
+        return counts
+
+    def class_counts(self) -> dict[str, dict[int, int]]:
+        """Per class: labeled items, pseudo-labeled pool items (by pred), accepted/corrected (by label)."""
+        out = {"labeled": {}, "pseudo": {}, "reviewed": {}}
+        for r in self.db.execute("SELECT label, COUNT(*) FROM items WHERE split='labeled' GROUP BY label"):
+            out["labeled"][r[0]] = r[1]
+        for r in self.db.execute("SELECT pred, COUNT(*) FROM pool WHERE pred IS NOT NULL GROUP BY pred"):
+            out["pseudo"][r[0]] = r[1]
+        for r in self.db.execute("SELECT label, COUNT(*) FROM pool WHERE status IN ('accepted','corrected') "
+                                 "GROUP BY label"):
+            out["reviewed"][r[0]] = r[1]
+        return out
+
+    def _next_batch(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM history").fetchone()
+        return row[0]
+
+    def decide(self, ids: Sequence[int], status: str, label: int | None = None, *,
+               reviewer: str | None = None) -> int:
+        """Set the decision of items in one transaction. status 'accepted' takes each
+        item's current prediction as its label; 'corrected' needs label; 'pending' resets.
+        Returns the number of items changed. Unknown ids raise KeyError and change nothing."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        if status == "corrected" and label is None:
+            raise ValueError("a correction needs a class")
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        with self.tx():
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS sel (id INTEGER PRIMARY KEY)")
+            self.db.execute("DELETE FROM temp.sel")
+            self.db.executemany("INSERT OR IGNORE INTO temp.sel VALUES (?)", ((i,) for i in ids))
+            missing = self.db.execute("SELECT id FROM temp.sel WHERE id NOT IN (SELECT id FROM pool) "
+                                      "LIMIT 5").fetchall()
+            if missing:
+                raise KeyError(f"unknown pool item id(s): {', '.join(str(r[0]) for r in missing)}")
+            if status == "accepted":
+                bad = self.db.execute("SELECT id FROM pool WHERE id IN (SELECT id FROM temp.sel) "
+                                      "AND pred IS NULL LIMIT 5").fetchall()
+                if bad:
+                    raise ValueError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
+                                     f"to accept; run pseudo-label first, or correct them with a class")
+            return self._apply(status, label, reviewer, "id IN (SELECT id FROM temp.sel)", [])
+
+    def _apply(self, status: str, label: int | None, reviewer: str | None, where: str, params) -> int:
+        """Inside a transaction: log and apply a decision to the pool rows matching where."""
+        new_label = {"accepted": "pred", "corrected": "?", "rejected": "NULL", "pending": "NULL"}[status]
+        label_params = [label] if status == "corrected" else []
+        batch, at = self._next_batch(), _now()
+        # Skip rows whose decision would not change, so undo and history stay meaningful.
+        change = f"({where}) AND NOT (status = ? AND label IS {new_label})"
+        cparams = [*params, status, *label_params]
+        self.db.execute(
+            f"INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at) "
+            f"SELECT ?, id, status, label, ?, {new_label}, ?, ? FROM pool WHERE {change}",
+            [batch, status, *label_params, reviewer, at, *cparams])
+        cur = self.db.execute(
+            f"UPDATE pool SET status=?, label={new_label}, reviewer=?, decided_at=? WHERE {change}",
+            [status, *label_params, reviewer, at, *cparams])
+        return cur.rowcount
+
+    def accept_above(self, threshold: float, *, classes=None, conf_max=None, reviewer=None) -> int:
+        """Accept every pending, pseudo-labeled item with confidence >= threshold, in one transaction."""
+        where, params = self._where(classes, ["pending"], None, conf_max)
+        where = where[len(" WHERE "):] + " AND pred IS NOT NULL AND confidence >= ?"
+        with self.tx():
+            return self._apply("accepted", None, reviewer, where, [*params, float(threshold)])
+
+    def undo(self) -> int:
+        """Revert the most recent batch of decisions that is not yet undone."""
+        with self.tx():
+            row = self.db.execute("SELECT MAX(batch) FROM history WHERE undone=0").fetchone()
+            if row[0] is None:
+                return 0
+            batch = row[0]
+            cur = self.db.execute(
+                "UPDATE pool SET status=h.old_status, label=h.old_label, decided_at=h.at "
+                "FROM (SELECT item_id, old_status, old_label, at FROM history WHERE batch=?) AS h "
+                "WHERE pool.id = h.item_id", (batch,))
+            self.db.execute("UPDATE history SET undone=1 WHERE batch=?", (batch,))
+            return cur.rowcount
+
+    def history(self, item_id: int | None = None, limit: int = 100) -> list[dict]:
+        if item_id is None:
+            q, p = "SELECT * FROM history ORDER BY seq DESC LIMIT ?", (limit,)
+        else:
+            q, p = "SELECT * FROM history WHERE item_id=? ORDER BY seq DESC LIMIT ?", (item_id, limit)
+        return [dict(r) for r in self.db.execute(q, p)]
+
+    def last_batch(self) -> dict | None:
+        row = self.db.execute("SELECT batch, new_status, COUNT(*) AS n, MAX(at) AS at FROM history "
+                              "WHERE undone=0 GROUP BY batch ORDER BY batch DESC LIMIT 1").fetchone()
+        return dict(row) if row else None
+
+    # -- runs ---------------------------------------------------------------
+    def create_run(self, role: str, device: str, config: dict, total: int, *,
+                   busy_check: bool = True) -> str:
+        """Insert a queued run. With busy_check, refuse (RuntimeError naming the job) when
+        another active run holds the same device; the check and insert are one transaction."""
+        with self.tx():
+            if busy_check:
+                other = self.db.execute("SELECT id, state, step, total FROM runs WHERE device=? AND state IN "
+                                        "('queued','running') ORDER BY seq LIMIT 1", (device,)).fetchone()
+                if other:
+                    raise DeviceBusy(f"device {device} is busy with run {other['id']} ({other['state']}, "
+                                     f"step {other['step']}/{other['total']}); wait for it, cancel it "
+                                     f"(stcore cancel PROJECT {other['id']}) or choose another device")
+            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
+            run_id = f"{role}-{seq}"
+            self.db.execute("INSERT INTO runs (id, seq, role, state, device, config, total, created) "
+                            "VALUES (?,?,?,?,?,?,?,?)",
+                            (run_id, seq, role, "queued", device, json.dumps(config), total, _now()))
+        return run_id
+
+    def update_run(self, run_id: str, **fields) -> None:
+        if not fields:
+            return
+        for k in ("config", "result"):
+            if k in fields and not isinstance(fields[k], (str, type(None))):
+                fields[k] = json.dumps(fields[k])
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self.tx():
+            self.db.execute(f"UPDATE runs SET {cols} WHERE id=?", (*fields.values(), run_id))
+
+    def transition(self, run_id: str, from_states: Sequence[str], **fields) -> bool:
+        """Update a run only if its state is one of from_states; True if it was."""
+        for k in ("config", "result"):
+            if k in fields and not isinstance(fields[k], (str, type(None))):
+                fields[k] = json.dumps(fields[k])
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self.tx():
+            cur = self.db.execute(
+                f"UPDATE runs SET {cols} WHERE id=? AND state IN ({','.join('?' * len(from_states))})",
+                (*fields.values(), run_id, *from_states))
+            return cur.rowcount == 1
+
+    def run(self, run_id: str) -> dict:
+        row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            known = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY seq")]
+            raise KeyError(f"no run {run_id!r}; runs here: {', '.join(known) or 'none yet'}")
+        return _run_dict(row)
+
+    def runs(self, role: str | None = None) -> list[dict]:
+        if role:
+            rows = self.db.execute("SELECT * FROM runs WHERE role=? ORDER BY seq", (role,))
+        else:
+            rows = self.db.execute("SELECT * FROM runs ORDER BY seq")
+        return [_run_dict(r) for r in rows]
+
+    def heartbeat(self, run_id: str, step: int, metrics: Sequence[tuple[str, int, dict]]) -> bool:
+        """Write step, heartbeat and buffered metric rows in one transaction.
+        Returns True when a cancel has been requested for the run."""
+        with self.tx():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, kind, step, at, values_json) VALUES (?,?,?,?,?)",
+                ((run_id, kind, s, _now(), json.dumps(v)) for kind, s, v in metrics))
+            self.db.execute("UPDATE runs SET step=?, heartbeat=? WHERE id=?", (step, _now(), run_id))
+            row = self.db.execute("SELECT cancel_requested FROM runs WHERE id=?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> None:
+        with self.tx():
+            self.db.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, after_step))
+
+    def metrics(self, run_id: str, kind: str | None = None, after_step: int = -1) -> list[dict]:
+        q = "SELECT kind, step, at, values_json FROM metrics WHERE run_id=? AND step>?"
+        p: list = [run_id, after_step]
+        if kind:
+            q += " AND kind=?"
+            p.append(kind)
+        rows = self.db.execute(q + " ORDER BY kind, step", p)
+        return [{"kind": r[0], "step": r[1], "at": r[2], **json.loads(r[3])} for r in rows]
+
+
+class DeviceBusy(RuntimeError):
+    """Another job holds the device."""
+
+
+def _run_dict(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    d["config"] = json.loads(d["config"]) if d["config"] else {}
+    d["result"] = json.loads(d["result"]) if d["result"] else None
+    return d
+
+
+def _chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]

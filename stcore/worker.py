@@ -1,0 +1,190 @@
+"""`python -m stcore.worker PROJECT RUN_ID`: run one job and write its progress to the store.
+
+A reporter thread owns the worker's writes: once a second it flushes the buffered metric
+rows, the step and a heartbeat in one short transaction, and reads the cancel flag. The
+training loop only appends to a list, so reporting costs it almost nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+import torch
+
+from .store import Store
+
+FLUSH_EVERY = 1.0  # seconds between heartbeats (the contract is at most 2 s)
+
+
+class Reporter:
+    def __init__(self, db_path, run_id: str):
+        self.store = Store(db_path)  # its own connection: used by the reporter thread only
+        self.run_id = run_id
+        self.step = 0
+        self.cancel = threading.Event()
+        self._rows: list[tuple[str, int, dict]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
+
+    def __enter__(self):
+        self.flush()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+        self.store.close()
+
+    def report(self, kind: str, step: int, values: dict) -> bool:
+        """The training callback: buffer a row; True once a cancel was requested."""
+        with self._lock:
+            if kind != "checkpoint":
+                self._rows.append((kind, step, values))
+            self.step = step
+        return self.cancel.is_set()
+
+    def progress(self, done: int, total: int) -> None:
+        self.step = done
+        if self.cancel.is_set():
+            raise KeyboardInterrupt("cancelled")
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._rows = self._rows, []
+            step = self.step
+        if self.store.heartbeat(self.run_id, step, rows):
+            self.cancel.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(FLUSH_EVERY):
+            try:
+                self.flush()
+            except Exception:  # a transient store error must not kill the heartbeat; retried next tick
+                logging.exception("heartbeat failed")
+
+
+def one_line(e: BaseException) -> str:
+    """A failure's reason, in one line a person can act on."""
+    from .data import DataError
+    from .devices import DeviceError
+    from .train import NonFiniteLoss
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        return "CUDA out of memory; lower --batch-size or --unlabeled-ratio, or pick a device with more free memory"
+    if isinstance(e, (NonFiniteLoss, DeviceError, DataError)):
+        return str(e).splitlines()[0]
+    if isinstance(e, FileNotFoundError):
+        return f"a file has gone missing: {e.filename}; re-create or restore the project's data"
+    msg = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {msg}"[:500] + " (full traceback in the run's log.txt)"
+
+
+def execute(project, run_id: str, *, foreground: bool = False) -> str:
+    """Run the job; returns its final state. Never raises for a failure of the job itself."""
+    store = project.store
+    now = time.time()
+    if not store.transition(run_id, ["queued"], state="running", pid=os.getpid(), started=now, heartbeat=now):
+        return store.run(run_id)["state"]
+    run = store.run(run_id)
+    reporter = Reporter(store.path, run_id)
+    # SIGTERM (and Ctrl-C in the foreground) stop the run cleanly, with a checkpoint, as a cancel does.
+    handler = lambda *_: reporter.cancel.set()
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    log = project.run_dir(run_id) / "log.txt"
+    try:
+        with reporter:
+            if run["role"] == "pseudo-label":
+                result = _pseudo_label(project, run, reporter)
+            else:
+                result = _train(project, run, reporter)
+        if result.get("stopped"):
+            store.transition(run_id, ["running"], state="cancelled", ended=time.time())
+        else:
+            store.transition(run_id, ["running"], state="finished", ended=time.time(),
+                             result=result.get("eval"), step=run["total"] if run["role"] != "pseudo-label"
+                             else result.get("items", 0))
+    except BaseException as e:  # every failure, KeyboardInterrupt included, must leave a true state
+        cancelled = isinstance(e, KeyboardInterrupt) and reporter.cancel.is_set()
+        with open(log, "a") as f:
+            traceback.print_exc(file=f)
+        store.transition(run_id, ["running"], state="cancelled" if cancelled else "failed",
+                         ended=time.time(), error=None if cancelled else one_line(e))
+        if foreground and isinstance(e, KeyboardInterrupt) and not cancelled:
+            raise
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return store.run(run_id)["state"]
+
+
+def _train(project, run: dict, reporter: Reporter) -> dict:
+    from .config import make_config
+    from .devices import resolve
+    from .models import build
+    from .train import fit, total_steps
+
+    cfg = make_config(run["config"])
+    device = resolve(cfg.device)
+    if cfg.role == "student" or cfg.teacher_run:
+        teacher = project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
+    else:
+        teacher = None
+    data = project.training_data(cfg)
+    total = total_steps(cfg, data)
+    project.store.update_run(run["id"], total=total)
+    run["total"] = total
+    c, h, _ = project.meta["input_shape"]
+    model = build(cfg.model, c, len(project.classes), h)
+    run_dir = project.run_dir(run["id"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = None
+    if (run_dir / "latest.pt").exists():
+        resume = project.load_checkpoint(run["id"])
+        project.store.truncate_metrics(run["id"], resume["step"])
+    else:
+        project.store.truncate_metrics(run["id"], 0)
+        if cfg.role == "student" and cfg.init == "teacher":
+            if teacher is None:
+                raise RuntimeError("the student starts from the teacher's weights, and there is no finished "
+                                   "teacher; train one, or use --init scratch")
+            ck = project.load_checkpoint(teacher["id"])
+            if ck["config"]["model"] != cfg.model:
+                raise RuntimeError(f"the teacher is a {ck['config']['model']}, the student a {cfg.model}; "
+                                   f"use the same model, or --init scratch")
+            model.load_state_dict(ck["ema"])
+    extra = {**project.checkpoint_extra(), "teacher_run": (teacher or {}).get("id")}
+    out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir,
+              resume=resume, extra=extra)
+    return out
+
+
+def _pseudo_label(project, run: dict, reporter: Reporter) -> dict:
+    from .devices import resolve
+    cfg = run["config"]
+    summary = project.pseudo_label(cfg.get("teacher_run"), device=resolve(cfg.get("device", "cpu")),
+                                   batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress)
+    return {"eval": summary, **summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .project import Project
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m stcore.worker PROJECT RUN_ID", file=sys.stderr)
+        return 2
+    torch.set_num_threads(int(os.environ.get("STCORE_THREADS", torch.get_num_threads())))
+    project = Project(argv[0])
+    state = execute(project, argv[1])
+    return 0 if state in ("finished", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
