@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 SCHEMA_VERSION = 1
+# from-version -> the SQL statements that bring a store to the next version. Add one entry
+# with each schema change (and bump SCHEMA_VERSION); Store() applies them on open.
+MIGRATIONS: dict[int, tuple[str, ...]] = {}
 STATUSES = ("pending", "accepted", "corrected", "rejected")
 ORDERS = {
     "confidence": "confidence ASC, id",
@@ -124,18 +127,32 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                   check_same_thread=False)
         self.db.row_factory = sqlite3.Row
-        self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        if create:
-            self._create()
-        self._check_version()
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if not create:
+                self._check_version()  # before any write, so that a foreign file is left as it was
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            if create:
+                self._create()
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise StoreError(f"{self.path} is not a stcore project store ({e})") from e
+        except BaseException:
+            self.db.close()
+            raise
 
     # -- plumbing -----------------------------------------------------------
     @contextmanager
     def tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
         """One transaction; BEGIN IMMEDIATE takes the write lock up front so that
-        a writer waits (busy_timeout) instead of failing half-way with 'locked'."""
+        a writer waits (busy_timeout) instead of failing half-way with 'locked'.
+        Inside another tx() it joins the outer transaction, so several decisions can be
+        made all or nothing: `with store.tx(): store.decide(...); store.decide(...)`."""
+        if self.db.in_transaction:
+            yield self.db  # an exception propagates to the outer tx(), which rolls back
+            return
         self.db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield self.db
@@ -150,29 +167,41 @@ class Store:
         self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; INSERT OR IGNORE INTO meta VALUES "
                               f"('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
 
-    def _check_version(self) -> None:
+    def _version(self) -> int:
         try:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path} is not a stcore project store ({e})") from e
         if row is None:
             raise StoreError(f"{self.path} has no schema version; it was not made by stcore")
-        version = int(row[0])
+        return int(row[0])
+
+    def _check_version(self) -> None:
+        version = self._version()
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {version}, newer than this stcore "
                              f"understands ({SCHEMA_VERSION}); upgrade stcore to open it")
-        if version < SCHEMA_VERSION:
-            self._migrate(version)
+        if version < SCHEMA_VERSION and any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+            raise StoreError(f"{self.path} has schema version {version}, which this stcore (schema "
+                             f"{SCHEMA_VERSION}) cannot migrate; open it with the stcore that made it and "
+                             f"export the labels, or re-create the project")
 
-    def _migrate(self, version: int) -> None:
-        migrations: dict[int, Sequence[str]] = {}  # from-version -> statements
+    def _migrate(self) -> None:
+        """Bring an older store up to SCHEMA_VERSION, all steps in one transaction. The version
+        is read again under the write lock: two processes opening an old project at once
+        migrate it once."""
+        if self._version() >= SCHEMA_VERSION:
+            return
         with self.tx():
+            self._check_version()
+            version = self._version()
             while version < SCHEMA_VERSION:
-                if version not in migrations:
-                    raise StoreError(f"{self.path} has schema version {version}, which this stcore "
-                                     f"cannot migrate; re-create the project")
-                for stmt in migrations[version]:
-                    self.db.execute(stmt)
+                try:
+                    for stmt in MIGRATIONS[version]:
+                        self.db.execute(stmt)
+                except sqlite3.DatabaseError as e:  # the transaction rolls back: the store is as it was
+                    raise StoreError(f"migrating {self.path} from schema version {version} failed ({e}); "
+                                     f"the project is unchanged") from e
                 version += 1
             self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
 

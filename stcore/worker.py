@@ -6,6 +6,7 @@ training loop only appends to a list, so reporting costs it almost nothing.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -80,10 +81,25 @@ def one_line(e: BaseException) -> str:
         return "CUDA out of memory; lower --batch-size or --unlabeled-ratio, or pick a device with more free memory"
     if isinstance(e, (NonFiniteLoss, DeviceError, DataError)):
         return str(e).splitlines()[0]
+    full = next((x for x in _chain(e) if isinstance(x, OSError) and x.errno == errno.ENOSPC
+                 or "No space left on device" in str(x)), None)
+    if full is not None:
+        where = f" writing {full.filename}" if getattr(full, "filename", None) else ""
+        return (f"the disk is full{where}; the last complete checkpoint is kept: free some space, "
+                f"then resume the run")
     if isinstance(e, FileNotFoundError):
         return f"a file has gone missing: {e.filename}; re-create or restore the project's data"
     msg = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {msg}"[:500] + " (full traceback in the run's log.txt)"
+
+
+def _chain(e: BaseException | None):
+    """e and the exceptions it was raised from (torch wraps OSErrors of a writer in RuntimeError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
 
 
 def execute(project, run_id: str, *, foreground: bool = False) -> str:
@@ -99,6 +115,7 @@ def execute(project, run_id: str, *, foreground: bool = False) -> str:
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} \
         if threading.current_thread() is threading.main_thread() else {}
     log = project.run_dir(run_id) / "log.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with reporter:
             if run["role"] == "pseudo-label":
@@ -145,6 +162,8 @@ def _train(project, run: dict, reporter: Reporter) -> dict:
     model = build(cfg.model, c, len(project.classes), h)
     run_dir = project.run_dir(run["id"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in run_dir.glob(".*.tmp"):  # half-written checkpoints of a worker that was killed
+        tmp.unlink(missing_ok=True)
     resume = None
     if (run_dir / "latest.pt").exists():
         resume = project.load_checkpoint(run["id"])

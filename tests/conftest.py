@@ -1,0 +1,93 @@
+"""Shared fixtures: small real Fashion-MNIST projects and synthetic stores.
+
+Projects are built once per session and copied per test, so each test gets a private
+folder without decoding or training again."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (FMNIST / "train-images-idx3-ubyte.gz").exists():
+        skip = pytest.mark.skip(reason="Fashion-MNIST is not in /usr/share/datasets (run .ci/setup --test)")
+        for item in items:
+            if "needs_fmnist" in item.keywords:
+                item.add_marker(skip)
+
+
+def stcore(*args, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would (python -m stcore), capturing output."""
+    r = subprocess.run([sys.executable, "-m", "stcore", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, cwd=REPO, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"stcore {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def small_project_template(tmp_path_factory) -> Path:
+    """A Fashion-MNIST project with the first 2,000 training images (100 labeled)."""
+    from stcore.project import Project
+    path = tmp_path_factory.mktemp("tpl") / "small"
+    Project.create(path, dataset="fashion-mnist", labels_per_class=10, seed=0, limit=2000, download=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_project_template(tmp_path_factory, small_project_template) -> Path:
+    """The small project with a 30-step teacher and pseudo-labels."""
+    from stcore.config import make_config
+    from stcore.jobs import start_training
+    from stcore.project import Project
+    path = tmp_path_factory.mktemp("tpl") / "trained"
+    shutil.copytree(small_project_template, path)
+    p = Project(path)
+    start_training(p, make_config(role="teacher", steps=30, eval_every=15), detach=False)
+    p.pseudo_label()
+    return path
+
+
+@pytest.fixture
+def small_project(tmp_path, small_project_template):
+    from stcore.project import Project
+    dst = tmp_path / "p"
+    shutil.copytree(small_project_template, dst)
+    return Project(dst)
+
+
+@pytest.fixture
+def trained_project(tmp_path, trained_project_template):
+    from stcore.project import Project
+    dst = tmp_path / "p"
+    shutil.copytree(trained_project_template, dst)
+    return Project(dst)
+
+
+def make_store(path: Path, n: int, *, classes: int = 10, seed: int = 0):
+    """A synthetic store with n pool items, all pseudo-labeled with random confidences."""
+    import random
+    from stcore.store import Store
+    s = Store(path, create=True)
+    ids = list(range(n))
+    s.add_items("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * n, [i % classes for i in ids])
+    rng = random.Random(seed)
+    rows = []
+    for i in ids:
+        conf = rng.random()
+        rows.append((i % classes, conf, conf / 2, 1 - conf, None, "teacher-1", i))
+    s.write_predictions(rows)
+    s.set_meta(classes=[str(c) for c in range(classes)])
+    return s
+
+
+@pytest.fixture
+def store(tmp_path):
+    return make_store(tmp_path / "project.db", 1000)

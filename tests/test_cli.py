@@ -1,0 +1,89 @@
+"""The whole loop through the CLI, as a user runs it, on a slice of real Fashion-MNIST."""
+import csv
+import json
+
+import pytest
+import torch
+
+from conftest import stcore
+
+pytestmark = pytest.mark.needs_fmnist
+
+
+def test_the_loop_from_init_to_export(tmp_path):
+    P = tmp_path / "proj"
+    out = json.loads(stcore("init", P, "--dataset", "fashion-mnist", "--labels-per-class", "10", "--seed", "0",
+                            "--limit", "3000", "--json").stdout)
+    assert (out["labeled"], out["pool"]) == (100, 2900)
+    stcore("train", P, "--role", "teacher", "--steps", "40", "--device", "cpu")
+    stcore("pseudo-label", P)
+    rev = json.loads(stcore("review", P, "--accept-above", "0.9", "--json").stdout)
+    assert rev["counts"]["accepted"] == rev["accepted_above"]
+    stcore("review", P, "--correct", "5=Trouser", "--reject", "6", "--reviewer", "tester")
+    stcore("train", P, "--role", "student", "--steps", "40", "--device", "cpu")
+    ev = json.loads(stcore("evaluate", P, "--json").stdout)
+    assert set(ev) == {"teacher", "student"}
+    for role in ev.values():
+        assert 0 < role["accuracy"] <= 1
+        assert len(role["per_class"]) == 10 and len(role["confusion"]) == 10
+        assert sum(map(sum, role["confusion"])) == 600  # limit 3000 -> 600 test images
+        assert set(role["precision"]) == set(role["recall"]) == set(role["per_class"])
+    st = json.loads(stcore("status", P, "--json").stdout)
+    c = st["counts"]
+    assert c["corrected"] == 1 and c["rejected"] == 1 and c["labeled"] == 100 and c["pool"] == 2900
+    assert st["pseudo_label_accuracy"]["n"] == 2900
+    assert [r["state"] for r in st["runs"]] == ["finished"] * 3
+    stcore("export", P, "--labels", tmp_path / "labels.csv", "--model", tmp_path / "student.pt")
+    rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
+    assert list(rows[0]) == ["id", "source", "label", "status", "confidence", "teacher_run"]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["5"]["label"] == "Trouser" and by_id["5"]["status"] == "corrected"
+    assert by_id["6"]["status"] == "rejected" and by_id["6"]["label"] == ""
+    model = torch.load(tmp_path / "student.pt", weights_only=True)
+    assert model["run"].startswith("student") and model["classes"][1] == "Trouser"
+    stcore("export", P, "--labels", tmp_path / "labels.json")
+    assert len(json.load(open(tmp_path / "labels.json"))["items"]) == len(rows)
+
+
+def test_python_m_and_console_script_agree(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    exe = Path(sys.executable).parent / "stcore"
+    a = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+    assert a == stcore("--help").stdout.replace("__main__.py", "stcore")
+
+
+def test_review_decisions_and_undo_from_the_cli(trained_project):
+    P = trained_project.path
+    stcore("review", P, "--accept", "150", "151", "--reviewer", "ann")
+    stcore("review", P, "--correct", "152=Bag")
+    c = json.loads(stcore("review", P, "--undo", "--json").stdout)["counts"]
+    assert (c["accepted"], c["corrected"]) == (2, 0)
+    hist = trained_project.store.history(150)
+    assert hist[0]["reviewer"] == "ann" and hist[0]["new_status"] == "accepted"
+
+
+@pytest.mark.parametrize("args,message", [
+    (("review", "--correct", "150=Spaceship"), "unknown class 'Spaceship'"),
+    (("review", "--accept", "987654"), "unknown pool item id"),
+    (("train", "--role", "teacher", "--device", "cuda:7"), "not available here; available: cpu"),
+    (("train", "--role", "teacher", "--steps", "-3"), "steps must be positive"),
+    (("train", "--role", "teacher", "--lr", "0"), "lr (learning rate) must be positive"),
+    (("train", "--role", "student", "--threshold", "1.5"), "threshold must be within [0, 1]"),
+    (("train", "--role", "teacher", "--model", "vgg99"), "unknown model 'vgg99'"),
+    (("train", "--role", "student", "--method", "magic"), "method 'magic' is not a student method"),
+])
+def test_bad_input_is_one_line_error(trained_project, args, message):
+    before = trained_project.counts(), len(trained_project.store.runs())
+    r = stcore(args[0], trained_project.path, *args[1:], check=False)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert (trained_project.counts(), len(trained_project.store.runs())) == before
+
+
+def test_a_folder_that_is_not_a_project(tmp_path):
+    (tmp_path / "x").mkdir()
+    r = stcore("status", tmp_path / "x", check=False)
+    assert r.returncode == 2 and "is not a stcore project" in r.stderr
