@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,12 @@ ORDERS = {
     "entropy": "entropy DESC, id",
     "random": "rand, id",
     "id": "id",
+    # Class-balanced margin: the least-margin item of each predicted class, then the second of
+    # each, and so on. Every page spans the classes, so corrections are not all spent on one
+    # confusable pair (a window function: SQLite >= 3.25 sorts the filtered rows once per page).
+    "balanced-margin": "ROW_NUMBER() OVER (PARTITION BY pred ORDER BY margin, id), margin, id",
 }
+DEFAULT_ORDER = "balanced-margin"  # what the review page and `review --simulate` use unless told
 RUN_STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
 
@@ -117,33 +123,50 @@ def _now() -> float:
 
 
 class Store:
-    """Thin, typed access to project.db. Safe to use from several processes."""
+    """Thin, typed access to project.db. Safe to use from several processes, and from several
+    threads (each thread gets its own connection, so one thread's transaction never takes in
+    another's statements: the dashboard shares one Store between all its sessions)."""
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False, timeout: float = 30.0):
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"{self.path} does not exist")
-        # isolation_level=None: we issue BEGIN ourselves, so each method is one explicit transaction.
-        self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
         try:
-            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if not create:
                 self._check_version()  # before any write, so that a foreign file is left as it was
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
             if create:
                 self._create()
             self._migrate()
         except sqlite3.DatabaseError as e:
-            self.db.close()
+            self.close()
             raise StoreError(f"{self.path} is not a stcore project store ({e})") from e
         except BaseException:
-            self.db.close()
+            self.close()
             raise
 
     # -- plumbing -----------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN ourselves, so each method is one explicit transaction.
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # WAL + NORMAL: a commit survives a crash of the process; only power loss may drop the latest ones.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
     @contextmanager
     def tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
         """One transaction; BEGIN IMMEDIATE takes the write lock up front so that
@@ -206,7 +229,11 @@ class Store:
             self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
 
     def close(self) -> None:
-        self.db.close()
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
 
     # -- meta ---------------------------------------------------------------
     def set_meta(self, **values) -> None:

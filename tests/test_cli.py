@@ -87,3 +87,14 @@ def test_a_folder_that_is_not_a_project(tmp_path):
     (tmp_path / "x").mkdir()
     r = stcore("status", tmp_path / "x", check=False)
     assert r.returncode == 2 and "is not a stcore project" in r.stderr
+
+
+def test_watch_and_runs_show_a_finished_run(trained_project):
+    P = trained_project.path
+    out = stcore("watch", P, "teacher-1").stdout
+    assert "teacher-1 finished" in out and "30/30" in out and "100%" in out
+    runs = json.loads(stcore("runs", P, "--json").stdout)
+    r = runs[0]
+    assert {"id", "role", "state", "device", "pid", "step", "total", "started", "heartbeat", "last_metrics",
+            "error"} <= set(r)
+    assert r["state"] == "finished" and r["last_metrics"]["accuracy"] > 0

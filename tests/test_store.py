@@ -177,3 +177,39 @@ def test_concurrent_writer_and_readers_lose_nothing(tmp_path):
     assert [m["step"] for m in s.metrics(run)] == list(range(1, 301))
     assert s.status_counts()["accepted"] == 10000
     assert s.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_one_store_shared_by_threads_keeps_their_transactions_apart(store):
+    """The dashboard shares one Store between sessions (threads): a failing bulk action in one
+    thread must not take another thread's decision down with it."""
+    started, release = threading.Event(), threading.Event()
+    errors = []
+
+    def slow_failing_bulk():
+        try:
+            with store.tx():
+                store.decide([1, 2, 3], "rejected")
+                started.set()
+                release.wait(5)
+                raise RuntimeError("the bulk action fails")
+        except RuntimeError:
+            pass
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=slow_failing_bulk)
+    t.start()
+    started.wait(5)
+    done = threading.Event()
+
+    def other_session():
+        store.decide([500], "accepted")  # waits for the write lock, then commits on its own
+        done.set()
+    t2 = threading.Thread(target=other_session)
+    t2.start()
+    release.set()
+    t.join()
+    t2.join()
+    assert not errors and done.is_set()
+    assert store.status_counts()["rejected"] == 0
+    assert store.page(statuses=["accepted"])[0]["id"] == 500
