@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -119,7 +122,8 @@ def cmd_init(a):
 
 TRAIN_FLAGS = ("method", "model", "steps", "epochs", "lr", "batch_size", "unlabeled_ratio", "threshold",
                "temperature", "unlabeled_weight", "corrected_weight", "init", "teacher_run", "ema_decay",
-               "eval_every", "seed", "weight_decay")
+               "eval_every", "seed", "weight_decay", "distribution_alignment", "target_model", "balanced",
+               "rounds", "label_aug")
 
 
 def cmd_train(a):
@@ -129,6 +133,12 @@ def cmd_train(a):
     values = {k: getattr(a, k) for k in TRAIN_FLAGS if getattr(a, k) is not None}
     if a.no_unreviewed:
         values["use_unreviewed"] = False
+    for k, v in values.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"--{k.replace('_', '-')} must be a finite number, not {v}")
+    for k in ("steps", "epochs"):  # the config reads 0 as "the default budget"; a user's 0 is a mistake
+        if k in values and values[k] <= 0:
+            raise ValueError(f"--{k} must be positive, not {values[k]}")
     cfg = make_config(values, role=a.role, device=a.device)
     from .devices import resolve
     cfg = make_config({**__import__("dataclasses").asdict(cfg), "device": resolve(cfg.device)})
@@ -176,31 +186,33 @@ def cmd_review(a):
     p = _project(a.project)
     out = {}
     who = a.reviewer
-    if a.accept:
-        out["accepted"] = p.review(a.accept, "accept", reviewer=who)
-    if a.reject:
-        out["rejected"] = p.review(a.reject, "reject", reviewer=who)
-    if a.reset:
-        out["reset"] = p.review(a.reset, "reset", reviewer=who)
-    if a.correct:
-        n = 0
-        for spec in a.correct:
-            if "=" not in spec:
-                raise ValueError(f"--correct takes ID=CLASS, not {spec!r}")
-            i, c = spec.split("=", 1)
-            if not i.strip().isdigit():
-                raise ValueError(f"--correct takes ID=CLASS with a numeric ID, not {spec!r}")
-            n += p.review([int(i)], "correct", c, reviewer=who)
-        out["corrected"] = n
-    if a.accept_above is not None:
-        out["accepted_above"] = p.accept_above(a.accept_above, classes=a.cls, reviewer=who)
-    if a.simulate:
-        out["simulated"] = p.simulate_review(a.simulate, order=a.order)
-    if a.undo:
-        out["undone"] = p.store.undo()
-    if not out:
-        raise ValueError("nothing to do: give --accept, --correct, --reject, --reset, --accept-above, "
-                         "--simulate or --undo")
+    # One transaction for everything asked: a bad id or class anywhere changes nothing.
+    with p.store.tx():
+        if a.accept:
+            out["accepted"] = p.review(a.accept, "accept", reviewer=who)
+        if a.reject:
+            out["rejected"] = p.review(a.reject, "reject", reviewer=who)
+        if a.reset:
+            out["reset"] = p.review(a.reset, "reset", reviewer=who)
+        if a.correct:
+            n = 0
+            for spec in a.correct:
+                if "=" not in spec:
+                    raise ValueError(f"--correct takes ID=CLASS, not {spec!r}")
+                i, c = spec.split("=", 1)
+                if not i.strip().isdigit():
+                    raise ValueError(f"--correct takes ID=CLASS with a numeric ID, not {spec!r}")
+                n += p.review([int(i)], "correct", c, reviewer=who)
+            out["corrected"] = n
+        if a.accept_above is not None:
+            out["accepted_above"] = p.accept_above(a.accept_above, classes=a.cls, reviewer=who)
+        if a.simulate:
+            out["simulated"] = p.simulate_review(a.simulate, order=a.order)
+        if a.undo:
+            out["undone"] = p.store.undo()
+        if not out:
+            raise ValueError("nothing to do: give --accept, --correct, --reject, --reset, --accept-above, "
+                             "--simulate or --undo")
     out["counts"] = p.counts()
     _print(out, a.json)
     return 0
@@ -241,6 +253,8 @@ def cmd_status(a):
         print(f"  {len(s['skipped'])} files skipped:")
         for k in s["skipped"][:20]:
             print(f"    {k['path']}: {k['reason']}")
+        if len(s["skipped"]) > 20:
+            print(f"    ... and {len(s['skipped']) - 20} more (`stcore status --json` lists them all)")
     return 0
 
 
@@ -367,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--role", choices=("teacher", "student"), required=True)
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     s.add_argument("--detach", action="store_true", help="run as a detached job; print the run id and return")
-    s.add_argument("--method", help="teacher: supervised; student: fixmatch (default), pseudo, soft")
+    s.add_argument("--method", help="teacher: supervised; student: freematch (default), fixmatch, "
+                   "meanteacher, pseudo, soft")
     s.add_argument("--model", help="cnn (default) or resnet18")
     s.add_argument("--steps", type=int)
     s.add_argument("--epochs", type=float)
@@ -375,7 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int)
     s.add_argument("--unlabeled-ratio", type=int, help="unlabeled images per labeled image in a batch")
     s.add_argument("--threshold", type=float, help="confidence needed to use a pseudo-label (default 0.9)")
-    s.add_argument("--temperature", type=float, help="soft method: sharpen the teacher's probabilities")
+    s.add_argument("--temperature", type=float, help="soft targets: probabilities sharpened by 1/T "
+                   "(default 0: hard targets; soft method: 1)")
+    s.add_argument("--distribution-alignment", action=argparse.BooleanOptionalAction, default=None,
+                   help="rescale pseudo-label probabilities toward the labeled class mix (default on)")
+    s.add_argument("--target-model", choices=("ema", "student"),
+                   help="online methods: the EMA of the student (default) or the student labels weak views")
+    s.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
+                   help="sample the pool class-balanced by its pseudo-labels, most confident first")
+    s.add_argument("--rounds", type=int, help="the student re-labels the pool and restarts the lr this "
+                   "many times (Noisy Student; default 1)")
+    s.add_argument("--label-aug", choices=("weak", "strong"), help="augmentation of labeled images")
     s.add_argument("--unlabeled-weight", type=float)
     s.add_argument("--corrected-weight", type=float, help="weight of a human correction (default 2)")
     s.add_argument("--init", choices=("teacher", "scratch"))
@@ -400,8 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accept-above", type=float, metavar="T", help="accept every pending item with confidence >= T")
     s.add_argument("--class", dest="cls", nargs="+", metavar="C", help="with --accept-above: only these classes")
     s.add_argument("--simulate", type=int, metavar="N", help="a perfect reviewer decides N items (hidden labels)")
-    s.add_argument("--order", default="least-confidence", help="--simulate order: least-confidence, margin, "
-                   "entropy, random")
+    from .store import DEFAULT_ORDER, ORDERS
+    s.add_argument("--order", default=DEFAULT_ORDER, choices=ORDERS,
+                   help=f"--simulate order (default {DEFAULT_ORDER}; baselines: least-confidence, margin, "
+                   "entropy, random)")
     s.add_argument("--undo", action="store_true", help="undo the last decision (one item or one bulk action)")
     s.add_argument("--reviewer", help="name stored with each decision (default: the OS user)")
 
@@ -449,8 +476,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args) or 0
-    except (ProjectError, DataError, DeviceError, ConfigError, DeviceBusy, StoreError, ValueError, KeyError) as e:
+    except (ProjectError, DataError, DeviceError, ConfigError, DeviceBusy, StoreError, ValueError, KeyError,
+            OSError, sqlite3.Error) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and e.strerror:  # a full disk, a read-only or missing folder
+            msg = f"{e.strerror}" + (f": {e.filename}" if e.filename else "") + \
+                  ("; free some space and retry" if e.errno == errno.ENOSPC else "")
+        elif isinstance(e, sqlite3.Error):
+            msg = f"the project store failed ({e}); its last change was rolled back" + \
+                  ("; free some space and retry" if "full" in str(e) else "")
         if getattr(args, "json", False):
             print(json.dumps({"error": msg, "type": type(e).__name__}))
         print(f"error: {msg}", file=sys.stderr)

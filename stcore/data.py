@@ -158,124 +158,219 @@ def _load_cifar(name: str, data_root: str | None, download: bool) -> Arrays:
 
 
 # ---------------------------------------------------------------- folders
-def _list_images(d: Path) -> list[Path]:
-    """Image files under d, recursively, in a stable order; follows no symlinked folders
-    (os.walk's default), so symlink loops cannot trap it."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(d):
-        dirnames.sort()
-        for f in sorted(filenames):
-            p = Path(dirpath) / f
-            if p.suffix.lower() in IMAGE_EXTS:
-                out.append(p)
-    return out
+# Real image folders are messy. Every file that cannot be used is skipped with a reason
+# (stored in the project and listed by `stcore status`); only a folder that leaves nothing
+# to train on is an error.
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+MAX_IMAGE_SIZE = 1024        # --image-size above this would not fit the small models or the memory
+# The decoded cache is held in memory once; refuse to build one larger than this (bytes).
+MAX_CACHE_BYTES = int(os.environ.get("STCORE_MAX_CACHE_BYTES", 8 << 30))
 
 
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+def printable(path: str | os.PathLike) -> str:
+    """A path as text that SQLite, JSON and a terminal all accept: file-name bytes that are
+    not UTF-8 (which Python carries as lone surrogates) are written as \\xNN."""
+    s = os.fsdecode(path)
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _open_image(path: Path):
+def _rel(p: str | os.PathLike, root: Path) -> str:
+    try:
+        return printable(Path(p).relative_to(root))
+    except ValueError:
+        return printable(p)
+
+
+class _Lister:
+    """Lists image files under folders, in a stable order. Symlinked folders are followed,
+    but a folder already read (a symlink loop, or a link to a folder read elsewhere) is not
+    read again. Hidden names (.DS_Store, .git, ._x.png) are ignored."""
+
+    def __init__(self, root: Path, skipped: list):
+        self.root, self.skipped = root, skipped
+        self.seen: set[tuple[int, int]] = set()
+
+    def mark(self, d: Path) -> None:
+        """Count d as read without listing it (the parents of the class folders)."""
+        st = os.stat(d)
+        self.seen.add((st.st_dev, st.st_ino))
+
+    def skip(self, p, reason: str) -> None:
+        self.skipped.append((_rel(p, self.root) + ("/" if os.path.isdir(p) else ""), reason))
+
+    def images(self, d: Path) -> list[Path]:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(d, followlinks=True,
+                                                    onerror=lambda e: self.skip(e.filename, f"cannot read "
+                                                                                f"this folder: {e.strerror}")):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in self.seen:
+                dirnames[:] = []
+                self.skip(dirpath, "symlink to a folder that is already read (a loop, or the same folder "
+                                   "twice); not read again")
+                continue
+            self.seen.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            for f in sorted(filenames):
+                if f.startswith("."):
+                    continue
+                p = Path(dirpath) / f
+                if p.suffix.lower() in IMAGE_EXTS:
+                    out.append(p)
+                else:
+                    self.skip(p, f"not an image file type (use {', '.join(sorted(IMAGE_EXTS))}); ignored")
+        return out
+
+    def class_dirs(self, d: Path) -> list[Path]:
+        """The class folders of labeled/ or test/; loose files there are listed as skipped."""
+        out = []
+        for x in sorted(d.iterdir()):
+            if x.name.startswith("."):
+                continue
+            if x.is_dir():
+                out.append(x)
+            else:
+                self.skip(x, f"a file directly in {d.name}/ has no class; move it into {d.name}/<class>/")
+        return out
+
+
+def _why(e: BaseException, path: Path) -> str:
+    """A skipped file's reason, saying what is wrong and what to do."""
+    from PIL import Image, UnidentifiedImageError
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return (f"too large to decode safely (over Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels, "
+                f"a guard against decompression bombs); shrink the image or remove it")
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes); copy it again or remove it"
+    except OSError as se:
+        return f"cannot read the file: {se.strerror}"
+    if isinstance(e, UnidentifiedImageError):
+        return ("not an image Pillow can read (cannot identify its format: damaged, or another format under "
+                "an image name); fix or remove it")
+    if isinstance(e, OSError) and "truncated" in str(e):
+        return "the image is truncated (damaged or partly copied); copy it again or remove it"
+    if isinstance(e, OSError) and e.strerror:
+        return f"cannot read the file: {e.strerror}"
+    return f"cannot decode it ({type(e).__name__}: {e}); fix or remove it"[:300]
+
+
+def _probe(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) from the header alone; raises for a file that is not a usable image."""
     from PIL import Image
     with warnings.catch_warnings():
-        # A DecompressionBombWarning (over the limit but under twice it) is treated as an error too.
+        # Over the decompression-bomb limit (but under twice it) Pillow only warns: treat it as an error.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(path)
-        img.seek(0)  # first frame of animated GIF/WebP/TIFF
-        img.load()
-    return img
+        # Image.open reads the header only, and checks the pixel count against the limit.
+        with Image.open(path) as img:
+            return img.mode, img.size
+
+
+def _decode(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """Decode one file to uint8 (C, H, W) at size (width, height). The first frame of an animation."""
+    from PIL import Image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.seek(0)
+            img.draft(None, size)  # JPEG only: decode at a reduced scale when the image is much larger
+            img.load()
+            return _to_array(img, channels, size)
 
 
 def _to_array(img, channels: int, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        a = np.asarray(img, dtype=np.float64)
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit and float images: scale to 8 bits (by 255 when the values already fit).
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64))
         hi = a.max() if a.max() > 255 else 255.0
         img = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         # Composite transparent images on white, as a viewer shows them.
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, rgba)
-    img = img.convert("L" if channels == 1 else "RGB")
+    img = img.convert("L" if channels == 1 else "RGB")  # CMYK, YCbCr, palette, 1-bit: all convert
     if img.size != size:
-        img = img.resize(size, Image.BILINEAR)
+        img = img.resize(size, Image.BILINEAR, reducing_gap=3.0)
     a = np.asarray(img, dtype=np.uint8)
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
 def _decode_all(paths: list[Path], root: Path, skipped: list, image_size: int | None):
-    """Open every file once; returns (ok paths, images, channels, size)."""
-    opened = []
+    """Read every header, choose the channels and size, then decode file by file.
+    Returns (ok paths, arrays, channels, (width, height))."""
+    probed = []
     for p in paths:
         try:
-            img = _open_image(p)
+            probed.append((p, *_probe(p)))
         except Exception as e:  # PIL raises many types for bad files; each one is a skip, never fatal
-            skipped.append((_rel(p, root), f"{type(e).__name__}: {e}"[:300]))
-            continue
-        opened.append((p, img))
-    if not opened:
+            skipped.append((_rel(p, root), _why(e, p)))
+    if not probed:
         return [], [], 1, (image_size or 32, image_size or 32)
-    channels = 1 if all(img.mode in GRAY_MODES for _, img in opened) else 3
-    size = (image_size, image_size) if image_size else Counter(img.size for _, img in opened).most_common(1)[0][0]
+    channels = 1 if all(mode in GRAY_MODES for _, mode, _ in probed) else 3
+    size = (image_size, image_size) if image_size else Counter(s for _, _, s in probed).most_common(1)[0][0]
+    need = len(probed) * channels * size[0] * size[1]
+    if need > MAX_CACHE_BYTES:
+        raise DataError(f"{root}: {len(probed)} images of {size[0]}x{size[1]} pixels would take "
+                        f"{need / 2**30:.1f} GiB decoded (the limit is {MAX_CACHE_BYTES / 2**30:.1f} GiB); "
+                        f"pass a smaller --image-size, e.g. 64")
     ok, arrays = [], []
-    for p, img in opened:
+    for p, _, _ in probed:
         try:
-            arrays.append(_to_array(img, channels, size))
+            arrays.append(_decode(p, channels, size))
             ok.append(p)
-        except Exception as e:
-            skipped.append((_rel(p, root), f"{type(e).__name__}: {e}"[:300]))
-        finally:
-            img.close()
+        except Exception as e:  # truncated data shows up only when decoding
+            skipped.append((_rel(p, root), _why(e, p)))
     return ok, arrays, channels, size
 
 
-def _rel(p: Path, root: Path) -> str:
-    try:
-        return os.fsdecode(p.relative_to(root))
-    except ValueError:
-        return os.fsdecode(p)
-
-
 def load_folder(data_root: str | None, image_size: int | None = None) -> Arrays:
+    """DIR/labeled/<class>/*, DIR/unlabeled/** and, optionally, DIR/test/<class>/*."""
+    layout = "DIR/labeled/<class>/ (the labeled images) and DIR/unlabeled/ (the pool)"
     if not data_root:
-        raise DataError("the folder dataset needs --data-root DIR, with DIR/labeled/<class>/ and DIR/unlabeled/")
+        raise DataError(f"the folder dataset needs --data-root DIR, with {layout}")
     root = Path(data_root).expanduser()
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder; pass --data-root DIR with DIR/labeled/<class>/ and DIR/unlabeled/")
+        raise DataError(f"{root} is not a folder; pass --data-root DIR with {layout}")
+    root = root.resolve()
     for sub in ("labeled", "unlabeled"):
         if not (root / sub).is_dir():
-            raise DataError(f"{root / sub} is missing; a folder dataset needs DIR/labeled/<class>/ "
-                            f"(the labeled images) and DIR/unlabeled/ (the pool)")
+            raise DataError(f"{root / sub} is missing; a folder dataset needs {layout}")
     skipped: list[tuple[str, str]] = []
-    class_dirs = sorted(d for d in (root / "labeled").iterdir() if d.is_dir())
-    labeled_files, classes = [], []
-    for d in class_dirs:
-        files = _list_images(d)
-        if not files:
-            skipped.append((_rel(d, root) + "/", "empty class folder: no images; it is not used as a class"))
-            continue
-        classes.append(d.name)
-        labeled_files += [(p, len(classes) - 1) for p in files]
-    if len(classes) < 2:
-        raise DataError(f"{root / 'labeled'} has {len(classes)} class folder(s) with images; "
-                        f"classification needs at least two, as DIR/labeled/<class>/image files")
-    pool_files = _list_images(root / "unlabeled")
+    lister = _Lister(root, skipped)
+    for d in (root, root / "labeled", root / "test"):
+        if d.is_dir():
+            lister.mark(d)  # a link back to one of these is a loop
+    class_dirs = lister.class_dirs(root / "labeled")
+    labeled_files = [(p, printable(d.name)) for d in class_dirs for p in lister.images(d)]
+    pool_files = lister.images(root / "unlabeled")
     test_files = []
     if (root / "test").is_dir():
-        for d in sorted(x for x in (root / "test").iterdir() if x.is_dir()):
-            if d.name not in classes:
-                skipped.append((_rel(d, root) + "/", f"test class {d.name!r} is not a labeled class "
-                                                     f"({', '.join(classes)}); its images are not used"))
-                continue
-            test_files += [(p, classes.index(d.name)) for p in _list_images(d)]
+        test_files = [(p, printable(d.name)) for d in lister.class_dirs(root / "test") for p in lister.images(d)]
     all_paths = [p for p, _ in labeled_files] + pool_files + [p for p, _ in test_files]
     ok, arrays, channels, size = _decode_all(all_paths, root, skipped, image_size)
-    okset = {p: a for p, a in zip(ok, arrays)}
-    lab = [(p, y) for p, y in labeled_files if p in okset]
+    okset = dict(zip(ok, arrays))
+
+    # A class is a labeled folder with at least one readable image.
+    readable = {c for p, c in labeled_files if p in okset}
+    classes = [printable(d.name) for d in class_dirs if printable(d.name) in readable]
+    for d in class_dirs:
+        if printable(d.name) not in readable:
+            skipped.append((_rel(d, root) + "/", "class folder with no readable images; it is not used as a class"))
+    if len(classes) < 2:
+        raise DataError(f"{root / 'labeled'} has {len(classes)} class folder(s) with readable images"
+                        f"{' (' + ', '.join(classes) + ')' if classes else ''}; classification needs at "
+                        f"least two, as DIR/labeled/<class>/ image files")
+    lab = [(p, classes.index(c)) for p, c in labeled_files if p in okset]
     pool = [p for p in pool_files if p in okset]
-    test = [(p, y) for p, y in test_files if p in okset]
+    for name in sorted({c for _, c in test_files} - set(classes)):
+        skipped.append((f"test/{name}/", f"test class {name!r} is not a labeled class ({', '.join(classes)}); "
+                                         f"its images are not used"))
+    test = [(p, classes.index(c)) for p, c in test_files if p in okset and c in classes]
     if not pool:
-        raise DataError(f"{root / 'unlabeled'} has no readable images; put the unlabeled pool there")
+        raise DataError(f"{root / 'unlabeled'} has no readable images; put the unlabeled pool there "
+                        f"(see `stcore status` after init, or the skipped files above)")
     empty = torch.zeros((0, channels, size[1], size[0]), dtype=torch.uint8)
     stack = lambda ps: torch.from_numpy(np.stack([okset[p] for p in ps])) if ps else empty
     train_paths = [p for p, _ in lab] + pool
@@ -286,7 +381,15 @@ def load_folder(data_root: str | None, image_size: int | None = None) -> Arrays:
                   test_x=stack([p for p, _ in test]),
                   test_y=torch.tensor([y for _, y in test], dtype=torch.int64),
                   test_sources=[_rel(p, root) for p, _ in test],
-                  labeled=list(range(len(lab))), hidden=False, skipped=skipped)
+                  labeled=list(range(len(lab))), hidden=False, skipped=_unique(skipped))
+
+
+def _unique(skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One entry per path (the first reason), in a stable order."""
+    seen: dict[str, str] = {}
+    for path, reason in skipped:
+        seen.setdefault(path, reason)
+    return sorted(seen.items())
 
 
 def load(name: str, *, data_root: str | None = None, image_size: int | None = None,
@@ -294,6 +397,8 @@ def load(name: str, *, data_root: str | None = None, image_size: int | None = No
     """Decode a dataset by name. Raises DataError with what to do when it cannot."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+    if image_size is not None and not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise DataError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {image_size}")
     if name == "folder":
         return load_folder(data_root, image_size)
     if name in ("cifar10", "cifar100"):

@@ -95,17 +95,41 @@ def start(project, role: str, config: dict, *, total: int = 0, detach: bool = Tr
     return run_id
 
 
+def check_teacher(project, cfg: TrainConfig) -> None:
+    """Before a run is created: the teacher a student starts from must exist and have a
+    checkpoint that fits this project (its id, class count, input shape and model);
+    ProjectError otherwise, so that a bad teacher never gets as far as a failed run."""
+    from .project import ProjectError
+    if not (cfg.role == "student" and cfg.init == "teacher"):
+        if cfg.teacher_run:
+            project.store.run(cfg.teacher_run)  # KeyError naming the known runs
+        return
+    teacher = project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
+    if teacher is None:
+        raise ProjectError("the student starts from the teacher's weights, and there is no finished teacher; "
+                           "train one (stcore train PROJECT --role teacher), or use --init scratch")
+    ck = project.load_checkpoint(teacher["id"])  # refuses another project's, or a wrong class count or shape
+    if ck["config"].get("model") != cfg.model:
+        raise ProjectError(f"the teacher {teacher['id']} is a {ck['config'].get('model')}, the student a "
+                           f"{cfg.model}; use the same --model, or --init scratch")
+    project.model_from(ck, f"the teacher {teacher['id']}")  # the weights themselves must fit too
+
+
 def start_training(project, cfg: TrainConfig, *, detach: bool = True) -> str:
     from .train import DEFAULT_STEPS
+    check_teacher(project, cfg)
     return start(project, cfg.role, to_dict(cfg), total=cfg.steps or DEFAULT_STEPS[cfg.role], detach=detach)
 
 
 def start_pseudo_label(project, *, device: str = "cpu", teacher_run: str | None = None,
                        batch_size: int = 1024, detach: bool = True) -> str:
+    if batch_size <= 0:
+        raise ValueError(f"--batch-size must be positive, not {batch_size}")
     teacher = project.store.run(teacher_run) if teacher_run else project.teacher_run()
     if teacher is None:
         from .project import ProjectError
         raise ProjectError("there is no finished teacher yet; train one first")
+    project.load_model(teacher["id"])  # a missing, damaged or foreign checkpoint is refused now
     return start(project, "pseudo-label", {"device": device, "teacher_run": teacher["id"],
                                            "batch_size": batch_size},
                  total=project.counts()["pool"], detach=detach)
@@ -134,6 +158,8 @@ def resume(project, run_id: str, *, detach: bool = True) -> str:
                            f"can be resumed")
     if run["role"] == "pseudo-label":
         raise ProjectError("a pseudo-label job is not resumed; start it again")
+    if (project.run_dir(run_id) / "latest.pt").exists():
+        project.load_checkpoint(run_id)  # a damaged or foreign checkpoint is refused here, not in the worker
     resolve(run["device"])
     with project.store.tx():
         other = project.store.db.execute(

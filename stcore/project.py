@@ -23,7 +23,7 @@ import torch
 
 from . import data as data_mod
 from .config import TrainConfig
-from .store import STATUSES, Store, StoreError
+from .store import DEFAULT_ORDER, STATUSES, Store, StoreError
 
 DB = "project.db"
 
@@ -182,7 +182,7 @@ class Project:
         cls = [self.class_index(c) for c in classes] if classes else None
         return self.store.accept_above(threshold, classes=cls, reviewer=reviewer or default_reviewer())
 
-    def simulate_review(self, n: int, *, order: str = "least-confidence", reviewer: str = "simulated") -> dict:
+    def simulate_review(self, n: int, *, order: str = DEFAULT_ORDER, reviewer: str = "simulated") -> dict:
         """A perfect reviewer: takes the first n pending pseudo-labeled items in the given order
         and accepts each one whose prediction equals hidden_label, correcting the others."""
         if not self.meta.get("hidden_labels"):
@@ -230,13 +230,22 @@ class Project:
 
     def load_model(self, run_id: str, which: str = "latest", device: str = "cpu") -> torch.nn.Module:
         """The EMA model of a run's checkpoint, checked against this project."""
-        from .models import build
         ck = self.load_checkpoint(run_id, which)
-        cfg = ck["config"]
+        return self.model_from(ck, f"run {run_id}").to(device).eval()
+
+    def model_from(self, ck: dict, where: object) -> torch.nn.Module:
+        """Build the checkpoint's model for this project and load its EMA weights; ProjectError
+        when they do not fit (a checkpoint without metadata, made for other classes or channels)."""
+        from .models import build
         c, h, _ = self.meta["input_shape"]
-        model = build(cfg["model"], c, len(self.classes), h)
-        model.load_state_dict(ck["ema"])
-        return model.to(device).eval()
+        model = build(ck["config"].get("model", "cnn"), c, len(self.classes), h)
+        try:
+            model.load_state_dict(ck["ema"])
+        except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+            raise ProjectError(f"{where}: the weights do not fit this project's {ck['config'].get('model')} "
+                               f"({len(self.classes)} classes, input {self.meta['input_shape']}): "
+                               f"{str(e).strip().splitlines()[0][:200]}") from e
+        return model
 
     def load_checkpoint(self, run_id: str, which: str = "latest") -> dict:
         from .train import load_checkpoint
@@ -269,7 +278,7 @@ class Project:
 
     def training_data(self, cfg: TrainConfig):
         """Assemble the tensors one run trains on, from the store's current decisions."""
-        from .train import TrainData
+        from .train import OFFLINE, TrainData
         db = self.store.db
         lab = db.execute("SELECT row, label FROM items WHERE split='labeled' ORDER BY row").fetchall()
         reviewed = db.execute("SELECT p.id, i.row, p.label, p.status FROM pool p JOIN items i "
@@ -285,13 +294,11 @@ class Project:
             q = ("SELECT i.row, p.probs FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
                  "WHERE p.status='pending'")
             params: tuple = ()
-            if method != "fixmatch":
-                q += " AND p.pred IS NOT NULL AND p.confidence >= ?"
-                params = (cfg.threshold,)
+            if method in OFFLINE:  # the loop keeps those above the threshold (re-labeled each round)
+                q += " AND p.pred IS NOT NULL"
             unl = db.execute(q + " ORDER BY i.row", params).fetchall()
-            if method != "fixmatch" and not unl:
-                raise ProjectError(f"no unreviewed pseudo-labels with confidence >= {cfg.threshold}; run "
-                                   f"pseudo-label first, or lower --threshold")
+            if method in OFFLINE and not unl:
+                raise ProjectError("no unreviewed pseudo-labels; run pseudo-label first")
             x_unl = images[[r[0] for r in unl]] if unl else images[:0]
             if unl and all(r[1] is not None for r in unl):
                 import numpy as np
@@ -300,6 +307,8 @@ class Project:
                                          .reshape(-1, k).astype(np.float32))
         return TrainData(x_lab=images[rows], y_lab=torch.tensor(y), w_lab=torch.tensor(w),
                          x_unl=x_unl, p_unl=p_unl, x_test=self.test_images,
+                         class_prior=torch.bincount(torch.tensor([r[1] for r in lab], dtype=torch.long),
+                                                    minlength=len(self.classes)),
                          y_test=torch.tensor([r[0] for r in db.execute(
                              "SELECT label FROM items WHERE split='test' ORDER BY row")], dtype=torch.long),
                          classes=self.classes, flip=bool(self.meta.get("flip", True)))
@@ -449,6 +458,7 @@ class Project:
                 raise ProjectError("there is no finished run to export; train a teacher or a student first")
             run_id = done[-1]["id"]
         ck = self.load_checkpoint(run_id)
+        self.model_from(ck, f"run {run_id}")  # never export weights under metadata they do not match
         out = {"model": ck["ema"], "config": ck["config"], "run": run_id, **self.checkpoint_extra()}
         buf = io.BytesIO()
         torch.save(out, buf)

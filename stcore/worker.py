@@ -30,6 +30,7 @@ class Reporter:
         self.cancel = threading.Event()
         self._rows: list[tuple[str, int, dict]] = []
         self._lock = threading.Lock()
+        self._io = threading.Lock()  # one flush at a time on the reporter's connection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
 
@@ -50,6 +51,10 @@ class Reporter:
             if kind != "checkpoint":
                 self._rows.append((kind, step, values))
             self.step = step
+        if kind == "eval":
+            # A checkpoint follows an evaluation: store the metrics up to this step first, so that
+            # a worker killed after the checkpoint resumes with no gap in its metric history.
+            self.flush()
         return self.cancel.is_set()
 
     def progress(self, done: int, total: int) -> None:
@@ -58,11 +63,12 @@ class Reporter:
             raise KeyboardInterrupt("cancelled")
 
     def flush(self) -> None:
-        with self._lock:
-            rows, self._rows = self._rows, []
-            step = self.step
-        if self.store.heartbeat(self.run_id, step, rows):
-            self.cancel.set()
+        with self._io:
+            with self._lock:
+                rows, self._rows = self._rows, []
+                step = self.step
+            if self.store.heartbeat(self.run_id, step, rows):
+                self.cancel.set()
 
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_EVERY):
