@@ -1,0 +1,44 @@
+"""The stcore dashboard: `stcore dashboard [PROJECT]`, or
+`streamlit run dashboard/app.py -- --project PATH`.
+
+One page per step of the loop, all on the session's project (see common.current_project).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import common
+
+st.set_page_config(page_title="stcore", page_icon=":material/school:", layout="wide")
+
+if not common.password_gate():
+    st.stop()
+
+# Streamlit forgets a widget's value when a page without it runs; re-assigning the keys keeps
+# the review filters and page number while the user visits other pages.
+# (Only value widgets: a button's state cannot be assigned.)
+for _k in common.KEEP_KEYS:
+    if _k in st.session_state:
+        st.session_state[_k] = st.session_state[_k]
+
+pages = [
+    st.Page(common.PAGES["project"], title="Project", icon=":material/folder:", default=True),
+    st.Page(common.PAGES["review"], title="Review", icon=":material/fact_check:"),
+    st.Page(common.PAGES["train"], title="Train", icon=":material/monitoring:"),
+    st.Page(common.PAGES["evaluate"], title="Evaluate", icon=":material/insights:"),
+    st.Page(common.PAGES["export"], title="Export", icon=":material/download:"),
+]
+page = st.navigation(pages)
+
+path = common.project_choice()
+common.keep_project_in_url(path)
+with st.sidebar:
+    project = common.current_project(required=False)
+    if project is not None:
+        st.caption("Project")
+        st.code(str(project.path), language=None, wrap_lines=True)
+        c = project.counts()
+        teacher = project.teacher_run()
+        st.caption(f"{c['labeled']} labeled · {c['pool']} pool · {c['pending']} pending · "
+                   f"{c['accepted'] + c['corrected']} reviewed · teacher: {teacher['id'] if teacher else 'none yet'}")
+page.run()

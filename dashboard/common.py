@@ -1,0 +1,265 @@
+"""What every page shares: the current project, cached handles and tables, the password
+gate, the device picker, readable errors, and the 'what to do next' panel.
+
+Nothing important lives in st.session_state: decisions and runs go to the store at once;
+the session keeps only UI state (the chosen project, filters, the page number).
+"""
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from stcore.config import ConfigError
+from stcore.data import DataError
+from stcore.devices import DeviceError
+from stcore.launch import default_project_path, is_local, stcore_home
+from stcore.project import DB, Project, ProjectError
+from stcore.store import ACTIVE_STATES, DeviceBusy, StoreError
+
+from . import util
+
+# Errors a user can act on: shown as one line, never a traceback.
+USER_ERRORS = (ProjectError, DataError, DeviceError, ConfigError, DeviceBusy, StoreError, ValueError, KeyError)
+
+# UI state worth keeping while the user visits other pages: review filters, the page number,
+# the threshold, and the evaluate pickers.
+KEEP_KEYS = ("rv_classes", "rv_conf", "rv_status", "rv_order", "rv_size", "rv_page", "rv_thr",
+             "ev_role", "ev_true", "ev_pred", "ev_curves")
+
+PAGES = {"project": "views/project.py", "review": "views/review.py", "train": "views/train.py",
+         "evaluate": "views/evaluate.py", "export": "views/export.py"}
+
+
+def error_text(e: BaseException) -> str:
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def show_error(e: BaseException) -> None:
+    st.error(error_text(e), icon=":material/error:")
+
+
+# ------------------------------------------------------------------ the current project
+def launch_project() -> Path:
+    """The project given to `streamlit run app.py -- --project PATH`, else $STCORE_PROJECT,
+    else the default Fashion-MNIST project in $STCORE_HOME."""
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--project")
+    args, _ = ap.parse_known_args(sys.argv[1:])
+    path = args.project or os.environ.get("STCORE_PROJECT")
+    return Path(path).expanduser().resolve() if path else default_project_path()
+
+
+@st.cache_resource(show_spinner=False)
+def _open(path: str) -> Project:
+    # One handle per project folder, shared by all sessions; the store's connection is
+    # made with check_same_thread=False for exactly this.
+    return Project(path)
+
+
+def open_project(path: str | Path) -> Project:
+    p = _open(str(Path(path).resolve()))
+    if not (p.path / DB).is_file():  # deleted and maybe re-created behind our back
+        _open.clear()
+        p = _open(str(Path(path).resolve()))
+    return p
+
+
+def project_choice() -> Path:
+    """The folder this session works on: one opened on the Project page (kept in the URL so a
+    refresh keeps it), else the one the server was started with."""
+    chosen = st.session_state.get("project_path") or st.query_params.get("project")
+    if chosen:
+        try:
+            real = Path(chosen).resolve()
+            if real != launch_project():
+                util.resolve_under_roots(str(real), util.allowed_roots() + [stcore_home().resolve()])
+            return real
+        except ValueError as e:
+            st.session_state.pop("project_path", None)
+            show_error(e)
+    return launch_project()
+
+
+def set_project(path: Path) -> None:
+    st.session_state["project_path"] = str(path)
+    for k in [k for k in st.session_state if k.startswith(("rv_", "ev_", "tr_"))]:
+        del st.session_state[k]  # filters and pickers of the old project mean nothing here
+
+
+def keep_project_in_url(path: Path) -> None:
+    if path != launch_project():
+        if st.query_params.get("project") != str(path):
+            st.query_params["project"] = str(path)
+    elif "project" in st.query_params:
+        del st.query_params["project"]
+
+
+def current_project(*, required: bool = True) -> Project | None:
+    """The session's project; with required, a page without one says how to get one and stops."""
+    path = project_choice()
+    try:
+        return open_project(path)
+    except USER_ERRORS as e:
+        if not required:
+            return None
+        if path == default_project_path():
+            st.info("There is no project yet. Create the default Fashion-MNIST project (10 labels per "
+                    "class) or another one on the Project page.")
+        else:
+            show_error(e)
+        st.page_link(PAGES["project"], label="Go to the Project page", icon=":material/folder:")
+        st.stop()
+
+
+# ------------------------------------------------------------------ derived tables
+def runs(project: Project) -> list[dict]:
+    from stcore.jobs import list_runs
+    return list_runs(project)  # also marks runs whose worker died as interrupted
+
+
+def active(run_list: list[dict]) -> list[dict]:
+    return [r for r in run_list if r["state"] in ACTIVE_STATES]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def thumbnails(path: str, project_id: str, split: str, ids: tuple[int, ...], target: int) -> list[bytes]:
+    """PNG bytes of items, upscaled without blur. Images never change in a project, so the
+    cache (keyed by the project's id as well as its path) can never show a stale one."""
+    p = open_project(path)
+    imgs = p.images_for(list(ids), split=split).numpy()
+    return [util.png_bytes(im, target) for im in imgs]
+
+
+def thumbs(project: Project, split: str, ids: list[int], target: int = 140) -> list[bytes]:
+    return thumbnails(str(project.path), project.meta["project_id"], split, tuple(int(i) for i in ids), target)
+
+
+@st.cache_data(show_spinner="Predicting the test set...", max_entries=8)
+def test_predictions(path: str, project_id: str, run_id: str, ended: float | None) -> list[int]:
+    """Predicted class of every test image by a finished run (its EMA weights). A finished
+    run never changes, and its end time is part of the key in case it is re-run."""
+    import torch
+    from stcore.pseudo import predict
+    p = open_project(path)
+    model = p.load_model(run_id)
+    out = [probs.argmax(1) for _, probs in predict(model, p.test_images, batch_size=512)]
+    return torch.cat(out).tolist() if out else []
+
+
+# ------------------------------------------------------------------ access
+def expected_password() -> str | None:
+    if os.environ.get("STCORE_PASSWORD"):
+        return os.environ["STCORE_PASSWORD"]
+    try:
+        value = st.secrets.get("password")
+    except Exception:  # no secrets.toml at all: Streamlit raises its own not-found error
+        value = None
+    return str(value) if value else None
+
+
+def password_gate() -> bool:
+    """True when this session may use the app. Off-machine access (any address but loopback;
+    Streamlit binds all interfaces when none is given) needs the password."""
+    address = st.get_option("server.address") or ""
+    expected = expected_password()
+    if not expected and is_local(address):
+        return True
+    if st.session_state.get("auth_ok"):
+        return True
+    if not expected:
+        st.error(f"This dashboard is served on {address or 'all interfaces'} without a password. Stop it and "
+                 f"set STCORE_PASSWORD (or 'password' in .streamlit/secrets.toml), or serve on 127.0.0.1.")
+        return False
+    st.title("stcore dashboard")
+    with st.form("login"):
+        entered = st.text_input("Password", type="password")
+        ok = st.form_submit_button("Sign in")
+    if ok:
+        if hmac.compare_digest(entered.encode(), expected.encode()):
+            st.session_state["auth_ok"] = True
+            st.rerun()
+        st.error("Wrong password.")
+    return False
+
+
+# ------------------------------------------------------------------ widgets
+def device_picker(key: str, label: str = "Device") -> str:
+    """A selectbox of the devices really there (cpu, each cuda:N with its free memory, mps)."""
+    from stcore.devices import available
+    devs = available()
+    names = [d["name"] for d in devs]
+    labels = {d["name"]: d["label"] for d in devs}
+    default = next((i for i, n in enumerate(names) if n.startswith("cuda")), 0)
+    return st.selectbox(label, names, index=default, format_func=labels.get, key=key)
+
+
+def best_device() -> str:
+    from stcore.devices import resolve
+    return resolve("auto")
+
+
+def start_teacher(project: Project, device: str | None = None) -> str | None:
+    """Start a teacher with default settings (the empty-state button); the run id, or None."""
+    from stcore.config import make_config
+    from stcore.jobs import start_training
+    try:
+        run_id = start_training(project, make_config({"role": "teacher", "device": device or best_device()}))
+    except USER_ERRORS as e:
+        show_error(e)
+        return None
+    st.toast(f"Started {run_id}")
+    return run_id
+
+
+def start_pseudo(project: Project, device: str | None = None) -> str | None:
+    from stcore.jobs import start_pseudo_label
+    try:
+        run_id = start_pseudo_label(project, device=device or best_device())
+    except USER_ERRORS as e:
+        show_error(e)
+        return None
+    st.toast(f"Started {run_id}: pseudo-labeling the pool")
+    return run_id
+
+
+def next_step(project: Project, run_list: list[dict] | None = None, *, where: str = "") -> None:
+    """Say what to do next in the loop, with the button or link that does it."""
+    run_list = runs(project) if run_list is None else run_list
+    counts = project.counts()
+    busy = active(run_list)
+    teacher = project.teacher_run()
+    students = [r for r in run_list if r["role"] == "student" and r["state"] == "finished"]
+    reviewed = counts["accepted"] + counts["corrected"] + counts["rejected"]
+    box = st.container(border=True)
+    box.markdown("**Next step**")
+    if busy:
+        r = busy[0]
+        box.info(f"{r['id']} is {r['state']} ({r['step']}/{r['total']}). Follow it on the Train page.")
+        box.page_link(PAGES["train"], label="Watch it on Train", icon=":material/monitoring:")
+    elif teacher is None:
+        box.info(f"Train a teacher on the {counts['labeled']} labeled images. It takes a minute or two on a CPU.")
+        if box.button("Train a teacher now (default settings)", key=f"ns_teacher{where}", type="primary"):
+            if start_teacher(project):
+                st.switch_page(PAGES["train"])
+    elif counts["pseudo_labeled"] == 0:
+        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pool']} unlabeled images with it.")
+        if box.button("Pseudo-label now", key=f"ns_pseudo{where}", type="primary"):
+            if start_pseudo(project):
+                st.switch_page(PAGES["train"])
+    elif reviewed < 50 and counts["pending"]:
+        box.info(f"{counts['pending']} pseudo-labels wait for review; check at least a few dozen, "
+                 f"least confident first.")
+        box.page_link(PAGES["review"], label="Review pseudo-labels", icon=":material/fact_check:")
+    elif not students or students[-1]["seq"] < teacher["seq"]:
+        box.info(f"{reviewed} items reviewed. Train a student on the labels, your reviews and the "
+                 f"confident pseudo-labels.")
+        box.page_link(PAGES["train"], label="Train a student", icon=":material/school:")
+    else:
+        box.success(f"Student {students[-1]['id']} is trained. Compare it with the teacher, then make it "
+                    f"the next teacher and go round again.")
+        box.page_link(PAGES["evaluate"], label="Evaluate", icon=":material/insights:")

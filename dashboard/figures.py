@@ -1,0 +1,134 @@
+"""Plotly figures for the dashboard: pure functions, plain data in, a go.Figure out.
+
+No streamlit here and no store access, so each figure can be checked in a unit test
+by reading its traces.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+# One colour per role, used on every chart so teacher and student read the same everywhere.
+ROLE_COLORS = {"teacher": "#636EFA", "student": "#EF553B", "pseudo-label": "#00CC96"}
+SERIES_COLORS = {"labeled": "#636EFA", "pseudo-labeled": "#FFA15A", "accepted": "#00CC96"}
+_MARGIN = dict(l=10, r=10, t=40, b=10)
+
+
+def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
+    fig.update_layout(title=title, margin=_MARGIN, legend=dict(orientation="h", y=-0.2), **kw)
+    return fig
+
+
+def class_distribution(classes: list[str], counts: dict[str, dict[int, int]]) -> go.Figure:
+    """Grouped bars per class. counts is Store.class_counts(): {'labeled', 'pseudo', 'reviewed'}
+    each {class index: items}; 'reviewed' (accepted or corrected) is shown as 'accepted'."""
+    fig = go.Figure()
+    for name, key in (("labeled", "labeled"), ("pseudo-labeled", "pseudo"), ("accepted", "reviewed")):
+        fig.add_bar(name=name, x=list(classes), y=[int(counts.get(key, {}).get(i, 0)) for i in range(len(classes))],
+                    marker_color=SERIES_COLORS[name])
+    values = [v for t in fig.data for v in t.y if v]
+    # 10 labels next to 6,000 pseudo-labels would be invisible on a linear axis.
+    log = bool(values) and max(values) > 20 * min(values)
+    fig = _layout(fig, "Items per class", barmode="group", yaxis_title="items (log scale)" if log else "items")
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def metric_lines(series: dict[str, list[dict]], key: str, *, title: str, y_title: str,
+                 y_range: list[float] | None = None) -> go.Figure:
+    """One line per run: series is {run id: metric rows (dicts with 'step' and key)}.
+    Rows without key are skipped, so train and eval rows can be passed together."""
+    fig = go.Figure()
+    for run_id, rows in series.items():
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        role = run_id.rsplit("-", 1)[0]
+        fig.add_scatter(name=run_id, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                        marker=dict(size=5), line=dict(color=ROLE_COLORS.get(role)) if len(series) == 1 else None)
+    fig = _layout(fig, title, xaxis_title="step", yaxis_title=y_title, showlegend=len(series) > 1)
+    if y_range:
+        fig.update_yaxes(range=y_range)
+    return fig
+
+
+def loss_chart(series: dict[str, list[dict]]) -> go.Figure:
+    """Training loss per step of one or more runs (metric rows of kind 'train')."""
+    return metric_lines({k: [r for r in v if r.get("kind", "train") == "train"] for k, v in series.items()},
+                        "loss", title="Training loss", y_title="loss")
+
+
+def accuracy_chart(series: dict[str, list[dict]]) -> go.Figure:
+    """Test accuracy per step of one or more runs (metric rows of kind 'eval')."""
+    return metric_lines({k: [r for r in v if r.get("kind", "eval") == "eval"] for k, v in series.items()},
+                        "accuracy", title="Test accuracy", y_title="accuracy", y_range=[0, 1])
+
+
+def per_class_bars(classes: list[str], results: dict[str, dict]) -> go.Figure:
+    """Per-class accuracy, one bar group per class and one bar per role.
+    results is Project.evaluate(): {role: {'run', 'accuracy', 'per_class': {class: acc}, ...}}."""
+    fig = go.Figure()
+    for role in ("teacher", "student"):
+        if role not in results:
+            continue
+        res = results[role]
+        fig.add_bar(name=f"{role} {res.get('run', '')} ({res['accuracy']:.1%})", x=list(classes),
+                    y=[res["per_class"].get(c, 0.0) for c in classes], marker_color=ROLE_COLORS[role])
+    fig = _layout(fig, "Per-class accuracy on the test set", barmode="group", yaxis_title="accuracy")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def metrics_table(classes: list[str], results: dict[str, dict]) -> list[dict]:
+    """Rows for a table: class, then precision / recall / F1 (and support) per role."""
+    rows = []
+    for c in classes:
+        row: dict = {"class": c}
+        for role in ("teacher", "student"):
+            if role in results:
+                for m in ("precision", "recall", "f1"):
+                    row[f"{role} {m}"] = results[role][m].get(c)
+        support = next((results[r].get("support", {}).get(c) for r in results if results[r].get("support")), None)
+        if support is not None:
+            row["test images"] = support
+        rows.append(row)
+    return rows
+
+
+def confusion_heatmap(classes: list[str], matrix: list[list[int]], *, title: str = "Confusion matrix") -> go.Figure:
+    """Heatmap of counts, rows = true class, columns = predicted class, with each count written
+    in its cell. A transparent marker sits on every cell: Plotly heatmaps do not report
+    clicks to Streamlit's selection events, scatter points do."""
+    k = len(classes)
+    xs = [classes[j] for i in range(k) for j in range(k)]
+    ys = [classes[i] for i in range(k) for j in range(k)]
+    fig = go.Figure()
+    fig.add_heatmap(z=matrix, x=list(classes), y=list(classes), colorscale="Blues", showscale=False,
+                    text=[[str(v) for v in row] for row in matrix], texttemplate="%{text}", hoverinfo="skip")
+    fig.add_scatter(x=xs, y=ys, mode="markers", showlegend=False, name="cells",
+                    customdata=[[i, j] for i in range(k) for j in range(k)],
+                    marker=dict(size=28, symbol="square", color="rgba(0,0,0,0)"),
+                    hovertemplate="true %{y}<br>predicted %{x}<br>click to see these test images<extra></extra>")
+    fig = _layout(fig, title, xaxis_title="predicted class", yaxis_title="true class", height=520,
+                  clickmode="event+select", dragmode=False)
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
+    """Accuracy against confidence bin. calibration is Project.confidence_calibration():
+    {'reviewed': rows, 'hidden': rows}, each row {'lo', 'hi', 'n', 'accuracy' or None}."""
+    names = {"reviewed": "your reviews (accepted = right)", "hidden": "hidden true labels"}
+    fig = go.Figure()
+    for key, rows in calibration.items():
+        pts = [r for r in rows if r["n"] and r["accuracy"] is not None]
+        fig.add_scatter(name=names.get(key, key), x=[(r["lo"] + r["hi"]) / 2 for r in pts],
+                        y=[r["accuracy"] for r in pts], mode="lines+markers",
+                        text=[f"{r['lo']:.1f}-{r['hi']:.1f}: {r['n']} items" for r in pts],
+                        hovertemplate="%{text}<br>accuracy %{y:.1%}<extra></extra>")
+    fig.add_scatter(name="perfect calibration", x=[0, 1], y=[0, 1], mode="lines",
+                    line=dict(dash="dot", color="grey"))
+    fig = _layout(fig, "Pseudo-label accuracy against confidence", xaxis_title="confidence",
+                  yaxis_title="accuracy")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return fig

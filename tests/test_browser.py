@@ -1,0 +1,169 @@
+"""The dashboard in a real browser: `streamlit run` driven by Playwright with Debian's chromium.
+
+Open the app, accept and correct an item on Review, start a short student run on Train,
+watch its chart gain points, reload and find the decisions and the chart still there, and
+save a screenshot of each page (into $STCORE_SCREENSHOTS if set, else the test's tmp dir).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("STCORE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.needs_fmnist,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def server(trained_project, tmp_path):
+    port = free_port()
+    env = {**os.environ, "STCORE_HOME": str(tmp_path / "home"), "STCORE_DATA_ROOTS": str(tmp_path),
+           "STCORE_THREADS": "1"}
+    env.pop("STCORE_PASSWORD", None)
+    log = open(tmp_path / "streamlit.log", "wb")
+    from stcore.launch import command
+    proc = subprocess.Popen(command(trained_project.path, port=port, address="127.0.0.1", headless=True),
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def healthy():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "streamlit.log").read_text()
+            return False
+    try:
+        wait_until(healthy, 60, "streamlit to start")
+        yield f"http://127.0.0.1:{port}", trained_project
+    finally:
+        from stcore.jobs import cancel, list_runs
+        for r in list_runs(trained_project):
+            if r["state"] in ("queued", "running"):
+                cancel(trained_project, r["id"])
+        wait_until(lambda: all(r["state"] not in ("queued", "running") for r in list_runs(trained_project)),
+                   90, "the test's runs to stop")
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+        pg.set_default_timeout(60_000)  # the test machine may be busy
+        yield pg
+        browser.close()
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("STCORE_SCREENSHOTS") or tmp_path / "shots")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def settle(pg) -> None:
+    """Wait until Streamlit has finished the current script run."""
+    pg.wait_for_timeout(500)
+    # The status widget (running man, 'Stop') is shown only while a script run is in progress.
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    pg.wait_for_timeout(300)
+
+
+def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
+    url, project = server
+    shots = shots_dir(tmp_path)
+    pg = page
+
+    pg.goto(url)
+    pg.get_by_role("heading", name="Project").wait_for()
+    settle(pg)
+    pg.screenshot(path=str(shots / "project.png"), full_page=True)
+
+    # ---- review: accept one item, correct another
+    pg.goto(f"{url}/review")
+    first = project.store.page(statuses=["pending"], order="confidence", limit=2)
+    a, c = first[0]["id"], first[1]["id"]
+    pg.locator(f".st-key-rv_acc_{a} button").first.wait_for()
+    settle(pg)
+    pg.locator(f".st-key-rv_acc_{a} button").first.click()
+    wait_until(lambda: project.store.db.execute("SELECT status FROM pool WHERE id=?", (a,)).fetchone()[0]
+               == "accepted", 20, "the accept to reach the store")
+    settle(pg)
+    pg.locator(f".st-key-rv_cor_{c}").first.click()
+    coat = project.classes.index("Coat")
+    pg.get_by_role("option", name="Coat", exact=True).click()
+    wait_until(lambda: tuple(project.store.db.execute("SELECT status, label FROM pool WHERE id=?", (c,)).fetchone())
+               == ("corrected", coat), 20, "the correction to reach the store")
+    settle(pg)
+    pg.get_by_text("Corrected 1 item as Coat").wait_for()
+    pg.screenshot(path=str(shots / "review.png"), full_page=True)
+
+    # ---- train: a short student, started from the page
+    pg.goto(f"{url}/train")
+    pg.get_by_role("tab", name="Student").wait_for()
+    settle(pg)
+    pg.get_by_role("tab", name="Student").click()
+    steps = pg.locator(".st-key-tr_s_steps input")
+    steps.fill("60")
+    pg.locator(".st-key-tr_s_bs input").fill("16")
+    pg.get_by_role("button", name="Start student").click()
+    run = wait_until(lambda: next((r for r in project.store.runs("student")), None), 30, "a student run")
+
+    def loss_points() -> int:
+        text = pg.get_by_text("loss points").first.inner_text(timeout=5_000)
+        return int(text.split()[0])
+    pg.get_by_text("loss points").first.wait_for(timeout=60_000)
+    n0 = loss_points()
+    n1 = wait_until(lambda: loss_points() > n0 and loss_points(), 240, "the live chart to gain points", 1.0)
+    assert pg.locator(".st-key-tr_loss .scatterlayer .point").count() >= n1 > n0
+    pg.screenshot(path=str(shots / "train.png"), full_page=True)
+
+    # ---- reload: decisions and the chart are still there
+    pg.reload()
+    pg.get_by_text("loss points").first.wait_for(timeout=60_000)
+    assert loss_points() >= n1
+    assert pg.get_by_text(run["id"]).first.is_visible()
+    pg.goto(f"{url}/review")
+    settle(pg)
+    pg.get_by_text("Status").first.wait_for()
+    assert pg.locator(f".st-key-rv_acc_{a}").count() == 0  # decided items left the pending view
+    assert pg.locator(f".st-key-rv_acc_{c}").count() == 0
+    assert project.counts()["accepted"] == 1 and project.counts()["corrected"] == 1
+
+    # ---- the other pages
+    for name in ("evaluate", "export"):
+        pg.goto(f"{url}/{name}")
+        pg.get_by_role("heading", name=name.title()).wait_for()
+        settle(pg)
+        assert pg.locator("[data-testid=stException]").count() == 0
+        pg.screenshot(path=str(shots / f"{name}.png"), full_page=True)
