@@ -279,12 +279,21 @@ class Store:
         return [dict(r) for r in self.db.execute("SELECT path, reason FROM skipped ORDER BY path")]
 
     # -- pseudo-labels ------------------------------------------------------
-    def write_predictions(self, rows: Iterable[tuple]) -> None:
-        """rows: (pred, confidence, margin, entropy, probs_bytes, teacher_run, id)."""
+    def write_predictions(self, rows: Iterable[tuple], *, reindex: bool = False) -> None:
+        """rows: (pred, confidence, margin, entropy, probs_bytes, teacher_run, id).
+        reindex: drop the pool's indexes and rebuild them after the update, in the same
+        transaction. When most of the pool changes (a whole pseudo-labeling pass) one sorted
+        rebuild is 5-10x faster than updating six indexes row by row."""
         with self.tx():
+            indexes = self.db.execute("SELECT name, sql FROM sqlite_master WHERE type='index' AND "
+                                      "tbl_name='pool' AND sql IS NOT NULL").fetchall() if reindex else []
+            for name, _ in indexes:
+                self.db.execute(f'DROP INDEX "{name}"')
             self.db.executemany(
                 "UPDATE pool SET pred=?, confidence=?, margin=?, entropy=?, probs=?, teacher_run=? "
                 "WHERE id=?", rows)
+            for _, sql in indexes:
+                self.db.execute(sql)
 
     def pool_rows(self, columns: str = "id, pred, confidence, status, label, probs") -> list[sqlite3.Row]:
         return self.db.execute(f"SELECT {columns} FROM pool ORDER BY id").fetchall()

@@ -213,3 +213,18 @@ def test_one_store_shared_by_threads_keeps_their_transactions_apart(store):
     assert not errors and done.is_set()
     assert store.status_counts()["rejected"] == 0
     assert store.page(statuses=["accepted"])[0]["id"] == 500
+
+
+def test_write_predictions_with_reindex_keeps_indexes_and_values(store):
+    def indexes():
+        return sorted(r[0] for r in store.db.execute(
+            "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='pool' AND sql IS NOT NULL"))
+    before = indexes()
+    assert len(before) >= 6
+    store.write_predictions([(9, 0.99, 0.9, 0.01, None, "teacher-2", i) for i in range(100)], reindex=True)
+    assert indexes() == before
+    rows = store.page(classes=[9], conf_min=0.98, order="confidence-desc", limit=200)
+    assert {r["id"] for r in rows if r["teacher_run"] == "teacher-2"} == set(range(100))
+    plan = " ".join(r[3] for r in store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM pool WHERE status='pending' AND pred=9 ORDER BY confidence LIMIT 10"))
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan

@@ -1,0 +1,231 @@
+"""The dashboard in a real browser: time to the first rendered Review page, time from a click on
+Accept to the updated page, and the server's peak memory (RSS of the streamlit process tree).
+
+Started as a user starts it: `streamlit run dashboard/app.py -- --project PATH`. Driven with
+Playwright and Debian's chromium (Playwright's own browser download is not needed).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "dashboard" / "app.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Streamlit marks its root element with the script's run state; a rerun is over once it leaves these.
+_IDLE_JS = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+            " return !!a && !['running', 'rerunRequested'].includes(a.getAttribute('data-test-script-state'))"
+            " && a.getAttribute('data-test-script-state') !== 'initial'; }")
+# Record whether the app turned busy after this point (a fast rerun may end between two polls).
+_WATCH_JS = ("() => { window.__benchBusy = false; const a = document.querySelector('[data-testid=\"stApp\"]');"
+             " if (window.__benchObs) window.__benchObs.disconnect();"
+             " window.__benchObs = new MutationObserver(() => { if (['running', 'rerunRequested'].includes("
+             "a.getAttribute('data-test-script-state'))) window.__benchBusy = true; });"
+             " window.__benchObs.observe(a, {attributes: true}); }")
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of a process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    total, todo, page = 0, [root], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except OSError:
+            pass
+        todo += children.get(pid, [])
+    return total
+
+
+class PeakRss(threading.Thread):
+    def __init__(self, pid: int, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.peak = pid, every, 0
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.wait(self.every):
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"streamlit did not answer {url} within {timeout:.0f} s")
+
+
+def _decisions(project: Path) -> int:
+    with sqlite3.connect(f"file:{project / 'project.db'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+
+
+def _accept_button(page):
+    """The button that accepts one item: 'Accept next' if the page has it, else a button whose
+    text is 'Accept' (icons aside), else one that mentions accept but is not a bulk action."""
+    buttons = page.locator("button")
+    found: dict[int, object] = {}
+    for i in range(buttons.count()):
+        b = buttons.nth(i)
+        try:
+            if not b.is_visible():
+                continue
+            text = re.sub(r"[^a-z ]", "", b.inner_text().lower()).strip()
+        except Exception:  # a button re-rendered while we looked; try the next one
+            continue
+        if "accept next" in text:  # a stable locator: the nth button may be another one after a rerun
+            return page.locator("button").filter(has_text=re.compile("accept next", re.I)).first
+        if text.endswith("accept"):
+            found.setdefault(1, b)
+        elif "accept" in text and not re.search(r"all|above|page|selected|bulk|cancel", text):
+            found.setdefault(2, b)
+    return found.get(1) or found.get(2)
+
+
+class AppException(RuntimeError):
+    """The page shows a Streamlit exception box."""
+
+
+def _raise_app_exception(page) -> None:
+    box = page.locator('[data-testid="stException"]')
+    if box.count():
+        raise AppException("the page shows an exception: " + " ".join(box.first.inner_text().split())[:300])
+
+
+def _open_review(page, base: str, timeout_s: float):
+    """Go to the Review page (through the navigation, else by URL); returns its Accept button."""
+    deadline = time.monotonic() + timeout_s
+    page.goto(base)
+    page.wait_for_function(_IDLE_JS, timeout=timeout_s * 1000)
+    link = page.get_by_role("link", name=re.compile("review", re.I))
+    if link.count():
+        link.first.click()
+    else:
+        page.goto(base + "/Review")
+    while time.monotonic() < deadline:
+        page.wait_for_function(_IDLE_JS, timeout=max(1, deadline - time.monotonic()) * 1000)
+        _raise_app_exception(page)
+        b = _accept_button(page)
+        if b is not None:
+            return b
+        time.sleep(0.2)
+    raise TimeoutError("no Accept button appeared on the Review page")
+
+
+def bench_dashboard(project: Path, *, clicks: int = 3, timeout_s: float = 180, say=print) -> dict:
+    if not APP.exists():
+        return {"skipped": "dashboard not available: dashboard/app.py does not exist yet"}
+    if not Path(CHROMIUM).exists():
+        return {"skipped": f"dashboard not measured: {CHROMIUM} is missing (apt-get install chromium)"}
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"skipped": "dashboard not measured: playwright is not installed"}
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           "--", "--project", str(project)]
+    log = project.parent / "dashboard-bench.log"
+    out: dict = {"project": str(project)}
+    with sync_playwright() as pw:
+        # Launch the browser first: its start-up is not the dashboard's.
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        with open(log, "wb") as logf:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        rss = PeakRss(proc.pid)
+        rss.start()
+        try:
+            _wait_http(f"{base}/_stcore/health", timeout_s, proc)
+            out["server_ready_s"] = round(time.perf_counter() - t0, 2)
+            button = _open_review(page, base, timeout_s)
+            out["first_review_page_s"] = round(time.perf_counter() - t0, 2)
+            say(f"  dashboard: server up in {out['server_ready_s']} s, Review page in "
+                f"{out['first_review_page_s']} s")
+            times, before = [], _decisions(project)
+            out["accept_click_s"] = times  # filled as we go: kept if a later click fails
+            for _ in range(clicks):
+                page.evaluate(_WATCH_JS)
+                t1 = time.perf_counter()
+                button.click()
+                # The rerun is done once the app has been busy (seen by the observer) and is idle again.
+                page.wait_for_function(f"() => window.__benchBusy && ({_IDLE_JS})()", timeout=timeout_s * 1000)
+                times.append(time.perf_counter() - t1)
+                _raise_app_exception(page)
+                button = None
+                for _ in range(25):  # the page may still be settling right after the rerun
+                    button = _accept_button(page)
+                    if button is not None:
+                        break
+                    time.sleep(0.2)
+                if button is None:
+                    out["note"] = "no Accept button after the last click (nothing left to accept?)"
+                    break
+            out["decisions_written"] = _decisions(project) - before
+        except Exception as e:
+            out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            try:
+                page.screenshot(path=str(project.parent / "dashboard-bench-error.png"))
+            except Exception:
+                pass
+        finally:
+            if out.get("accept_click_s"):
+                t = out["accept_click_s"]
+                out["accept_click_median_s"] = round(sorted(t)[len(t) // 2], 3)
+                out["accept_click_s"] = [round(x, 3) for x in t]
+            out["peak_rss_mb"] = round(rss.stop() / 2 ** 20, 1)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            browser.close()
+    out["log"] = str(log)
+    return out

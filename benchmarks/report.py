@@ -1,0 +1,123 @@
+"""Turn results.json into the console table and the README's markdown table."""
+from __future__ import annotations
+
+ACCURACY_ROWS = {  # key -> (label, issue 6's target)
+    "teacher": ("Teacher alone (10 labels per class)", ""),
+    "student_no_review": ("Student, no review", ">= 82%, <= 10 min"),
+    "student_review_default": ("Student after reviewing {n} items (default order)", ">= 86%, beats random order"),
+    "student_review_random": ("Student after reviewing {n} items (random order)", ""),
+    "supervised_ceiling": ("Fully supervised, all 60,000 labels (ceiling)", ""),
+}
+
+
+def _fmt(v, unit: str = "", digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}f}{unit}"
+
+
+def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
+    """(measure, result, target, verdict) for each headline number present in results r."""
+    rows = []
+
+    def add(name, value, target, ok, unit="", digits=2, cpu=None):
+        """cpu: the same measure in CPU time, shown beside a wall time taken on a busy machine."""
+        verdict = "" if value is None or ok is None else ("ok" if ok(value) else "MISSED")
+        text = _fmt(value, unit, digits) + (f" ({_fmt(cpu, unit, digits)} CPU)" if cpu is not None else "")
+        rows.append((name, text, target, verdict))
+
+    if "train_ratio" in r:
+        add("Training throughput, stcore / bare PyTorch", r["train_ratio"], ">= 0.9", lambda v: v >= 0.9)
+        t = r.get("details", {}).get("train", {})
+        if "reporting_cost" in t:
+            add("Training: cost of metric rows + heartbeats", 100 * t["reporting_cost"], "small", None, " %", 1)
+    if "pseudo_label_ratio" in r:
+        add("Pseudo-labeling throughput, stcore / bare PyTorch", r["pseudo_label_ratio"], ">= 0.9",
+            lambda v: v >= 0.9)
+    for size, label in (("60k", "60,000"), ("1m", "1,000,000")):
+        if f"page_p95_ms_{size}" in r:
+            target = "< 50 ms" if size == "60k" else "< 1000 ms"
+            limit = 50 if size == "60k" else 1000
+            add(f"Review page p95, {label} items", r[f"page_p95_ms_{size}"], target, lambda v: v < limit, " ms", 1,
+                r.get(f"page_p95_cpu_ms_{size}"))
+    if "bulk_accept_10k_s" in r:
+        add("Bulk accept of 10,000 items >= a threshold (60,000-item store)", r["bulk_accept_10k_s"], "< 0.5 s",
+            lambda v: v < 0.5, " s", 3, r.get("bulk_accept_10k_cpu_s"))
+    if "bulk_accept_10k_s_1m" in r:
+        add("Bulk accept of 10,000 items >= a threshold (1,000,000-item store)", r["bulk_accept_10k_s_1m"],
+            "< 1 s", lambda v: v < 1, " s", 3, r.get("bulk_accept_10k_cpu_s_1m"))
+    for sfx, label in (("", "60,000"), ("_1m", "1,000,000")):
+        if f"bulk_accept_10k_random_ids_s{sfx}" in r:
+            add(f"  worst case: 10,000 random ids ({label}-item store)", r[f"bulk_accept_10k_random_ids_s{sfx}"],
+                "", None, " s", 3)
+    for size, label in (("60k", "60,000"), ("1m", "1,000,000")):
+        if f"overview_ms_{size}" in r:
+            add(f"Overview counts, {label} items", r[f"overview_ms_{size}"], "< 1000 ms", lambda v: v < 1000,
+                " ms", 1)
+    d = r.get("dashboard")
+    if d:
+        if "skipped" in d:
+            rows.append(("Dashboard", d["skipped"], "", ""))
+        else:
+            add("Dashboard: `streamlit run` to first Review page", d.get("first_review_page_s"), "", None, " s", 1)
+            add("Dashboard: click Accept to updated page", d.get("accept_click_median_s"), "", None, " s", 2)
+            add("Dashboard: server peak memory (RSS)", d.get("peak_rss_mb"), "", None, " MB", 0)
+            if d.get("error"):
+                rows.append(("Dashboard error", d["error"], "", ""))
+    return rows
+
+
+def accuracy_rows(r: dict) -> list[tuple[str, str, str, str]]:
+    """(setting, accuracy mean ± std, mean wall time, target) per accuracy setting present."""
+    acc = r.get("accuracy") or {}
+    n = (acc.get("details") or {}).get("review_n", 200)
+    rows = []
+    for key, (label, target) in ACCURACY_ROWS.items():
+        a = acc.get(key)
+        if not a:
+            continue
+        spread = f" ± {100 * a['std']:.1f}" if len(a["per_seed"]) > 1 else ""
+        rows.append((label.format(n=n), f"{100 * a['mean']:.1f}%{spread}", f"{a['wall_s']:.0f} s", target))
+    return rows
+
+
+def machine_line(r: dict) -> str:
+    m = r.get("machine", {})
+    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, "
+            f"device {m.get('device', '?')}; {r.get('date', '?')}" + (" (--quick)" if r.get("quick") else ""))
+
+
+def markdown(r: dict) -> str:
+    """The README's results section, from results r."""
+    out = [f"Measured on {machine_line(r)}. Reproduce with `python -m benchmarks.run` "
+           f"(`python -m benchmarks.run --table` prints this table).", ""]
+    rows = speed_rows(r)
+    if rows:
+        out += ["| Measure | Result | Target | Met |", "| --- | --- | --- | --- |"]
+        out += [f"| {m} | {v} | {t} | {ok} |" for m, v, t, ok in rows]
+        out += ["", "Wall times were taken on the machine as it was; where a CPU time is given beside one, "
+                "it is what the same work costs on an idle core.", ""]
+    rows = accuracy_rows(r)
+    if rows:
+        seeds = (r.get("accuracy", {}).get("details") or {}).get("seeds", [])
+        out += [f"Fashion-MNIST test accuracy, mean ± std over seeds {', '.join(map(str, seeds))}; wall time "
+                f"per run (teacher + pseudo-labels + review + student):", "",
+                "| Setting | Test accuracy | Wall time | Target |", "| --- | --- | --- | --- |"]
+        out += [f"| {a} | {b} | {c} | {t} |" for a, b, c, t in rows]
+        note = (r.get("accuracy", {}).get("supervised_ceiling") or {}).get("note")
+        if note:
+            out += ["", f"Ceiling: {note}."]
+    return "\n".join(out)
+
+
+def console(r: dict) -> str:
+    lines = [f"machine: {machine_line(r)}"]
+    rows = speed_rows(r)
+    if rows:
+        w = max(len(m) for m, *_ in rows)
+        lines += [f"{m:<{w}}  {v:>12}  {t:<10} {ok}" for m, v, t, ok in rows]
+    acc = accuracy_rows(r)
+    if acc:
+        w = max(len(a) for a, *_ in acc)
+        lines += ["", "accuracy:"] + [f"{a:<{w}}  {b:>14}  {c:>7}  {t}" for a, b, c, t in acc]
+    return "\n".join(lines)

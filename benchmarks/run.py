@@ -1,0 +1,193 @@
+"""`python -m benchmarks.run [--quick] [--only NAMES] [--out PATH] [--table]`
+
+Runs the benchmarks, prints a table and writes results.json (see issue 5):
+  train      training throughput, stcore's loop / a bare PyTorch loop, and the cost of reporting
+  pseudo     pseudo-labeling throughput over the pool, stcore / bare batched inference
+  review     review-query latency at 60,000 and 1,000,000 items; bulk accept; overview counts
+  dashboard  streamlit start to first Review page, Accept click to updated page, peak memory
+  accuracy   teacher, student without and with 200 simulated reviews, and the supervised ceiling
+--quick shrinks every part to a few seconds (CI's smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import report
+from .common import machine, now_iso
+
+PARTS = ("train", "pseudo", "review", "dashboard", "accuracy")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+
+
+def settings(quick: bool) -> dict:
+    """Every size and repeat count in one place. The full setting is issue 5's."""
+    if quick:
+        return {"limit": 600, "teacher_steps": 3,
+                "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
+                "pseudo": {"repeats": 2},
+                "review": {"sizes": {"60k": 5_000, "1m": 20_000}, "repeats": 20, "bulk": 10_000, "bulk_repeats": 1},
+                "accuracy": {"seeds": [0], "limit": 600, "budget": ["--steps", "3", "--batch-size", "16"],
+                             "review_n": 20, "ceiling": (["--labeled", "599"], ["--steps", "3", "--batch-size", "16"])}}
+    return {"limit": None, "teacher_steps": 20,
+            "train": {"steps": 60, "repeats": 3, "overrides": {}},
+            "pseudo": {"repeats": 3},
+            "review": {"sizes": {"60k": 60_000, "1m": 1_000_000}, "repeats": 200, "bulk": 10_000,
+                       "bulk_repeats": 5},
+            # CLI defaults for everything the user would not type; the ceiling gets a stated budget.
+            "accuracy": {"seeds": [0, 1, 2], "limit": None, "budget": [], "review_n": 200,
+                         "ceiling": (["--labels-per-class", "6000"], ["--epochs", "10"])}}
+
+
+def headline(part: str, res: dict) -> dict:
+    """The top-level keys issue 5 names, from one part's details."""
+    match part:
+        case "train":
+            return {"train_ratio": res["ratio_vs_bare"]["median"]}
+        case "pseudo":
+            return {"pseudo_label_ratio": res["ratio_vs_bare"]["median"]}
+        case "review":
+            out = {}
+            for size, r in res.items():
+                page, bulk, sfx = r["queries"]["page_filtered"], r["bulk"], "" if size == "60k" else f"_{size}"
+                out[f"page_p95_ms_{size}"] = page["p95"]
+                out[f"page_p95_cpu_ms_{size}"] = page.get("cpu_p95")
+                out[f"overview_ms_{size}"] = r["queries"]["overview_counts"]["median"]
+                # The review page's bulk action: accept every pending item >= a threshold (10,000 here).
+                out["bulk_accept_10k_s" + sfx] = bulk["accept_above_s"]["median"]
+                out["bulk_accept_10k_cpu_s" + sfx] = bulk["accept_above_cpu_s"]["median"]
+                # The worst case: 10,000 ids scattered at random over the pool, accepted in one call.
+                out["bulk_accept_10k_random_ids_s" + sfx] = bulk["accept_s"]["median"]
+            return out
+        case "dashboard":
+            return {"dashboard": res}
+        case "accuracy":
+            return {"accuracy": res}
+    return {}
+
+
+def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = None, say=print,
+        save=lambda results: None) -> dict:
+    """Run parts in order; save(results) after each, so a long run interrupted late keeps
+    what it measured. pairs overrides the repeats of the alternated comparisons."""
+    from .speed import bench_pseudo, bench_train, make_project
+    s = settings(quick)
+    if pairs:
+        s["train"]["repeats"] = s["pseudo"]["repeats"] = pairs
+    results: dict = {"date": now_iso(), "quick": quick, "machine": machine("cpu"), "details": {}, "seconds": {}}
+    shared: dict = {}
+
+    def project():
+        if "p" not in shared:
+            say("setting up the shared Fashion-MNIST project")
+            shared["p"], shared["teacher"] = make_project(workdir / "fmnist", limit=s["limit"],
+                                                          teacher_steps=s["teacher_steps"], say=say)
+        return shared["p"], shared["teacher"]
+
+    for part in parts:
+        say(f"[{part}]")
+        t0 = time.perf_counter()
+        try:
+            match part:
+                case "train":
+                    res = bench_train(project()[0], say=say, **s["train"])
+                case "pseudo":
+                    res = bench_pseudo(*project(), say=say, **s["pseudo"])
+                case "review":
+                    from .review import bench_review
+                    res = bench_review(workdir, say=say, **s["review"])
+                case "dashboard":
+                    from .dashboard import bench_dashboard
+                    res = bench_dashboard(project()[0].path, say=say)
+                    if "skipped" in res:
+                        say(f"  {res['skipped']}")
+                case "accuracy":
+                    from .accuracy import bench_accuracy
+                    a = s["accuracy"]
+                    res = bench_accuracy(workdir, seeds=a["seeds"], limit=a["limit"], budget=a["budget"],
+                                         review_n=a["review_n"], ceiling_args=a["ceiling"], say=say)
+        except Exception as e:  # one broken part must not lose the others' numbers
+            import traceback
+            traceback.print_exc()
+            res = {"error": f"{type(e).__name__}: {e}"}
+            say(f"  {part} failed: {res['error']}")
+        results["seconds"][part] = round(time.perf_counter() - t0, 1)
+        results["details"][part] = res
+        if "error" not in res or part == "dashboard":
+            results.update(headline(part, res))
+        save(results)
+    return results
+
+
+def merge(old: dict, new: dict) -> dict:
+    """Results of a partial run (--only) laid over an earlier results file of the same kind."""
+    if old.get("quick") != new.get("quick"):
+        return new
+    out = {**old, **{k: v for k, v in new.items() if k not in ("details", "seconds")}}
+    out["details"] = {**old.get("details", {}), **new["details"]}
+    out["seconds"] = {**old.get("seconds", {}), **new["seconds"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run of every part")
+    ap.add_argument("--only", help=f"comma-separated parts to run: {','.join(PARTS)} (default: all)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT})")
+    ap.add_argument("--table", action="store_true", help="print the README's markdown table from --out and exit")
+    ap.add_argument("--pairs", type=int, help="repeats of each alternated speed comparison (default 3; quick 2)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice, usually the core count)")
+    ap.add_argument("--workdir", type=Path, help="where to build projects (default: a temporary folder, removed)")
+    a = ap.parse_args(argv)
+
+    if a.table:
+        if not a.out.exists():
+            print(f"error: {a.out} does not exist; run `python -m benchmarks.run` first", file=sys.stderr)
+            return 2
+        print(report.markdown(json.loads(a.out.read_text())))
+        return 0
+    parts = [p.strip() for p in a.only.split(",")] if a.only else list(PARTS)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        print(f"error: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}",
+              file=sys.stderr)
+        return 2
+
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    earlier = json.loads(a.out.read_text()) if a.only and a.out.exists() else None
+
+    def save(results: dict) -> None:
+        out = merge(earlier, results) if earlier else results
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = a.out.with_name(a.out.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out, indent=1))
+        os.replace(tmp, a.out)  # never a half-written results file
+
+    workdir = a.workdir or Path(tempfile.mkdtemp(prefix="stcore-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results = run(parts, quick=a.quick, workdir=workdir, pairs=a.pairs, say=lambda m: print(m, flush=True),
+                      save=save)
+    finally:
+        if a.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if earlier:
+        results = merge(earlier, results)
+    print()
+    print(report.console(results))
+    print(f"\nwrote {a.out}")
+    failed = [p for p in parts if "error" in results["details"].get(p, {})]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
