@@ -82,13 +82,16 @@ def _foreground(project, start) -> dict:
     def show():
         from .project import Project
         p = Project(project.path)
+        tty, last_step = sys.stderr.isatty(), None
         while not done.wait(0.5):
             run_id = box.get("id") or _latest_active(p)
             if run_id:
                 run = p.store.run(run_id)
+                if not tty and run["step"] == last_step:
+                    continue  # a log file gets one line per step reported, not one per tick
+                last_step = run["step"]
                 line = progress_line(run, p.store.metrics(run_id, after_step=max(0, run["step"] - 200)))
-                sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "") + line +
-                                 ("" if sys.stderr.isatty() else "\n"))
+                sys.stderr.write(("\r\033[K" + line) if tty else line + "\n")
                 sys.stderr.flush()
     t = threading.Thread(target=show, daemon=True)
     t.start()

@@ -6,8 +6,14 @@ import typing
 from dataclasses import dataclass
 
 ROLES = ("teacher", "student")
-METHODS = {"teacher": ("supervised",), "student": ("fixmatch", "pseudo", "soft")}
+# The first method of each role is its default. Students: freematch, fixmatch and meanteacher
+# label the weak view of each unlabeled batch as they train (online); pseudo and soft learn
+# the teacher's stored pseudo-labels (offline).
+METHODS = {"teacher": ("supervised",),
+           "student": ("freematch", "fixmatch", "meanteacher", "pseudo", "soft")}
 INITS = ("teacher", "scratch")
+TARGET_MODELS = ("ema", "student")
+AUGMENTS = ("weak", "strong")
 
 
 @dataclass(frozen=True)
@@ -20,8 +26,14 @@ class TrainConfig:
     lr: float = 0.03              # peak learning rate (SGD, Nesterov momentum), cosine decay
     batch_size: int = 64          # labeled images per step
     unlabeled_ratio: int = 3      # unlabeled images per step = ratio * batch_size (FixMatch's mu)
-    threshold: float = 0.9        # confidence needed to use a pseudo-label
-    temperature: float = 1.0      # soft method: teacher probabilities are sharpened by 1/T
+    threshold: float = 0.9        # confidence needed to use a pseudo-label (freematch adapts its own)
+    temperature: float = 0.0      # targets are probabilities sharpened by 1/T; 0 -> the method's
+                                  # default: hard (argmax) targets, soft: 1 (the teacher's probabilities)
+    distribution_alignment: bool = True  # rescale pseudo-label probabilities toward the labeled class mix
+    target_model: str = "ema"     # online methods: the EMA (Mean Teacher) or the student labels weak views
+    balanced: bool = False        # sample the pool class-balanced by its pseudo-labels (Noisy Student)
+    rounds: int = 1               # student: the student re-labels the pool and restarts the lr this many times
+    label_aug: str = "weak"       # augmentation of labeled images: weak (shift, flip) or strong
     unlabeled_weight: float = 1.0 # weight of the unlabeled loss against the labeled loss
     corrected_weight: float = 2.0 # a human correction is a hard example: it weighs this many labels
     use_unreviewed: bool = True   # student: also learn from unreviewed pseudo-labels
@@ -42,6 +54,12 @@ class TrainConfig:
     @property
     def resolved_method(self) -> str:
         return self.method or METHODS[self.role][0]
+
+    @property
+    def resolved_temperature(self) -> float:
+        if self.temperature:
+            return self.temperature
+        return 1.0 if self.resolved_method == "soft" else 0.0
 
 
 class ConfigError(ValueError):
@@ -69,8 +87,14 @@ def validate(c: TrainConfig) -> list[str]:
         p.append(f"unlabeled ratio must be positive, not {c.unlabeled_ratio}")
     if not 0 <= c.threshold <= 1:
         p.append(f"threshold must be within [0, 1], not {c.threshold}")
-    if c.temperature <= 0:
-        p.append(f"temperature must be positive, not {c.temperature}")
+    if c.temperature < 0:
+        p.append(f"temperature must be positive (or 0 for the method's default), not {c.temperature}")
+    if c.target_model not in TARGET_MODELS:
+        p.append(f"target model must be one of {', '.join(TARGET_MODELS)}, not {c.target_model!r}")
+    if c.label_aug not in AUGMENTS:
+        p.append(f"label augmentation must be one of {', '.join(AUGMENTS)}, not {c.label_aug!r}")
+    if c.rounds < 1:
+        p.append(f"rounds must be at least 1, not {c.rounds}")
     if not 0 <= c.ema_decay < 1:
         p.append(f"ema decay must be within [0, 1), not {c.ema_decay}")
     if c.init not in INITS:

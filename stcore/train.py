@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import augment
 from .config import TrainConfig, to_dict
 from .metrics import confusion, summarize
-from .pseudo import normalize
+from .pseudo import normalize, predict
 
 DEFAULT_STEPS = {"teacher": 400, "student": 600}
 EVAL_SUBSET = 2000  # test images used by evaluations before the last one
@@ -47,18 +47,30 @@ class TrainData:
     y_test: torch.Tensor
     classes: list[str]
     flip: bool = True
+    class_prior: torch.Tensor | None = None  # (K,) label counts of the original labeled set
 
 
 # ------------------------------------------------------------------ method pieces
-def pseudo_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hard targets from logits (N, K): argmax, and a float mask of rows whose max prob >= threshold."""
-    probs = torch.softmax(logits.detach().float(), 1)
-    conf, targets = probs.max(1)
-    return targets, (conf >= threshold).float()
+# Online methods label the weak view of each unlabeled batch as they train; offline methods
+# learn the stored pseudo-labels of a teacher (re-labeled by the student every round).
+ONLINE = ("freematch", "fixmatch", "meanteacher")
+OFFLINE = ("pseudo", "soft")
+STATS_MOMENTUM = 0.99  # class statistics average over ~100 unlabeled batches (FreeMatch uses 0.999 over 1M steps)
+
+
+def pseudo_targets(probs: torch.Tensor, threshold: float | torch.Tensor,
+                   temperature: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets (N, K) from probabilities (N, K): sharpened by 1/temperature (0: one-hot argmax),
+    and a float mask (N,) of rows whose max prob >= threshold (a float, or one per row)."""
+    probs = probs.detach().float()
+    return sharpen(probs, temperature), (probs.max(1).values >= threshold).float()
 
 
 def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Raise probabilities (N, K) to 1/T and renormalize; T < 1 sharpens, T = 1 keeps them."""
+    """Raise probabilities (N, K) to 1/T and renormalize; T < 1 sharpens, T = 1 keeps them,
+    T = 0 gives one-hot rows (the argmax)."""
+    if temperature == 0:
+        return F.one_hot(probs.argmax(1), probs.shape[1]).to(probs.dtype)
     if temperature == 1.0:
         return probs
     p = probs.clamp_min(1e-12) ** (1.0 / temperature)
@@ -70,6 +82,60 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits, 1)).sum(1)
 
 
+def align_distribution(probs: torch.Tensor, p_model: torch.Tensor, p_target: torch.Tensor) -> torch.Tensor:
+    """Distribution alignment (ReMixMatch): scale probs (N, K) by p_target / p_model (K,) and
+    renormalize, so that classes the model over-predicts lose mass and rare ones gain it."""
+    p = probs * (p_target / p_model.clamp_min(1e-6))
+    return p / p.sum(1, keepdim=True)
+
+
+def update_class_stats(stats: dict, probs: torch.Tensor, momentum: float = STATS_MOMENTUM) -> dict:
+    """Running means over unlabeled batches: p_model (K,), the mean predicted distribution, and
+    tau (), the mean confidence. Both start at 1/K (FreeMatch)."""
+    return {"p_model": momentum * stats["p_model"] + (1 - momentum) * probs.mean(0),
+            "tau": momentum * stats["tau"] + (1 - momentum) * probs.max(1).values.mean()}
+
+
+def initial_class_stats(k: int) -> dict:
+    return {"p_model": torch.full((k,), 1.0 / k), "tau": torch.tensor(1.0 / k)}
+
+
+def adaptive_thresholds(stats: dict) -> torch.Tensor:
+    """FreeMatch's self-adaptive per-class thresholds (K,): the global mean confidence tau,
+    scaled down for classes the model predicts less often (p_model / max p_model). Early on,
+    and for hard classes, the threshold is low, so more of the pool is learned from."""
+    return stats["tau"] * stats["p_model"] / stats["p_model"].max()
+
+
+def balanced_selection(probs: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Noisy Student's class balancing: for each predicted class, the indices of its per_class
+    most confident rows of probs (N, K); a class with fewer rows has them repeated to fill."""
+    conf, pred = probs.max(1)
+    picked = []
+    for c in range(probs.shape[1]):
+        idx = (pred == c).nonzero().squeeze(1)
+        if len(idx) == 0:
+            continue
+        idx = idx[conf[idx].argsort(descending=True)[:per_class]]
+        picked.append(idx.repeat(-(-per_class // len(idx)))[:per_class])
+    return torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long)
+
+
+def select_unlabeled(probs: torch.Tensor | None, n: int, method: str, threshold: float,
+                     balanced: bool) -> torch.Tensor:
+    """Indices into the pool (n items) that a student samples from. Offline methods keep the
+    items whose stored pseudo-label is at least threshold confident; balanced keeps the same
+    number of items per predicted class, most confident first."""
+    if probs is None:
+        return torch.arange(n)
+    keep = torch.arange(n)
+    if method in OFFLINE:
+        keep = (probs.max(1).values >= threshold).nonzero().squeeze(1)
+    if balanced and len(keep):
+        keep = keep[balanced_selection(probs[keep], max(1, len(keep) // probs.shape[1]))]
+    return keep
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, m in zip(ema.parameters(), model.parameters()):
@@ -78,28 +144,37 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(m)
 
 
-def unlabeled_loss(method: str, model: torch.nn.Module, logits_strong: torch.Tensor, xu_weak: torch.Tensor,
-                   pu: torch.Tensor | None, cfg: TrainConfig) -> tuple[torch.Tensor, float]:
-    """The student's loss on an unlabeled batch, and the fraction of the batch it used."""
+def unlabeled_loss(method: str, logits_strong: torch.Tensor, probs: torch.Tensor, stats: dict,
+                   p_target: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, float, dict]:
+    """The student's loss on an unlabeled batch (strong-view logits against targets made from
+    probs, the weak view's or the teacher's probabilities), the fraction of the batch it used,
+    and the updated class statistics."""
+    stats = update_class_stats(stats, probs)
+    if cfg.distribution_alignment:
+        probs = align_distribution(probs, stats["p_model"], p_target)
     match method:
-        case "fixmatch":
-            # Pseudo-label from the weak view, learn it on the strong view (FixMatch).
-            with torch.no_grad():
-                targets, mask = pseudo_targets(model(xu_weak), cfg.threshold)
-            return (F.cross_entropy(logits_strong, targets, reduction="none") * mask).mean(), mask.mean().item()
-        case "pseudo":
-            return F.cross_entropy(logits_strong, pu.argmax(1)).mean(), 1.0
-        case "soft":
-            return soft_cross_entropy(logits_strong, sharpen(pu, cfg.temperature)).mean(), 1.0
-    raise ValueError(f"unknown student method {method!r}")
+        case "freematch":
+            threshold = adaptive_thresholds(stats)[probs.argmax(1)]
+        case "fixmatch" | "pseudo" | "soft":
+            threshold = cfg.threshold
+        case "meanteacher":  # consistency with the EMA teacher on every item, no confidence mask
+            threshold = 0.0
+        case _:
+            raise ValueError(f"unknown student method {method!r}")
+    targets, mask = pseudo_targets(probs, threshold, cfg.resolved_temperature)
+    return (soft_cross_entropy(logits_strong, targets) * mask).mean(), mask.mean().item(), stats
 
 
-def cosine_lr(total: int, warmup: int) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay to 5% of the peak (a factor for LambdaLR)."""
+def cosine_lr(total: int, warmup: int, cycles: int = 1) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to 5% of the peak (a factor for LambdaLR). With
+    cycles > 1 the decay restarts at each round, so that each round ends at a low rate."""
+    length = math.ceil(total / cycles)
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
+        start = warmup if step < length else 0
+        t = (step % length - start) / max(1, length - start)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return f
 
@@ -153,10 +228,19 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict:
 
 
 # ------------------------------------------------------------------ the loop
+@torch.no_grad()
+def label_pool(model: torch.nn.Module, x: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """The model's probabilities (N, K) for uint8 images x, in eval mode (a new round's pseudo-labels)."""
+    was_training = model.training
+    probs = torch.cat([p for _, p in predict(model, x, device=device)]) if len(x) else None
+    model.train(was_training)
+    return probs.to(x.device) if probs is not None else None
+
+
 def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: str = "cpu",
         callback: Callback | None = None, checkpoint_dir: Path | None = None,
         resume: dict | None = None, extra: dict | None = None) -> dict:
-    """Train model in place on data. Returns {'stopped': bool, 'step': int, 'eval': dict | None}.
+    """Train model in place on data. Returns {'stopped': bool, 'step': int, 'eval': dict | None, 'ema': model}.
 
     The EMA model is what gets evaluated and exported. extra is stored in each checkpoint
     (the project id, classes and input shape, so that a checkpoint can be checked before use).
@@ -165,8 +249,13 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     callback = callback or (lambda *a: False)
     total = total_steps(cfg, data)
     student = cfg.role == "student" and len(data.x_unl) > 0
+    online = method in ONLINE
+    k = len(data.classes)
+    if student and data.p_unl is None and (not online or cfg.balanced):
+        raise ValueError(f"the {method} student{' with --balanced' if cfg.balanced else ''} needs the "
+                         f"teacher's pseudo-labels; run pseudo-label first")
     model.to(device).train()
-    ema = copy.deepcopy(model)
+    ema = copy.deepcopy(model).eval()  # the EMA labels weak views in eval mode (Mean Teacher)
     for p in ema.parameters():
         p.requires_grad_(False)
     # No weight decay on BatchNorm and biases, as is usual for small-data training.
@@ -174,10 +263,12 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, warmup=max(1, total // 20)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, max(1, total // 20), cfg.rounds))
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     step, best = 0, -1.0
+    stats = initial_class_stats(k)
+    p_unl = data.p_unl
     if resume:
         model.load_state_dict(resume["model"])
         ema.load_state_dict(resume["ema"])
@@ -186,17 +277,34 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         step, best = resume["step"], resume.get("best", -1.0)
         g.set_state(resume["rng"]["sampler"])
         torch.set_rng_state(resume["rng"]["torch"])
+        stats = resume.get("class_stats", stats)
+        if resume.get("p_unl") is not None:
+            p_unl = resume["p_unl"].float()
 
     if device != "cpu":  # small uint8 datasets fit on the device; saves a copy per step
         data = TrainData(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
                             for k, v in vars(data).items()})
+        p_unl = p_unl.to(device) if p_unl is not None else None
+        stats = {n: t.to(device) for n, t in stats.items()}
+    # Distribution alignment pulls the pool's predictions toward the labeled class frequencies.
+    prior = data.class_prior if data.class_prior is not None else torch.bincount(data.y_lab, minlength=k)
+    p_target = (prior.float() + 1) / (prior.float() + 1).sum()
+    active = select_unlabeled(p_unl, len(data.x_unl), method, cfg.threshold, cfg.balanced).to(device) \
+        if student else None
+    if student and len(active) == 0:
+        raise ValueError(f"no unreviewed pseudo-labels with confidence >= {cfg.threshold}; lower --threshold")
+    round_len = math.ceil(total / cfg.rounds)
     eval_every = cfg.eval_every or max(1, total // 10)
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio
+    labeler = ema if cfg.target_model == "ema" else model
 
     def state(step: int) -> dict:
         return {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "step": step, "best": best, "config": to_dict(cfg),
-                "rng": {"sampler": g.get_state(), "torch": torch.get_rng_state()}, **(extra or {})}
+                "rng": {"sampler": g.get_state(), "torch": torch.get_rng_state()}, "class_stats": stats,
+                # a later round's pseudo-labels are the student's own: keep them to resume
+                "p_unl": p_unl.half().cpu() if p_unl is not None and cfg.rounds > 1 else None,
+                **(extra or {})}
 
     def checkpoint(step: int, is_best: bool) -> None:
         if checkpoint_dir is None:
@@ -210,21 +318,31 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     def pick(n: int, size: int) -> torch.Tensor:
         return torch.randint(n, (size,), generator=g).to(device)
 
+    aug_lab = augment.strong if cfg.label_aug == "strong" else augment.weak
     last_eval, stopped = None, False
     t0, seen, acc_loss, acc_lu, acc_mask, n_acc = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0
     while step < total and not stopped:
+        if student and step and step % round_len == 0:
+            # Noisy Student: the student so far becomes the teacher of the next round.
+            relabeled = label_pool(ema, data.x_unl, device)
+            picked = select_unlabeled(relabeled, len(data.x_unl), method, cfg.threshold, cfg.balanced)
+            if len(picked):  # else nothing is confident enough yet: keep the last round's labels
+                p_unl, active = relabeled, picked.to(device)
         i = pick(len(data.x_lab), B)
-        xl = augment.weak(normalize(data.x_lab[i]), flip=data.flip, g=g)
+        xl = aug_lab(normalize(data.x_lab[i]), flip=data.flip, g=g)
         yl, wl = data.y_lab[i], data.w_lab[i]
         if student:
-            j = pick(len(data.x_unl), U)
+            j = active[pick(len(active), U)]
             xu = normalize(data.x_unl[j])
             xu_s = augment.strong(xu, flip=data.flip, g=g)
-            xu_w = augment.weak(xu, flip=data.flip, g=g) if method == "fixmatch" else None
             logits = model(torch.cat([xl, xu_s]))
             lab_loss = (F.cross_entropy(logits[:B], yl, reduction="none") * wl).sum() / wl.sum()
-            pu = data.p_unl[j].float() if data.p_unl is not None else None
-            lu, used = unlabeled_loss(method, model, logits[B:], xu_w, pu, cfg)
+            if online:  # pseudo-label the weak view of the same images (FixMatch)
+                with torch.no_grad():
+                    pu = torch.softmax(labeler(augment.weak(xu, flip=data.flip, g=g)).float(), 1)
+            else:
+                pu = p_unl[j].float()
+            lu, used, stats = unlabeled_loss(method, logits[B:], pu, stats, p_target, cfg)
             loss = lab_loss + cfg.unlabeled_weight * lu
         else:
             logits = model(xl)
@@ -242,7 +360,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
         seen += B + (U if student else 0)
         acc_loss += loss.item()
-        acc_lu += float(lu)
+        acc_lu += lu.item()
         acc_mask += used
         n_acc += 1
         stop = False

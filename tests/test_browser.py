@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from stcore.store import DEFAULT_ORDER
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("STCORE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -111,7 +113,7 @@ def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
 
     # ---- review: accept one item, correct another
     pg.goto(f"{url}/review")
-    first = project.store.page(statuses=["pending"], order="confidence", limit=2)
+    first = project.store.page(statuses=["pending"], order=DEFAULT_ORDER, limit=2)  # the page's default
     a, c = first[0]["id"], first[1]["id"]
     pg.locator(f".st-key-rv_acc_{a} button").first.wait_for()
     settle(pg)

@@ -11,9 +11,10 @@ import streamlit as st
 
 from dashboard import common, util
 from stcore.project import default_reviewer
-from stcore.store import STATUSES
+from stcore.store import DEFAULT_ORDER, STATUSES
 
-ORDER_LABELS = {"confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
+ORDER_LABELS = {DEFAULT_ORDER: "most useful first (smallest margin, class by class)",
+                "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
 COLUMNS = 6
@@ -31,7 +32,7 @@ if counts["pseudo_labeled"] == 0:
 
 # UI state only: filters and the page number. Defaults are set once, so that the widgets below
 # never get both a default and a session value.
-for k, v in {"rv_classes": [], "rv_conf": (0.0, 1.0), "rv_status": ["pending"], "rv_order": "confidence",
+for k, v in {"rv_classes": [], "rv_conf": (0.0, 1.0), "rv_status": ["pending"], "rv_order": DEFAULT_ORDER,
              "rv_size": 24, "rv_page": 1, "rv_thr": 0.95}.items():
     st.session_state.setdefault(k, v)
 

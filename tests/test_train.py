@@ -1,0 +1,186 @@
+"""The training loop's method pieces on tiny tensors, and the loop itself on a tiny dataset."""
+import math
+
+import pytest
+import torch
+
+from stcore import train as T
+from stcore.config import METHODS, make_config
+from stcore.models import build
+
+
+def tiny_data(n_lab=12, n_unl=48, k=3, size=28, with_probs=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n_lab + n_unl, 1, size, size), dtype=torch.uint8, generator=g)
+    y = torch.arange(n_lab + n_unl) % k
+    probs = torch.softmax(3 * torch.randn(n_unl, k, generator=g), 1) if with_probs else None
+    return T.TrainData(x_lab=x[:n_lab], y_lab=y[:n_lab], w_lab=torch.ones(n_lab), x_unl=x[n_lab:],
+                       p_unl=probs, x_test=x[:20], y_test=y[:20], classes=[str(c) for c in range(k)])
+
+
+# ------------------------------------------------------------------ pure pieces
+@pytest.mark.parametrize("threshold, expected_mask", [(0.0, [1, 1]), (0.6, [1, 0]), (0.99, [0, 0]),
+                                                     (torch.tensor([0.99, 0.3]), [0, 1])])
+@pytest.mark.parametrize("temperature", [0.0, 0.5])
+def test_pseudo_targets_masks_by_confidence(threshold, expected_mask, temperature):
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.3, 0.4, 0.3]])
+    targets, mask = T.pseudo_targets(probs, threshold, temperature)
+    assert targets.argmax(1).tolist() == [0, 1]
+    assert mask.tolist() == expected_mask
+    assert (targets.max(1).values == 1).all() == (temperature == 0)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5, 1.0, 2.0])
+def test_sharpen_keeps_distributions_and_argmax(temperature):
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    out = T.sharpen(probs, temperature)
+    assert torch.allclose(out.sum(1), torch.ones(2))
+    assert out.argmax(1).tolist() == [0, 2]
+    top = out.max(1).values
+    if temperature == 0:
+        assert top.tolist() == [1.0, 1.0]
+    elif temperature < 1:
+        assert (top > probs.max(1).values).all()
+    elif temperature > 1:
+        assert (top < probs.max(1).values).all()
+    else:
+        assert torch.equal(out, probs)
+
+
+def test_soft_cross_entropy_matches_hard_cross_entropy_on_one_hot():
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 3, 1, 1, 2])
+    expected = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(T.soft_cross_entropy(logits, torch.eye(4)[y]), expected)
+
+
+@pytest.mark.parametrize("p_model, expected_top", [([0.8, 0.1, 0.1], 1), ([0.1, 0.8, 0.1], 0)])
+def test_align_distribution_moves_mass_from_overpredicted_classes(p_model, expected_top):
+    probs = torch.tensor([[0.45, 0.45, 0.10]])
+    out = T.align_distribution(probs, torch.tensor(p_model), torch.full((3,), 1 / 3))
+    assert torch.allclose(out.sum(1), torch.ones(1))
+    assert out.argmax(1).item() == expected_top
+
+
+def test_class_stats_move_toward_batch_statistics():
+    stats = T.initial_class_stats(4)
+    probs = torch.tensor([[0.97, 0.01, 0.01, 0.01]] * 8)
+    for _ in range(50):
+        stats = T.update_class_stats(stats, probs, momentum=0.9)
+    assert stats["tau"].item() == pytest.approx(0.97, abs=0.01)
+    assert stats["p_model"].argmax().item() == 0
+    assert stats["p_model"].sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("p_model, tau", [([0.4, 0.4, 0.2], 0.9), ([0.25, 0.5, 0.25], 0.6)])
+def test_adaptive_thresholds_scale_global_tau_by_class_frequency(p_model, tau):
+    thr = T.adaptive_thresholds({"p_model": torch.tensor(p_model), "tau": torch.tensor(tau)})
+    p = torch.tensor(p_model)
+    assert thr.max().item() == pytest.approx(tau)
+    assert torch.allclose(thr, tau * p / p.max())
+    assert thr.argmin() == p.argmin()  # the rarest class gets the lowest bar
+
+
+@pytest.mark.parametrize("per_class", [1, 2, 5])
+def test_balanced_selection_takes_most_confident_per_class(per_class):
+    # class 0: rows 0, 1, 2 (confidences 0.9, 0.6, 0.8); class 1: row 3 only.
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7]])
+    idx = T.balanced_selection(probs, per_class)
+    assert len(idx) == 2 * per_class
+    pred = probs.argmax(1)[idx]
+    assert (pred == 0).sum() == per_class and (pred == 1).sum() == per_class
+    zeros = idx[pred == 0].tolist()
+    assert zeros[:min(per_class, 3)] == [0, 2, 1][:min(per_class, 3)]
+    assert set(idx[pred == 1].tolist()) == {3}  # the lone class-1 row is repeated
+
+
+@pytest.mark.parametrize("method, threshold, balanced, expected", [
+    ("fixmatch", 0.9, False, [0, 1, 2, 3]),   # online: the whole pool
+    ("pseudo", 0.75, False, [0, 2]),           # offline: above the threshold
+    ("soft", 0.5, True, [0, 2, 3, 3]),         # balanced: 2 per class, the lone class-1 row twice
+])
+def test_select_unlabeled(method, threshold, balanced, expected):
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7]])
+    assert sorted(T.select_unlabeled(probs, 4, method, threshold, balanced).tolist()) == expected
+
+
+def test_update_ema_interpolates_parameters_and_copies_buffers():
+    a, b = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        a.weight.fill_(0.0)
+        b.weight.fill_(1.0)
+        b.running_mean.fill_(5.0)
+    T.update_ema(a, b, decay=0.75)
+    assert torch.allclose(a.weight, torch.full((3,), 0.25))
+    assert torch.equal(a.running_mean, b.running_mean)
+
+
+@pytest.mark.parametrize("method", METHODS["student"])
+def test_unlabeled_loss_is_finite_and_uses_the_right_fraction(method):
+    g = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.98, 0.01, 0.01], [0.4, 0.35, 0.25]])
+    logits = torch.randn(2, 3, generator=g, requires_grad=True)
+    cfg = make_config(role="student", method=method, threshold=0.9, distribution_alignment=False)
+    loss, used, stats = T.unlabeled_loss(method, logits, probs, T.initial_class_stats(3),
+                                         torch.full((3,), 1 / 3), cfg)
+    loss.backward()
+    assert torch.isfinite(loss) and logits.grad is not None
+    # meanteacher uses everything; freematch's thresholds start near 1/K; the rest use 0.9
+    assert used == {"meanteacher": 1.0, "freematch": 1.0}.get(method, 0.5)
+    assert stats["tau"].item() > 1 / 3
+
+
+@pytest.mark.parametrize("total, warmup, cycles", [(100, 5, 1), (90, 4, 3)])
+def test_cosine_lr_warms_up_decays_and_restarts_each_round(total, warmup, cycles):
+    f = T.cosine_lr(total, warmup, cycles)
+    assert f(0) == pytest.approx(1 / warmup)
+    assert f(warmup) == pytest.approx(1.0)
+    length = math.ceil(total / cycles)
+    assert f(length - 1) < 0.1
+    if cycles > 1:
+        assert f(length) == pytest.approx(1.0)  # a new round starts at the peak again
+
+
+# ------------------------------------------------------------------ the loop
+@pytest.mark.parametrize("overrides", [
+    {"role": "teacher"},
+    {"role": "teacher", "label_aug": "strong"},
+    {"role": "student"},
+    {"role": "student", "method": "fixmatch", "target_model": "student", "distribution_alignment": False,
+     "threshold": 0.0},
+    {"role": "student", "method": "meanteacher", "temperature": 0.5},
+    {"role": "student", "method": "pseudo", "threshold": 0.5, "balanced": True, "rounds": 2},
+    {"role": "student", "method": "soft", "rounds": 3},
+])
+def test_fit_runs_every_method_and_reports(overrides):
+    data = tiny_data()
+    cfg = make_config(steps=6, batch_size=4, unlabeled_ratio=2, log_every=2, eval_every=3, **overrides)
+    rows = []
+    out = T.fit(build("cnn", 1, 3, 28), data, cfg, callback=lambda k, s, v: rows.append((k, s, v)) and False)
+    assert out["step"] == 6 and not out["stopped"]
+    assert [s for k, s, _ in rows if k == "eval"] == [3, 6]
+    train_rows = [v for k, _, v in rows if k == "train"]
+    assert len(train_rows) == 3 and all(math.isfinite(v["loss"]) for v in train_rows)
+    if overrides["role"] == "student":
+        assert any(v["unlabeled_loss"] > 0 for v in train_rows)
+    assert 0 <= out["eval"]["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("method, balanced", [("pseudo", False), ("freematch", True)])
+def test_fit_refuses_offline_or_balanced_students_without_pseudo_labels(method, balanced):
+    cfg = make_config(role="student", method=method, balanced=balanced, steps=2, batch_size=4)
+    with pytest.raises(ValueError, match="pseudo-label"):
+        T.fit(build("cnn", 1, 3, 28), tiny_data(with_probs=False), cfg)
+
+
+def test_resume_continues_rounds_with_the_saved_pseudo_labels(tmp_path):
+    data = tiny_data()
+    cfg = make_config(role="student", method="pseudo", threshold=0.0, rounds=2, steps=8, batch_size=4,
+                      unlabeled_ratio=2, eval_every=4)
+    stop_at_4 = lambda kind, step, v: kind == "eval" and step == 4
+    out = T.fit(build("cnn", 1, 3, 28), data, cfg, checkpoint_dir=tmp_path, callback=stop_at_4)
+    assert out["stopped"] and out["step"] == 4
+    ck = T.load_checkpoint(tmp_path / "latest.pt")
+    assert ck["p_unl"].shape == data.p_unl.shape and ck["config"]["rounds"] == 2
+    out = T.fit(build("cnn", 1, 3, 28), data, cfg, resume=ck)
+    assert out["step"] == 8 and not out["stopped"]
