@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 
@@ -67,7 +68,9 @@ class ConfigError(ValueError):
 
 
 def validate(c: TrainConfig) -> list[str]:
-    p = []
+    # NaN passes every comparison below, so non-finite numbers are caught first.
+    p = [f"{f.name} must be a finite number, not {getattr(c, f.name)}" for f in dataclasses.fields(c)
+         if isinstance(getattr(c, f.name), float) and not math.isfinite(getattr(c, f.name))]
     if c.role not in ROLES:
         p.append(f"role must be one of {', '.join(ROLES)}, not {c.role!r}")
     elif c.method and c.method not in METHODS[c.role]:

@@ -65,3 +65,10 @@ def test_every_train_flag_is_a_config_field_and_parses():
     cfg = make_config(values, role="student")
     assert (cfg.rounds, cfg.balanced, cfg.distribution_alignment, cfg.target_model, cfg.label_aug,
             cfg.resolved_temperature) == (3, True, False, "student", "strong", 0.5)
+
+
+@pytest.mark.parametrize("key", ["lr", "threshold", "unlabeled_weight", "corrected_weight", "weight_decay"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"{key} must be a finite number"):
+        make_config({key: value})
