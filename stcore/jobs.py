@@ -161,15 +161,7 @@ def resume(project, run_id: str, *, detach: bool = True) -> str:
     if (project.run_dir(run_id) / "latest.pt").exists():
         project.load_checkpoint(run_id)  # a damaged or foreign checkpoint is refused here, not in the worker
     resolve(run["device"])
-    with project.store.tx():
-        other = project.store.db.execute(
-            "SELECT id FROM runs WHERE device=? AND state IN ('queued','running') AND id<>?",
-            (run["device"], run_id)).fetchone()
-        if other:
-            from .store import DeviceBusy
-            raise DeviceBusy(f"device {run['device']} is busy with run {other[0]}; wait for it or cancel it")
-        project.store.db.execute("UPDATE runs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, "
-                                 "pid=NULL WHERE id=?", (run_id,))
+    project.store.requeue(run_id, run["device"])
     if detach:
         _spawn(project, run_id)
     else:

@@ -436,18 +436,23 @@ class Store:
         return dict(row) if row else None
 
     # -- runs ---------------------------------------------------------------
+    def _check_device_free(self, device: str, exclude: str | None = None) -> None:
+        """Inside a transaction: DeviceBusy, naming the job, if another active run holds device."""
+        other = self.db.execute("SELECT id, state, step, total FROM runs WHERE device=? AND state IN "
+                                "('queued','running') AND id IS NOT ? ORDER BY seq LIMIT 1",
+                                (device, exclude)).fetchone()
+        if other:
+            raise DeviceBusy(f"device {device} is busy with run {other['id']} ({other['state']}, "
+                             f"step {other['step']}/{other['total']}); wait for it, cancel it "
+                             f"(stcore cancel PROJECT {other['id']}) or choose another device")
+
     def create_run(self, role: str, device: str, config: dict, total: int, *,
                    busy_check: bool = True) -> str:
-        """Insert a queued run. With busy_check, refuse (RuntimeError naming the job) when
+        """Insert a queued run. With busy_check, refuse (DeviceBusy naming the job) when
         another active run holds the same device; the check and insert are one transaction."""
         with self.tx():
             if busy_check:
-                other = self.db.execute("SELECT id, state, step, total FROM runs WHERE device=? AND state IN "
-                                        "('queued','running') ORDER BY seq LIMIT 1", (device,)).fetchone()
-                if other:
-                    raise DeviceBusy(f"device {device} is busy with run {other['id']} ({other['state']}, "
-                                     f"step {other['step']}/{other['total']}); wait for it, cancel it "
-                                     f"(stcore cancel PROJECT {other['id']}) or choose another device")
+                self._check_device_free(device)
             seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
             run_id = f"{role}-{seq}"
             self.db.execute("INSERT INTO runs (id, seq, role, state, device, config, total, created) "
@@ -455,27 +460,31 @@ class Store:
                             (run_id, seq, role, "queued", device, json.dumps(config), total, _now()))
         return run_id
 
-    def update_run(self, run_id: str, **fields) -> None:
-        if not fields:
-            return
-        for k in ("config", "result"):
-            if k in fields and not isinstance(fields[k], (str, type(None))):
-                fields[k] = json.dumps(fields[k])
-        cols = ", ".join(f"{k}=?" for k in fields)
+    def requeue(self, run_id: str, device: str) -> None:
+        """Put a stopped run back in the queue (for resume), if its device is free; one transaction."""
         with self.tx():
-            self.db.execute(f"UPDATE runs SET {cols} WHERE id=?", (*fields.values(), run_id))
+            self._check_device_free(device, exclude=run_id)
+            self.db.execute("UPDATE runs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, "
+                            "pid=NULL WHERE id=?", (run_id,))
 
-    def transition(self, run_id: str, from_states: Sequence[str], **fields) -> bool:
-        """Update a run only if its state is one of from_states; True if it was."""
+    def update_run(self, run_id: str, **fields) -> None:
+        if fields:
+            self.transition(run_id, None, **fields)
+
+    def transition(self, run_id: str, from_states: Sequence[str] | None, **fields) -> bool:
+        """Update a run, only if its state is one of from_states (None: whatever its state);
+        True if it was updated."""
         for k in ("config", "result"):
             if k in fields and not isinstance(fields[k], (str, type(None))):
                 fields[k] = json.dumps(fields[k])
         cols = ", ".join(f"{k}=?" for k in fields)
+        where, params = "id=?", [run_id]
+        if from_states is not None:
+            where += f" AND state IN ({','.join('?' * len(from_states))})"
+            params += list(from_states)
         with self.tx():
-            cur = self.db.execute(
-                f"UPDATE runs SET {cols} WHERE id=? AND state IN ({','.join('?' * len(from_states))})",
-                (*fields.values(), run_id, *from_states))
-            return cur.rowcount == 1
+            return self.db.execute(f"UPDATE runs SET {cols} WHERE {where}",
+                                   (*fields.values(), *params)).rowcount == 1
 
     def run(self, run_id: str) -> dict:
         row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
