@@ -23,7 +23,7 @@ from .common import alternate, paired_ratio, summary
 
 # Students that learn the teacher's stored pseudo-labels; every other method labels the weak
 # view of each unlabeled batch with a forward pass as it trains (FixMatch and its variants).
-OFFLINE_METHODS = ("pseudo", "soft")
+OFFLINE_METHODS = ("labelprop", "pseudo", "soft")  # hard stored (or propagated) labels
 TEST_SLICE = 256  # fit evaluates at its last step; a small test slice keeps that out of the way
 
 
@@ -101,8 +101,9 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
     bare loop; fit with a no-op callback; fit with the worker's Reporter (metric rows and a
     heartbeat thread writing to the store once a second, as in a real run)."""
     overrides = overrides or {}
-    # eval_every=steps: no evaluation inside the measured window (evaluation is not training).
-    cfg = make_config(role="student", steps=steps, eval_every=steps, device="cpu", **overrides)
+    # eval_every=steps: no evaluation inside the measured window (evaluation is not training);
+    # rounds=1: re-labeling the pool between rounds is inference, measured by bench_pseudo.
+    cfg = make_config(role="student", steps=steps, eval_every=steps, device="cpu", **{"rounds": 1, **overrides})
     data = project.training_data(cfg)
     data = dataclasses.replace(data, x_test=data.x_test[:TEST_SLICE], y_test=data.y_test[:TEST_SLICE])
     if not len(data.x_unl):

@@ -384,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--role", choices=("teacher", "student"), required=True)
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     s.add_argument("--detach", action="store_true", help="run as a detached job; print the run id and return")
-    s.add_argument("--method", help="teacher: supervised; student: freematch (default), fixmatch, "
-                   "meanteacher, pseudo, soft")
+    s.add_argument("--method", help="teacher: supervised; student: labelprop (default), freematch, "
+                   "fixmatch, meanteacher, pseudo, soft")
     s.add_argument("--model", help="cnn (default) or resnet18")
     s.add_argument("--steps", type=int)
     s.add_argument("--epochs", type=float)
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
                    help="sample the pool class-balanced by its pseudo-labels, most confident first")
     s.add_argument("--rounds", type=int, help="the student re-labels the pool and restarts the lr this "
-                   "many times (Noisy Student; default 1)")
+                   "many times (Noisy Student; default: labelprop 3, others 1)")
     s.add_argument("--label-aug", choices=("weak", "strong"), help="augmentation of labeled images")
     s.add_argument("--unlabeled-weight", type=float)
     s.add_argument("--corrected-weight", type=float, help="weight of a human correction (default 2)")

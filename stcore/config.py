@@ -7,11 +7,14 @@ import typing
 from dataclasses import dataclass
 
 ROLES = ("teacher", "student")
-# The first method of each role is its default. Students: freematch, fixmatch and meanteacher
-# label the weak view of each unlabeled batch as they train (online); pseudo and soft learn
-# the teacher's stored pseudo-labels (offline).
+# The first method of each role is its default. Students: labelprop learns pseudo-labels spread
+# from the human labels along a nearest-neighbour graph of the pool, re-made from its own
+# predictions each round; freematch, fixmatch and meanteacher label the weak view of each
+# unlabeled batch as they train (online); pseudo and soft learn the teacher's stored
+# pseudo-labels (offline).
 METHODS = {"teacher": ("supervised",),
-           "student": ("freematch", "fixmatch", "meanteacher", "pseudo", "soft")}
+           "student": ("labelprop", "freematch", "fixmatch", "meanteacher", "pseudo", "soft")}
+DEFAULT_ROUNDS = {"labelprop": 3}  # other methods: 1
 INITS = ("teacher", "scratch")
 TARGET_MODELS = ("ema", "student")
 AUGMENTS = ("weak", "strong")
@@ -20,20 +23,22 @@ AUGMENTS = ("weak", "strong")
 @dataclass(frozen=True)
 class TrainConfig:
     role: str = "teacher"
-    method: str = ""              # '' -> the role's default: supervised (teacher), fixmatch (student)
+    method: str = ""              # '' -> the role's default: supervised (teacher), labelprop (student)
     model: str = "cnn"
     steps: int = 0                # optimizer steps; 0 -> from epochs, or the role's default budget
     epochs: float = 0.0           # passes over the role's main set (teacher: labels, student: pool)
     lr: float = 0.03              # peak learning rate (SGD, Nesterov momentum), cosine decay
     batch_size: int = 64          # labeled images per step
     unlabeled_ratio: int = 3      # unlabeled images per step = ratio * batch_size (FixMatch's mu)
-    threshold: float = 0.9        # confidence needed to use a pseudo-label (freematch adapts its own)
+    threshold: float = 0.9        # confidence needed to use a pseudo-label (freematch adapts its own;
+                                  # labelprop uses every propagated label)
     temperature: float = 0.0      # targets are probabilities sharpened by 1/T; 0 -> the method's
                                   # default: hard (argmax) targets, soft: 1 (the teacher's probabilities)
     distribution_alignment: bool = True  # rescale pseudo-label probabilities toward the labeled class mix
     target_model: str = "ema"     # online methods: the EMA (Mean Teacher) or the student labels weak views
     balanced: bool = False        # sample the pool class-balanced by its pseudo-labels (Noisy Student)
-    rounds: int = 1               # student: the student re-labels the pool and restarts the lr this many times
+    rounds: int = 0               # student: the student re-labels the pool and restarts the lr this many
+                                  # times; 0 -> the method's default (labelprop 3, others 1)
     label_aug: str = "weak"       # augmentation of labeled images: weak (shift, flip) or strong
     unlabeled_weight: float = 1.0 # weight of the unlabeled loss against the labeled loss
     corrected_weight: float = 2.0 # a human correction is a hard example: it weighs this many labels
@@ -55,6 +60,10 @@ class TrainConfig:
     @property
     def resolved_method(self) -> str:
         return self.method or METHODS[self.role][0]
+
+    @property
+    def resolved_rounds(self) -> int:
+        return self.rounds or DEFAULT_ROUNDS.get(self.resolved_method, 1)
 
     @property
     def resolved_temperature(self) -> float:
@@ -96,8 +105,8 @@ def validate(c: TrainConfig) -> list[str]:
         p.append(f"target model must be one of {', '.join(TARGET_MODELS)}, not {c.target_model!r}")
     if c.label_aug not in AUGMENTS:
         p.append(f"label augmentation must be one of {', '.join(AUGMENTS)}, not {c.label_aug!r}")
-    if c.rounds < 1:
-        p.append(f"rounds must be at least 1, not {c.rounds}")
+    if c.rounds < 0:
+        p.append(f"rounds must be at least 1 (or 0 for the method's default), not {c.rounds}")
     if not 0 <= c.ema_decay < 1:
         p.append(f"ema decay must be within [0, 1), not {c.ema_decay}")
     if c.init not in INITS:

@@ -17,12 +17,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment
+from . import augment, graph as graph_mod
 from .config import TrainConfig, to_dict
 from .metrics import confusion, summarize
 from .pseudo import normalize, predict
 
-DEFAULT_STEPS = {"teacher": 400, "student": 600}
+DEFAULT_STEPS = {"teacher": 400, "student": 1800}  # a student's steps are shared by its rounds
 EVAL_SUBSET = 2000  # test images used by evaluations before the last one
 
 # callback(kind, step, values) -> True to ask the loop to stop (after saving a checkpoint).
@@ -52,9 +52,12 @@ class TrainData:
 
 # ------------------------------------------------------------------ method pieces
 # Online methods label the weak view of each unlabeled batch as they train; offline methods
-# learn the stored pseudo-labels of a teacher (re-labeled by the student every round).
+# learn the stored pseudo-labels of a teacher (re-labeled by the student every round);
+# labelprop learns labels propagated from the human labels over a graph of the pool, with the
+# teacher's (then each round the student's) probabilities as a prior.
 ONLINE = ("freematch", "fixmatch", "meanteacher")
-OFFLINE = ("pseudo", "soft")
+OFFLINE = ("labelprop", "pseudo", "soft")
+PRIOR_WEIGHT = {"teacher": 0.2, "student": 0.5}  # the model's probabilities against a label's 1
 STATS_MOMENTUM = 0.99  # class statistics average over ~100 unlabeled batches (FreeMatch uses 0.999 over 1M steps)
 
 
@@ -129,7 +132,7 @@ def select_unlabeled(probs: torch.Tensor | None, n: int, method: str, threshold:
     if probs is None:
         return torch.arange(n)
     keep = torch.arange(n)
-    if method in OFFLINE:
+    if method in ("pseudo", "soft"):
         keep = (probs.max(1).values >= threshold).nonzero().squeeze(1)
     if balanced and len(keep):
         keep = keep[balanced_selection(probs[keep], max(1, len(keep) // probs.shape[1]))]
@@ -157,7 +160,7 @@ def unlabeled_loss(method: str, logits_strong: torch.Tensor, probs: torch.Tensor
             threshold = adaptive_thresholds(stats)[probs.argmax(1)]
         case "fixmatch" | "pseudo" | "soft":
             threshold = cfg.threshold
-        case "meanteacher":  # consistency with the EMA teacher on every item, no confidence mask
+        case "meanteacher" | "labelprop":  # every item counts, no confidence mask
             threshold = 0.0
         case _:
             raise ValueError(f"unknown student method {method!r}")
@@ -177,6 +180,19 @@ def cosine_lr(total: int, warmup: int, cycles: int = 1) -> Callable[[int], float
         t = (step % length - start) / max(1, length - start)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return f
+
+
+def propagated_labels(g: "graph_mod.Graph", data: TrainData, probs: torch.Tensor | None,
+                      weight: float) -> torch.Tensor:
+    """Pool pseudo-labels (n_unl, K): the human labels (x_lab, weighted by w_lab) spread over
+    the graph whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight as the prior."""
+    n_lab, k = len(data.x_lab), len(data.classes)
+    seeds = torch.zeros(g.size, k)
+    seeds[torch.arange(n_lab), data.y_lab.cpu()] = data.w_lab.float().cpu()
+    prior = torch.zeros(g.size, k)
+    if probs is not None:
+        prior[n_lab:] = weight * probs.float().cpu()
+    return graph_mod.propagate(g, seeds, prior)[n_lab:]
 
 
 def total_steps(cfg: TrainConfig, data: TrainData) -> int:
@@ -251,7 +267,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     student = cfg.role == "student" and len(data.x_unl) > 0
     online = method in ONLINE
     k = len(data.classes)
-    if student and data.p_unl is None and (not online or cfg.balanced):
+    if student and data.p_unl is None and (method in ("pseudo", "soft") or cfg.balanced):
         raise ValueError(f"the {method} student{' with --balanced' if cfg.balanced else ''} needs the "
                          f"teacher's pseudo-labels; run pseudo-label first")
     model.to(device).train()
@@ -263,7 +279,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, max(1, total // 20), cfg.rounds))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, max(1, total // 20), cfg.resolved_rounds))
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     step, best = 0, -1.0
@@ -286,6 +302,16 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
                             for k, v in vars(data).items()})
         p_unl = p_unl.to(device) if p_unl is not None else None
         stats = {n: t.to(device) for n, t in stats.items()}
+    # labelprop: spread the human labels over a graph of the images, the teacher's probabilities
+    # as the prior. A resumed later round keeps the labels it had (saved with the checkpoint).
+    pool_graph = None
+    if student and method == "labelprop":
+        pool_graph = graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]))
+        if pool_graph is None and p_unl is None:
+            raise ValueError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
+                             f"images) and has no pseudo-labels; run pseudo-label first")
+        if pool_graph is not None and not (resume and resume.get("p_unl") is not None):
+            p_unl = propagated_labels(pool_graph, data, p_unl, PRIOR_WEIGHT["teacher"]).to(device)
     # Distribution alignment pulls the pool's predictions toward the labeled class frequencies.
     prior = data.class_prior if data.class_prior is not None else torch.bincount(data.y_lab, minlength=k)
     p_target = (prior.float() + 1) / (prior.float() + 1).sum()
@@ -293,7 +319,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if student else None
     if student and len(active) == 0:
         raise ValueError(f"no unreviewed pseudo-labels with confidence >= {cfg.threshold}; lower --threshold")
-    round_len = math.ceil(total / cfg.rounds)
+    rounds = cfg.resolved_rounds
+    round_len = math.ceil(total / rounds)
     eval_every = cfg.eval_every or max(1, total // 10)
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio
     labeler = ema if cfg.target_model == "ema" else model
@@ -303,7 +330,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
                 "scheduler": sched.state_dict(), "step": step, "best": best, "config": to_dict(cfg),
                 "rng": {"sampler": g.get_state(), "torch": torch.get_rng_state()}, "class_stats": stats,
                 # a later round's pseudo-labels are the student's own: keep them to resume
-                "p_unl": p_unl.half().cpu() if p_unl is not None and cfg.rounds > 1 else None,
+                "p_unl": p_unl.half().cpu() if p_unl is not None and rounds > 1 else None,
                 **(extra or {})}
 
     def checkpoint(step: int, is_best: bool) -> None:
@@ -325,6 +352,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if student and step and step % round_len == 0:
             # Noisy Student: the student so far becomes the teacher of the next round.
             relabeled = label_pool(ema, data.x_unl, device)
+            if pool_graph is not None:
+                relabeled = propagated_labels(pool_graph, data, relabeled, PRIOR_WEIGHT["student"]).to(device)
             picked = select_unlabeled(relabeled, len(data.x_unl), method, cfg.threshold, cfg.balanced)
             if len(picked):  # else nothing is confident enough yet: keep the last round's labels
                 p_unl, active = relabeled, picked.to(device)

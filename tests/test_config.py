@@ -26,7 +26,7 @@ def test_defaults_are_valid_and_frozen():
     ({"temperature": -1.0}, "temperature"),
     ({"target_model": "teacher"}, "target model"),
     ({"label_aug": "medium"}, "label augmentation"),
-    ({"rounds": 0}, "rounds"),
+    ({"rounds": -1}, "rounds"),
     ({"ema_decay": 1.0}, "ema decay"),
     ({"lr": 0.0}, "lr"),
 ])

@@ -125,8 +125,8 @@ def test_unlabeled_loss_is_finite_and_uses_the_right_fraction(method):
                                          torch.full((3,), 1 / 3), cfg)
     loss.backward()
     assert torch.isfinite(loss) and logits.grad is not None
-    # meanteacher uses everything; freematch's thresholds start near 1/K; the rest use 0.9
-    assert used == {"meanteacher": 1.0, "freematch": 1.0}.get(method, 0.5)
+    # meanteacher and labelprop use everything; freematch's thresholds start near 1/K; the rest use 0.9
+    assert used == {"meanteacher": 1.0, "freematch": 1.0, "labelprop": 1.0}.get(method, 0.5)
     assert stats["tau"].item() > 1 / 3
 
 
@@ -151,6 +151,7 @@ def test_cosine_lr_warms_up_decays_and_restarts_each_round(total, warmup, cycles
     {"role": "student", "method": "meanteacher", "temperature": 0.5},
     {"role": "student", "method": "pseudo", "threshold": 0.5, "balanced": True, "rounds": 2},
     {"role": "student", "method": "soft", "rounds": 3},
+    {"role": "student", "method": "labelprop", "rounds": 1},
 ])
 def test_fit_runs_every_method_and_reports(overrides):
     data = tiny_data()
@@ -171,6 +172,34 @@ def test_fit_refuses_offline_or_balanced_students_without_pseudo_labels(method, 
     cfg = make_config(role="student", method=method, balanced=balanced, steps=2, batch_size=4)
     with pytest.raises(ValueError, match="pseudo-label"):
         T.fit(build("cnn", 1, 3, 28), tiny_data(with_probs=False), cfg)
+
+
+def test_labelprop_student_learns_labels_spread_over_the_graph():
+    """The default student: pool items get the label of their neighbours, even where the teacher's
+    probabilities (a weak prior) say otherwise; with no pseudo-labels at all it still runs."""
+    g = torch.Generator().manual_seed(0)
+    k, n_lab, n_unl = 2, 4, 40
+    y = torch.arange(n_lab + n_unl) % k
+    # class 0: bright left half; class 1: bright right half; plus noise
+    x = torch.randint(0, 60, (n_lab + n_unl, 1, 28, 28), dtype=torch.uint8, generator=g)
+    x[y == 0, :, :, :14] += 180
+    x[y == 1, :, :, 14:] += 180
+    guess = y[n_lab:].clone()
+    guess[:6] = 1 - guess[:6]  # the teacher is wrong on six items
+    wrong = torch.nn.functional.one_hot(guess, k).float() * 0.9 + 0.05
+    data = T.TrainData(x_lab=x[:n_lab], y_lab=y[:n_lab], w_lab=torch.ones(n_lab), x_unl=x[n_lab:],
+                       p_unl=wrong, x_test=x[:8], y_test=y[:8], classes=["left", "right"])
+    G = T.graph_mod  # the halves differ along one direction: a 2-component embedding keeps it clear
+    pool_graph = G.build(*G.knn(G.embed(torch.cat([data.x_lab, data.x_unl]), dims=2), k=5))
+    labels = T.propagated_labels(pool_graph, data, data.p_unl, T.PRIOR_WEIGHT["teacher"])
+    assert labels.shape == (n_unl, k) and torch.allclose(labels.sum(1), torch.ones(n_unl))
+    assert (labels.argmax(1) == y[n_lab:]).all()
+    cfg = make_config(role="student", steps=4, batch_size=4, unlabeled_ratio=2, eval_every=4)
+    assert cfg.resolved_method == "labelprop" and cfg.resolved_rounds == 3
+    for p_unl in (wrong, None):
+        data.p_unl = p_unl
+        out = T.fit(build("cnn", 1, k, 28), data, cfg)
+        assert out["step"] == 4 and math.isfinite(out["eval"]["accuracy"])
 
 
 def test_resume_continues_rounds_with_the_saved_pseudo_labels(tmp_path):

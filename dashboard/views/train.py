@@ -131,7 +131,9 @@ with t_student:
                    "like, the unreviewed pseudo-labels above the threshold.")
         c1, c2 = st.columns(2)
         method = c1.selectbox("Method", METHODS["student"], key="tr_s_method",
-                              help="fixmatch: consistency on strongly augmented views; pseudo: the teacher's "
+                              help="labelprop: your labels spread over a nearest-neighbour graph of the pool, "
+                                   "re-made from the student's own predictions each round; freematch and "
+                                   "fixmatch: consistency on strongly augmented views; pseudo: the teacher's "
                                    "hard labels; soft: the teacher's probabilities")
         init = c2.selectbox("Start from", ["teacher", "scratch"], key="tr_s_init")
         v = {"role": "student", "method": method, "init": init, **steps_ui("student", "tr_s"), **common_ui("tr_s")}

@@ -1,0 +1,78 @@
+"""Label propagation over a pixel k-NN graph, on tiny tensors."""
+import torch
+
+from stcore import graph as G
+
+
+def two_blobs(n=30, seed=0):
+    """n images of two kinds: bright top half (class 0) or bright bottom half (class 1)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randint(0, 50, (n, 1, 8, 8), dtype=torch.uint8, generator=g)
+    x[y == 0, :, :4] += 200
+    x[y == 1, :, 4:] += 200
+    return x, y
+
+
+def blob_graph(x):
+    # the blobs differ along one direction only: whitening many components would drown it in noise
+    return G.build(*G.knn(G.embed(x, dims=2), k=5))
+
+
+def test_embed_gives_unit_rows_of_at_most_dims_columns():
+    x, _ = two_blobs()
+    z = G.embed(x, dims=5)
+    assert z.shape == (30, 5)
+    assert torch.allclose(z.norm(dim=1), torch.ones(30), atol=1e-5)
+
+
+def test_knn_excludes_the_point_itself_and_finds_its_own_kind():
+    x, y = two_blobs()
+    idx, sim = G.knn(G.embed(x, dims=2), k=4, chunk=7)  # several chunks
+    assert idx.shape == sim.shape == (30, 4)
+    assert not (idx == torch.arange(30).unsqueeze(1)).any()
+    assert (y[idx] == y.unsqueeze(1)).float().mean() > 0.9
+    assert (sim[:, :-1] >= sim[:, 1:]).all()  # nearest first
+
+
+def test_build_is_symmetric_and_normalized():
+    idx = torch.tensor([[1], [0], [1]])
+    sim = torch.tensor([[1.0], [1.0], [0.5]])
+    m = G.build(idx, sim, power=1).matrix.to_dense()
+    assert torch.allclose(m, m.T)
+    # edges 0-1 (weight 1 + 1) and 1-2 (0.5); degrees 2, 2.5, 0.5
+    assert torch.isclose(m[0, 1], torch.tensor(2 / (2 * 2.5) ** 0.5))
+    assert torch.isclose(m[2, 1], torch.tensor(0.5 / (0.5 * 2.5) ** 0.5))
+    assert m[0, 2] == 0
+
+
+def test_propagate_spreads_one_seed_per_class_over_its_cluster():
+    x, y = two_blobs()
+    g = blob_graph(x)
+    seeds = torch.zeros(30, 2)
+    seeds[0, 0] = seeds[1, 1] = 1.0  # items 0 and 1 are labeled
+    out = G.propagate(g, seeds, torch.zeros(30, 2))
+    assert torch.allclose(out.sum(1), torch.ones(30))
+    assert (out.argmax(1) == y).all()
+
+
+def test_propagate_corrects_a_prior_that_its_neighbours_disagree_with_and_unreached_rows_are_uniform():
+    x, y = two_blobs()
+    g = blob_graph(x)
+    seeds = torch.zeros(30, 2)
+    seeds[:4] = torch.nn.functional.one_hot(y[:4], 2).float()
+    guess = y.clone()
+    guess[10:16] = 1 - y[10:16]  # a teacher that is wrong on six items
+    prior = 0.2 * torch.nn.functional.one_hot(guess, 2).float()
+    assert (G.propagate(g, seeds, prior).argmax(1) == y).all()
+    lonely = G.Graph(torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), (3, 3),
+                                             check_invariants=False))
+    assert torch.allclose(G.propagate(lonely, torch.zeros(3, 2), torch.zeros(3, 2)), torch.full((3, 2), 0.5))
+
+
+def test_pixel_graph_refuses_too_many_or_too_few_images(monkeypatch):
+    x, _ = two_blobs()
+    assert G.pixel_graph(x).size == 30
+    assert G.pixel_graph(x[:2]) is None
+    monkeypatch.setattr(G, "MAX_NODES", 10)
+    assert G.pixel_graph(x) is None
