@@ -32,24 +32,30 @@ class Graph:
         return self.matrix.shape[0]
 
 
-def embed(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed: int = 0) -> torch.Tensor:
+def embed(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed: int = 0,
+          chunk: int = 8192) -> torch.Tensor:
     """uint8 images (N, C, H, W) -> unit rows (N, d): the pixels projected on their top d
-    principal components (fitted on a random sample of at most `sample` images), whitened."""
-    x = images.flatten(1).float().div_(255)
-    mean = x.mean(0)
+    principal components (fitted on a random sample of at most `sample` images), whitened.
+    Images are converted a chunk at a time, so memory stays near the N x d result."""
+    n = len(images)
+    pixels = lambda part: part.flatten(1).float().div_(255)
+    mean = sum(pixels(images[i:i + chunk]).sum(0) for i in range(0, n, chunk)) / n
     g = torch.Generator().manual_seed(seed)
-    fit_on = x[torch.randperm(len(x), generator=g)[:sample]] - mean
+    fit_on = pixels(images[torch.randperm(n, generator=g)[:sample]]) - mean
     d = max(1, min(dims, fit_on.shape[0] - 1, fit_on.shape[1]))
     with torch.random.fork_rng():  # pca_lowrank draws from the global generator: keep runs repeatable
         torch.manual_seed(seed)
         _, s, v = torch.pca_lowrank(fit_on, q=d, center=False, niter=3)
-    return F.normalize((x - mean) @ v / s.clamp_min(1e-6), dim=1)
+    proj = v / s.clamp_min(1e-6)
+    return torch.cat([F.normalize((pixels(images[i:i + chunk]) - mean) @ proj, dim=1) for i in range(0, n, chunk)])
 
 
-def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of each row of z (unit rows) by cosine similarity, itself
-    excluded: (indices (N, k), similarities (N, k))."""
+    excluded: (indices (N, k), similarities (N, k)). A chunk of rows at a time is compared with
+    all of z; by default chunks hold about 64M similarities (256 MB)."""
     k = min(k, len(z) - 1)
+    chunk = chunk or max(1, 2 ** 26 // len(z))
     idx, sim = [], []
     for start in range(0, len(z), chunk):
         s = z[start:start + chunk] @ z.T

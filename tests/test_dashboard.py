@@ -263,6 +263,27 @@ def test_train_start_creates_a_run_and_cancel_stops_it(app, trained_project):
     assert p.store.run(runs[-1]["id"])["state"] in ("cancelled", "finished")
 
 
+def test_train_student_form_starts_the_chosen_method_and_rounds(app, trained_project):
+    from stcore.jobs import cancel, list_runs
+    p = trained_project
+    at = app(p, "train")
+    assert at.selectbox(key="tr_s_method").value == "labelprop"  # the default student method
+    at.selectbox(key="tr_s_method").set_value("pseudo")
+    at.number_input(key="tr_s_rounds").set_value(2)
+    at.number_input(key="tr_s_steps").set_value(40)
+    at.button(key="FormSubmitter:tr_student_form-Start student").click().run()
+    run = p.store.runs()[-1]
+    try:
+        assert run["role"] == "student" and run["total"] == 40
+        assert (run["config"]["method"], run["config"]["rounds"]) == ("pseudo", 2)
+        no_errors(at, "train")
+    finally:
+        cancel(p, run["id"])
+        deadline = time.time() + 90
+        while time.time() < deadline and list_runs(p)[-1]["state"] in ("queued", "running"):
+            time.sleep(0.5)
+
+
 def test_train_shows_a_failed_run_plainly(app, trained_project):
     p = trained_project
     run_id = p.store.create_run("student", "cpu", {"role": "student"}, 10)

@@ -24,6 +24,9 @@ def test_embed_gives_unit_rows_of_at_most_dims_columns():
     z = G.embed(x, dims=5)
     assert z.shape == (30, 5)
     assert torch.allclose(z.norm(dim=1), torch.ones(30), atol=1e-5)
+    zc = G.embed(x, dims=5, chunk=7)  # chunking changes no similarity (a component may flip sign)
+    assert torch.allclose(zc @ zc.T, z @ z.T, atol=1e-4)
+    assert torch.equal(G.embed(x, dims=5), z)  # repeatable
 
 
 def test_knn_excludes_the_point_itself_and_finds_its_own_kind():

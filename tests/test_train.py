@@ -202,6 +202,15 @@ def test_labelprop_student_learns_labels_spread_over_the_graph():
         assert out["step"] == 4 and math.isfinite(out["eval"]["accuracy"])
 
 
+def test_labelprop_on_a_pool_too_large_for_the_graph(monkeypatch):
+    """Past the graph's size limit labelprop learns the stored pseudo-labels; with none, a clear error."""
+    monkeypatch.setattr(T.graph_mod, "MAX_NODES", 10)
+    cfg = make_config(role="student", method="labelprop", steps=2, batch_size=4, unlabeled_ratio=2)
+    assert T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg)["step"] == 2
+    with pytest.raises(ValueError, match="too large for labelprop's graph .* run pseudo-label first"):
+        T.fit(build("cnn", 1, 3, 28), tiny_data(with_probs=False), cfg)
+
+
 def test_resume_continues_rounds_with_the_saved_pseudo_labels(tmp_path):
     data = tiny_data()
     cfg = make_config(role="student", method="pseudo", threshold=0.0, rounds=2, steps=8, batch_size=4,

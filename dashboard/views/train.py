@@ -137,9 +137,15 @@ with t_student:
                                    "hard labels; soft: the teacher's probabilities")
         init = c2.selectbox("Start from", ["teacher", "scratch"], key="tr_s_init")
         v = {"role": "student", "method": method, "init": init, **steps_ui("student", "tr_s"), **common_ui("tr_s")}
-        c3, c4 = st.columns(2)
-        v["threshold"] = float(c3.slider("Confidence threshold", 0.0, 1.0, 0.9, 0.01, key="tr_s_thr"))
-        v["use_unreviewed"] = c4.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
+        c3, c4, c5 = st.columns(3)
+        v["threshold"] = float(c3.slider("Confidence threshold", 0.0, 1.0, 0.9, 0.01, key="tr_s_thr",
+                                         help="fixmatch, pseudo and soft learn only pseudo-labels at least "
+                                              "this confident; labelprop and meanteacher use every item; "
+                                              "freematch adapts its own"))
+        v["rounds"] = int(c4.number_input("Rounds", min_value=0, max_value=20, value=0, step=1, key="tr_s_rounds",
+                                          help="The student re-labels the pool this many times (Noisy Student), "
+                                               "sharing the steps. 0: the method's default (labelprop 3, others 1)."))
+        v["use_unreviewed"] = c5.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
         v["device"] = common.device_picker("tr_s_device")
         if st.form_submit_button("Start student", type="primary", icon=":material/play_arrow:"):
             start(v)
