@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 MAX_NODES = 200_000   # the exact k-NN search is quadratic: beyond this, no graph is built
+MAX_SIDE = 32         # larger images are average-pooled to 32 x 32 pixels first
 NEIGHBOURS = 10
 DIMS = 64             # PCA components of the pixel embedding
 ALPHA = 0.9           # how far labels spread (0: not at all; near 1: far)
@@ -36,14 +37,21 @@ def embed(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed:
           chunk: int = 8192) -> torch.Tensor:
     """uint8 images (N, C, H, W) -> unit rows (N, d): the pixels projected on their top d
     principal components (fitted on a random sample of at most `sample` images), whitened.
-    Images are converted a chunk at a time, so memory stays near the N x d result."""
+    Images larger than MAX_SIDE are average-pooled down to it, and converted a chunk at a time,
+    so memory stays near the N x d result."""
     n = len(images)
-    pixels = lambda part: part.flatten(1).float().div_(255)
+
+    def pixels(part: torch.Tensor) -> torch.Tensor:
+        x = part.float().div_(255)
+        if max(x.shape[-2:]) > MAX_SIDE:
+            x = F.adaptive_avg_pool2d(x, (min(x.shape[-2], MAX_SIDE), min(x.shape[-1], MAX_SIDE)))
+        return x.flatten(1)
+
     mean = sum(pixels(images[i:i + chunk]).sum(0) for i in range(0, n, chunk)) / n
     g = torch.Generator().manual_seed(seed)
     fit_on = pixels(images[torch.randperm(n, generator=g)[:sample]]) - mean
     d = max(1, min(dims, fit_on.shape[0] - 1, fit_on.shape[1]))
-    with torch.random.fork_rng():  # pca_lowrank draws from the global generator: keep runs repeatable
+    with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global generator: keep runs repeatable
         torch.manual_seed(seed)
         _, s, v = torch.pca_lowrank(fit_on, q=d, center=False, niter=3)
     proj = v / s.clamp_min(1e-6)
@@ -80,11 +88,16 @@ def build(idx: torch.Tensor, sim: torch.Tensor, power: int = POWER) -> Graph:
                                          check_invariants=False).coalesce())
 
 
-def pixel_graph(images: torch.Tensor) -> Graph | None:
-    """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search."""
+def pixel_graph(images: torch.Tensor, device: str = "cpu") -> Graph | None:
+    """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search.
+    On a CUDA device the neighbour search (the quadratic part) runs there."""
     if len(images) > MAX_NODES or len(images) < 3:
         return None
-    return build(*knn(embed(images)))
+    z = embed(images)
+    if str(device).startswith("cuda"):
+        idx, sim = knn(z.to(device))
+        return build(idx.cpu(), sim.cpu())
+    return build(*knn(z))
 
 
 def propagate(graph: Graph, seeds: torch.Tensor, prior: torch.Tensor, *, alpha: float = ALPHA,

@@ -284,7 +284,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     torch.manual_seed(cfg.seed)
     step, best = 0, -1.0
     stats = initial_class_stats(k)
-    p_unl = data.p_unl
+    p_unl, resumed_labels = data.p_unl, False
     if resume:
         model.load_state_dict(resume["model"])
         ema.load_state_dict(resume["ema"])
@@ -294,8 +294,10 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         g.set_state(resume["rng"]["sampler"])
         torch.set_rng_state(resume["rng"]["torch"])
         stats = resume.get("class_stats", stats)
-        if resume.get("p_unl") is not None:
-            p_unl = resume["p_unl"].float()
+        # A later round's labels, saved with the checkpoint; unless the pool changed meanwhile
+        # (items reviewed or undone): then the round starts again from the stored pseudo-labels.
+        if resume.get("p_unl") is not None and len(resume["p_unl"]) == len(data.x_unl):
+            p_unl, resumed_labels = resume["p_unl"].float(), True
 
     if device != "cpu":  # small uint8 datasets fit on the device; saves a copy per step
         data = TrainData(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -306,11 +308,11 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     # as the prior. A resumed later round keeps the labels it had (saved with the checkpoint).
     pool_graph = None
     if student and method == "labelprop":
-        pool_graph = graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]))
+        pool_graph = graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]), device)
         if pool_graph is None and p_unl is None:
             raise ValueError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
                              f"images) and has no pseudo-labels; run pseudo-label first")
-        if pool_graph is not None and not (resume and resume.get("p_unl") is not None):
+        if pool_graph is not None and not resumed_labels:
             p_unl = propagated_labels(pool_graph, data, p_unl, PRIOR_WEIGHT["teacher"]).to(device)
     # Distribution alignment pulls the pool's predictions toward the labeled class frequencies.
     prior = data.class_prior if data.class_prior is not None else torch.bincount(data.y_lab, minlength=k)

@@ -79,3 +79,10 @@ def test_pixel_graph_refuses_too_many_or_too_few_images(monkeypatch):
     assert G.pixel_graph(x[:2]) is None
     monkeypatch.setattr(G, "MAX_NODES", 10)
     assert G.pixel_graph(x) is None
+
+
+def test_large_images_are_pooled_to_max_side_before_the_embedding():
+    x, _ = two_blobs()
+    up = lambda k: x.repeat_interleave(k, 2).repeat_interleave(k, 3)
+    big, at_max = G.embed(up(8), dims=3), G.embed(up(4), dims=3)  # 64 px pools down to the same 32 px
+    assert torch.allclose(big @ big.T, at_max @ at_max.T, atol=1e-4)

@@ -126,3 +126,13 @@ def test_a_dead_queued_worker_is_interrupted(trained_project):
     run_id = p.store.create_run("teacher", "cpu", {"role": "teacher"}, 5)
     p.store.update_run(run_id, pid=2 ** 22 + 12345)  # no such process
     assert state(p, run_id) == "interrupted"
+
+
+def test_a_run_records_the_method_and_rounds_it_resolved_to(trained_project, monkeypatch):
+    """A later change of the defaults never changes what a queued or resumed run does."""
+    seen = {}
+    monkeypatch.setattr(jobs, "start", lambda project, role, values, **kw: seen.update(values) or "run-x")
+    jobs.start_training(trained_project, make_config(role="student"))
+    assert (seen["method"], seen["rounds"]) == ("labelprop", 3)
+    jobs.start_training(trained_project, make_config(role="student", method="fixmatch"))
+    assert (seen["method"], seen["rounds"]) == ("fixmatch", 1)

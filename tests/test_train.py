@@ -202,6 +202,23 @@ def test_labelprop_student_learns_labels_spread_over_the_graph():
         assert out["step"] == 4 and math.isfinite(out["eval"]["accuracy"])
 
 
+def test_labelprop_propagates_once_per_round_and_again_on_a_resume_after_the_pool_changed(monkeypatch, tmp_path):
+    calls = []
+    real = T.propagated_labels
+    monkeypatch.setattr(T, "propagated_labels", lambda *a: calls.append(a[3]) or real(*a))
+    cfg = make_config(role="student", steps=6, batch_size=4, unlabeled_ratio=2, eval_every=2, log_every=1)
+    stop_at_5 = lambda kind, step, v: step == 5
+    T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, checkpoint_dir=tmp_path, callback=stop_at_5)
+    # the teacher's prior at the start, the student's at round 2 (step 2) and round 3 (step 4)
+    assert calls == [T.PRIOR_WEIGHT["teacher"]] + [T.PRIOR_WEIGHT["student"]] * 2
+    ck = T.load_checkpoint(tmp_path / "latest.pt")
+    calls.clear()
+    T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, resume=ck)
+    assert calls == []  # resumed inside round 3 with the labels it had
+    T.fit(build("cnn", 1, 3, 28), tiny_data(n_unl=40), cfg, resume=ck)
+    assert calls == [T.PRIOR_WEIGHT["teacher"]]  # the pool changed while paused: labels made again
+
+
 def test_labelprop_on_a_pool_too_large_for_the_graph(monkeypatch):
     """Past the graph's size limit labelprop learns the stored pseudo-labels; with none, a clear error."""
     monkeypatch.setattr(T.graph_mod, "MAX_NODES", 10)
