@@ -116,12 +116,12 @@ def check_teacher(project, cfg: TrainConfig) -> None:
 
 
 def start_training(project, cfg: TrainConfig, *, detach: bool = True) -> str:
-    from .train import DEFAULT_STEPS
+    from .train import default_steps
     check_teacher(project, cfg)
     # The run records the method and rounds it resolved to, so that a later change of the
     # defaults never changes a queued or resumed run, and its page says what it does.
     values = {**to_dict(cfg), "method": cfg.resolved_method, "rounds": cfg.resolved_rounds}
-    return start(project, cfg.role, values, total=cfg.steps or DEFAULT_STEPS[cfg.role], detach=detach)
+    return start(project, cfg.role, values, total=cfg.steps or default_steps(cfg), detach=detach)
 
 
 def start_pseudo_label(project, *, device: str = "cpu", teacher_run: str | None = None,

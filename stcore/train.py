@@ -22,7 +22,7 @@ from .config import TrainConfig, to_dict
 from .metrics import confusion, summarize
 from .pseudo import normalize, predict
 
-DEFAULT_STEPS = {"teacher": 400, "student": 1800}  # a student's steps are shared by its rounds
+DEFAULT_STEPS = {"teacher": 400, "student": 600}  # a student's default: this many per round
 EVAL_SUBSET = 2000  # test images used by evaluations before the last one
 
 # callback(kind, step, values) -> True to ask the loop to stop (after saving a checkpoint).
@@ -204,7 +204,13 @@ def total_steps(cfg: TrainConfig, data: TrainData) -> int:
         else:
             per, n = cfg.batch_size, len(data.x_lab)
         return max(1, math.ceil(cfg.epochs * n / per))
-    return DEFAULT_STEPS[cfg.role]
+    return default_steps(cfg)
+
+
+def default_steps(cfg: TrainConfig) -> int:
+    """The budget when neither steps nor epochs is given: 400 for a teacher, 600 per round for a
+    student (labelprop: 3 rounds, 1,800 steps)."""
+    return DEFAULT_STEPS[cfg.role] * (cfg.resolved_rounds if cfg.role == "student" else 1)
 
 
 # ------------------------------------------------------------------ evaluation

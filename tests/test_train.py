@@ -239,3 +239,11 @@ def test_resume_continues_rounds_with_the_saved_pseudo_labels(tmp_path):
     assert ck["p_unl"].shape == data.p_unl.shape and ck["config"]["rounds"] == 2
     out = T.fit(build("cnn", 1, 3, 28), data, cfg, resume=ck)
     assert out["step"] == 8 and not out["stopped"]
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"role": "teacher"}, 400), ({"role": "student"}, 1800), ({"role": "student", "method": "fixmatch"}, 600),
+    ({"role": "student", "method": "fixmatch", "rounds": 2}, 1200), ({"role": "student", "steps": 50}, 50),
+])
+def test_default_budget_is_per_round_for_students(values, expected):
+    assert T.total_steps(make_config(**values), tiny_data()) == expected

@@ -85,8 +85,11 @@ else:
 # ------------------------------------------------------------------ start a job
 def steps_ui(role: str, key: str) -> dict:
     c1, c2 = st.columns(2)
-    steps = c1.number_input("Steps", min_value=0, value=DEFAULT_STEPS[role], step=50, key=f"{key}_steps",
-                            help="Optimizer steps. 0: use epochs.")
+    budget = (f"{DEFAULT_STEPS[role]:,}" if role == "teacher" else
+              f"{DEFAULT_STEPS[role]:,} per round, so 1,800 for labelprop's 3 rounds")
+    steps = c1.number_input("Steps", min_value=0, value=0, step=50, key=f"{key}_steps",
+                            help=f"Optimizer steps, shared by the rounds. 0: from epochs if set, else the "
+                                 f"default budget ({budget}).")
     epochs = c2.number_input("Epochs", min_value=0.0, value=0.0, step=1.0, key=f"{key}_epochs",
                              help="Passes over the labeled set (teacher) or the pool (student); used when "
                                   "steps is 0.")
