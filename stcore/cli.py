@@ -293,6 +293,8 @@ def cmd_runs(a):
     else:
         for r in rows:
             acc = r["last_metrics"]["accuracy"]
+            if isinstance(acc, dict):  # a pseudo-label run: its agreement with the hidden labels
+                acc = acc.get("accuracy")
             print(f"{r['id']:<16} {r['state']:<11} {r['device']:<7} {r['step']}/{r['total']}"
                   + (f"  acc {acc:.4f}" if acc is not None else "") + (f"  {r['error']}" if r["error"] else ""))
     return 0

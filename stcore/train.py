@@ -57,6 +57,7 @@ class TrainData:
 # teacher's (then each round the student's) probabilities as a prior.
 ONLINE = ("freematch", "fixmatch", "meanteacher")
 OFFLINE = ("labelprop", "pseudo", "soft")
+THRESHOLDED = ("pseudo", "soft")  # learn only the stored pseudo-labels at least --threshold confident
 PRIOR_WEIGHT = {"teacher": 0.2, "student": 0.5}  # the model's probabilities against a label's 1
 STATS_MOMENTUM = 0.99  # class statistics average over ~100 unlabeled batches (FreeMatch uses 0.999 over 1M steps)
 
@@ -132,7 +133,7 @@ def select_unlabeled(probs: torch.Tensor | None, n: int, method: str, threshold:
     if probs is None:
         return torch.arange(n)
     keep = torch.arange(n)
-    if method in ("pseudo", "soft"):
+    if method in THRESHOLDED:
         keep = (probs.max(1).values >= threshold).nonzero().squeeze(1)
     if balanced and len(keep):
         keep = keep[balanced_selection(probs[keep], max(1, len(keep) // probs.shape[1]))]
@@ -273,7 +274,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     student = cfg.role == "student" and len(data.x_unl) > 0
     online = method in ONLINE
     k = len(data.classes)
-    if student and data.p_unl is None and (method in ("pseudo", "soft") or cfg.balanced):
+    if student and data.p_unl is None and (method in THRESHOLDED or cfg.balanced):
         raise ValueError(f"the {method} student{' with --balanced' if cfg.balanced else ''} needs the "
                          f"teacher's pseudo-labels; run pseudo-label first")
     model.to(device).train()
@@ -285,7 +286,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, max(1, total // 20), cfg.resolved_rounds))
+    rounds = cfg.resolved_rounds
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, max(1, total // 20), rounds))
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     step, best = 0, -1.0
@@ -327,7 +329,6 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if student else None
     if student and len(active) == 0:
         raise ValueError(f"no unreviewed pseudo-labels with confidence >= {cfg.threshold}; lower --threshold")
-    rounds = cfg.resolved_rounds
     round_len = math.ceil(total / rounds)
     eval_every = cfg.eval_every or max(1, total // 10)
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio

@@ -33,6 +33,8 @@ def test_the_loop_from_init_to_export(tmp_path):
     assert c["corrected"] == 1 and c["rejected"] == 1 and c["labeled"] == 100 and c["pool"] == 2900
     assert st["pseudo_label_accuracy"]["n"] == 2900
     assert [r["state"] for r in st["runs"]] == ["finished"] * 3
+    listing = stcore("runs", P).stdout.splitlines()  # the text form, a pseudo-label run among them
+    assert len(listing) == 3 and all(" finished " in line and "  acc 0." in line for line in listing)
     stcore("export", P, "--labels", tmp_path / "labels.csv", "--model", tmp_path / "student.pt")
     rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
     assert list(rows[0]) == ["id", "source", "label", "status", "confidence", "teacher_run"]

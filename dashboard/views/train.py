@@ -11,7 +11,7 @@ from datetime import datetime
 import streamlit as st
 
 from dashboard import common, figures, util
-from stcore.config import METHODS, make_config
+from stcore.config import DEFAULT_ROUNDS, METHODS, make_config
 from stcore.jobs import cancel, list_runs, resume, start_training
 from stcore.models import MODELS
 from stcore.store import ACTIVE_STATES
@@ -85,8 +85,9 @@ else:
 # ------------------------------------------------------------------ start a job
 def steps_ui(role: str, key: str) -> dict:
     c1, c2 = st.columns(2)
-    budget = (f"{DEFAULT_STEPS[role]:,}" if role == "teacher" else
-              f"{DEFAULT_STEPS[role]:,} per round, so 1,800 for labelprop's 3 rounds")
+    rounds = DEFAULT_ROUNDS[METHODS["student"][0]]
+    budget = (f"{DEFAULT_STEPS[role]:,}" if role == "teacher" else f"{DEFAULT_STEPS[role]:,} per round, so "
+              f"{DEFAULT_STEPS[role] * rounds:,} for {METHODS['student'][0]}'s {rounds} rounds")
     steps = c1.number_input("Steps", min_value=0, value=0, step=50, key=f"{key}_steps",
                             help=f"Optimizer steps, shared by the rounds. 0: from epochs if set, else the "
                                  f"default budget ({budget}).")
