@@ -67,7 +67,7 @@ def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None) -> tu
     idx, sim = [], []
     for start in range(0, len(z), chunk):
         s = z[start:start + chunk] @ z.T
-        rows = torch.arange(s.shape[0])
+        rows = torch.arange(s.shape[0], device=s.device)
         s[rows, rows + start] = -float("inf")
         v, j = s.topk(k, dim=1)
         idx.append(j)
