@@ -132,7 +132,7 @@ def select_unlabeled(probs: torch.Tensor | None, n: int, method: str, threshold:
     number of items per predicted class, most confident first."""
     if probs is None:
         return torch.arange(n)
-    keep = torch.arange(n)
+    keep = torch.arange(n, device=probs.device)
     if method in THRESHOLDED:
         keep = (probs.max(1).values >= threshold).nonzero().squeeze(1)
     if balanced and len(keep):

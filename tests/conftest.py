@@ -4,6 +4,7 @@ Projects are built once per session and copied per test, so each test gets a pri
 folder without decoding or training again."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,12 +13,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
+# Where the tests read Fashion-MNIST: Debian's copy, or a folder named by STCORE_DATA (as stcore does)
+FMNIST = next((d for d in (Path(os.environ.get("STCORE_DATA", "/nonexistent")), Path("/usr/share/datasets/fashion-mnist"))
+               if (d / "train-images-idx3-ubyte.gz").exists()), Path("/usr/share/datasets/fashion-mnist"))
 
 
 def pytest_collection_modifyitems(config, items):
     if not (FMNIST / "train-images-idx3-ubyte.gz").exists():
-        skip = pytest.mark.skip(reason="Fashion-MNIST is not in /usr/share/datasets (run .ci/setup --test)")
+        skip = pytest.mark.skip(reason="Fashion-MNIST is not in /usr/share/datasets or $STCORE_DATA (run .ci/setup --test)")
         for item in items:
             if "needs_fmnist" in item.keywords:
                 item.add_marker(skip)
