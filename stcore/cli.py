@@ -126,7 +126,7 @@ def cmd_init(a):
 TRAIN_FLAGS = ("method", "model", "steps", "epochs", "lr", "batch_size", "unlabeled_ratio", "threshold",
                "temperature", "unlabeled_weight", "corrected_weight", "init", "teacher_run", "ema_decay",
                "eval_every", "seed", "weight_decay", "distribution_alignment", "target_model", "balanced",
-               "rounds", "label_aug")
+               "rounds", "label_aug", "strength")
 
 
 def cmd_train(a):
@@ -406,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, help="the student re-labels the pool and restarts the lr this "
                    "many times (Noisy Student; default: labelprop 3, others 1)")
     s.add_argument("--label-aug", choices=("weak", "strong"), help="augmentation of labeled images")
+    s.add_argument("--strength", type=float, help="student: how hard unlabeled images are augmented, in "
+                   "(0, 1] (default: labelprop 0.3, others 1)")
     s.add_argument("--unlabeled-weight", type=float)
     s.add_argument("--corrected-weight", type=float, help="weight of a human correction (default 2)")
     s.add_argument("--init", choices=("teacher", "scratch"))

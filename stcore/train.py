@@ -184,16 +184,19 @@ def cosine_lr(total: int, warmup: int, cycles: int = 1) -> Callable[[int], float
 
 
 def propagated_labels(g: "graph_mod.Graph", data: TrainData, probs: torch.Tensor | None,
-                      weight: float) -> torch.Tensor:
+                      weight: float, p_target: torch.Tensor) -> torch.Tensor:
     """Pool pseudo-labels (n_unl, K): the human labels (x_lab, weighted by w_lab) spread over
-    the graph whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight as the prior."""
+    the graph whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight as the prior,
+    then aligned to the class mix p_target (K,): propagation favours classes whose images
+    crowd together, and the pool's labels should not."""
     n_lab, k = len(data.x_lab), len(data.classes)
     seeds = torch.zeros(g.size, k)
     seeds[torch.arange(n_lab), data.y_lab.cpu()] = data.w_lab.float().cpu()
     prior = torch.zeros(g.size, k)
     if probs is not None:
         prior[n_lab:] = weight * probs.float().cpu()
-    return graph_mod.propagate(g, seeds, prior)[n_lab:]
+    f = graph_mod.propagate(g, seeds, prior)[n_lab:]
+    return align_distribution(f, f.mean(0), p_target.float().cpu())
 
 
 def total_steps(cfg: TrainConfig, data: TrainData) -> int:
@@ -320,11 +323,11 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if pool_graph is None and p_unl is None:
             raise ValueError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
                              f"images) and has no pseudo-labels; run pseudo-label first")
-        if pool_graph is not None and not resumed_labels:
-            p_unl = propagated_labels(pool_graph, data, p_unl, PRIOR_WEIGHT["teacher"]).to(device)
     # Distribution alignment pulls the pool's predictions toward the labeled class frequencies.
     prior = data.class_prior if data.class_prior is not None else torch.bincount(data.y_lab, minlength=k)
     p_target = (prior.float() + 1) / (prior.float() + 1).sum()
+    if pool_graph is not None and not resumed_labels:
+        p_unl = propagated_labels(pool_graph, data, p_unl, PRIOR_WEIGHT["teacher"], p_target).to(device)
     active = select_unlabeled(p_unl, len(data.x_unl), method, cfg.threshold, cfg.balanced).to(device) \
         if student else None
     if student and len(active) == 0:
@@ -355,6 +358,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         return torch.randint(n, (size,), generator=g).to(device)
 
     aug_lab = augment.strong if cfg.label_aug == "strong" else augment.weak
+    strength = cfg.resolved_strength
     last_eval, stopped = None, False
     t0, seen, acc_loss, acc_lu, acc_mask, n_acc = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0
     while step < total and not stopped:
@@ -362,7 +366,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
             # Noisy Student: the student so far becomes the teacher of the next round.
             relabeled = label_pool(ema, data.x_unl, device)
             if pool_graph is not None:
-                relabeled = propagated_labels(pool_graph, data, relabeled, PRIOR_WEIGHT["student"]).to(device)
+                relabeled = propagated_labels(pool_graph, data, relabeled, PRIOR_WEIGHT["student"],
+                                              p_target).to(device)
             picked = select_unlabeled(relabeled, len(data.x_unl), method, cfg.threshold, cfg.balanced)
             if len(picked):  # else nothing is confident enough yet: keep the last round's labels
                 p_unl, active = relabeled, picked.to(device)
@@ -372,7 +377,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if student:
             j = active[pick(len(active), U)]
             xu = normalize(data.x_unl[j])
-            xu_s = augment.strong(xu, flip=data.flip, g=g)
+            xu_s = augment.strong(xu, flip=data.flip, g=g, magnitude=strength, cutout=0.25 + 0.25 * strength)
             logits = model(torch.cat([xl, xu_s]))
             lab_loss = (F.cross_entropy(logits[:B], yl, reduction="none") * wl).sum() / wl.sum()
             if online:  # pseudo-label the weak view of the same images (FixMatch)

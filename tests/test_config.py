@@ -27,6 +27,8 @@ def test_defaults_are_valid_and_frozen():
     ({"target_model": "teacher"}, "target model"),
     ({"label_aug": "medium"}, "label augmentation"),
     ({"rounds": -1}, "rounds"),
+    ({"strength": 1.5}, "augmentation strength"),
+    ({"strength": -0.1}, "augmentation strength"),
     ({"ema_decay": 1.0}, "ema decay"),
     ({"lr": 0.0}, "lr"),
 ])
@@ -49,6 +51,13 @@ def test_resolved_temperature(method, temperature, expected):
     assert cfg.resolved_temperature == expected
 
 
+@pytest.mark.parametrize("method, strength, expected", [
+    ("", 0.0, 0.3), ("labelprop", 0.8, 0.8), ("fixmatch", 0.0, 1.0), ("freematch", 0.5, 0.5),
+])
+def test_resolved_strength(method, strength, expected):
+    assert make_config(role="student", method=method, strength=strength).resolved_strength == expected
+
+
 def test_student_default_method_is_the_first_listed():
     assert make_config(role="student").resolved_method == METHODS["student"][0]
     assert TrainConfig(role="student").method == ""
@@ -60,11 +69,11 @@ def test_every_train_flag_is_a_config_field_and_parses():
     assert set(TRAIN_FLAGS) <= fields
     a = build_parser().parse_args(["train", "P", "--role", "student", "--method", "fixmatch", "--rounds", "3",
                                    "--balanced", "--no-distribution-alignment", "--target-model", "student",
-                                   "--label-aug", "strong", "--temperature", "0.5"])
+                                   "--label-aug", "strong", "--temperature", "0.5", "--strength", "0.6"])
     values = {k: getattr(a, k) for k in TRAIN_FLAGS if getattr(a, k) is not None}
     cfg = make_config(values, role="student")
     assert (cfg.rounds, cfg.balanced, cfg.distribution_alignment, cfg.target_model, cfg.label_aug,
-            cfg.resolved_temperature) == (3, True, False, "student", "strong", 0.5)
+            cfg.resolved_temperature, cfg.strength) == (3, True, False, "student", "strong", 0.5, 0.6)
 
 
 @pytest.mark.parametrize("key", ["lr", "threshold", "unlabeled_weight", "corrected_weight", "weight_decay"])

@@ -263,19 +263,21 @@ def test_train_start_creates_a_run_and_cancel_stops_it(app, trained_project):
     assert p.store.run(runs[-1]["id"])["state"] in ("cancelled", "finished")
 
 
-def test_train_student_form_starts_the_chosen_method_and_rounds(app, trained_project):
+def test_train_student_form_starts_the_chosen_method_rounds_and_strength(app, trained_project):
     from stcore.jobs import cancel, list_runs
     p = trained_project
     at = app(p, "train")
     assert at.selectbox(key="tr_s_method").value == "labelprop"  # the default student method
     at.selectbox(key="tr_s_method").set_value("pseudo")
     at.number_input(key="tr_s_rounds").set_value(2)
+    assert at.number_input(key="tr_s_strength").value == 0.0  # the method's default
+    at.number_input(key="tr_s_strength").set_value(0.5)
     at.number_input(key="tr_s_steps").set_value(40)
     at.button(key="FormSubmitter:tr_student_form-Start student").click().run()
     run = p.store.runs()[-1]
     try:
         assert run["role"] == "student" and run["total"] == 40
-        assert (run["config"]["method"], run["config"]["rounds"]) == ("pseudo", 2)
+        assert (run["config"]["method"], run["config"]["rounds"], run["config"]["strength"]) == ("pseudo", 2, 0.5)
         no_errors(at, "train")
     finally:
         cancel(p, run["id"])

@@ -128,11 +128,11 @@ def test_a_dead_queued_worker_is_interrupted(trained_project):
     assert state(p, run_id) == "interrupted"
 
 
-def test_a_run_records_the_method_and_rounds_it_resolved_to(trained_project, monkeypatch):
+def test_a_run_records_the_method_rounds_and_strength_it_resolved_to(trained_project, monkeypatch):
     """A later change of the defaults never changes what a queued or resumed run does."""
     seen = {}
     monkeypatch.setattr(jobs, "start", lambda project, role, values, **kw: seen.update(values) or "run-x")
     jobs.start_training(trained_project, make_config(role="student"))
-    assert (seen["method"], seen["rounds"]) == ("labelprop", 3)
+    assert (seen["method"], seen["rounds"], seen["strength"]) == ("labelprop", 3, 0.3)
     jobs.start_training(trained_project, make_config(role="student", method="fixmatch"))
-    assert (seen["method"], seen["rounds"]) == ("fixmatch", 1)
+    assert (seen["method"], seen["rounds"], seen["strength"]) == ("fixmatch", 1, 1.0)

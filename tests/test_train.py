@@ -191,7 +191,7 @@ def test_labelprop_student_learns_labels_spread_over_the_graph():
                        p_unl=wrong, x_test=x[:8], y_test=y[:8], classes=["left", "right"])
     G = T.graph_mod  # the halves differ along one direction: a 2-component embedding keeps it clear
     pool_graph = G.build(*G.knn(G.embed(torch.cat([data.x_lab, data.x_unl]), dims=2), k=5))
-    labels = T.propagated_labels(pool_graph, data, data.p_unl, T.PRIOR_WEIGHT["teacher"])
+    labels = T.propagated_labels(pool_graph, data, data.p_unl, T.PRIOR_WEIGHT["teacher"], torch.full((k,), 1 / k))
     assert labels.shape == (n_unl, k) and torch.allclose(labels.sum(1), torch.ones(n_unl))
     assert (labels.argmax(1) == y[n_lab:]).all()
     cfg = make_config(role="student", steps=4, batch_size=4, unlabeled_ratio=2, eval_every=4)
@@ -200,6 +200,32 @@ def test_labelprop_student_learns_labels_spread_over_the_graph():
         data.p_unl = p_unl
         out = T.fit(build("cnn", 1, k, 28), data, cfg)
         assert out["step"] == 4 and math.isfinite(out["eval"]["accuracy"])
+
+
+def test_propagated_labels_are_aligned_to_the_labeled_class_mix():
+    """Propagation over-predicts a class whose seeds sit among many neighbours; the labels are
+    pulled back toward the target mix, and each row stays a distribution."""
+    data = tiny_data(n_lab=12, n_unl=200)
+    G = T.graph_mod
+    pool_graph = G.build(*G.knn(G.embed(torch.cat([data.x_lab, data.x_unl]), dims=8), k=5))
+    target = torch.tensor([0.5, 0.3, 0.2])
+    seeds = torch.zeros(pool_graph.size, 3)
+    seeds[torch.arange(12), data.y_lab] = 1
+    raw = G.propagate(pool_graph, seeds, torch.zeros_like(seeds))[12:]
+    aligned = T.propagated_labels(pool_graph, data, None, 0.0, target)
+    assert torch.allclose(aligned.sum(1), torch.ones(200))
+    assert (aligned.mean(0) - target).abs().sum() < 0.5 * (raw.mean(0) - target).abs().sum()
+
+
+@pytest.mark.parametrize("overrides, magnitude", [({}, 0.3), ({"strength": 0.6}, 0.6),
+                                                  ({"method": "fixmatch"}, 1.0)])
+def test_unlabeled_images_are_augmented_at_the_methods_strength(monkeypatch, overrides, magnitude):
+    seen = set()
+    real = T.augment.strong
+    monkeypatch.setattr(T.augment, "strong", lambda x, **kw: seen.add((kw["magnitude"], kw["cutout"])) or real(x, **kw))
+    cfg = make_config(role="student", steps=2, batch_size=4, unlabeled_ratio=2, **overrides)
+    T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg)
+    assert seen == {(magnitude, 0.25 + 0.25 * magnitude)}
 
 
 def test_labelprop_propagates_once_per_round_and_again_on_a_resume_after_the_pool_changed(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ from datetime import datetime
 import streamlit as st
 
 from dashboard import common, figures, util
-from stcore.config import DEFAULT_ROUNDS, METHODS, make_config
+from stcore.config import DEFAULT_ROUNDS, DEFAULT_STRENGTH, METHODS, make_config
 from stcore.jobs import cancel, list_runs, resume, start_training
 from stcore.models import MODELS
 from stcore.store import ACTIVE_STATES
@@ -149,6 +149,11 @@ with t_student:
         v["rounds"] = int(c4.number_input("Rounds", min_value=0, max_value=20, value=0, step=1, key="tr_s_rounds",
                                           help="The student re-labels the pool this many times (Noisy Student), "
                                                "sharing the steps. 0: the method's default (labelprop 3, others 1)."))
+        strength_defaults = ", ".join(f"{m} {s:g}" for m, s in DEFAULT_STRENGTH.items())
+        v["strength"] = float(c4.number_input(
+            "Augmentation strength", min_value=0.0, max_value=1.0, value=0.0, step=0.1, key="tr_s_strength",
+            help="How hard the unlabeled images are augmented (rotation, shear, shifts, contrast, cutout). "
+                 f"0: the method's default ({strength_defaults}, others 1)."))
         v["use_unreviewed"] = c5.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
         v["device"] = common.device_picker("tr_s_device")
         if st.form_submit_button("Start student", type="primary", icon=":material/play_arrow:"):
