@@ -63,7 +63,8 @@ def bare_train(model: torch.nn.Module, data: TrainData, cfg, *, steps: int, mark
         j = torch.randint(len(data.x_unl), (U,), generator=g)
         xl = aug_lab(data.x_lab[i].float() / 255, flip=data.flip, g=g)
         xu = data.x_unl[j].float() / 255
-        logits = model(torch.cat([xl, augment.strong(xu, flip=data.flip, g=g)]))
+        m = cfg.resolved_strength
+        logits = model(torch.cat([xl, augment.strong(xu, flip=data.flip, g=g, magnitude=m, cutout=0.25 + 0.25 * m)]))
         loss = F.cross_entropy(logits[:B], data.y_lab[i])
         if offline:
             loss = loss + F.cross_entropy(logits[B:], data.p_unl[j].argmax(1))
