@@ -53,6 +53,7 @@ def bare_train(model: torch.nn.Module, data: TrainData, cfg, *, steps: int, mark
     offline = cfg.resolved_method in OFFLINE_METHODS
     aug_lab = augment.strong if getattr(cfg, "label_aug", "weak") == "strong" else augment.weak
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio
+    strength = cfg.resolved_strength
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -63,8 +64,7 @@ def bare_train(model: torch.nn.Module, data: TrainData, cfg, *, steps: int, mark
         j = torch.randint(len(data.x_unl), (U,), generator=g)
         xl = aug_lab(data.x_lab[i].float() / 255, flip=data.flip, g=g)
         xu = data.x_unl[j].float() / 255
-        m = cfg.resolved_strength
-        logits = model(torch.cat([xl, augment.strong(xu, flip=data.flip, g=g, magnitude=m, cutout=0.25 + 0.25 * m)]))
+        logits = model(torch.cat([xl, augment.strong(xu, flip=data.flip, g=g, magnitude=strength)]))
         loss = F.cross_entropy(logits[:B], data.y_lab[i])
         if offline:
             loss = loss + F.cross_entropy(logits[B:], data.p_unl[j].argmax(1))
@@ -135,6 +135,7 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
     return {
         "config": {k: v for k, v in to_dict(cfg).items() if k in (
             "method", "model", "batch_size", "unlabeled_ratio", "steps", "log_every", "threshold")},
+        "strength": cfg.resolved_strength,
         "method": cfg.resolved_method,
         "bare_method": ("hard stored pseudo-labels" if cfg.resolved_method in OFFLINE_METHODS
                         else "fixmatch (weak view labels the strong view)"),

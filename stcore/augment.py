@@ -35,9 +35,13 @@ def weak(x: torch.Tensor, *, flip: bool, shift: float = 0.125, g: torch.Generato
 
 
 def strong(x: torch.Tensor, *, flip: bool, g: torch.Generator | None = None, magnitude: float = 1.0,
-           cutout: float = 0.5) -> torch.Tensor:
+           cutout: float | None = None) -> torch.Tensor:
     """RandAugment-like: a random affine (rotate, shear, scale, translate, flip), random
-    brightness/contrast/solarize/sharpness-like blur on about half the samples each, then cutout."""
+    brightness/contrast/solarize/sharpness-like blur on about half the samples each, then cutout.
+    magnitude scales every range; cutout is the largest hole's side as a fraction of the image
+    (by default 0.25 + 0.25 * magnitude: a half at full magnitude)."""
+    if cutout is None:
+        cutout = 0.25 + 0.25 * magnitude
     n, c, h, w = x.shape
     m = magnitude
     ang = _rand(n, -30, 30, x, g) * m * math.pi / 180

@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "many times (Noisy Student; default: labelprop 3, others 1)")
     s.add_argument("--label-aug", choices=("weak", "strong"), help="augmentation of labeled images")
     s.add_argument("--strength", type=float, help="student: how hard unlabeled images are augmented, in "
-                   "(0, 1] (default: labelprop 0.3, others 1)")
+                   "(0, 1]; 0 or unset: the method's default (labelprop 0.3, others 1)")
     s.add_argument("--unlabeled-weight", type=float)
     s.add_argument("--corrected-weight", type=float, help="weight of a human correction (default 2)")
     s.add_argument("--init", choices=("teacher", "scratch"))

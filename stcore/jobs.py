@@ -118,10 +118,12 @@ def check_teacher(project, cfg: TrainConfig) -> None:
 def start_training(project, cfg: TrainConfig, *, detach: bool = True) -> str:
     from .train import default_steps
     check_teacher(project, cfg)
-    # The run records the method, rounds and augmentation strength it resolved to, so that a later change of the
-    # defaults never changes a queued or resumed run, and its page says what it does.
-    values = {**to_dict(cfg), "method": cfg.resolved_method, "rounds": cfg.resolved_rounds,
-              "strength": cfg.resolved_strength}
+    # The run records the method, rounds and augmentation strength it resolved to, so that a
+    # later change of the defaults never changes a queued or resumed run, and its page says
+    # what it does.
+    values = {**to_dict(cfg), "method": cfg.resolved_method, "rounds": cfg.resolved_rounds}
+    if cfg.role == "student":
+        values["strength"] = cfg.resolved_strength
     return start(project, cfg.role, values, total=cfg.steps or default_steps(cfg), detach=detach)
 
 

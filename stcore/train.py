@@ -184,11 +184,11 @@ def cosine_lr(total: int, warmup: int, cycles: int = 1) -> Callable[[int], float
 
 
 def propagated_labels(g: "graph_mod.Graph", data: TrainData, probs: torch.Tensor | None,
-                      weight: float, p_target: torch.Tensor) -> torch.Tensor:
+                      weight: float, p_target: torch.Tensor | None) -> torch.Tensor:
     """Pool pseudo-labels (n_unl, K): the human labels (x_lab, weighted by w_lab) spread over
     the graph whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight as the prior,
-    then aligned to the class mix p_target (K,): propagation favours classes whose images
-    crowd together, and the pool's labels should not."""
+    then, unless p_target is None, aligned to the class mix p_target (K,): propagation favours
+    classes whose images crowd together, and the pool's labels should not."""
     n_lab, k = len(data.x_lab), len(data.classes)
     seeds = torch.zeros(g.size, k)
     seeds[torch.arange(n_lab), data.y_lab.cpu()] = data.w_lab.float().cpu()
@@ -196,7 +196,7 @@ def propagated_labels(g: "graph_mod.Graph", data: TrainData, probs: torch.Tensor
     if probs is not None:
         prior[n_lab:] = weight * probs.float().cpu()
     f = graph_mod.propagate(g, seeds, prior)[n_lab:]
-    return align_distribution(f, f.mean(0), p_target.float().cpu())
+    return f if p_target is None else align_distribution(f, f.mean(0), p_target.float().cpu())
 
 
 def total_steps(cfg: TrainConfig, data: TrainData) -> int:
@@ -315,6 +315,11 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
                             for k, v in vars(data).items()})
         p_unl = p_unl.to(device) if p_unl is not None else None
         stats = {n: t.to(device) for n, t in stats.items()}
+    # Distribution alignment pulls the pool's predictions (and labelprop's propagated labels)
+    # toward the labeled class frequencies.
+    prior = data.class_prior if data.class_prior is not None else torch.bincount(data.y_lab, minlength=k)
+    p_target = (prior.float() + 1) / (prior.float() + 1).sum()
+    align_to = p_target if cfg.distribution_alignment else None
     # labelprop: spread the human labels over a graph of the images, the teacher's probabilities
     # as the prior. A resumed later round keeps the labels it had (saved with the checkpoint).
     pool_graph = None
@@ -323,11 +328,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if pool_graph is None and p_unl is None:
             raise ValueError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
                              f"images) and has no pseudo-labels; run pseudo-label first")
-    # Distribution alignment pulls the pool's predictions toward the labeled class frequencies.
-    prior = data.class_prior if data.class_prior is not None else torch.bincount(data.y_lab, minlength=k)
-    p_target = (prior.float() + 1) / (prior.float() + 1).sum()
-    if pool_graph is not None and not resumed_labels:
-        p_unl = propagated_labels(pool_graph, data, p_unl, PRIOR_WEIGHT["teacher"], p_target).to(device)
+        if pool_graph is not None and not resumed_labels:
+            p_unl = propagated_labels(pool_graph, data, p_unl, PRIOR_WEIGHT["teacher"], align_to).to(device)
     active = select_unlabeled(p_unl, len(data.x_unl), method, cfg.threshold, cfg.balanced).to(device) \
         if student else None
     if student and len(active) == 0:
@@ -367,7 +369,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
             relabeled = label_pool(ema, data.x_unl, device)
             if pool_graph is not None:
                 relabeled = propagated_labels(pool_graph, data, relabeled, PRIOR_WEIGHT["student"],
-                                              p_target).to(device)
+                                              align_to).to(device)
             picked = select_unlabeled(relabeled, len(data.x_unl), method, cfg.threshold, cfg.balanced)
             if len(picked):  # else nothing is confident enough yet: keep the last round's labels
                 p_unl, active = relabeled, picked.to(device)
@@ -377,7 +379,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if student:
             j = active[pick(len(active), U)]
             xu = normalize(data.x_unl[j])
-            xu_s = augment.strong(xu, flip=data.flip, g=g, magnitude=strength, cutout=0.25 + 0.25 * strength)
+            xu_s = augment.strong(xu, flip=data.flip, g=g, magnitude=strength)
             logits = model(torch.cat([xl, xu_s]))
             lab_loss = (F.cross_entropy(logits[:B], yl, reduction="none") * wl).sum() / wl.sum()
             if online:  # pseudo-label the weak view of the same images (FixMatch)

@@ -154,7 +154,8 @@ def _train(project, run: dict, reporter: Reporter) -> dict:
     from .models import build
     from .train import fit, total_steps
 
-    cfg = make_config(run["config"])
+    # Runs stored before students had a strength setting augmented at full strength.
+    cfg = make_config({"strength": 1.0, **run["config"]} if run["role"] == "student" else run["config"])
     device = resolve(cfg.device)
     if cfg.role == "student" or cfg.teacher_run:
         teacher = project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()

@@ -13,14 +13,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Where the tests read Fashion-MNIST: Debian's copy, or a folder named by STCORE_DATA (as stcore does)
-FMNIST = next((d for d in (Path(os.environ.get("STCORE_DATA", "/nonexistent")), Path("/usr/share/datasets/fashion-mnist"))
-               if (d / "train-images-idx3-ubyte.gz").exists()), Path("/usr/share/datasets/fashion-mnist"))
+# Where the tests read Fashion-MNIST: a folder named by STCORE_DATA that holds its four .gz files
+# (stcore looks there too), else Debian's copy.
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+FMNIST = next((d for d in (Path(os.environ.get("STCORE_DATA") or DEBIAN_FMNIST), DEBIAN_FMNIST)
+               if (d / "train-images-idx3-ubyte.gz").exists()), DEBIAN_FMNIST)
 
 
 def pytest_collection_modifyitems(config, items):
     if not (FMNIST / "train-images-idx3-ubyte.gz").exists():
-        skip = pytest.mark.skip(reason="Fashion-MNIST is not in /usr/share/datasets or $STCORE_DATA (run .ci/setup --test)")
+        skip = pytest.mark.skip(reason="Fashion-MNIST is not in /usr/share/datasets or $STCORE_DATA "
+                                       "(run .ci/setup --test)")
         for item in items:
             if "needs_fmnist" in item.keywords:
                 item.add_marker(skip)

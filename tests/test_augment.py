@@ -35,3 +35,13 @@ def test_strong_draws_parameters_per_sample():
     out = augment.strong(x, flip=True, g=torch.Generator().manual_seed(0))
     distinct = {tuple(o.flatten()[:50].tolist()) for o in out}
     assert len(distinct) == 8
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 0.3])
+def test_strong_cutout_follows_the_magnitude_by_default(magnitude):
+    x = images(n=16)
+    run = lambda **kw: augment.strong(x, flip=False, g=torch.Generator().manual_seed(0), magnitude=magnitude, **kw)
+    assert torch.equal(run(), run(cutout=0.25 + 0.25 * magnitude))
+    assert not torch.equal(run(), run(cutout=0.9))
+    change = lambda m: (augment.strong(x, flip=False, g=torch.Generator().manual_seed(0), magnitude=m) - x).abs().mean()
+    assert change(0.3) < change(1.0)

@@ -11,9 +11,9 @@ import pytest
 from benchmarks import report
 from benchmarks.common import alternate, paired_ratio, quantile
 from benchmarks.run import headline, merge
+from conftest import FMNIST
 
 REPO = Path(__file__).resolve().parents[1]
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
 ACCURACY_SETTINGS = ("teacher", "student_no_review", "student_review_default", "student_review_random",
                      "supervised_ceiling")
 

@@ -121,6 +121,20 @@ def test_an_unavailable_device_at_start_fails_the_run(trained_project, monkeypat
     assert "cuda:3" in p.store.run(run_id)["error"] and "available" in p.store.run(run_id)["error"]
 
 
+def test_a_student_stored_without_a_strength_keeps_full_strength(trained_project, monkeypatch):
+    """Runs stored before students had a strength setting augmented at full strength; a resume
+    must not switch them to today's default."""
+    import stcore.train
+    from stcore.worker import execute
+    seen = []
+    monkeypatch.setattr(stcore.train, "fit", lambda model, data, cfg, **kw: seen.append(cfg.resolved_strength)
+                        or {"stopped": False, "step": 2, "eval": {"accuracy": 0.5}, "ema": model})
+    p = trained_project
+    for config in ({"role": "student", "steps": 2}, {"role": "student", "steps": 2, "strength": 0.3}):
+        assert execute(p, p.store.create_run("student", "cpu", config, 2)) == "finished"
+    assert seen == [1.0, 0.3]
+
+
 def test_a_dead_queued_worker_is_interrupted(trained_project):
     p = trained_project
     run_id = p.store.create_run("teacher", "cpu", {"role": "teacher"}, 5)
