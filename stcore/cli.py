@@ -50,6 +50,9 @@ def progress_line(run: dict, metrics: list[dict]) -> str:
     if run["state"] == "running" and run["started"] and run["step"]:
         el = time.time() - run["started"]
         parts.append(f"ETA {_fmt_s(el / run['step'] * (total - run['step']))}")
+    from .jobs import current_phase
+    if run["state"] == "running" and (phase := current_phase(metrics)):
+        parts.append(phase + "...")
     return "  ".join(parts)
 
 

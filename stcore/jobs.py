@@ -62,6 +62,17 @@ def refresh(project) -> None:
                                      error=f"interrupted: {why}; resume it with stcore resume")
 
 
+def current_phase(metrics: list[dict]) -> str | None:
+    """What a run is doing between training steps (building a graph, re-labeling the pool),
+    from its metric rows: the newest 'phase' row, unless training rows have come after it."""
+    phases = [m for m in metrics if m["kind"] == "phase"]
+    if not phases:
+        return None
+    last = max(phases, key=lambda m: m["step"])
+    trained = max((m["step"] for m in metrics if m["kind"] == "train"), default=-1)
+    return last["phase"] if last["step"] >= trained else None
+
+
 def list_runs(project) -> list[dict]:
     refresh(project)
     return project.store.runs()

@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
-    kind TEXT NOT NULL,            -- train | eval
+    kind TEXT NOT NULL,            -- train | eval | phase (what the run does between steps)
     step INTEGER NOT NULL,
     at REAL NOT NULL,
     values_json TEXT NOT NULL,

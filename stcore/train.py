@@ -324,6 +324,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     # as the prior. A resumed later round keeps the labels it had (saved with the checkpoint).
     pool_graph = None
     if student and method == "labelprop":
+        callback("phase", step, {"phase": f"building the nearest-neighbour graph of "
+                                          f"{len(data.x_lab) + len(data.x_unl):,} images"})
         pool_graph = graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]), device)
         if pool_graph is None and p_unl is None:
             raise ValueError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
@@ -366,6 +368,8 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     while step < total and not stopped:
         if student and step and step % round_len == 0:
             # Noisy Student: the student so far becomes the teacher of the next round.
+            callback("phase", step, {"phase": f"re-labeling {len(data.x_unl):,} pool images for round "
+                                              f"{step // round_len + 1} of {rounds}"})
             relabeled = label_pool(ema, data.x_unl, device)
             if pool_graph is not None:
                 relabeled = propagated_labels(pool_graph, data, relabeled, PRIOR_WEIGHT["student"],

@@ -286,6 +286,19 @@ def test_train_student_form_starts_the_chosen_method_rounds_and_strength(app, tr
             time.sleep(0.5)
 
 
+def test_train_says_what_a_running_run_does_between_steps(app, trained_project):
+    """While labelprop builds its graph the step does not move; the progress bar says why."""
+    p = trained_project
+    run_id = p.store.create_run("student", "cpu", {"role": "student"}, 1800)
+    p.store.update_run(run_id, state="running", pid=os.getpid(), started=time.time(), heartbeat=time.time())
+    p.store.heartbeat(run_id, 0, [("phase", 0, {"phase": "building the nearest-neighbour graph of 60,000 images"})])
+    at = app(p, "train")
+    no_errors(at, "train")
+    bars = [e.proto.text for e in at.get("progress")]
+    assert bars == ["0 / 1,800 steps (0%) · building the nearest-neighbour graph of 60,000 images..."]
+    p.store.update_run(run_id, state="cancelled", ended=time.time())
+
+
 def test_train_shows_a_failed_run_plainly(app, trained_project):
     p = trained_project
     run_id = p.store.create_run("student", "cpu", {"role": "student"}, 10)

@@ -150,3 +150,25 @@ def test_a_run_records_the_method_rounds_and_strength_it_resolved_to(trained_pro
     assert (seen["method"], seen["rounds"], seen["strength"]) == ("labelprop", 3, 0.3)
     jobs.start_training(trained_project, make_config(role="student", method="fixmatch"))
     assert (seen["method"], seen["rounds"], seen["strength"]) == ("fixmatch", 1, 1.0)
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([], None),
+    ([("train", 10, {"loss": 1.0})], None),
+    ([("phase", 0, {"phase": "building the graph"})], "building the graph"),
+    ([("phase", 0, {"phase": "building the graph"}), ("train", 10, {"loss": 1.0})], None),
+    ([("train", 600, {"loss": 1.0}), ("phase", 600, {"phase": "re-labeling"})], "re-labeling"),
+    ([("phase", 0, {"phase": "a"}), ("train", 600, {"loss": 1.0}), ("phase", 600, {"phase": "b"})], "b"),
+])
+def test_current_phase_is_the_newest_phase_not_yet_followed_by_training(rows, expected):
+    metrics = [{"kind": k, "step": s, "at": 0.0, **v} for k, s, v in rows]
+    assert jobs.current_phase(metrics) == expected
+
+
+def test_the_progress_line_names_the_phase_of_a_running_run():
+    from stcore.cli import progress_line
+    run = {"id": "student-3", "state": "running", "step": 600, "total": 1800, "started": time.time() - 60}
+    metrics = [{"kind": "train", "step": 600, "at": 0.0, "loss": 0.5},
+               {"kind": "phase", "step": 600, "at": 0.0, "phase": "re-labeling 100 pool images for round 2 of 3"}]
+    assert progress_line(run, metrics).endswith("re-labeling 100 pool images for round 2 of 3...")
+    assert "re-labeling" not in progress_line({**run, "state": "cancelled"}, metrics)

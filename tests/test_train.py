@@ -259,6 +259,19 @@ def test_labelprop_propagates_once_per_round_and_again_on_a_resume_after_the_poo
     assert calls == [T.PRIOR_WEIGHT["teacher"]]  # the pool changed while paused: labels made again
 
 
+def test_labelprop_reports_its_phases_between_training_steps():
+    rows = []
+    cfg = make_config(role="student", steps=6, batch_size=4, unlabeled_ratio=2, log_every=1)
+    T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, callback=lambda k, s, v: rows.append((k, s, v)) and False)
+    phases = [(s, v["phase"]) for k, s, v in rows if k == "phase"]
+    assert phases == [(0, "building the nearest-neighbour graph of 60 images"),
+                      (2, "re-labeling 48 pool images for round 2 of 3"),
+                      (4, "re-labeling 48 pool images for round 3 of 3")]
+    # each phase comes before the training step that follows it
+    order = [(k, s) for k, s, _ in rows if k in ("phase", "train")]
+    assert order.index(("phase", 2)) == order.index(("train", 2)) + 1
+
+
 def test_labelprop_on_a_pool_too_large_for_the_graph(monkeypatch):
     """Past the graph's size limit labelprop learns the stored pseudo-labels; with none, a clear error."""
     monkeypatch.setattr(T.graph_mod, "MAX_NODES", 10)

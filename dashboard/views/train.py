@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import common, figures, util
 from stcore.config import DEFAULT_ROUNDS, DEFAULT_STRENGTH, METHODS, make_config
-from stcore.jobs import cancel, list_runs, resume, start_training
+from stcore.jobs import cancel, current_phase, list_runs, resume, start_training
 from stcore.models import MODELS
 from stcore.store import ACTIVE_STATES
 from stcore.train import DEFAULT_STEPS
@@ -40,11 +40,14 @@ def live(path: str, run_id: str, was_active: bool) -> None:
     if is_active and head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:",
                                     width="stretch"):
         st.toast(f"{run_id}: {cancel(p, run_id)}")
+    rows = p.store.metrics(run_id) if run["role"] != "pseudo-label" else []
     text = f"{run['step']:,} / {run['total']:,} {what} ({frac:.0%})"
     if eta is not None:
         text += f" · about {util.fmt_duration(eta)} left"
     elif run["state"] == "queued":
         text += " · starting the worker..."
+    if run["state"] == "running" and (phase := current_phase(rows)):
+        text += f" · {phase}..."
     st.progress(frac, text=text)
     if run["state"] in ("failed", "interrupted") and run["error"]:
         st.error(f"{run['id']} {run['state']}: {run['error']}")
@@ -53,7 +56,6 @@ def live(path: str, run_id: str, was_active: bool) -> None:
             acc = run["result"]["accuracy"]
             st.caption(f"Pseudo-labels agree with the hidden labels on {acc['accuracy']:.1%} of the pool.")
         return
-    rows = p.store.metrics(run_id)
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.loss_chart({run_id: rows}), key="tr_loss")
     c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
