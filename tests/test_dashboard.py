@@ -296,6 +296,13 @@ def test_train_says_what_a_running_run_does_between_steps(app, trained_project):
     no_errors(at, "train")
     bars = [e.proto.text for e in at.get("progress")]
     assert bars == ["0 / 1,800 steps (0%) · building the nearest-neighbour graph of 60,000 images..."]
+    assert not at.get("plotly_chart")  # no empty axes before the first loss points
+    assert any("charts appear with the first training steps" in c.value for c in at.caption)
+    p.store.heartbeat(run_id, 10, [("train", 10, {"loss": 1.5, "unlabeled_loss": 1.0, "mask_rate": 1.0,
+                                                   "lr": 0.03, "samples_per_s": 100.0})])
+    at.run()
+    assert [e.proto.text for e in at.get("progress")][0].startswith("10 / 1,800 steps (1%)")
+    assert "building" not in at.get("progress")[0].proto.text and len(at.get("plotly_chart")) == 2
     p.store.update_run(run_id, state="cancelled", ended=time.time())
 
 

@@ -56,10 +56,14 @@ def live(path: str, run_id: str, was_active: bool) -> None:
             acc = run["result"]["accuracy"]
             st.caption(f"Pseudo-labels agree with the hidden labels on {acc['accuracy']:.1%} of the pool.")
         return
+    n_points = sum(1 for r in rows if r["kind"] == "train")
+    if not n_points:  # empty axes say nothing: wait for the first loss points
+        st.caption("Loss and accuracy charts appear with the first training steps."
+                   if is_active else "This run recorded no training steps.")
+        return
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.loss_chart({run_id: rows}), key="tr_loss")
     c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
-    n_points = sum(1 for r in rows if r["kind"] == "train")
     st.caption(f"{n_points} loss points · {sum(1 for r in rows if r['kind'] == 'eval')} evaluations"
                + (" · updates every second" if is_active else ""))
 
