@@ -102,6 +102,12 @@ def validate(c: TrainConfig) -> list[str]:
         p.append(f"epochs must be positive, not {c.epochs}")
     if c.lr <= 0:
         p.append(f"lr (learning rate) must be positive, not {c.lr}")
+    if c.weight_decay < 0:
+        p.append(f"weight decay must be 0 or more, not {c.weight_decay}")
+    if c.unlabeled_weight < 0:
+        p.append(f"unlabeled weight must be 0 or more, not {c.unlabeled_weight}")
+    if c.corrected_weight <= 0:
+        p.append(f"corrected weight must be positive (2 counts a correction twice), not {c.corrected_weight}")
     if c.batch_size <= 0:
         p.append(f"batch size must be positive, not {c.batch_size}")
     if c.unlabeled_ratio <= 0:

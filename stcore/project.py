@@ -67,6 +67,10 @@ class Project:
             raise ProjectError(f"{path} is already a project; open it instead, or choose a new folder")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ProjectError(f"{path} exists and is not empty; choose a new or empty folder for the project")
+        if dataset == "folder" and (labels_per_class is not None or labeled is not None):
+            raise ProjectError("--labels-per-class and --labeled choose the labeled images of a built-in "
+                               "dataset; a folder dataset's labeled images are those in "
+                               "DATA_ROOT/labeled/<class>/: leave both out")
         if labels_per_class is None and labeled is None and dataset != "folder":
             labels_per_class = 10
         say = progress or (lambda msg: None)

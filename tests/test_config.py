@@ -31,6 +31,9 @@ def test_defaults_are_valid_and_frozen():
     ({"strength": -0.1}, "augmentation strength"),
     ({"ema_decay": 1.0}, "ema decay"),
     ({"lr": 0.0}, "lr"),
+    ({"weight_decay": -1e-4}, "weight decay must be 0 or more"),
+    ({"unlabeled_weight": -1.0}, "unlabeled weight must be 0 or more"),
+    ({"corrected_weight": 0.0}, "corrected weight must be positive"),
 ])
 def test_make_config_rejects_bad_values(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -313,6 +313,17 @@ def test_init_and_status_list_skipped_files(tmp_path, capsys):
     assert "3 files skipped" in text and "labeled/dog/cut.jpg: the image is truncated" in text
 
 
+@pytest.mark.parametrize("flag", [["--labels-per-class", "5"], ["--labeled", "20"]])
+def test_a_labeled_split_flag_on_a_folder_dataset_is_refused(tmp_path, capsys, flag):
+    """A folder dataset says itself which images are labeled; a flag that would be ignored is an error."""
+    root = make_folder(tmp_path / "ds")
+    proj = tmp_path / "proj"
+    assert cli.main(["init", str(proj), "--dataset", "folder", "--data-root", str(root), *flag]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "DATA_ROOT/labeled/<class>/" in err and "Traceback" not in err
+    assert not proj.exists()
+
+
 def test_init_on_a_bad_folder_is_one_line_and_creates_nothing(tmp_path, capsys):
     root = make_folder(tmp_path / "ds", classes=("cat",))
     proj = tmp_path / "proj"
