@@ -90,10 +90,15 @@ def build(idx: torch.Tensor, sim: torch.Tensor, power: int = POWER) -> Graph:
                                          check_invariants=False).coalesce())
 
 
+def buildable(n: int) -> bool:
+    """Whether a graph of n nodes is built: at least 3, and few enough for an exact search."""
+    return 3 <= n <= MAX_NODES
+
+
 def pixel_graph(images: torch.Tensor, device: str = "cpu") -> Graph | None:
     """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search.
     On a CUDA device the neighbour search (the quadratic part) runs there."""
-    if len(images) > MAX_NODES or len(images) < 3:
+    if not buildable(len(images)):
         return None
     z = embed(images)
     if str(device).startswith("cuda"):

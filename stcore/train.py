@@ -321,11 +321,15 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     p_target = (prior.float() + 1) / (prior.float() + 1).sum()
     align_to = p_target if cfg.distribution_alignment else None
     # labelprop: spread the human labels over a graph of the images, the teacher's probabilities
-    # as the prior. A resumed later round keeps the labels it had (saved with the checkpoint).
+    # as the prior. A resumed later round keeps the labels it had (saved with the checkpoint), and
+    # a run resumed inside its last round, which re-labels nothing more, needs no graph at all.
+    round_len = math.ceil(total / rounds)
     pool_graph = None
-    if student and method == "labelprop":
-        callback("phase", step, {"phase": f"building the nearest-neighbour graph of "
-                                          f"{len(data.x_lab) + len(data.x_unl):,} images"})
+    needs_graph = not resumed_labels or step < round_len * (rounds - 1)
+    if student and method == "labelprop" and needs_graph:
+        n_nodes = len(data.x_lab) + len(data.x_unl)
+        if graph_mod.buildable(n_nodes):
+            callback("phase", step, {"phase": f"building the nearest-neighbour graph of {n_nodes:,} images"})
         pool_graph = graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]), device)
         if pool_graph is None and p_unl is None:
             raise ValueError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
@@ -336,7 +340,6 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         if student else None
     if student and len(active) == 0:
         raise ValueError(f"no unreviewed pseudo-labels with confidence >= {cfg.threshold}; lower --threshold")
-    round_len = math.ceil(total / rounds)
     eval_every = cfg.eval_every or max(1, total // 10)
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio
     labeler = ema if cfg.target_model == "ema" else model

@@ -243,20 +243,23 @@ def test_unlabeled_images_are_augmented_at_the_methods_strength(monkeypatch, ove
 
 
 def test_labelprop_propagates_once_per_round_and_again_on_a_resume_after_the_pool_changed(monkeypatch, tmp_path):
-    calls = []
-    real = T.propagated_labels
+    calls, graphs = [], []
+    real, real_graph = T.propagated_labels, T.graph_mod.pixel_graph
     monkeypatch.setattr(T, "propagated_labels", lambda *a: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(T.graph_mod, "pixel_graph", lambda *a: graphs.append(len(a[0])) or real_graph(*a))
     cfg = make_config(role="student", steps=6, batch_size=4, unlabeled_ratio=2, eval_every=2, log_every=1)
     stop_at_5 = lambda kind, step, v: step == 5
     T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, checkpoint_dir=tmp_path, callback=stop_at_5)
     # the teacher's prior at the start, the student's at round 2 (step 2) and round 3 (step 4)
     assert calls == [T.PRIOR_WEIGHT["teacher"]] + [T.PRIOR_WEIGHT["student"]] * 2
     ck = T.load_checkpoint(tmp_path / "latest.pt")
+    assert graphs == [60]
     calls.clear()
     T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, resume=ck)
-    assert calls == []  # resumed inside round 3 with the labels it had
+    assert calls == [] and graphs == [60]  # resumed inside the last round with its labels: no graph needed
     T.fit(build("cnn", 1, 3, 28), tiny_data(n_unl=40), cfg, resume=ck)
     assert calls == [T.PRIOR_WEIGHT["teacher"]]  # the pool changed while paused: labels made again
+    assert graphs == [60, 52]
 
 
 def test_labelprop_reports_its_phases_between_training_steps():
@@ -273,10 +276,14 @@ def test_labelprop_reports_its_phases_between_training_steps():
 
 
 def test_labelprop_on_a_pool_too_large_for_the_graph(monkeypatch):
-    """Past the graph's size limit labelprop learns the stored pseudo-labels; with none, a clear error."""
+    """Past the graph's size limit labelprop learns the stored pseudo-labels (and says nothing of
+    building a graph); with none, a clear error."""
     monkeypatch.setattr(T.graph_mod, "MAX_NODES", 10)
     cfg = make_config(role="student", method="labelprop", steps=2, batch_size=4, unlabeled_ratio=2)
-    assert T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg)["step"] == 2
+    rows = []
+    out = T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, callback=lambda k, s, v: rows.append(k) and False)
+    assert out["step"] == 2
+    assert "phase" not in rows[:1] and rows.count("phase") == 1  # only the round-2 re-labeling
     with pytest.raises(ValueError, match="too large for labelprop's graph .* run pseudo-label first"):
         T.fit(build("cnn", 1, 3, 28), tiny_data(with_probs=False), cfg)
 
