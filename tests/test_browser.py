@@ -139,13 +139,16 @@ def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
     steps.fill("60")
     pg.locator(".st-key-tr_s_bs input").fill("16")
     pg.get_by_role("button", name="Start student").click()
-    run = wait_until(lambda: next((r for r in project.store.runs("student")), None), 30, "a student run")
+    run = wait_until(lambda: next((r for r in project.store.runs("student")), None), 90, "a student run")
+
+    # The live view first shows the teacher (the newest run), then the student; the student's
+    # chart caption appears with its first training steps (labelprop builds its graph first).
+    pg.get_by_text(f"{run['id']} · student").first.wait_for(timeout=60_000)
 
     def loss_points() -> int:
-        text = pg.get_by_text("loss points").first.inner_text(timeout=5_000)
-        return int(text.split()[0])
-    pg.get_by_text("loss points").first.wait_for(timeout=60_000)
-    n0 = loss_points()
+        caption = pg.get_by_text("loss points")
+        return int(caption.first.inner_text().split()[0]) if caption.count() else 0
+    n0 = wait_until(loss_points, 180, "the student's first loss points", 1.0)
     n1 = wait_until(lambda: loss_points() > n0 and loss_points(), 240, "the live chart to gain points", 1.0)
     assert pg.locator(".st-key-tr_loss .scatterlayer .point").count() >= n1 > n0
     pg.screenshot(path=str(shots / "train.png"), full_page=True)
