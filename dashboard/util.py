@@ -62,14 +62,6 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def eta_seconds(step: int, total: int, started: float | None, now: float | None = None) -> float | None:
-    """Seconds left, from the average pace so far; None until there is a step to go by."""
-    if not started or not step or not total or step >= total:
-        return None
-    elapsed = (now if now is not None else time.time()) - started
-    return elapsed / step * (total - step)
-
-
 def run_duration(run: dict, now: float | None = None) -> float | None:
     if not run.get("started"):
         return None

@@ -47,10 +47,9 @@ def progress_line(run: dict, metrics: list[dict]) -> str:
         parts.append(f"loss {train[-1]['loss']:.3f}")
     if evals:
         parts.append(f"acc {evals[-1]['accuracy']:.3f}")
-    if run["state"] == "running" and run["started"] and run["step"]:
-        el = time.time() - run["started"]
-        parts.append(f"ETA {_fmt_s(el / run['step'] * (total - run['step']))}")
-    from .jobs import current_phase
+    from .jobs import current_phase, eta_seconds
+    if (eta := eta_seconds(run, metrics)) is not None:
+        parts.append(f"ETA {_fmt_s(eta)}")
     if run["state"] == "running" and (phase := current_phase(metrics)):
         parts.append(phase + "...")
     return "  ".join(parts)

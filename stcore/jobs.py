@@ -73,6 +73,29 @@ def current_phase(metrics: list[dict]) -> str | None:
     return last["phase"] if last["step"] >= trained else None
 
 
+def eta_seconds(run: dict, metrics: list[dict], now: float | None = None) -> float | None:
+    """Seconds left for a running run, at its training pace in this attempt: the time since its
+    first training row after it (re)started, per step trained since then. What came before that
+    row (starting the worker, loading data, building a graph; the steps and downtime before a
+    resume) is not a step's cost. None until there is a pace to go by."""
+    total, step = run.get("total") or 0, run.get("step") or 0
+    if run.get("state") != "running" or not total or step >= total:
+        return None
+    started = run.get("started") or 0.0
+    if run.get("role") == "pseudo-label":  # it counts items and reports no training rows
+        first_step, first_at = 0, started
+    else:
+        train = [m for m in metrics if m["kind"] == "train" and m["at"] >= started]
+        if not train:
+            return None
+        first = min(train, key=lambda m: m["step"])
+        first_step, first_at = first["step"], first["at"]
+    done = step - first_step
+    if done <= 0 or not first_at:
+        return None
+    return max(0.0, (now if now is not None else time.time()) - first_at) / done * (total - step)
+
+
 def list_runs(project) -> list[dict]:
     refresh(project)
     return project.store.runs()

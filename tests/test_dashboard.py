@@ -57,10 +57,7 @@ def test_safe_filename(name, expected):
     assert util.safe_filename(name) == expected
 
 
-def test_eta_duration_and_colour():
-    assert util.eta_seconds(25, 100, started=1000.0, now=1010.0) == pytest.approx(30.0)
-    assert util.eta_seconds(0, 100, started=1000.0, now=1010.0) is None
-    assert util.eta_seconds(100, 100, started=1000.0, now=1010.0) is None
+def test_duration_and_colour():
     assert util.fmt_duration(75) == "1m 15s" and util.fmt_duration(3 * 3600 + 120) == "3h 02m"
     assert [util.conf_color(c) for c in (0.3, 0.7, 0.95, None)] == ["red", "orange", "green", "gray"]
 

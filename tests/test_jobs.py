@@ -165,6 +165,25 @@ def test_current_phase_is_the_newest_phase_not_yet_followed_by_training(rows, ex
     assert jobs.current_phase(metrics) == expected
 
 
+def test_eta_goes_by_the_training_pace_not_the_time_before_the_first_step():
+    # A labelprop student: 100 s of start-up and graph building, then 10 steps a second.
+    run = {"role": "student", "state": "running", "step": 200, "total": 1800, "started": 1000.0}
+    rows = [{"kind": "phase", "step": 0, "at": 1001.0, "phase": "building the graph"}] + \
+        [{"kind": "train", "step": s, "at": 1100.0 + (s - 10) / 10, "loss": 1.0} for s in range(10, 201, 10)]
+    assert jobs.eta_seconds(run, rows, now=1119.0) == pytest.approx(19 / 190 * 1600)  # 160 s, not 14 min
+    # A resumed run: rows from before it restarted say nothing about its pace now.
+    resumed = {**run, "step": 900, "started": 5000.0}
+    old = [{"kind": "train", "step": s, "at": 1100.0 + s / 10, "loss": 1.0} for s in range(10, 601, 10)]
+    new = [{"kind": "train", "step": s, "at": 5030.0 + (s - 610) / 10, "loss": 1.0} for s in range(610, 901, 10)]
+    assert jobs.eta_seconds(resumed, old + new, now=5059.0) == pytest.approx(29 / 290 * 900)
+    assert jobs.eta_seconds(resumed, old, now=5059.0) is None  # no step yet in this attempt
+    # A pseudo-label job counts items from its start.
+    pl = {"role": "pseudo-label", "state": "running", "step": 15_000, "total": 60_000, "started": 1000.0}
+    assert jobs.eta_seconds(pl, [], now=1010.0) == pytest.approx(30.0)
+    for done in ({**run, "state": "finished"}, {**run, "step": 1800}, {**pl, "step": 0}):
+        assert jobs.eta_seconds(done, rows, now=1119.0) is None
+
+
 def test_the_progress_line_names_the_phase_of_a_running_run():
     from stcore.cli import progress_line
     run = {"id": "student-3", "state": "running", "step": 600, "total": 1800, "started": time.time() - 60}

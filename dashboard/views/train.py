@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import common, figures, util
 from stcore.config import DEFAULT_ROUNDS, DEFAULT_STRENGTH, METHODS, make_config
-from stcore.jobs import cancel, current_phase, list_runs, resume, start_training
+from stcore.jobs import cancel, current_phase, eta_seconds, list_runs, resume, start_training
 from stcore.models import MODELS
 from stcore.store import ACTIVE_STATES
 from stcore.train import DEFAULT_STEPS
@@ -34,13 +34,13 @@ def live(path: str, run_id: str, was_active: bool) -> None:
     total = max(1, run["total"] or 1)
     frac = min(1.0, run["step"] / total)
     what = "items" if run["role"] == "pseudo-label" else "steps"
-    eta = util.eta_seconds(run["step"], run["total"], run["started"]) if run["state"] == "running" else None
     head = st.columns([3, 1], vertical_alignment="center")
     head[0].markdown(f"**{run['id']}** · {run['role']} · {run['state']} · {run['device']}")
     if is_active and head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:",
                                     width="stretch"):
         st.toast(f"{run_id}: {cancel(p, run_id)}")
-    rows = p.store.metrics(run_id) if run["role"] != "pseudo-label" else []
+    rows = p.store.metrics(run_id)
+    eta = eta_seconds(run, rows)
     text = f"{run['step']:,} / {run['total']:,} {what} ({frac:.0%})"
     if eta is not None:
         text += f" · about {util.fmt_duration(eta)} left"
