@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from stcore.project import Project
-from stcore.store import Store
+from stcore.store import DEFAULT_ORDER, Store
 
 from .common import quantile, summary
 
@@ -133,10 +133,11 @@ def bench_queries(folder: Path, *, repeats: int, bulk: int, bulk_repeats: int, s
     queries = {
         # The query: one class, one status, a confidence range, sorted by confidence.
         "page_filtered": lambda: store.page(**filtered_args(), order="confidence", limit=100),
-        # The review page's default: every pending item, least confident first.
-        "page_default": lambda: store.page(statuses=["pending"], order="least-confidence", limit=100),
-        "page_default_offset_5000": lambda: store.page(statuses=["pending"], order="least-confidence",
+        # The review page's default: every pending item, in the default order (balanced margin).
+        "page_default": lambda: store.page(statuses=["pending"], order=DEFAULT_ORDER, limit=100),
+        "page_default_offset_5000": lambda: store.page(statuses=["pending"], order=DEFAULT_ORDER,
                                                        limit=100, offset=5000),
+        "page_least_confidence": lambda: store.page(statuses=["pending"], order="least-confidence", limit=100),
         "page_filtered_by_margin": lambda: store.page(**filtered_args(), order="margin", limit=100),
         "page_filtered_by_entropy": lambda: store.page(**filtered_args(), order="entropy", limit=100),
         "page_class_random": lambda: store.page(classes=[rng.randrange(K)], statuses=["pending"],

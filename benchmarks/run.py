@@ -58,6 +58,8 @@ def headline(part: str, res: dict) -> dict:
                 page, bulk, sfx = r["queries"]["page_filtered"], r["bulk"], "" if size == "60k" else f"_{size}"
                 out[f"page_p95_ms_{size}"] = page["p95"]
                 out[f"page_p95_cpu_ms_{size}"] = page.get("cpu_p95")
+                out[f"default_page_p95_ms_{size}"] = r["queries"]["page_default"]["p95"]
+                out[f"default_page_p95_cpu_ms_{size}"] = r["queries"]["page_default"].get("cpu_p95")
                 out[f"overview_ms_{size}"] = r["queries"]["overview_counts"]["median"]
                 # The review page's bulk action: accept every pending item >= a threshold (10,000 here).
                 out["bulk_accept_10k_s" + sfx] = bulk["accept_above_s"]["median"]

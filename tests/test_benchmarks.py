@@ -48,11 +48,14 @@ def test_merge_keeps_earlier_parts_of_the_same_kind():
 
 def test_markdown_table_flags_a_missed_target():
     r = {"machine": {"cpu": "X", "cores": 2, "torch": "2", "device": "cpu"}, "date": "today",
-         **headline("train", {"ratio_vs_bare": {"median": 0.8}}), "page_p95_ms_60k": 12.0}
+         **headline("train", {"ratio_vs_bare": {"median": 0.8}}), "page_p95_ms_60k": 12.0,
+         "default_page_p95_ms_1m": 1500.0}
     rows = {m: ok for m, _, _, ok in report.speed_rows(r)}
     assert rows["Training throughput, stcore / bare PyTorch"] == "MISSED"
-    assert rows["Review page p95, 60,000 items"] == "ok"
-    assert "| Review page p95, 60,000 items | 12.0 ms | < 50 ms | ok |" in report.markdown(r)
+    assert rows["Review page p95, 60,000 items (one class, a confidence range)"] == "ok"
+    assert rows["  default page (all pending, balanced margin), 1,000,000 items"] == "MISSED"
+    assert "| Review page p95, 60,000 items (one class, a confidence range) | 12.0 ms | < 50 ms | ok |" \
+        in report.markdown(r)
 
 
 @pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs Fashion-MNIST")
@@ -62,6 +65,7 @@ def test_quick_run_writes_every_key(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("train_ratio", "pseudo_label_ratio", "page_p95_ms_60k", "page_p95_ms_1m", "bulk_accept_10k_s",
+                "default_page_p95_ms_60k", "default_page_p95_ms_1m",
                 "accuracy", "machine", "date"):
         assert key in res, key
     assert res["train_ratio"] > 0 and res["pseudo_label_ratio"] > 0 and res["page_p95_ms_1m"] > 0

@@ -63,6 +63,39 @@ def test_balanced_margin_pages_through_without_repeats(store):
     assert sorted(pages) == list(range(8))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_balanced_margin_pages_match_the_sql_definition_of_the_order(tmp_path, seed):
+    """The page is computed from each class's first rows; the order is defined by the window
+    query in ORDERS. Ties in margin, unlabeled items (no class, no margin), mixed statuses,
+    filters and deep offsets all have to agree."""
+    import random
+    from stcore.store import ORDERS, PAGE_COLUMNS, Store
+    rng = random.Random(seed)
+    s = Store(tmp_path / "p.db", create=True)
+    n, k = 400, rng.choice([1, 3, 10])
+    s.add_items("pool", list(range(n)), list(range(n)), [str(i) for i in range(n)], [None] * n)
+    rows = []
+    for i in range(n):
+        if rng.random() < 0.1:
+            continue  # never pseudo-labeled: pred and margin stay NULL
+        m = rng.choice([0.1, 0.2, 0.3]) if rng.random() < 0.3 else rng.random()  # many ties
+        rows.append((rng.randrange(k), 0.5 + m / 2, m, 0.1, b"", "t", i))
+    s.write_predictions(rows)
+    labeled = [r[-1] for r in rows]
+    s.decide(rng.sample(labeled, 60), "accepted")
+    s.decide(rng.sample(range(n), 20), "corrected", 0)
+    filters = [{}, {"statuses": ["pending"]}, {"statuses": ["pending", "corrected"]},
+               {"classes": [0, k - 1], "statuses": ["pending"]}, {"conf_min": 0.6, "conf_max": 0.9}]
+    for f in filters:
+        where, params = s._where(**f)
+        want = [dict(r) for r in s.db.execute(
+            f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {ORDERS['balanced-margin']}", params)]
+        for offset, limit in [(0, 7), (0, 50), (13, 20), (90, 40), (len(want) - 5, 50), (len(want) + 3, 10)]:
+            assert s.page(**f, order="balanced-margin", offset=max(0, offset), limit=limit) \
+                == want[max(0, offset):max(0, offset) + limit], (f, offset, limit)
+    s.close()
+
+
 def test_default_order_exists():
     from stcore.store import DEFAULT_ORDER, ORDERS
     assert DEFAULT_ORDER in ORDERS

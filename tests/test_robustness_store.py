@@ -91,6 +91,23 @@ def test_older_schema_is_migrated_on_open(tmp_path, monkeypatch):
     Store(proj / "project.db").close()  # opening again does not migrate again
 
 
+def test_a_version_1_store_gains_the_balanced_margin_index(tmp_path):
+    proj = synthetic_project(tmp_path / "p")
+    con = sqlite3.connect(proj / "project.db")
+    con.execute("DROP INDEX pool_status_pred_margin")  # as a store made before version 2 was
+    con.commit()
+    con.close()
+    _set_version(proj / "project.db", 1)
+    p = Project(proj)
+    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 2
+    plan = " ".join(str(tuple(r)) for r in p.store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT margin, id FROM pool WHERE status IN ('pending') AND pred = 3 "
+        "ORDER BY margin, id LIMIT 50"))
+    assert "pool_status_pred_margin" in plan, plan
+    assert len(p.store.page(statuses=["pending"], order="balanced-margin", limit=30)) == 30
+    p.store.close()
+
+
 def test_older_schema_without_a_migration_path_says_so(tmp_path, monkeypatch, capsys):
     proj = synthetic_project(tmp_path / "p")
     before = snapshot(proj)
