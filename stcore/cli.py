@@ -436,8 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--simulate", type=int, metavar="N", help="a perfect reviewer decides N items (hidden labels)")
     from .store import DEFAULT_ORDER, ORDERS
     s.add_argument("--order", default=DEFAULT_ORDER, choices=ORDERS,
-                   help=f"--simulate order (default {DEFAULT_ORDER}; baselines: least-confidence, margin, "
-                   "entropy, random)")
+                   help=f"--simulate order (default {DEFAULT_ORDER}; weighted-margin gives classes with more "
+                   "expected errors more turns; baselines: least-confidence, margin, entropy, random)")
     s.add_argument("--undo", action="store_true", help="undo the last decision (one item or one bulk action)")
     s.add_argument("--reviewer", help="name stored with each decision (default: the OS user)")
 

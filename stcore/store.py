@@ -20,7 +20,7 @@ SCHEMA_VERSION = 2
 # with each schema change (and bump SCHEMA_VERSION); Store() applies them on open.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 2: the balanced-margin order reads each class's lowest margins off an index
-    1: ("CREATE INDEX IF NOT EXISTS pool_status_pred_margin ON pool (status, pred, margin)",),
+    1: ("CREATE INDEX IF NOT EXISTS pool_status_pred_margin ON pool (status, pred, margin, confidence)",),
 }
 STATUSES = ("pending", "accepted", "corrected", "rejected")
 ORDERS = {
@@ -36,6 +36,10 @@ ORDERS = {
     # confusable pair. This SQL (a window function over every filtered row) defines the order;
     # Store.page computes the same order from each class's first rows (_balanced_page).
     "balanced-margin": "ROW_NUMBER() OVER (PARTITION BY pred ORDER BY margin, id), margin, id",
+    # The same, but a class comes up in proportion to its expected number of errors (the sum
+    # of 1 - confidence over its items), so easy classes give up turns to confusable ones.
+    "weighted-margin": "ROW_NUMBER() OVER (PARTITION BY pred ORDER BY margin, id) * 1.0 / "
+                       "(SUM(COALESCE(1 - confidence, 1)) OVER (PARTITION BY pred) + 1e-9), margin, id",
 }
 PAGE_COLUMNS = "id, pred, confidence, margin, entropy, status, label, reviewer, decided_at, teacher_run"
 DEFAULT_ORDER = "balanced-margin"  # what the review page and `review --simulate` use unless told
@@ -75,7 +79,7 @@ CREATE INDEX IF NOT EXISTS pool_pred_conf ON pool (pred, confidence);
 CREATE INDEX IF NOT EXISTS pool_conf ON pool (confidence);
 CREATE INDEX IF NOT EXISTS pool_status_conf ON pool (status, confidence);
 CREATE INDEX IF NOT EXISTS pool_margin ON pool (margin);
-CREATE INDEX IF NOT EXISTS pool_status_pred_margin ON pool (status, pred, margin);
+CREATE INDEX IF NOT EXISTS pool_status_pred_margin ON pool (status, pred, margin, confidence);
 CREATE INDEX IF NOT EXISTS pool_entropy ON pool (entropy);
 CREATE INDEX IF NOT EXISTS pool_rand ON pool (rand);
 -- The audit trail: one row per change of a decision; a batch is one user action.
@@ -333,33 +337,43 @@ class Store:
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
         where, params = self._where(classes, statuses, conf_min, conf_max)
-        if order == "balanced-margin":
-            return self._balanced_page(where, params, int(offset), int(limit))
+        if order in ("balanced-margin", "weighted-margin"):
+            return self._balanced_page(where, params, int(offset), int(limit), order == "weighted-margin",
+                                       by_status=bool(statuses))
         q = f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?"
         return [dict(r) for r in self.db.execute(q, (*params, int(limit), int(offset)))]
 
-    def _balanced_page(self, where: str, params: list, offset: int, limit: int) -> list[dict]:
-        """ORDERS['balanced-margin'] without sorting the whole filtered pool (seconds at a million
-        items): an item on this page ranks within the first offset + limit of its predicted class,
-        so each class's first offset + limit rows by margin (an index range) are merged by
-        (rank in class, margin, id). Classes are found by seeking the index, one step each."""
+    def _balanced_page(self, where: str, params: list, offset: int, limit: int, weighted: bool, *,
+                       by_status: bool) -> list[dict]:
+        """The balanced orders of ORDERS without sorting the whole filtered pool (seconds at a
+        million items). Within its predicted class an item ranks by margin; an item on this page
+        ranks within the first offset + limit of its class, so each class's first offset + limit
+        rows (an index range) are merged by (rank in class, or rank / class weight; margin; id)."""
         if limit <= 0:
             return []
         n, cond = offset + limit, (where + " AND ") if where else " WHERE "
-        classes: list[int | None] = []
-        if self.db.execute(f"SELECT 1 FROM pool{cond}pred IS NULL LIMIT 1", params).fetchone():
-            classes.append(None)
-        last = None
-        while (last := self.db.execute(f"SELECT MIN(pred) FROM pool{cond}pred > ?",
-                                       (*params, -2 ** 63 if last is None else last)).fetchone()[0]) is not None:
-            classes.append(last)
+        if weighted:  # a class's weight: its expected number of errors, the sum of 1 - confidence
+            weights = dict(self.db.execute(
+                f"SELECT pred, SUM(COALESCE(1 - confidence, 1)) FROM pool{where} GROUP BY pred", params).fetchall())
+            classes = list(weights)
+        else:  # the classes present, found by seeking the index, one step each
+            classes = [None] if self.db.execute(f"SELECT 1 FROM pool{cond}pred IS NULL LIMIT 1",
+                                                params).fetchone() else []
+            last = None
+            while (last := self.db.execute(f"SELECT MIN(pred) FROM pool{cond}pred > ?",
+                                           (*params, -2 ** 63 if last is None else last)).fetchone()[0]) is not None:
+                classes.append(last)
+        # Without statistics SQLite prefers a confidence range (then sorts the class by margin)
+        # to reading the class in margin order off this index and stopping after n rows.
+        table = "pool INDEXED BY pool_status_pred_margin" if by_status else "pool"
         keys = []
         for c in classes:
-            q = (f"SELECT margin, id FROM pool{cond}{'pred IS NULL' if c is None else 'pred = ?'} "
+            q = (f"SELECT margin, id FROM {table}{cond}{'pred IS NULL' if c is None else 'pred = ?'} "
                  f"ORDER BY margin, id LIMIT ?")
             rows = self.db.execute(q, (*params, *(() if c is None else (c,)), n)).fetchall()
             # SQLite sorts NULL first: a NULL margin comes before any number.
-            keys += [(rank, m is not None, m or 0.0, i) for rank, (m, i) in enumerate(rows)]
+            keys += [((rank + 1) * 1.0 / (weights[c] + 1e-9) if weighted else rank, m is not None, m or 0.0, i)
+                     for rank, (m, i) in enumerate(rows)]
         keys.sort()
         ids = [k[3] for k in keys[offset:n]]
         rows = {r["id"]: dict(r) for r in self.db.execute(

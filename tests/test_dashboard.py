@@ -195,6 +195,18 @@ def test_review_accept_correct_reject_and_undo_write_the_store(app, trained_proj
     assert f"rv_acc_{r}" in [b.key for b in fresh.button]
 
 
+def test_review_sort_options_show_the_store_order(app, trained_project):
+    p = trained_project
+    at = app(p, "review")
+    options = at.selectbox(key="rv_order").options
+    assert "smallest margin, classes weighted by expected errors" in options and len(options) >= 6
+    for order in ("weighted-margin", "margin", "balanced-margin"):
+        at.selectbox(key="rv_order").set_value(order).run()
+        no_errors(at, f"review sorted by {order}")
+        shown = [int(b.key.removeprefix("rv_acc_")) for b in at.button if b.key and b.key.startswith("rv_acc_")]
+        assert shown == [r["id"] for r in p.store.page(statuses=["pending"], order=order, limit=len(shown))], order
+
+
 def test_review_keyboard_toolbar_acts_on_the_first_pending_item(app, trained_project):
     p = trained_project
     at = app(p, "review")

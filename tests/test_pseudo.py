@@ -52,6 +52,9 @@ def store(tmp_path):
 
 @pytest.mark.parametrize("order, expected", [
     ("balanced-margin", [7, 0, 1, 6, 2, 3]),  # round-robin over classes; each round by margin
+    # class 0 expects 1.95 errors (the sum of 1 - confidence), class 1 0.725: class 0 comes
+    # up 1.95 / 0.725 times as often
+    ("weighted-margin", [0, 1, 7, 2, 3, 4]),
     ("margin", [7, 0, 1, 2, 3, 4]),
 ])
 def test_review_orders(store, order, expected):
@@ -63,8 +66,9 @@ def test_balanced_margin_pages_through_without_repeats(store):
     assert sorted(pages) == list(range(8))
 
 
+@pytest.mark.parametrize("order", ["balanced-margin", "weighted-margin"])
 @pytest.mark.parametrize("seed", range(4))
-def test_balanced_margin_pages_match_the_sql_definition_of_the_order(tmp_path, seed):
+def test_balanced_pages_match_the_sql_definition_of_the_order(tmp_path, seed, order):
     """The page is computed from each class's first rows; the order is defined by the window
     query in ORDERS. Ties in margin, unlabeled items (no class, no margin), mixed statuses,
     filters and deep offsets all have to agree."""
@@ -89,9 +93,9 @@ def test_balanced_margin_pages_match_the_sql_definition_of_the_order(tmp_path, s
     for f in filters:
         where, params = s._where(**f)
         want = [dict(r) for r in s.db.execute(
-            f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {ORDERS['balanced-margin']}", params)]
+            f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {ORDERS[order]}", params)]
         for offset, limit in [(0, 7), (0, 50), (13, 20), (90, 40), (len(want) - 5, 50), (len(want) + 3, 10)]:
-            assert s.page(**f, order="balanced-margin", offset=max(0, offset), limit=limit) \
+            assert s.page(**f, order=order, offset=max(0, offset), limit=limit) \
                 == want[max(0, offset):max(0, offset) + limit], (f, offset, limit)
     s.close()
 

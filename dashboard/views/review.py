@@ -14,6 +14,7 @@ from stcore.project import default_reviewer
 from stcore.store import DEFAULT_ORDER, STATUSES
 
 ORDER_LABELS = {DEFAULT_ORDER: "most useful first (smallest margin, class by class)",
+                "weighted-margin": "smallest margin, classes weighted by expected errors",
                 "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
