@@ -376,8 +376,8 @@ class Store:
                      for rank, (m, i) in enumerate(rows)]
         keys.sort()
         ids = [k[3] for k in keys[offset:n]]
-        rows = {r["id"]: dict(r) for r in self.db.execute(
-            f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        rows = {r["id"]: dict(r) for part in _chunks(ids, 900) for r in self.db.execute(
+            f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({','.join('?' * len(part))})", part)}
         return [rows[i] for i in ids]
 
     def count(self, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:

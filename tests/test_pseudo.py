@@ -100,6 +100,19 @@ def test_balanced_pages_match_the_sql_definition_of_the_order(tmp_path, seed, or
     s.close()
 
 
+def test_a_balanced_page_can_be_larger_than_sqlites_variable_limit(tmp_path):
+    import sqlite3
+    from conftest import make_store
+    s = make_store(tmp_path / "big.db", 3_000)
+    # SQLite builds differ (999 variables in older ones, 32,766 or more in newer); `review
+    # --simulate N` asks for one page of N items.
+    s.db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    for order in ("balanced-margin", "weighted-margin"):
+        page = s.page(statuses=["pending"], order=order, limit=2_500)
+        assert len(page) == 2_500 and len({r["id"] for r in page}) == 2_500
+    s.close()
+
+
 def test_default_order_exists():
     from stcore.store import DEFAULT_ORDER, ORDERS
     assert DEFAULT_ORDER in ORDERS
