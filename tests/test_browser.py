@@ -136,7 +136,7 @@ def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
     settle(pg)
     pg.get_by_role("tab", name="Student").click()
     steps = pg.locator(".st-key-tr_s_steps input")
-    steps.fill("60")
+    steps.fill("150")  # long enough for the chart to be seen growing on a fast machine
     pg.locator(".st-key-tr_s_bs input").fill("16")
     pg.get_by_role("button", name="Start student").click()
     run = wait_until(lambda: next((r for r in project.store.runs("student")), None), 90, "a student run")
