@@ -77,7 +77,7 @@ def turn(delta: int, n_pages: int) -> None:
 
 # ------------------------------------------------------------------ filters
 with st.container(border=True):
-    c1, c2, c3, c4, c5 = st.columns([3, 2, 3, 2, 1])
+    c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 1])
     sel = c1.multiselect("Predicted class", range(len(classes)), format_func=lambda i: classes[i], key="rv_classes",
                          on_change=reset_page, placeholder="all classes")
     cmin, cmax = c2.slider("Confidence", 0.0, 1.0, step=0.01, key="rv_conf", on_change=reset_page)
