@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stcore import api
 from stcore.project import Project
 from stcore.store import DEFAULT_ORDER, Store
 
@@ -144,8 +145,8 @@ def bench_queries(folder: Path, *, repeats: int, bulk: int, bulk_repeats: int, s
                                                 order="random", limit=100),
         "count_filtered": lambda: store.count(**filtered_args()),
         # What an overview shows: counts by status, per class, and pseudo-label accuracy.
-        "overview_counts": lambda: (p.counts(), store.class_counts()),
-        "pseudo_label_accuracy": p.pseudo_label_accuracy,
+        "overview_counts": lambda: (api.counts(p), api.class_counts(p)),
+        "pseudo_label_accuracy": lambda: api.pseudo_label_accuracy(p),
     }
     out: dict = {"items": n, "queries": {}, "plans": {}}
     tracer = _Tracer(store.db)

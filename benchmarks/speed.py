@@ -12,33 +12,40 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stcore import augment
+from stcore import api, augment
+from stcore.checkpoints import run_model
 from stcore.config import make_config, to_dict
+from stcore.data import TrainData, images, training_data
+from stcore.methods import METHODS
+from stcore.metrics import agreement
 from stcore.models import build
 from stcore.project import Project
-from stcore.train import TrainData, fit
+from stcore.pseudo import pseudo_label
+from stcore.train import fit
 from stcore.worker import Reporter
 
 from .common import alternate, paired_ratio, summary
 
-# Students that learn the teacher's stored pseudo-labels; every other method labels the weak
+# Students that learn stored (or propagated) pool labels; every other method labels the weak
 # view of each unlabeled batch with a forward pass as it trains (FixMatch and its variants).
-OFFLINE_METHODS = ("labelprop", "pseudo", "soft")  # hard stored (or propagated) labels
+OFFLINE_METHODS = tuple(m for m, method in METHODS.items() if not method.online)
 TEST_SLICE = 256  # fit evaluates at its last step; a small test slice keeps that out of the way
 
 
 def make_project(folder: Path, *, limit: int | None, teacher_steps: int, say=print) -> tuple[Project, str]:
     """A Fashion-MNIST project (10 labels per class, seed 0) with a short-trained teacher and
     pseudo-labels. The teacher's quality does not matter for speed; it only has to exist."""
-    from stcore.jobs import start_pseudo_label, start_training
     t0 = time.perf_counter()
-    p = Project.create(folder, dataset="fashion-mnist", labels_per_class=10, seed=0, limit=limit)
-    say(f"  project: {p.counts()['pool']} pool items ({time.perf_counter() - t0:.1f} s)")
-    teacher = start_training(p, make_config(role="teacher", steps=teacher_steps, device="cpu"), detach=False)
+    p = api.create_project(folder, dataset="fashion-mnist", labels_per_class=10, seed=0, limit=limit)
+    say(f"  project: {api.counts(p)['pool']} pool items ({time.perf_counter() - t0:.1f} s)")
+    teacher = api.start_training(p, {"role": "teacher", "steps": teacher_steps, "device": "cpu"}, detach=False)
     state = p.store.run(teacher)["state"]
     if state != "finished":
         raise RuntimeError(f"the benchmark teacher {teacher} ended {state}: {p.store.run(teacher)['error']}")
-    start_pseudo_label(p, device="cpu", detach=False)
+    labeled = api.start_pseudo_label(p, device="cpu", detach=False)
+    if p.store.run(labeled)["state"] != "finished":
+        raise RuntimeError(f"the benchmark's pseudo-labeling {labeled} ended {p.store.run(labeled)['state']}: "
+                           f"{p.store.run(labeled)['error']}")
     say(f"  teacher {teacher} ({teacher_steps} steps) and pseudo-labels ready "
         f"({time.perf_counter() - t0:.1f} s)")
     return p, teacher
@@ -50,10 +57,10 @@ def bare_train(model: torch.nn.Module, data: TrainData, cfg, *, steps: int, mark
     loss, step. No EMA, scheduler, metrics, evaluation or checkpoints; the thresholding maths is
     FixMatch's (a fixed threshold), which costs the same as any variant's. Returns images/s over
     steps mark_every..steps."""
-    offline = cfg.resolved_method in OFFLINE_METHODS
+    offline = cfg.method in OFFLINE_METHODS
     aug_lab = augment.strong if getattr(cfg, "label_aug", "weak") == "strong" else augment.weak
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio
-    strength = cfg.resolved_strength
+    strength = cfg.strength
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -105,7 +112,8 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
     # eval_every=steps: no evaluation inside the measured window (evaluation is not training);
     # rounds=1: re-labeling the pool between rounds is inference, measured by bench_pseudo.
     cfg = make_config(role="student", steps=steps, eval_every=steps, device="cpu", **{"rounds": 1, **overrides})
-    data = project.training_data(cfg)
+    data = training_data(project, role=cfg.role, corrected_weight=cfg.corrected_weight,
+                         use_unreviewed=cfg.use_unreviewed, needs_pseudo_labels=cfg.method in OFFLINE_METHODS)
     data = dataclasses.replace(data, x_test=data.x_test[:TEST_SLICE], y_test=data.y_test[:TEST_SLICE])
     if not len(data.x_unl):
         raise RuntimeError("the student has no unlabeled data to train on")
@@ -135,9 +143,9 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
     return {
         "config": {k: v for k, v in to_dict(cfg).items() if k in (
             "method", "model", "batch_size", "unlabeled_ratio", "steps", "log_every", "threshold")},
-        "strength": cfg.resolved_strength,
-        "method": cfg.resolved_method,
-        "bare_method": ("hard stored pseudo-labels" if cfg.resolved_method in OFFLINE_METHODS
+        "strength": cfg.strength,
+        "method": cfg.method,
+        "bare_method": ("hard stored pseudo-labels" if cfg.method in OFFLINE_METHODS
                         else "fixmatch (weak view labels the strong view)"),
         "images_per_step": cfg.batch_size * (1 + cfg.unlabeled_ratio),
         "images_per_s": {k: summary(v, 1) for k, v in runs.items()},
@@ -150,11 +158,12 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
 
 # ------------------------------------------------------------------ 2. pseudo-labeling
 def bench_pseudo(project: Project, teacher: str, *, repeats: int, batch_size: int = 1024, say=print) -> dict:
-    """Project.pseudo_label over the whole pool (store writes included) against bare batched
-    inference with the same model over the same images, already in memory."""
-    model = project.load_model(teacher)
-    rows = [r[0] for r in project.store.db.execute("SELECT row FROM items WHERE split='pool' ORDER BY row")]
-    images = project.train_images[rows]  # the bare side gets its tensor for free
+    """What a pseudo-label job runs (stcore.pseudo.pseudo_label over the whole pool, store writes
+    and the agreement with hidden labels included) against bare batched inference with the same
+    model over the same images, already in memory."""
+    model = run_model(project, teacher)
+    _, rows = project.store.pool_order()
+    pool_images = images(project, "train")[rows]  # the bare side gets its tensor for free
     n = len(rows)
 
     @torch.inference_mode()
@@ -163,13 +172,14 @@ def bench_pseudo(project: Project, teacher: str, *, repeats: int, batch_size: in
         model.eval()
         out = []
         for s in range(0, n, batch_size):
-            probs = torch.softmax(model(images[s:s + batch_size].float() / 255), 1)
+            probs = torch.softmax(model(pool_images[s:s + batch_size].float() / 255), 1)
             out.append(probs.max(1))
         return n / (time.perf_counter() - t0)
 
     def stcore_side() -> float:
         t0 = time.perf_counter()
-        project.pseudo_label(teacher, device="cpu", batch_size=batch_size)
+        pseudo_label(project, project.store.run(teacher), device="cpu", batch_size=batch_size)
+        agreement(project.store.pseudo_label_agreement())
         return n / (time.perf_counter() - t0)
 
     bare()  # warm-up: first-touch of the weights and oneDNN's kernel choice

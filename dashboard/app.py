@@ -8,18 +8,12 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import common
+from stcore import api
 
 st.set_page_config(page_title="stcore", page_icon=":material/school:", layout="wide")
 
 if not common.password_gate():
     st.stop()
-
-# Streamlit forgets a widget's value when a page without it runs; re-assigning the keys keeps
-# the review filters and page number while the user visits other pages.
-# (Only value widgets: a button's state cannot be assigned.)
-for _k in common.KEEP_KEYS:
-    if _k in st.session_state:
-        st.session_state[_k] = st.session_state[_k]
 
 pages = [
     st.Page(common.PAGES["project"], title="Project", icon=":material/folder:", default=True),
@@ -37,8 +31,9 @@ with st.sidebar:
     if project is not None:
         st.caption("Project")
         st.code(str(project.path), language=None, wrap_lines=True)
-        c = project.counts()
-        teacher = project.teacher_run()
-        st.caption(f"{c['labeled']} labeled · {c['pool']} pool · {c['pending']} pending · "
-                   f"{c['accepted'] + c['corrected']} reviewed · teacher: {teacher['id'] if teacher else 'none yet'}")
+        c = api.counts(project)
+        teacher = api.teacher(project)
+        pending = f"{c['pending']:,} pending" if c["pseudo_labeled"] else "not yet pseudo-labeled"
+        st.caption(f"{c['labeled']:,} labeled · {c['pool']:,} pool · {pending} · "
+                   f"{c['accepted'] + c['corrected']:,} reviewed · teacher: {teacher['id'] if teacher else 'none yet'}")
 page.run()

@@ -1,8 +1,9 @@
-"""What every page shares: the current project, cached handles and tables, the password
-gate, the device picker, readable errors, and the 'what to do next' panel.
+"""What every page shares: the current project, cached handles and tables, the password gate,
+the device picker, readable errors, and the 'what to do next' panel.
 
-Nothing important lives in st.session_state: decisions and runs go to the store at once;
-the session keeps only UI state (the chosen project, filters, the page number).
+Pages reach stcore through stcore.api only. Nothing important lives in st.session_state:
+decisions and runs go to the store at once; the session keeps only UI state (the chosen
+project, filters, the page number).
 """
 from __future__ import annotations
 
@@ -14,33 +15,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from stcore.config import ConfigError
-from stcore.data import DataError
-from stcore.devices import DeviceError
-from stcore.launch import default_project_path, is_local, stcore_home
-from stcore.project import DB, Project, ProjectError
-from stcore.store import ACTIVE_STATES, DeviceBusy, StoreError
+from stcore import api
+from stcore.errors import StcoreError, message
 
 from . import util
 
 # Errors a user can act on: shown as one line, never a traceback.
-USER_ERRORS = (ProjectError, DataError, DeviceError, ConfigError, DeviceBusy, StoreError, ValueError, KeyError)
-
-# UI state worth keeping while the user visits other pages: review filters, the page number,
-# the threshold, and the evaluate pickers.
-KEEP_KEYS = ("rv_classes", "rv_conf", "rv_status", "rv_order", "rv_size", "rv_page", "rv_thr",
-             "ev_role", "ev_true", "ev_pred", "ev_curves")
+USER_ERRORS = (StcoreError, OSError)
 
 PAGES = {"project": "views/project.py", "review": "views/review.py", "train": "views/train.py",
          "evaluate": "views/evaluate.py", "export": "views/export.py"}
 
 
-def error_text(e: BaseException) -> str:
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-
-
 def show_error(e: BaseException) -> None:
-    st.error(error_text(e), icon=":material/error:")
+    st.error(message(e), icon=":material/error:")
 
 
 # ------------------------------------------------------------------ the current project
@@ -51,22 +39,26 @@ def launch_project() -> Path:
     ap.add_argument("--project")
     args, _ = ap.parse_known_args(sys.argv[1:])
     path = args.project or os.environ.get("STCORE_PROJECT")
-    return Path(path).expanduser().resolve() if path else default_project_path()
+    return Path(path).expanduser().resolve() if path else api.default_project_path()
 
 
 @st.cache_resource(show_spinner=False)
-def _open(path: str) -> Project:
-    # One handle per project folder, shared by all sessions; the store's connection is
-    # made with check_same_thread=False for exactly this.
-    return Project(path)
+def _open(path: str) -> api.Project:
+    # One handle per project folder, shared by all sessions; the store gives each thread its own
+    # SQLite connection.
+    return api.open_project(path)
 
 
-def open_project(path: str | Path) -> Project:
+def open_project(path: str | Path) -> api.Project:
     p = _open(str(Path(path).resolve()))
-    if not (p.path / DB).is_file():  # deleted and maybe re-created behind our back
+    if not api.is_project(p.path):  # deleted and maybe re-created behind our back
         _open.clear()
         p = _open(str(Path(path).resolve()))
     return p
+
+
+def allowed_roots() -> list[Path]:
+    return util.allowed_roots() + [api.stcore_home().resolve()]
 
 
 def project_choice() -> Path:
@@ -77,7 +69,7 @@ def project_choice() -> Path:
         try:
             real = Path(chosen).resolve()
             if real != launch_project():
-                util.resolve_under_roots(str(real), util.allowed_roots() + [stcore_home().resolve()])
+                util.resolve_under_roots(str(real), allowed_roots())
             return real
         except ValueError as e:
             st.session_state.pop("project_path", None)
@@ -99,7 +91,7 @@ def keep_project_in_url(path: Path) -> None:
         del st.query_params["project"]
 
 
-def current_project(*, required: bool = True) -> Project | None:
+def current_project(*, required: bool = True) -> api.Project | None:
     """The session's project; with required, a page without one says how to get one and stops."""
     path = project_choice()
     try:
@@ -107,7 +99,7 @@ def current_project(*, required: bool = True) -> Project | None:
     except USER_ERRORS as e:
         if not required:
             return None
-        if path == default_project_path():
+        if path == api.default_project_path():
             st.info("There is no project yet. Create the default Fashion-MNIST project (10 labels per "
                     "class) or another one on the Project page.")
         else:
@@ -117,38 +109,22 @@ def current_project(*, required: bool = True) -> Project | None:
 
 
 # ------------------------------------------------------------------ derived tables
-def runs(project: Project) -> list[dict]:
-    from stcore.jobs import list_runs
-    return list_runs(project)  # also marks runs whose worker died as interrupted
-
-
-def active(run_list: list[dict]) -> list[dict]:
-    return [r for r in run_list if r["state"] in ACTIVE_STATES]
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def thumbnails(path: str, project_id: str, split: str, ids: tuple[int, ...], target: int) -> list[bytes]:
     """PNG bytes of items, upscaled without blur. Images never change in a project, so the
     cache (keyed by the project's id as well as its path) can never show a stale one."""
-    p = open_project(path)
-    imgs = p.images_for(list(ids), split=split).numpy()
-    return [util.png_bytes(im, target) for im in imgs]
+    return [util.png_bytes(im, target) for im in api.images(open_project(path), list(ids), split)]
 
 
-def thumbs(project: Project, split: str, ids: list[int], target: int = 140) -> list[bytes]:
+def thumbs(project: api.Project, split: str, ids: list[int], target: int = 140) -> list[bytes]:
     return thumbnails(str(project.path), project.meta["project_id"], split, tuple(int(i) for i in ids), target)
 
 
-@st.cache_data(show_spinner="Predicting the test set...", max_entries=8)
-def test_predictions(path: str, project_id: str, run_id: str, ended: float | None) -> list[int]:
-    """Predicted class of every test image by a finished run (its EMA weights). A finished
-    run never changes, and its end time is part of the key in case it is re-run."""
-    import torch
-    from stcore.pseudo import predict
-    p = open_project(path)
-    model = p.load_model(run_id)
-    out = [probs.argmax(1) for _, probs in predict(model, p.test_images, batch_size=512)]
-    return torch.cat(out).tolist() if out else []
+@st.cache_data(show_spinner=False, max_entries=8)
+def test_predictions(path: str, project_id: str, run_id: str, ended: float | None) -> list[int] | None:
+    """The class a finished run predicted for each test image, as its worker saved them. A
+    finished run never changes; its end time is part of the key in case it is evaluated again."""
+    return api.test_predictions(open_project(path), run_id)
 
 
 # ------------------------------------------------------------------ access
@@ -167,7 +143,7 @@ def password_gate() -> bool:
     Streamlit binds all interfaces when none is given) needs the password."""
     address = st.get_option("server.address") or ""
     expected = expected_password()
-    if not expected and is_local(address):
+    if not expected and api.is_local(address):
         return True
     if st.session_state.get("auth_ok"):
         return True
@@ -187,11 +163,15 @@ def password_gate() -> bool:
     return False
 
 
-# ------------------------------------------------------------------ widgets
+# ------------------------------------------------------------------ widgets and actions
+@st.cache_data(ttl=10, show_spinner=False)
+def devices() -> list[dict]:
+    return api.devices()
+
+
 def device_picker(key: str, label: str = "Device") -> str:
     """A selectbox of the devices really there (cpu, each cuda:N with its free memory, mps)."""
-    from stcore.devices import available
-    devs = available()
+    devs = devices()
     names = [d["name"] for d in devs]
     labels = {d["name"]: d["label"] for d in devs}
     default = next((i for i, n in enumerate(names) if n.startswith("cuda")), 0)
@@ -199,16 +179,13 @@ def device_picker(key: str, label: str = "Device") -> str:
 
 
 def best_device() -> str:
-    from stcore.devices import resolve
-    return resolve("auto")
+    return api.resolve_device("auto")
 
 
-def start_teacher(project: Project, device: str | None = None) -> str | None:
+def start_teacher(project: api.Project, device: str | None = None) -> str | None:
     """Start a teacher with default settings (the empty-state button); the run id, or None."""
-    from stcore.config import make_config
-    from stcore.jobs import start_training
     try:
-        run_id = start_training(project, make_config({"role": "teacher", "device": device or best_device()}))
+        run_id = api.start_training(project, {"role": "teacher", "device": device or best_device()})
     except USER_ERRORS as e:
         show_error(e)
         return None
@@ -216,10 +193,9 @@ def start_teacher(project: Project, device: str | None = None) -> str | None:
     return run_id
 
 
-def start_pseudo(project: Project, device: str | None = None) -> str | None:
-    from stcore.jobs import start_pseudo_label
+def start_pseudo(project: api.Project, device: str | None = None) -> str | None:
     try:
-        run_id = start_pseudo_label(project, device=device or best_device())
+        run_id = api.start_pseudo_label(project, device=device or best_device())
     except USER_ERRORS as e:
         show_error(e)
         return None
@@ -227,36 +203,36 @@ def start_pseudo(project: Project, device: str | None = None) -> str | None:
     return run_id
 
 
-def next_step(project: Project, run_list: list[dict] | None = None, *, where: str = "") -> None:
+def next_step(project: api.Project, run_list: list[dict] | None = None, *, where: str = "") -> None:
     """Say what to do next in the loop, with the button or link that does it."""
-    run_list = runs(project) if run_list is None else run_list
-    counts = project.counts()
-    busy = active(run_list)
-    teacher = project.teacher_run()
+    run_list = api.runs(project) if run_list is None else run_list
+    counts = api.counts(project)
+    busy = api.active(run_list)
+    teacher = api.teacher(project)
     students = [r for r in run_list if r["role"] == "student" and r["state"] == "finished"]
     reviewed = counts["accepted"] + counts["corrected"] + counts["rejected"]
     box = st.container(border=True)
     box.markdown("**Next step**")
     if busy:
         r = busy[0]
-        box.info(f"{r['id']} is {r['state']} ({r['step']}/{r['total']}). Follow it on the Train page.")
+        box.info(f"{r['id']} is {r['state']} ({r['step']:,}/{r['total']:,}). Follow it on the Train page.")
         box.page_link(PAGES["train"], label="Watch it on Train", icon=":material/monitoring:")
     elif teacher is None:
-        box.info(f"Train a teacher on the {counts['labeled']} labeled images. It takes a minute or two on a CPU.")
+        box.info(f"Train a teacher on the {counts['labeled']:,} labeled images. It takes a minute or two on a CPU.")
         if box.button("Train a teacher now (default settings)", key=f"ns_teacher{where}", type="primary"):
             if start_teacher(project):
                 st.switch_page(PAGES["train"])
     elif counts["pseudo_labeled"] == 0:
-        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pool']} unlabeled images with it.")
+        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pool']:,} unlabeled images with it.")
         if box.button("Pseudo-label now", key=f"ns_pseudo{where}", type="primary"):
             if start_pseudo(project):
                 st.switch_page(PAGES["train"])
     elif reviewed < 50 and counts["pending"]:
-        box.info(f"{counts['pending']} pseudo-labels wait for review; check at least a few dozen, "
-                 f"least confident first.")
+        box.info(f"{counts['pending']:,} pseudo-labels wait for review; check at least a few dozen, "
+                 f"most useful first.")
         box.page_link(PAGES["review"], label="Review pseudo-labels", icon=":material/fact_check:")
     elif not students or students[-1]["seq"] < teacher["seq"]:
-        box.info(f"{reviewed} items reviewed. Train a student on the labels, your reviews and the "
+        box.info(f"{reviewed:,} items reviewed. Train a student on the labels, your reviews and the "
                  f"confident pseudo-labels.")
         box.page_link(PAGES["train"], label="Train a student", icon=":material/school:")
     else:

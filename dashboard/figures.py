@@ -9,7 +9,10 @@ import plotly.graph_objects as go
 
 # One colour per role, used on every chart so teacher and student read the same everywhere.
 ROLE_COLORS = {"teacher": "#636EFA", "student": "#EF553B", "pseudo-label": "#00CC96"}
-SERIES_COLORS = {"labeled": "#636EFA", "pseudo-labeled": "#FFA15A", "accepted": "#00CC96"}
+SERIES_COLORS = {"labeled": "#636EFA", "pseudo-labeled": "#FFA15A", "accepted": "#00CC96", "corrected": "#AB63FA"}
+# Runs overlaid on one chart: colours far apart (Plotly's qualitative "D3" set).
+RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+MIN_BIN_ITEMS = 10  # a calibration bin with fewer items is too noisy to draw as a point
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 
 
@@ -19,31 +22,33 @@ def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
 
 
 def class_distribution(classes: list[str], counts: dict[str, dict[int, int]]) -> go.Figure:
-    """Grouped bars per class. counts is Store.class_counts(): {'labeled', 'pseudo', 'reviewed'}
-    each {class index: items}; 'reviewed' (accepted or corrected) is shown as 'accepted'."""
+    """Grouped bars per class. counts is Store.class_counts(): {'labeled', 'pseudo', 'accepted',
+    'corrected'}, each {class index: items} (accepted and corrected by their decided label)."""
     fig = go.Figure()
-    for name, key in (("labeled", "labeled"), ("pseudo-labeled", "pseudo"), ("accepted", "reviewed")):
+    for name, key in (("labeled", "labeled"), ("pseudo-labeled", "pseudo"), ("accepted", "accepted"),
+                      ("corrected", "corrected")):
         fig.add_bar(name=name, x=list(classes), y=[int(counts.get(key, {}).get(i, 0)) for i in range(len(classes))],
                     marker_color=SERIES_COLORS[name])
     values = [v for t in fig.data for v in t.y if v]
     # 10 labels next to 6,000 pseudo-labels would be invisible on a linear axis.
     log = bool(values) and max(values) > 20 * min(values)
     fig = _layout(fig, "Items per class", barmode="group", yaxis_title="items (log scale)" if log else "items")
-    if log:
-        fig.update_yaxes(type="log")
+    if log:  # a tick at each power of ten, written out: 10, 100, 1,000, 10,000
+        fig.update_yaxes(type="log", dtick=1, tickformat=",d")
     return fig
 
 
 def metric_lines(series: dict[str, list[dict]], key: str, *, title: str, y_title: str,
                  y_range: list[float] | None = None) -> go.Figure:
     """One line per run: series is {run id: metric rows (dicts with 'step' and key)}.
-    Rows without key are skipped, so train and eval rows can be passed together."""
+    Rows without key are skipped, so train and eval rows can be passed together. One run is
+    drawn in its role's colour; several runs get colours far apart."""
     fig = go.Figure()
-    for run_id, rows in series.items():
+    for n, (run_id, rows) in enumerate(series.items()):
         pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        role = run_id.rsplit("-", 1)[0]
+        color = ROLE_COLORS.get(run_id.rsplit("-", 1)[0]) if len(series) == 1 else RUN_COLORS[n % len(RUN_COLORS)]
         fig.add_scatter(name=run_id, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                        marker=dict(size=5), line=dict(color=ROLE_COLORS.get(role)) if len(series) == 1 else None)
+                        marker=dict(size=5, color=color), line=dict(color=color))
     fig = _layout(fig, title, xaxis_title="step", yaxis_title=y_title, showlegend=len(series) > 1)
     if y_range:
         fig.update_yaxes(range=y_range)
@@ -64,7 +69,7 @@ def accuracy_chart(series: dict[str, list[dict]]) -> go.Figure:
 
 def per_class_bars(classes: list[str], results: dict[str, dict]) -> go.Figure:
     """Per-class accuracy, one bar group per class and one bar per role.
-    results is Project.evaluate(): {role: {'run', 'accuracy', 'per_class': {class: acc}, ...}}."""
+    results is api.evaluation(): {role: {'run', 'accuracy', 'per_class': {class: acc}, ...}}."""
     fig = go.Figure()
     for role in ("teacher", "student"):
         if role not in results:
@@ -115,20 +120,23 @@ def confusion_heatmap(classes: list[str], matrix: list[list[int]], *, title: str
 
 
 def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
-    """Accuracy against confidence bin. calibration is Project.confidence_calibration():
-    {'reviewed': rows, 'hidden': rows}, each row {'lo', 'hi', 'n', 'accuracy' or None}."""
-    names = {"reviewed": "your reviews (accepted = right)", "hidden": "hidden true labels"}
+    """Accuracy against confidence bin. calibration is api.calibration(): {'reviewed': rows,
+    'hidden': rows}, each row {'lo', 'hi', 'n', 'accuracy' or None}. A bin of fewer than
+    MIN_BIN_ITEMS items is not drawn; each point says how many items it holds."""
+    names = {"reviewed": "your one-by-one reviews (accepted = right)", "hidden": "hidden true labels"}
     fig = go.Figure()
     for key, rows in calibration.items():
-        pts = [r for r in rows if r["n"] and r["accuracy"] is not None]
+        pts = [r for r in rows if r["n"] >= MIN_BIN_ITEMS and r["accuracy"] is not None]
         fig.add_scatter(name=names.get(key, key), x=[(r["lo"] + r["hi"]) / 2 for r in pts],
-                        y=[r["accuracy"] for r in pts], mode="lines+markers",
-                        text=[f"{r['lo']:.1f}-{r['hi']:.1f}: {r['n']} items" for r in pts],
-                        hovertemplate="%{text}<br>accuracy %{y:.1%}<extra></extra>")
+                        y=[r["accuracy"] for r in pts], mode="lines+markers+text",
+                        text=[f"{r['n']:,}" for r in pts], textposition="top center",
+                        customdata=[[r["lo"], r["hi"], r["n"]] for r in pts],
+                        hovertemplate="confidence %{customdata[0]:.1f}-%{customdata[1]:.1f}: "
+                                      "%{customdata[2]:,} items<br>accuracy %{y:.1%}<extra></extra>")
     fig.add_scatter(name="perfect calibration", x=[0, 1], y=[0, 1], mode="lines",
                     line=dict(dash="dot", color="grey"))
-    fig = _layout(fig, "Pseudo-label accuracy against confidence", xaxis_title="confidence",
-                  yaxis_title="accuracy")
+    fig = _layout(fig, "Pseudo-label accuracy against confidence (numbers: items per bin)",
+                  xaxis_title="confidence", yaxis_title="accuracy")
     fig.update_xaxes(range=[0, 1])
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1.08], tickformat=".0%")
     return fig

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stcore.errors import UsageError
+
 
 # ------------------------------------------------------------------ paths typed into the browser
 def allowed_roots() -> list[Path]:
@@ -26,13 +28,13 @@ def resolve_under_roots(path: str, roots: list[Path] | None = None) -> Path:
     """The real path of a typed path (~, .. and symlinks resolved) if it lies under an allowed
     root; ValueError naming the roots otherwise."""
     if not path or not str(path).strip():
-        raise ValueError("type a folder path")
+        raise UsageError("type a folder path")
     roots = allowed_roots() if roots is None else roots
     real = Path(str(path).strip()).expanduser().resolve()
     for root in roots:
         if real == root or root in real.parents:
             return real
-    raise ValueError(f"{real} is outside the folders this dashboard may use "
+    raise UsageError(f"{real} is outside the folders this dashboard may use "
                      f"({', '.join(str(r) for r in roots)}); set STCORE_DATA_ROOTS to allow another folder")
 
 

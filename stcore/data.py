@@ -1,4 +1,5 @@
-"""Dataset sources -> uint8 image tensors (N, C, H, W) + class names + stable item ids.
+"""Dataset sources -> uint8 image tensors (N, C, H, W) + class names + stable item ids; the
+project's image cache; and the tensors one run trains on, assembled from the store.
 
 Built-in datasets are read from a local copy when one exists (--data-root, $STCORE_DATA,
 Debian's /usr/share/datasets/...) and only then downloaded through torchvision.
@@ -13,11 +14,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import shutil
+import time
+import uuid
+
 import numpy as np
 import torch
 
-BUILTIN = ("fashion-mnist", "mnist", "cifar10", "cifar100")
-DATASETS = (*BUILTIN, "folder")
+from .errors import DataError, ProjectError, UsageError
+from .project import DATASETS, DB, Project
+from .store import Store
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 DEBIAN_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -25,10 +32,6 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 TV_FOLDERS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
-
-
-class DataError(RuntimeError):
-    """The dataset cannot be found or read; the message says where we looked and what to do."""
 
 
 @dataclass
@@ -134,27 +137,94 @@ def _torchvision_download(name: str, cache: Path):
     return (train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy())
 
 
-def _load_cifar(name: str, data_root: str | None, download: bool) -> Arrays:
-    import torchvision.datasets as tvd
-    cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+CIFAR_LAYOUT = {"cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                             "batches.meta", "label_names", "labels"),
+                "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_label_names", "fine_labels")}
+
+
+def _unpickle_arrays(fh):
+    """Read a CIFAR batch pickle, allowing only the numpy array and dtype constructors: a file that
+    asks for any other class or function (the way a pickle runs code) is refused."""
+    import pickle
+
+    allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    class ArraysOnly(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in allowed:
+                raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+            return super().find_class(module, name)
+
+    return ArraysOnly(fh, encoding="latin1").load()
+
+
+def _read_cifar_batches(folder: Path, name: str):
+    """torchvision's layout (python pickles of 32x32 RGB rows): (classes, train x, y, test x, y)."""
+    import pickle
+    _, train_files, test_files, meta_file, names_key, labels_key = CIFAR_LAYOUT[name]
+
+    def read(files):
+        xs, ys = [], []
+        for f in files:
+            try:
+                with open(folder / f, "rb") as fh:
+                    d = _unpickle_arrays(fh)
+                xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys += [int(v) for v in d[labels_key]]
+            except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as e:
+                raise DataError(f"{folder / f} cannot be read as a {name} batch ({e}); "
+                                f"download the dataset again or pass another --data-root") from e
+        return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
+
+    with open(folder / meta_file, "rb") as fh:
+        classes = [str(c) for c in _unpickle_arrays(fh)[names_key]]
+    return classes, *read(train_files), *read(test_files)
+
+
+def _read_class_folders(root: Path, image_size: int | None):
+    """root/train/<class>/* and root/test/<class>/* image folders, every label known (kept hidden
+    for the pool): (classes, train x, y, sources, test x, y, sources, skipped)."""
+    skipped: list[tuple[str, str]] = []
+    lister = _Lister(root, skipped)
+    lister.mark(root)
+    files = {split: [(p, printable(d.name)) for d in lister.class_dirs(root / split) for p in lister.images(d)]
+             for split in ("train", "test")}
+    classes = sorted({c for p, c in files["train"]})
+    ok, arrays, channels, size = _decode_all([p for ps in files.values() for p, _ in ps], root, skipped, image_size)
+    okset = dict(zip(ok, arrays))
+    out = []
+    for split in ("train", "test"):
+        kept = [(p, classes.index(c)) for p, c in files[split] if p in okset and c in classes]
+        x = (torch.from_numpy(np.stack([okset[p] for p, _ in kept])) if kept
+             else torch.zeros((0, channels, size[1], size[0]), dtype=torch.uint8))
+        out += [x, torch.tensor([y for _, y in kept], dtype=torch.int64), [_rel(p, root) for p, _ in kept]]
+    return classes, *out, _unique(skipped)
+
+
+def _load_cifar(name: str, data_root: str | None, download: bool, image_size: int | None = None) -> Arrays:
+    """A local copy in torchvision's layout (ROOT/cifar-10-batches-py/), or as image folders
+    (ROOT/train/<class>/ and ROOT/test/<class>/), else torchvision's download."""
     roots = _candidate_roots(name, data_root)
+    batches = CIFAR_LAYOUT[name][0]
     for root in roots:
-        try:
-            train, test = cls(str(root), train=True), cls(str(root), train=False)
+        if (root / batches).is_dir():
+            classes, tx, ty, sx, sy = _read_cifar_batches(root / batches, name)
             break
-        except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-            continue
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            classes, tx, ty, tsrc, sx, sy, ssrc, skipped = _read_class_folders(root.resolve(), image_size)
+            if len(classes) < 2 or not len(tx):
+                raise DataError(f"{root}/train/ has no class folders with readable images; a {name} "
+                                f"copy as folders needs train/<class>/ and test/<class>/ image files")
+            return Arrays(classes=classes, train_x=tx, train_y=ty, train_sources=tsrc,
+                          test_x=sx, test_y=sy, test_sources=ssrc, skipped=skipped)
     else:
         if not download:
             raise _not_found(name, roots)
         _torchvision_download(name, roots[-1])
-        train, test = cls(str(roots[-1]), train=True), cls(str(roots[-1]), train=False)
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
-    return Arrays(classes=list(train.classes),
-                  train_x=to_t(train.data), train_y=torch.tensor(train.targets, dtype=torch.int64),
-                  train_sources=[f"train[{i}]" for i in range(len(train.targets))],
-                  test_x=to_t(test.data), test_y=torch.tensor(test.targets, dtype=torch.int64),
-                  test_sources=[f"test[{i}]" for i in range(len(test.targets))])
+        classes, tx, ty, sx, sy = _read_cifar_batches(roots[-1] / batches, name)
+    return Arrays(classes=classes, train_x=tx, train_y=ty, train_sources=[f"train[{i}]" for i in range(len(ty))],
+                  test_x=sx, test_y=sy, test_sources=[f"test[{i}]" for i in range(len(sy))])
 
 
 # ---------------------------------------------------------------- folders
@@ -402,7 +472,7 @@ def load(name: str, *, data_root: str | None = None, image_size: int | None = No
     if name == "folder":
         return load_folder(data_root, image_size)
     if name in ("cifar10", "cifar100"):
-        arrays = _load_cifar(name, data_root, download)
+        arrays = _load_cifar(name, data_root, download, image_size)
     else:
         arrays = _load_idx_dataset(name, data_root, download)
     if image_size and image_size != arrays.train_x.shape[-1]:
@@ -418,21 +488,159 @@ def choose_labeled(labels: torch.Tensor, *, per_class: int | None = None, total:
     """Deterministic labeled subset of the training split: per_class items of each class,
     or total items overall. Returns sorted row indices."""
     if (per_class is None) == (total is None):
-        raise ValueError("give exactly one of labels per class or a total number of labels")
+        raise UsageError("give exactly one of labels per class or a total number of labels")
     g = torch.Generator().manual_seed(seed)
     if total is not None:
         if not 0 < total < len(labels):
-            raise ValueError(f"--labeled {total} must be between 1 and {len(labels) - 1} "
+            raise UsageError(f"--labeled {total} must be between 1 and {len(labels) - 1} "
                              f"(the training split has {len(labels)} images)")
         return sorted(torch.randperm(len(labels), generator=g)[:total].tolist())
     if per_class <= 0:
-        raise ValueError(f"--labels-per-class must be positive, got {per_class}")
+        raise UsageError(f"--labels-per-class must be positive, got {per_class}")
     num_classes = num_classes or int(labels.max()) + 1
     chosen = []
     for c in range(num_classes):
         idx = (labels == c).nonzero().flatten()
         if len(idx) < per_class:
-            raise ValueError(f"--labels-per-class {per_class} is more than class {c} has ({len(idx)} images); "
+            raise UsageError(f"--labels-per-class {per_class} is more than class {c} has ({len(idx)} images); "
                              f"choose at most {len(idx)}")
         chosen += idx[torch.randperm(len(idx), generator=g)[:per_class]].tolist()
     return sorted(chosen)
+
+
+# ---------------------------------------------------------------- a project's images
+def images(project: Project, split: str) -> torch.Tensor:
+    """The project's uint8 image cache (N, C, H, W) of a split ('test', or the training images
+    that hold the labeled set and the pool), memory-mapped: decoded once, shared by every process."""
+    p = project.image_cache(split)
+    if not p.exists():
+        raise ProjectError(f"the image cache {p} is missing; re-create the project "
+                           f"(`stcore init`) from its dataset")
+    return torch.load(p, mmap=True, weights_only=True)
+
+
+def images_for(project: Project, ids: list[int], split: str = "pool") -> torch.Tensor:
+    """uint8 images of items, in the order of ids."""
+    rows = project.store.item_rows(split, ids)
+    missing = [i for i in ids if int(i) not in rows]
+    if missing:
+        raise ProjectError(f"no {split} item(s) {', '.join(map(str, missing[:5]))}")
+    src = images(project, split)
+    return src[[rows[int(i)] for i in ids]] if ids else src[:0]
+
+
+@dataclass
+class TrainData:
+    """The tensors one run trains on: uint8 images (N, C, H, W). w_lab weighs each human label
+    (corrections weigh more). p_unl holds the teacher's probabilities for x_unl (K columns), or None."""
+    x_lab: torch.Tensor
+    y_lab: torch.Tensor
+    w_lab: torch.Tensor
+    x_unl: torch.Tensor
+    p_unl: torch.Tensor | None
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+    flip: bool = True
+    class_prior: torch.Tensor | None = None  # (K,) label counts of the original labeled set
+
+
+def training_data(project: Project, *, role: str, corrected_weight: float, use_unreviewed: bool,
+                  needs_pseudo_labels: bool) -> TrainData:
+    """Assemble a run's tensors from the store's current decisions: the labeled set plus accepted
+    and corrected pool items (corrections weigh corrected_weight), and for a student the pending
+    pool (only its pseudo-labeled items when needs_pseudo_labels)."""
+    store, k = project.store, len(project.classes)
+    lab, reviewed = store.labeled_set(), store.reviewed_set()
+    rows = [r for r, _ in lab] + [r for r, _, _ in reviewed]
+    y = [c for _, c in lab] + [c for _, c, _ in reviewed]
+    w = [1.0] * len(lab) + [corrected_weight if s == "corrected" else 1.0 for _, _, s in reviewed]
+    train = images(project, "train")
+    x_unl, p_unl = train[:0], None
+    if role == "student" and use_unreviewed:
+        unl = store.unreviewed_set(pseudo_labeled_only=needs_pseudo_labels)
+        if needs_pseudo_labels and not unl:
+            raise UsageError("no unreviewed pseudo-labels; run pseudo-label first")
+        x_unl = train[[r for r, _ in unl]] if unl else train[:0]
+        if unl and all(b is not None for _, b in unl):
+            p_unl = torch.from_numpy(np.frombuffer(b"".join(b for _, b in unl), dtype=np.float16)
+                                     .reshape(-1, k).astype(np.float32))
+    _, test_labels = store.test_set()
+    return TrainData(x_lab=train[rows], y_lab=torch.tensor(y, dtype=torch.long), w_lab=torch.tensor(w),
+                     x_unl=x_unl, p_unl=p_unl, x_test=images(project, "test"),
+                     y_test=torch.tensor(test_labels, dtype=torch.long), classes=project.classes,
+                     class_prior=torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k),
+                     flip=bool(project.meta.get("flip", True)))
+
+
+# ---------------------------------------------------------------- a new project
+def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
+                   labels_per_class: int | None = None, labeled: int | None = None, seed: int = 0,
+                   data_root: str | None = None, image_size: int | None = None, download: bool = True,
+                   limit: int | None = None, progress=None) -> Project:
+    """Decode the dataset once, choose the labeled split and write the store. limit keeps only the
+    first N training and N/5 test images (for quick trials and tests)."""
+    path = Path(path).expanduser().resolve()
+    if (path / DB).exists():
+        raise ProjectError(f"{path} is already a project; open it instead, or choose a new folder")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ProjectError(f"{path} exists and is not empty; choose a new or empty folder for the project")
+    if dataset == "folder" and (labels_per_class is not None or labeled is not None):
+        raise UsageError("--labels-per-class and --labeled choose the labeled images of a built-in "
+                         "dataset; a folder dataset's labeled images are those in "
+                         "DATA_ROOT/labeled/<class>/: leave both out")
+    if labels_per_class is None and labeled is None and dataset != "folder":
+        labels_per_class = 10
+    say = progress or (lambda msg: None)
+    say(f"reading {dataset}")
+    arrays = load(dataset, data_root=data_root, image_size=image_size, download=download)
+    if limit:
+        _keep_first(arrays, limit)
+    lab = arrays.labeled if arrays.labeled is not None else choose_labeled(
+        arrays.train_y, per_class=labels_per_class, total=labeled, seed=seed, num_classes=len(arrays.classes))
+    created_dir = not path.exists()
+    try:
+        _write_project(path, arrays, lab, say, dataset=dataset, seed=seed, labels_per_class=labels_per_class,
+                       data_root=str(Path(data_root).expanduser().resolve()) if data_root else None)
+    except BaseException:
+        if created_dir:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return Project(path)
+
+
+def _keep_first(arrays: Arrays, limit: int) -> None:
+    arrays.train_x, arrays.train_y = arrays.train_x[:limit], arrays.train_y[:limit]
+    arrays.train_sources = arrays.train_sources[:limit]
+    n_test = max(1, limit // 5)
+    arrays.test_x, arrays.test_y = arrays.test_x[:n_test], arrays.test_y[:n_test]
+    arrays.test_sources = arrays.test_sources[:n_test]
+    if arrays.labeled is not None:
+        arrays.labeled = [i for i in arrays.labeled if i < limit]
+
+
+def _write_project(path: Path, arrays: Arrays, lab: list[int], say, **meta) -> None:
+    """The image cache, then the store under a temporary name, renamed once it is complete."""
+    (path / "images").mkdir(parents=True, exist_ok=True)
+    (path / "runs").mkdir(exist_ok=True)
+    say("writing the image cache")
+    torch.save(arrays.train_x.contiguous(), path / "images" / "train.pt")
+    torch.save(arrays.test_x.contiguous(), path / "images" / "test.pt")
+    store = Store(path / (DB + ".tmp"), create=True)
+    labset = set(lab)
+    pool = [i for i in range(len(arrays.train_y)) if i not in labset]
+    y = arrays.train_y.tolist()
+    store.add_items("labeled", lab, lab, [arrays.train_sources[i] for i in lab], [y[i] for i in lab])
+    store.add_items("pool", pool, pool, [arrays.train_sources[i] for i in pool], [None] * len(pool),
+                    [y[i] if arrays.hidden and y[i] >= 0 else None for i in pool], seed=meta["seed"])
+    ty = arrays.test_y.tolist()
+    store.add_items("test", list(range(len(ty))), list(range(len(ty))), arrays.test_sources, ty)
+    store.set_skipped(arrays.skipped)
+    _, c, h, w = arrays.train_x.shape
+    store.set_meta(project_id=uuid.uuid4().hex, labeled=len(lab), classes=arrays.classes,
+                   input_shape=[c, h, w], flip=arrays.flip, hidden_labels=arrays.hidden,
+                   created=time.time(), teacher=None, **meta)
+    store.close()
+    os.replace(path / (DB + ".tmp"), path / DB)
+    for suffix in ("-wal", "-shm"):
+        (path / (DB + ".tmp" + suffix)).unlink(missing_ok=True)

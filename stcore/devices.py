@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import torch
 
-
-class DeviceError(ValueError):
-    """An unknown or unavailable device; the message lists the available ones."""
+from .errors import DeviceError
 
 
 def available() -> list[dict]:

@@ -11,6 +11,7 @@ labels per class this lifts pseudo-label accuracy from about 70% (the teacher al
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,10 +61,11 @@ def embed(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed:
     return torch.cat([F.normalize((pixels(images[i:i + chunk]) - mean) @ proj, dim=1) for i in range(0, n, chunk)])
 
 
-def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None,
+        progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of each row of z (unit rows) by cosine similarity, itself
     excluded: (indices (N, k), similarities (N, k)). A chunk of rows at a time is compared with
-    all of z; by default chunks hold about 64M similarities (256 MB)."""
+    all of z; by default chunks hold about 64M similarities (256 MB). progress(rows done, N)."""
     k = min(k, len(z) - 1)
     chunk = chunk or max(1, 2 ** 26 // len(z))
     idx, sim = [], []
@@ -74,6 +76,8 @@ def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None) -> tu
         v, j = s.topk(k, dim=1)
         idx.append(j)
         sim.append(v)
+        if progress:
+            progress(min(start + chunk, len(z)), len(z))
     return torch.cat(idx), torch.cat(sim)
 
 
@@ -95,16 +99,18 @@ def buildable(n: int) -> bool:
     return 3 <= n <= MAX_NODES
 
 
-def pixel_graph(images: torch.Tensor, device: str = "cpu") -> Graph | None:
+def pixel_graph(images: torch.Tensor, device: str = "cpu",
+                progress: Callable[[int, int], None] | None = None) -> Graph | None:
     """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search.
-    On a CUDA device the neighbour search (the quadratic part) runs there."""
+    On a CUDA device the neighbour search (the quadratic part) runs there. progress(rows, N)
+    follows the neighbour search."""
     if not buildable(len(images)):
         return None
     z = embed(images)
     if str(device).startswith("cuda"):
-        idx, sim = knn(z.to(device))
+        idx, sim = knn(z.to(device), progress=progress)
         return build(idx.cpu(), sim.cpu())
-    return build(*knn(z))
+    return build(*knn(z, progress=progress))
 
 
 def propagate(graph: Graph, seeds: torch.Tensor, prior: torch.Tensor, *, alpha: float = ALPHA,

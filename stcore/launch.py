@@ -1,4 +1,4 @@
-"""`stcore dashboard`: run the Streamlit app as a subprocess.
+"""`stcore dashboard`: run the Streamlit app as a child process, and stop it with us.
 
 stcore never imports streamlit (nor the dashboard package): it finds dashboard/app.py on
 disk and runs `python -m streamlit run app.py ... -- --project PATH`.
@@ -6,55 +6,17 @@ disk and runs `python -m streamlit run app.py ... -- --project PATH`.
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+from . import api
+from .errors import LaunchError
 
-
-class LaunchError(ValueError):
-    """The dashboard cannot start as asked; the message says what to do.
-    (A ValueError, so `stcore` prints it as a one-line error like its other usage errors.)"""
-
-
-def stcore_home() -> Path:
-    return Path(os.environ.get("STCORE_HOME") or Path.home() / ".stcore").expanduser()
-
-
-def default_project_path() -> Path:
-    return stcore_home() / "fashion-mnist"
-
-
-def is_local(address: str) -> bool:
-    """True for addresses only this machine can reach (loopback)."""
-    a = (address or "").strip().strip("[]")
-    if a in LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(a).is_loopback
-    except ValueError:
-        return False
-
-
-def _secrets_password() -> str | None:
-    """A 'password' in Streamlit's secrets.toml (~/.streamlit or ./.streamlit), if any."""
-    import tomllib
-    for p in (Path.cwd() / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"):
-        try:
-            with open(p, "rb") as f:
-                value = tomllib.load(f).get("password")
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-        if value:
-            return str(value)
-    return None
-
-
-def password_configured() -> bool:
-    return bool(os.environ.get("STCORE_PASSWORD") or _secrets_password())
+STOP_GRACE_S = 10.0  # seconds the server has to stop after SIGTERM before it is killed
 
 
 def app_path() -> Path:
@@ -71,20 +33,22 @@ def app_path() -> Path:
     raise LaunchError("cannot find dashboard/app.py; reinstall stcore with its dashboard (pip install -e .)")
 
 
-def ensure_default_project(say=print) -> Path:
-    """The default Fashion-MNIST project with 10 labels per class, created on first use."""
-    from .project import DB, Project
-    path = default_project_path()
-    if not (path / DB).is_file():
-        say(f"creating the default project in {path} (Fashion-MNIST, 10 labels per class)")
-        Project.create(path, dataset="fashion-mnist", labels_per_class=10, progress=lambda m: say(f"  {m}"))
-    return path
+def has_display() -> bool:
+    """Whether a browser window can be opened here (Streamlit's own test, made explicit)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def command(project: Path, *, port: int, address: str, headless: bool) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
+    # -P (Python 3.11+): the current folder is not put on sys.path, so a user's click.py or
+    # plotly.py there cannot shadow what Streamlit imports.
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", "streamlit", "run", str(app_path()),
             "--server.address", address, "--server.port", str(int(port)),
-            "--server.headless", "true" if headless else "false",
+            "--server.headless", "true" if headless or not has_display() else "false",
+            # Streamlit's first-run prompt would wait for an email on stdin before serving.
+            "--server.showEmailPrompt", "false",
             "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
             "--", "--project", str(project)]
@@ -93,18 +57,43 @@ def command(project: Path, *, port: int, address: str, headless: bool) -> list[s
 def launch(project: str | None = None, *, port: int = 8501, address: str = "127.0.0.1",
            headless: bool = False) -> int:
     """Start the dashboard on project (default: the Fashion-MNIST project in $STCORE_HOME) and
-    wait for it. A non-local address needs a password (STCORE_PASSWORD or Streamlit secrets)."""
-    from .project import Project
-    if not is_local(address) and not password_configured():
+    wait for it; SIGTERM, SIGINT and SIGHUP stop the server too. A non-local address needs a
+    password (STCORE_PASSWORD or Streamlit secrets)."""
+    if not api.is_local(address) and not api.password_configured():
         raise LaunchError(f"refusing to serve the dashboard on {address} without a password: anyone who "
                           f"can reach it could change your labels and start jobs. Set STCORE_PASSWORD "
                           f"(or 'password' in .streamlit/secrets.toml), or keep the default 127.0.0.1")
-    path = Path(project).expanduser().resolve() if project else ensure_default_project()
-    Project(path)  # a readable ProjectError now, rather than a broken page later
-    cmd = command(path, port=port, address=address, headless=headless)
+    path = Path(project).expanduser().resolve() if project else api.ensure_default_project()
+    api.open_project(path)  # a readable ProjectError now, rather than a broken page later
     host = f"[{address}]" if ":" in address else address
     print(f"stcore dashboard: http://{host}:{port}  (project {path}; Ctrl-C stops it)", flush=True)
+    # Its own session: a Ctrl-C in the terminal reaches us, and we pass it on once.
+    proc = subprocess.Popen(command(path, port=port, address=address, headless=headless),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return serve_until_stopped(proc)
+
+
+def serve_until_stopped(proc: subprocess.Popen) -> int:
+    """Wait for the server; a stop signal to us is passed on to it, and it is killed if it has
+    not stopped STOP_GRACE_S later. Returns its exit code (128 + signal for a stop)."""
+    stop = {"signal": None, "at": 0.0}
+
+    def forward(signum, _frame):
+        stop["signal"], stop["at"] = signum, time.monotonic()
+        try:
+            proc.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+        except ProcessLookupError:
+            pass
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+        while True:
+            try:
+                code = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if stop["signal"] is not None and time.monotonic() - stop["at"] > STOP_GRACE_S:
+                    proc.kill()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 128 + stop["signal"] if stop["signal"] is not None else code

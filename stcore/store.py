@@ -15,18 +15,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-SCHEMA_VERSION = 2
+from .errors import DeviceBusy, NotFound, StoreError, UsageError
+
+SCHEMA_VERSION = 3
 # from-version -> the SQL statements that bring a store to the next version. Add one entry
 # with each schema change (and bump SCHEMA_VERSION); Store() applies them on open.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 2: the balanced-margin order reads each class's lowest margins off an index
     1: ("CREATE INDEX IF NOT EXISTS pool_status_pred_margin ON pool (status, pred, margin, confidence)",),
+    # 3: a resumed run keeps the running time of its earlier attempts
+    2: ("ALTER TABLE runs ADD COLUMN earlier_seconds REAL NOT NULL DEFAULT 0",),
 }
 STATUSES = ("pending", "accepted", "corrected", "rejected")
 ORDERS = {
     "confidence": "confidence ASC, id",
     "confidence-desc": "confidence DESC, id",
-    "least-confidence": "confidence ASC, id",
     "margin": "margin ASC, id",
     "entropy": "entropy DESC, id",
     "random": "rand, id",
@@ -42,6 +45,8 @@ ORDERS = {
                        "(SUM(COALESCE(1 - confidence, 1)) OVER (PARTITION BY pred) + 1e-9), margin, id",
 }
 PAGE_COLUMNS = "id, pred, confidence, margin, entropy, status, label, reviewer, decided_at, teacher_run"
+# Other names for an order, as in the active-learning literature.
+ORDER_ALIASES = {"least-confidence": "confidence"}
 DEFAULT_ORDER = "balanced-margin"  # what the review page and `review --simulate` use unless told
 RUN_STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
@@ -110,7 +115,8 @@ CREATE TABLE IF NOT EXISTS runs (
     ended REAL,
     error TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    result TEXT                    -- JSON: final evaluation
+    result TEXT,                   -- JSON: final evaluation
+    earlier_seconds REAL NOT NULL DEFAULT 0  -- running time of the attempts before a resume
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
@@ -122,10 +128,6 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
 """
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be opened or used; the message says what to do."""
 
 
 def _now() -> float:
@@ -305,8 +307,83 @@ class Store:
             for _, sql in indexes:
                 self.db.execute(sql)
 
-    def pool_rows(self, columns: str = "id, pred, confidence, status, label, probs") -> list[sqlite3.Row]:
-        return self.db.execute(f"SELECT {columns} FROM pool ORDER BY id").fetchall()
+    def pool_order(self) -> tuple[list[int], list[int]]:
+        """(ids, image rows) of the pool, in image-row order: what a pseudo-labeling pass reads."""
+        rows = self.db.execute("SELECT id, row FROM items WHERE split='pool' ORDER BY row").fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    # -- what a run trains and is evaluated on --------------------------------
+    def labeled_set(self) -> list[tuple[int, int]]:
+        """(image row, label) of the initial labeled set, in row order."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT row, label FROM items WHERE split='labeled' ORDER BY row")]
+
+    def reviewed_set(self) -> list[tuple[int, int, str]]:
+        """(image row, decided label, status) of accepted and corrected pool items, in row order."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
+            "WHERE p.status IN ('accepted','corrected') ORDER BY i.row")]
+
+    def unreviewed_set(self, *, pseudo_labeled_only: bool) -> list[tuple[int, bytes | None]]:
+        """(image row, float16 probabilities or None) of pending pool items, in row order."""
+        q = ("SELECT i.row, p.probs FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
+             "WHERE p.status='pending'" + (" AND p.pred IS NOT NULL" if pseudo_labeled_only else ""))
+        return [tuple(r) for r in self.db.execute(q + " ORDER BY i.row")]
+
+    def test_set(self) -> tuple[list[int], list[int]]:
+        """(ids, labels) of the test items, in image-row order."""
+        rows = self.db.execute("SELECT id, label FROM items WHERE split='test' ORDER BY row").fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def hidden_labels(self, ids: Sequence[int]) -> dict[int, int | None]:
+        """The hidden true labels of pool items (None where unknown)."""
+        out: dict[int, int | None] = {}
+        for chunk in _chunks([int(i) for i in ids], 900):
+            q = f"SELECT id, hidden_label FROM items WHERE split='pool' AND id IN ({','.join('?' * len(chunk))})"
+            out.update({r[0]: r[1] for r in self.db.execute(q, chunk)})
+        return out
+
+    def split_counts(self) -> dict[str, int]:
+        """Items per split (labeled, pool, test) and how many pool items are pseudo-labeled."""
+        counts = {"labeled": 0, "pool": 0, "test": 0}
+        counts.update(dict(self.db.execute("SELECT split, COUNT(*) FROM items GROUP BY split").fetchall()))
+        counts["pseudo_labeled"] = self.db.execute("SELECT COUNT(*) FROM pool WHERE pred IS NOT NULL").fetchone()[0]
+        return counts
+
+    def pseudo_label_agreement(self, threshold: float = 0.9) -> tuple[int, int, int, int]:
+        """Against hidden labels: (pseudo-labeled items with a hidden label, of them right,
+        of them at least threshold confident, of those right)."""
+        r = self.db.execute(
+            "SELECT COUNT(*), SUM(p.pred = i.hidden_label), SUM(p.confidence >= ?), "
+            "SUM(p.confidence >= ? AND p.pred = i.hidden_label) FROM pool p JOIN items i "
+            "ON i.split='pool' AND i.id=p.id WHERE p.pred IS NOT NULL AND i.hidden_label IS NOT NULL",
+            (threshold, threshold)).fetchone()
+        return r[0], r[1] or 0, r[2] or 0, r[3] or 0
+
+    def single_decisions(self) -> list[tuple[float, bool]]:
+        """(the teacher's confidence, whether it was right) of pool items whose current decision,
+        accepted or corrected, a person made on that item alone (a history batch of one item):
+        bulk accepts would count the teacher as right by construction."""
+        return [(r[0], r[1] == "accepted") for r in self.db.execute(
+            "SELECT p.confidence, p.status FROM pool p JOIN history h ON h.item_id = p.id "
+            "WHERE p.status IN ('accepted','corrected') AND p.confidence IS NOT NULL AND h.undone = 0 "
+            "AND h.seq = (SELECT MAX(seq) FROM history WHERE item_id = p.id AND undone = 0) "
+            "AND (SELECT COUNT(*) FROM history b WHERE b.batch = h.batch) = 1")]
+
+    def hidden_agreement_by_item(self) -> list[tuple[float, bool]]:
+        """(confidence, pseudo-label == hidden label) of every pseudo-labeled item with a hidden label."""
+        return [(r[0], bool(r[1])) for r in self.db.execute(
+            "SELECT p.confidence, p.pred = i.hidden_label FROM pool p JOIN items i ON i.split='pool' "
+            "AND i.id=p.id WHERE p.pred IS NOT NULL AND i.hidden_label IS NOT NULL")]
+
+    def export_rows(self) -> Iterator[tuple]:
+        """For export, one tuple per item: (split, id, source, predicted class, decided label,
+        status, the teacher's confidence, teacher run); the labeled set has status 'labeled'."""
+        for r in self.db.execute("SELECT id, source, label FROM items WHERE split='labeled' ORDER BY id"):
+            yield ("labeled", r[0], r[1], r[2], r[2], "labeled", None, None)
+        for r in self.db.execute("SELECT p.id, i.source, p.pred, p.label, p.status, p.confidence, p.teacher_run "
+                                 "FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id ORDER BY p.id"):
+            yield ("pool", *tuple(r))
 
     # -- review -------------------------------------------------------------
     @staticmethod
@@ -318,7 +395,7 @@ class Store:
         if statuses:
             bad = set(statuses) - set(STATUSES)
             if bad:
-                raise ValueError(f"unknown status {sorted(bad)}; use one of {', '.join(STATUSES)}")
+                raise UsageError(f"unknown status {sorted(bad)}; use one of {', '.join(STATUSES)}")
             clauses.append(f"status IN ({','.join('?' * len(statuses))})")
             params += list(statuses)
         if conf_min is not None and conf_min > 0:
@@ -332,11 +409,13 @@ class Store:
             params += [int(i) for i in ids]
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def page(self, *, classes=None, statuses=None, conf_min=None, conf_max=None,
+    def page(self, *, classes=None, statuses=None, conf_min=None, conf_max=None, ids=None,
              order: str = "confidence", offset: int = 0, limit: int = 50) -> list[dict]:
+        """Pool rows (PAGE_COLUMNS) matching the filters, in an order of ORDERS, paged."""
+        order = ORDER_ALIASES.get(order, order)
         if order not in ORDERS:
-            raise ValueError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
-        where, params = self._where(classes, statuses, conf_min, conf_max)
+            raise UsageError(f"unknown order {order!r}; use one of {', '.join([*ORDERS, *ORDER_ALIASES])}")
+        where, params = self._where(classes, statuses, conf_min, conf_max, ids)
         if order in ("balanced-margin", "weighted-margin"):
             return self._balanced_page(where, params, int(offset), int(limit), order == "weighted-margin",
                                        by_status=bool(statuses))
@@ -391,15 +470,16 @@ class Store:
         return counts
 
     def class_counts(self) -> dict[str, dict[int, int]]:
-        """Per class: labeled items, pseudo-labeled pool items (by pred), accepted/corrected (by label)."""
-        out = {"labeled": {}, "pseudo": {}, "reviewed": {}}
-        for r in self.db.execute("SELECT label, COUNT(*) FROM items WHERE split='labeled' GROUP BY label"):
-            out["labeled"][r[0]] = r[1]
-        for r in self.db.execute("SELECT pred, COUNT(*) FROM pool WHERE pred IS NOT NULL GROUP BY pred"):
-            out["pseudo"][r[0]] = r[1]
-        for r in self.db.execute("SELECT label, COUNT(*) FROM pool WHERE status IN ('accepted','corrected') "
-                                 "GROUP BY label"):
-            out["reviewed"][r[0]] = r[1]
+        """Per class index: labeled items, pseudo-labeled pool items (by pred), and accepted and
+        corrected items (by their decided label)."""
+        out = {"labeled": {}, "pseudo": {}, "accepted": {}, "corrected": {}}
+        out["labeled"] = dict(self.db.execute(
+            "SELECT label, COUNT(*) FROM items WHERE split='labeled' GROUP BY label").fetchall())
+        out["pseudo"] = dict(self.db.execute(
+            "SELECT pred, COUNT(*) FROM pool WHERE pred IS NOT NULL GROUP BY pred").fetchall())
+        for status, label, n in self.db.execute("SELECT status, label, COUNT(*) FROM pool WHERE status IN "
+                                                "('accepted','corrected') GROUP BY status, label"):
+            out[status][label] = n
         return out
 
     def _next_batch(self) -> int:
@@ -410,11 +490,11 @@ class Store:
                reviewer: str | None = None) -> int:
         """Set the decision of items in one transaction. status 'accepted' takes each
         item's current prediction as its label; 'corrected' needs label; 'pending' resets.
-        Returns the number of items changed. Unknown ids raise KeyError and change nothing."""
+        Returns the number of items changed. Unknown ids raise NotFound and change nothing."""
         if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+            raise UsageError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
         if status == "corrected" and label is None:
-            raise ValueError("a correction needs a class")
+            raise UsageError("a correction needs a class")
         ids = [int(i) for i in ids]
         if not ids:
             return 0
@@ -425,12 +505,12 @@ class Store:
             missing = self.db.execute("SELECT id FROM temp.sel WHERE id NOT IN (SELECT id FROM pool) "
                                       "LIMIT 5").fetchall()
             if missing:
-                raise KeyError(f"unknown pool item id(s): {', '.join(str(r[0]) for r in missing)}")
+                raise NotFound(f"unknown pool item id(s): {', '.join(str(r[0]) for r in missing)}")
             if status == "accepted":
                 bad = self.db.execute("SELECT id FROM pool WHERE id IN (SELECT id FROM temp.sel) "
                                       "AND pred IS NULL LIMIT 5").fetchall()
                 if bad:
-                    raise ValueError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
+                    raise UsageError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
                                      f"to accept; run pseudo-label first, or correct them with a class")
             return self._apply(status, label, reviewer, "id IN (SELECT id FROM temp.sel)", [])
 
@@ -510,11 +590,19 @@ class Store:
         return run_id
 
     def requeue(self, run_id: str, device: str) -> None:
-        """Put a stopped run back in the queue (for resume), if its device is free; one transaction."""
+        """Put a stopped run back in the queue (for resume), if its device is free; one transaction.
+        The running time of the attempt that ended is added to earlier_seconds."""
         with self.tx():
             self._check_device_free(device, exclude=run_id)
-            self.db.execute("UPDATE runs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, "
-                            "pid=NULL WHERE id=?", (run_id,))
+            self.db.execute("UPDATE runs SET state='queued', cancel_requested=0, error=NULL, pid=NULL, "
+                            "earlier_seconds = earlier_seconds + MAX(0, COALESCE(ended, heartbeat, started) "
+                            "- COALESCE(started, ended, heartbeat, 0)), ended=NULL WHERE id=?", (run_id,))
+
+    def running_run_of(self, pid: int) -> str | None:
+        """The newest running run whose worker is process pid, if any."""
+        row = self.db.execute("SELECT id FROM runs WHERE state='running' AND pid=? ORDER BY seq DESC",
+                              (pid,)).fetchone()
+        return row[0] if row else None
 
     def update_run(self, run_id: str, **fields) -> None:
         if fields:
@@ -539,7 +627,7 @@ class Store:
         row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             known = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY seq")]
-            raise KeyError(f"no run {run_id!r}; runs here: {', '.join(known) or 'none yet'}")
+            raise NotFound(f"no run {run_id!r}; runs here: {', '.join(known) or 'none yet'}")
         return _run_dict(row)
 
     def runs(self, role: str | None = None) -> list[dict]:
@@ -572,10 +660,6 @@ class Store:
             p.append(kind)
         rows = self.db.execute(q + " ORDER BY kind, step", p)
         return [{"kind": r[0], "step": r[1], "at": r[2], **json.loads(r[3])} for r in rows]
-
-
-class DeviceBusy(RuntimeError):
-    """Another job holds the device."""
 
 
 def _run_dict(row: sqlite3.Row) -> dict:

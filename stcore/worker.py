@@ -1,8 +1,10 @@
 """`python -m stcore.worker PROJECT RUN_ID`: run one job and write its progress to the store.
 
-A reporter thread owns the worker's writes: once a second it flushes the buffered metric
-rows, the step and a heartbeat in one short transaction, and reads the cancel flag. The
-training loop only appends to a list, so reporting costs it almost nothing.
+A job is a run of the store: a teacher or student (training), a pseudo-labeling pass over the
+pool, or an evaluation of a finished run. A reporter thread owns the worker's writes: once a
+second it flushes the buffered metric rows, the step and a heartbeat in one short transaction,
+and reads the cancel flag. The job itself only appends to a list, so reporting costs it
+almost nothing.
 """
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
+import numpy as np
 import torch
 
+from .errors import NotFound, ProjectError, StcoreError
+from .project import Project
 from .store import Store
 
 FLUSH_EVERY = 1.0  # seconds between heartbeats (the contract is at most 2 s)
@@ -58,6 +64,7 @@ class Reporter:
         return self.cancel.is_set()
 
     def progress(self, done: int, total: int) -> None:
+        """The progress callback of item-counting jobs; KeyboardInterrupt once cancelled."""
         self.step = done
         if self.cancel.is_set():
             raise KeyboardInterrupt("cancelled")
@@ -80,12 +87,9 @@ class Reporter:
 
 def one_line(e: BaseException) -> str:
     """A failure's reason, in one line a person can act on."""
-    from .data import DataError
-    from .devices import DeviceError
-    from .train import NonFiniteLoss
     if isinstance(e, torch.cuda.OutOfMemoryError):
         return "CUDA out of memory; lower --batch-size or --unlabeled-ratio, or pick a device with more free memory"
-    if isinstance(e, (NonFiniteLoss, DeviceError, DataError)):
+    if isinstance(e, StcoreError):
         return str(e).splitlines()[0]
     full = next((x for x in _chain(e) if isinstance(x, OSError) and x.errno == errno.ENOSPC
                  or "No space left on device" in str(x)), None)
@@ -108,8 +112,9 @@ def _chain(e: BaseException | None):
         e = e.__cause__ or e.__context__
 
 
-def execute(project, run_id: str, *, foreground: bool = False) -> str:
-    """Run the job; returns its final state. Never raises for a failure of the job itself."""
+def execute(project: Project, run_id: str) -> str:
+    """Run the job; returns its final state. Never raises for a failure of the job itself, except
+    a Ctrl-C that is not a cancel (a foreground run stopped from its terminal)."""
     store = project.store
     now = time.time()
     if not store.transition(run_id, ["queued"], state="running", pid=os.getpid(), started=now, heartbeat=now):
@@ -124,23 +129,19 @@ def execute(project, run_id: str, *, foreground: bool = False) -> str:
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with reporter:
-            if run["role"] == "pseudo-label":
-                result = _pseudo_label(project, run, reporter)
-            else:
-                result = _train(project, run, reporter)
+            result = JOBS[run["role"]](project, run, reporter)
         if result.get("stopped"):
             store.transition(run_id, ["running"], state="cancelled", ended=time.time())
         else:
             store.transition(run_id, ["running"], state="finished", ended=time.time(),
-                             result=result.get("eval"), step=run["total"] if run["role"] != "pseudo-label"
-                             else result.get("items", 0))
+                             result=result.get("eval"), step=result.get("done", run["total"]))
     except BaseException as e:  # every failure, KeyboardInterrupt included, must leave a true state
         cancelled = isinstance(e, KeyboardInterrupt) and reporter.cancel.is_set()
         with open(log, "a") as f:
             traceback.print_exc(file=f)
         store.transition(run_id, ["running"], state="cancelled" if cancelled else "failed",
                          ended=time.time(), error=None if cancelled else one_line(e))
-        if foreground and isinstance(e, KeyboardInterrupt) and not cancelled:
+        if isinstance(e, KeyboardInterrupt) and not cancelled and threading.current_thread() is threading.main_thread():
             raise
     finally:
         for s, h in old.items():
@@ -148,67 +149,108 @@ def execute(project, run_id: str, *, foreground: bool = False) -> str:
     return store.run(run_id)["state"]
 
 
-def _train(project, run: dict, reporter: Reporter) -> dict:
-    from .config import make_config
+def save_test_probs(run_dir: Path, probs: torch.Tensor) -> None:
+    """The probabilities (N, K) of a run's model on the test set, float16, written whole or not at all."""
+    tmp = run_dir / f".test_probs.{os.getpid()}.npy"
+    np.save(tmp, probs.half().numpy())
+    os.replace(tmp, run_dir / "test_probs.npy")
+
+
+def _train(project: Project, run: dict, reporter: Reporter) -> dict:
+    from .checkpoints import model_from, project_tag, run_checkpoint
+    from .config import stored_config
+    from .data import training_data
     from .devices import resolve
+    from .methods import METHODS
     from .models import build
     from .train import fit, total_steps
 
-    # Runs stored before students had a strength setting augmented at full strength.
-    cfg = make_config({"strength": 1.0, **run["config"]} if run["role"] == "student" else run["config"])
+    cfg = stored_config(run["config"])
     device = resolve(cfg.device)
-    if cfg.role == "student" or cfg.teacher_run:
-        teacher = project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
-    else:
-        teacher = None
-    data = project.training_data(cfg)
+    teacher = _teacher(project, cfg)
+    data = training_data(project, role=cfg.role, corrected_weight=cfg.corrected_weight,
+                         use_unreviewed=cfg.use_unreviewed,
+                         needs_pseudo_labels=cfg.role == "student" and not METHODS[cfg.method].online)
     total = total_steps(cfg, data)
     project.store.update_run(run["id"], total=total)
-    run["total"] = total
-    c, h, _ = project.meta["input_shape"]
-    model = build(cfg.model, c, len(project.classes), h)
     run_dir = project.run_dir(run["id"])
     run_dir.mkdir(parents=True, exist_ok=True)
     for tmp in run_dir.glob(".*.tmp"):  # half-written checkpoints of a worker that was killed
         tmp.unlink(missing_ok=True)
-    resume = None
+    c, h, _ = project.meta["input_shape"]
+    model, resume = build(cfg.model, c, len(project.classes), h), None
     if (run_dir / "latest.pt").exists():
-        resume = project.load_checkpoint(run["id"])
+        resume = run_checkpoint(project, run["id"])
         project.store.truncate_metrics(run["id"], resume["step"])
     else:
         project.store.truncate_metrics(run["id"], 0)
         if cfg.role == "student" and cfg.init == "teacher":
             if teacher is None:
-                raise RuntimeError("the student starts from the teacher's weights, and there is no finished "
+                raise ProjectError("the student starts from the teacher's weights, and there is no finished "
                                    "teacher; train one, or use --init scratch")
-            ck = project.load_checkpoint(teacher["id"])
-            if ck["config"]["model"] != cfg.model:
-                raise RuntimeError(f"the teacher is a {ck['config']['model']}, the student a {cfg.model}; "
+            ck = run_checkpoint(project, teacher["id"])
+            if ck["config"].get("model") != cfg.model:
+                raise ProjectError(f"the teacher is a {ck['config'].get('model')}, the student a {cfg.model}; "
                                    f"use the same model, or --init scratch")
-            model.load_state_dict(ck["ema"])
-    extra = {**project.checkpoint_extra(), "teacher_run": (teacher or {}).get("id")}
-    out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir,
-              resume=resume, extra=extra)
-    return out
+            model = model_from(project, ck, f"the teacher {teacher['id']}")
+    out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir, resume=resume,
+              extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")})
+    if out["test_probs"] is not None:
+        save_test_probs(run_dir, out["test_probs"])
+    return {**out, "done": total}
 
 
-def _pseudo_label(project, run: dict, reporter: Reporter) -> dict:
+def _teacher(project: Project, cfg) -> dict | None:
+    """The teacher a student learns from: the one named in its config, else the current one."""
+    if cfg.role != "student" and not cfg.teacher_run:
+        return None
+    try:
+        return project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
+    except NotFound as e:
+        raise ProjectError(f"the student's teacher {cfg.teacher_run} is gone ({e})") from e
+
+
+def _pseudo_label(project: Project, run: dict, reporter: Reporter) -> dict:
     from .devices import resolve
+    from .metrics import agreement
+    from .pseudo import pseudo_label
     cfg = run["config"]
-    summary = project.pseudo_label(cfg.get("teacher_run"), device=resolve(cfg.get("device", "cpu")),
-                                   batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress)
-    return {"eval": summary, **summary}
+    summary = pseudo_label(project, project.store.run(cfg["teacher_run"]), device=resolve(cfg.get("device", "cpu")),
+                           batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress)
+    summary["accuracy"] = agreement(project.store.pseudo_label_agreement())
+    return {"eval": summary, "done": summary["items"]}
+
+
+def _evaluate(project: Project, run: dict, reporter: Reporter) -> dict:
+    """Evaluate a finished run's model on the whole test set again: its stored result and its
+    test-set probabilities are replaced."""
+    from .checkpoints import run_model
+    from .data import images
+    from .devices import resolve
+    from .metrics import confusion, summarize
+    from .train import predict_probs
+    target = run["config"]["run"]
+    device = resolve(run["config"].get("device", "cpu"))
+    probs = predict_probs(run_model(project, target, device=device), images(project, "test"), device=device,
+                          progress=reporter.progress)
+    _, labels = project.store.test_set()
+    result = summarize(confusion(labels, probs.argmax(1).tolist() if len(probs) else [], len(project.classes)),
+                       project.classes)
+    save_test_probs(project.run_dir(target), probs)
+    project.store.update_run(target, result=result)
+    return {"eval": result, "done": len(labels)}
+
+
+JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .project import Project
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m stcore.worker PROJECT RUN_ID", file=sys.stderr)
         return 2
     torch.set_num_threads(int(os.environ.get("STCORE_THREADS", torch.get_num_threads())))
-    project = Project(argv[0])
-    state = execute(project, argv[1])
+    state = execute(Project(argv[0]), argv[1])
     return 0 if state in ("finished", "cancelled") else 1
 
 

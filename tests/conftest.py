@@ -41,23 +41,21 @@ def stcore(*args, check: bool = True, timeout: float = 300, **kw) -> subprocess.
 @pytest.fixture(scope="session")
 def small_project_template(tmp_path_factory) -> Path:
     """A Fashion-MNIST project with the first 2,000 training images (100 labeled)."""
-    from stcore.project import Project
+    from stcore import api
     path = tmp_path_factory.mktemp("tpl") / "small"
-    Project.create(path, dataset="fashion-mnist", labels_per_class=10, seed=0, limit=2000, download=False)
+    api.create_project(path, dataset="fashion-mnist", labels_per_class=10, seed=0, limit=2000, download=False)
     return path
 
 
 @pytest.fixture(scope="session")
 def trained_project_template(tmp_path_factory, small_project_template) -> Path:
     """The small project with a 30-step teacher and pseudo-labels."""
-    from stcore.config import make_config
-    from stcore.jobs import start_training
-    from stcore.project import Project
+    from stcore import api
     path = tmp_path_factory.mktemp("tpl") / "trained"
     shutil.copytree(small_project_template, path)
-    p = Project(path)
-    start_training(p, make_config(role="teacher", steps=30, eval_every=15), detach=False)
-    p.pseudo_label()
+    p = api.open_project(path)
+    api.start_training(p, {"role": "teacher", "steps": 30, "eval_every": 15}, detach=False)
+    api.start_pseudo_label(p, detach=False)
     return path
 
 

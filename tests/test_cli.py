@@ -37,10 +37,14 @@ def test_the_loop_from_init_to_export(tmp_path):
     assert len(listing) == 3 and all(" finished " in line and "  acc 0." in line for line in listing)
     stcore("export", P, "--labels", tmp_path / "labels.csv", "--model", tmp_path / "student.pt")
     rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
-    assert list(rows[0]) == ["id", "source", "label", "status", "confidence", "teacher_run"]
+    assert list(rows[0]) == ["id", "source", "label", "status", "teacher_confidence", "teacher_run"]
     by_id = {r["id"]: r for r in rows}
     assert by_id["5"]["label"] == "Trouser" and by_id["5"]["status"] == "corrected"
     assert by_id["6"]["status"] == "rejected" and by_id["6"]["label"] == ""
+    # the teacher's confidence is given for its own labels only, never for a human's
+    assert by_id["5"]["teacher_confidence"] == by_id["6"]["teacher_confidence"] == ""
+    assert all(r["teacher_confidence"] == "" for r in rows if r["status"] == "labeled")
+    assert all(float(r["teacher_confidence"]) >= 0.9 for r in rows if r["status"] == "accepted")
     model = torch.load(tmp_path / "student.pt", weights_only=True)
     assert model["run"].startswith("student") and model["classes"][1] == "Trouser"
     stcore("export", P, "--labels", tmp_path / "labels.json")

@@ -10,6 +10,7 @@ import torch
 
 from stcore import devices, graph as G, train as T
 from stcore.config import make_config
+from stcore.errors import DeviceError
 from stcore.models import build
 from conftest import stcore
 from test_train import tiny_data
@@ -24,7 +25,7 @@ def test_devices_lists_every_gpu_and_resolves_cuda_names():
     assert 0 < gpu["free"] <= gpu["total"] and torch.cuda.get_device_name(0) in gpu["label"]
     assert devices.resolve("auto") == devices.resolve("cuda") == devices.resolve(" CUDA:0 ") == "cuda:0"
     missing = f"cuda:{torch.cuda.device_count()}"
-    with pytest.raises(devices.DeviceError, match=f"'{missing}' is not available here; available: cpu, cuda:0"):
+    with pytest.raises(DeviceError, match=f"'{missing}' is not available here; available: cpu, cuda:0"):
         devices.resolve(missing)
 
 
@@ -48,15 +49,16 @@ def test_knn_and_graph_on_the_gpu_match_the_cpu():
 @pytest.mark.parametrize("overrides", [
     {"role": "teacher"},
     {"role": "student"},  # the default: labelprop, its k-NN on the GPU
-    {"role": "student", "method": "fixmatch", "threshold": 0.0},
-    {"role": "student", "method": "freematch", "balanced": True},
-    {"role": "student", "method": "pseudo", "threshold": 0.5, "balanced": True, "rounds": 2},
+    {"role": "student", "method": "consistency", "adaptive_threshold": False, "threshold": 0.0},
+    {"role": "student", "method": "consistency", "balanced": True},  # adaptive thresholds (FreeMatch)
+    {"role": "student", "method": "self-training", "threshold": 0.5, "balanced": True, "rounds": 2},
 ])
 def test_fit_trains_on_the_gpu(overrides):
     model = build("cnn", 1, 3, 28)
     cfg = make_config(steps=6, batch_size=4, unlabeled_ratio=2, eval_every=3, device="cuda:0", **overrides)
     out = T.fit(model, tiny_data(), cfg, device="cuda:0")
     assert out["step"] == 6 and math.isfinite(out["eval"]["accuracy"])
+    assert out["test_probs"].shape == (20, 3) and not out["test_probs"].is_cuda  # saved by the worker
     assert all(p.is_cuda for p in model.parameters()) and all(p.is_cuda for p in out["ema"].parameters())
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from dashboard import util
-from stcore import launch
+from stcore import api, launch
+from stcore.errors import LaunchError
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ["project", "review", "train", "evaluate", "export"]
@@ -79,36 +80,40 @@ def test_upscale_is_nearest_neighbour(shape):
                                         ("127.0.0.2", True), ("0.0.0.0", False), ("192.168.1.5", False),
                                         ("", False), ("example.com", False)])
 def test_is_local(addr, local):
-    assert launch.is_local(addr) is local
+    assert api.is_local(addr) is local
 
 
 def test_launch_refuses_a_public_address_without_a_password(monkeypatch, tmp_path):
     monkeypatch.delenv("STCORE_PASSWORD", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(launch.LaunchError, match="STCORE_PASSWORD"):
+    with pytest.raises(LaunchError, match="STCORE_PASSWORD"):
         launch.launch(str(tmp_path), address="0.0.0.0", headless=True)
 
 
-def test_launch_command_runs_streamlit_on_the_app_with_the_project(tmp_path):
-    cmd = launch.command(tmp_path, port=8765, address="127.0.0.1", headless=True)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == Path(APP)
+@pytest.mark.parametrize("headless, display, expected", [(True, ":0", "true"), (False, ":0", "false"),
+                                                         (False, None, "true")])
+def test_launch_command_runs_streamlit_on_the_app_without_a_prompt(tmp_path, monkeypatch, headless, display,
+                                                                    expected):
+    monkeypatch.setattr(launch.sys, "platform", "linux")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if display:
+        monkeypatch.setenv("DISPLAY", display)
+    else:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    cmd = launch.command(tmp_path, port=8765, address="127.0.0.1", headless=headless)
+    i = cmd.index("-m")
+    assert cmd[i:i + 3] == ["-m", "streamlit", "run"] and Path(cmd[i + 3]) == Path(APP)
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8765"
+    assert cmd[cmd.index("--server.showEmailPrompt") + 1] == "false"  # never wait at "Email:"
+    assert cmd[cmd.index("--server.headless") + 1] == expected  # a browser opens only where there is a display
     assert cmd[-3:] == ["--", "--project", str(tmp_path)]
 
 
 def test_default_project_lives_in_stcore_home(monkeypatch, tmp_path):
     monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
-    assert launch.default_project_path() == tmp_path / "home" / "fashion-mnist"
-
-
-def test_stcore_never_imports_streamlit():
-    import subprocess
-    import sys
-    code = "import stcore.cli, stcore.launch, stcore.project, stcore.jobs, sys; print('streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert api.default_project_path() == tmp_path / "home" / "fashion-mnist"
 
 
 # ------------------------------------------------------------------ AppTest
@@ -155,8 +160,34 @@ def test_every_page_renders_on_a_trained_project(app, trained_project):
         no_errors(at, page)
     at.switch_page("views/review.py").run()
     assert len([b for b in at.button if b.key and b.key.startswith("rv_acc_")]) == 24
-    at.switch_page("views/evaluate.py").run()
-    assert any("test image" in m.value for m in at.markdown)
+
+
+def test_evaluate_shows_the_test_images_of_the_chosen_confusion_cell(app, trained_project):
+    """The drill-down reads the predictions the run saved: the count shown is the number of test
+    images with that true and predicted class, and as many images (up to 30) are drawn."""
+    p = trained_project
+    run = api.evaluation(p)["teacher"]["run"]
+    preds = api.test_predictions(p, run)
+    _, truth = api.test_items(p)
+    pairs = [(t, q) for t, q in zip(truth, preds) if t != q]
+    t, q = max(set(pairs), key=pairs.count)  # the most common confusion
+    n = pairs.count((t, q))
+    at = app(p, "evaluate")
+    at.selectbox(key="ev_true").set_value(t)
+    at.selectbox(key="ev_pred").set_value(q).run()
+    no_errors(at, "evaluate")
+    assert any(m.value.startswith(f"**{n:,}** test image") for m in at.markdown), [m.value for m in at.markdown]
+    assert len(at.image[-1].value) == min(30, n)
+
+
+def test_evaluate_offers_to_evaluate_a_run_that_saved_no_predictions(app, trained_project):
+    p = trained_project
+    run = api.evaluation(p)["teacher"]["run"]
+    (p.run_dir(run) / "test_probs.npy").unlink()
+    at = app(p, "evaluate")
+    no_errors(at, "evaluate")
+    assert "Evaluate it again" in [b.label for b in at.button]
+    assert api.test_predictions(p, run) is None
 
 
 def test_no_project_offers_to_create_the_default_one(app, tmp_path, monkeypatch):
@@ -165,15 +196,33 @@ def test_no_project_offers_to_create_the_default_one(app, tmp_path, monkeypatch)
     assert "Create the default Fashion-MNIST project" in [b.label for b in at.button]
 
 
+def test_project_page_says_not_yet_pseudo_labeled_instead_of_pending(app, small_project):
+    at = app(small_project, "project")
+    tile = next(m for m in at.metric if m.label == "Pending review")
+    assert tile.value == "—"
+    assert any("not yet pseudo-labeled" in c.value for c in at.caption)
+    assert any("not yet pseudo-labeled" in c.value for c in at.sidebar.caption)
+
+
+def test_project_page_counts_have_thousands_separators(app, trained_project):
+    at = app(trained_project, "project")
+    pending = api.counts(trained_project)["pending"]
+    assert next(m for m in at.metric if m.label == "Pending review").value == f"{pending:,}"
+    assert any(f"{pending:,} pending" in c.value for c in at.sidebar.caption)
+
+
 def _pool_row(project, item_id):
     return project.store.db.execute("SELECT status, label, pred FROM pool WHERE id=?", (item_id,)).fetchone()
+
+
+def _shown(at) -> list[int]:
+    return [int(b.key.removeprefix("rv_acc_")) for b in at.button if b.key and b.key.startswith("rv_acc_")]
 
 
 def test_review_accept_correct_reject_and_undo_write_the_store(app, trained_project):
     p = trained_project
     at = app(p, "review")
-    ids = [int(b.key.removeprefix("rv_acc_")) for b in at.button if b.key and b.key.startswith("rv_acc_")]
-    a, c, r = ids[:3]
+    a, c, r = _shown(at)[:3]
 
     at.button(key=f"rv_acc_{a}").click().run()
     assert _pool_row(p, a)["status"] == "accepted" and _pool_row(p, a)["label"] == _pool_row(p, a)["pred"]
@@ -183,16 +232,29 @@ def test_review_accept_correct_reject_and_undo_write_the_store(app, trained_proj
     assert _pool_row(p, r)["status"] == "rejected"
     no_errors(at, "review")
     # the default filter shows pending items only: decided items leave the grid
-    shown = {int(b.key.removeprefix("rv_acc_")) for b in at.button if b.key and b.key.startswith("rv_acc_")}
-    assert not shown & {a, c, r}
+    assert not set(_shown(at)) & {a, c, r}
 
     at.button(key="rv_undo").click().run()
     assert _pool_row(p, r)["status"] == "pending"
     assert _pool_row(p, c)["status"] == "corrected"  # only the last action is undone
     # a new session (a refresh, another tab) sees the same store
     fresh = app(p, "review")
-    assert p.counts()["accepted"] == 1 and p.counts()["corrected"] == 1
-    assert f"rv_acc_{r}" in [b.key for b in fresh.button]
+    assert api.counts(p)["accepted"] == 1 and api.counts(p)["corrected"] == 1
+    assert r in _shown(fresh)
+
+
+def test_a_corrected_card_shows_the_human_label_with_the_teachers_guess_beside_it(app, trained_project):
+    p = trained_project
+    item = p.store.page(statuses=["pending"], limit=1)[0]
+    pred, human = item["pred"], (item["pred"] + 1) % len(p.classes)
+    api.review(p, [item["id"]], "correct", human)
+    at = app(p, "review")
+    at.button_group(key="rv_status").set_value(["corrected"]).run()
+    assert _shown(at) == [item["id"]]
+    texts = [m.value for m in at.markdown]
+    assert any(t.startswith(f"**{util.md_escape(p.classes[human])}**") and "corrected" in t for t in texts), texts
+    assert any(f"teacher: {util.md_escape(p.classes[pred])}" in c.value for c in at.caption)
+    assert at.button(key=f"rv_acc_{item['id']}").disabled  # the teacher's class is not one click away
 
 
 def test_review_sort_options_show_the_store_order(app, trained_project):
@@ -203,17 +265,22 @@ def test_review_sort_options_show_the_store_order(app, trained_project):
     for order in ("weighted-margin", "margin", "balanced-margin"):
         at.selectbox(key="rv_order").set_value(order).run()
         no_errors(at, f"review sorted by {order}")
-        shown = [int(b.key.removeprefix("rv_acc_")) for b in at.button if b.key and b.key.startswith("rv_acc_")]
+        shown = _shown(at)
         assert shown == [r["id"] for r in p.store.page(statuses=["pending"], order=order, limit=len(shown))], order
 
 
-def test_review_keyboard_toolbar_acts_on_the_first_pending_item(app, trained_project):
+def test_accept_next_decides_the_first_item_still_pending_on_the_page(app, trained_project):
+    """A second press before the page is drawn again carries the same page: it must decide the next
+    item, not the first one again (the click would be lost)."""
     p = trained_project
     at = app(p, "review")
-    first = int(next(b.key for b in at.button if b.key and b.key.startswith("rv_acc_")).removeprefix("rv_acc_"))
+    first, second = _shown(at)[:2]
+    page = _shown(at)
     at.button(key="rv_accept_next").click().run()
     assert _pool_row(p, first)["status"] == "accepted"
     assert any("A** accept next" in c.value for c in at.caption)  # the shortcuts are listed on the page
+    assert api.review_next(p, page, "reject") == second  # the stale page's next pending item
+    assert _pool_row(p, second)["status"] == "rejected"
     at.button(key="rv_next").click().run()
     assert at.number_input(key="rv_page").value == 2
 
@@ -223,28 +290,28 @@ def test_review_bulk_page_and_threshold_with_confirmation(app, trained_project):
     at = app(p, "review")
     at.selectbox(key="rv_size").set_value(12).run()
     at.button(key="rv_accept_page").click().run()
-    assert p.counts()["accepted"] == 12
+    assert api.counts(p)["accepted"] == 12
+    assert any("Accepted 12 items" in m.value for m in at.success)
 
     lo = p.store.db.execute("SELECT confidence FROM pool WHERE status='pending' ORDER BY confidence DESC "
                             "LIMIT 1 OFFSET 20").fetchone()[0]
-    expected = p.store.count(statuses=["pending"], conf_min=lo)
     at.number_input(key="rv_thr").set_value(round(lo, 2) if round(lo, 2) <= lo else round(lo, 2) - 0.01).run()
     thr = at.number_input(key="rv_thr").value
     expected = p.store.count(statuses=["pending"], conf_min=thr)
     at.button(key="rv_bulk").click().run()
-    assert p.counts()["accepted"] == 12  # nothing happens before the confirmation
+    assert api.counts(p)["accepted"] == 12  # nothing happens before the confirmation
     assert any(f"**{expected:,}**" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.session_state["rv_bulk_open"]  # the panel holding the confirmation stays open
     at.button(key="rv_bulk_yes").click().run()
-    assert p.counts()["accepted"] == 12 + expected
+    assert api.counts(p)["accepted"] == 12 + expected
     at.button(key="rv_undo").click().run()
-    assert p.counts()["accepted"] == 12
+    assert api.counts(p)["accepted"] == 12
 
 
 def test_review_escapes_hostile_class_names(app, trained_project):
     p = trained_project
     hostile = ["<script>alert(1)</script>", "../../x", "[x](javascript:alert(1))"] + p.classes[3:]
     p.store.set_meta(classes=hostile)
-    p.meta = p.store.meta()
     at = app(p.path, "review")
     no_errors(at, "review")
     texts = [m.value for m in at.markdown]
@@ -252,67 +319,106 @@ def test_review_escapes_hostile_class_names(app, trained_project):
     assert not any("](javascript" in t for t in texts)
 
 
-def test_train_start_creates_a_run_and_cancel_stops_it(app, trained_project):
-    from stcore.jobs import cancel, list_runs
+def _wait_stopped(p, run_id, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and api.run(p, run_id)["state"] in ("queued", "running"):
+        api.runs(p)
+        time.sleep(0.5)
+    return api.run(p, run_id)["state"]
+
+
+def test_train_start_a_teacher_then_cancel_it_from_the_page(app, trained_project):
     p = trained_project
     at = app(p, "train")
-    before = len(p.store.runs())
-    at.number_input(key="tr_t_steps").set_value(200)
+    before = len(api.runs(p))
+    at.number_input(key="tr_t_steps").set_value(5000)  # far more than the test lasts
     at.button(key="FormSubmitter:tr_teacher_form-Start teacher").click().run()
-    runs = p.store.runs()
+    runs = api.runs(p)
+    run_id = runs[-1]["id"]
     try:
-        assert len(runs) == before + 1 and runs[-1]["role"] == "teacher" and runs[-1]["total"] == 200
+        assert len(runs) == before + 1 and runs[-1]["role"] == "teacher" and runs[-1]["total"] == 5000
         no_errors(at, "train")
-        assert any(runs[-1]["id"] in m.value for m in at.markdown)
+        assert any(run_id in m.value for m in at.markdown)
+        at.run()
+        at.button(key=f"tr_cancel_live_{run_id}").click().run()
+        assert api.run(p, run_id)["cancel_requested"] == 1
+        assert _wait_stopped(p, run_id) == "cancelled"
     finally:
-        cancel(p, runs[-1]["id"])
-        deadline = time.time() + 90
-        while time.time() < deadline and list_runs(p)[-1]["state"] in ("queued", "running"):
-            time.sleep(0.5)
-    assert p.store.run(runs[-1]["id"])["state"] in ("cancelled", "finished")
+        api.cancel(p, run_id)
+        _wait_stopped(p, run_id)
 
 
-def test_train_student_form_starts_the_chosen_method_rounds_and_strength(app, trained_project):
-    from stcore.jobs import cancel, list_runs
+def test_train_student_form_shows_the_methods_defaults_and_only_its_options(app, trained_project):
     p = trained_project
     at = app(p, "train")
     assert at.selectbox(key="tr_s_method").value == "labelprop"  # the default student method
-    at.selectbox(key="tr_s_method").set_value("pseudo")
+    assert (at.number_input(key="tr_s_steps").value, at.number_input(key="tr_s_rounds").value,
+            at.number_input(key="tr_s_strength").value) == (1800, 3, 0.3)  # the defaults themselves, not 0
+    assert not [s for s in at.slider if s.key == "tr_s_threshold"]  # labelprop uses every label
+    at.selectbox(key="tr_s_method").set_value("self-training").run()
+    assert (at.number_input(key="tr_s_steps").value, at.number_input(key="tr_s_rounds").value) == (600, 1)
+    assert at.slider(key="tr_s_threshold").value == 0.9
+
+
+def test_train_student_form_starts_the_chosen_method_rounds_and_strength(app, trained_project):
+    p = trained_project
+    at = app(p, "train")
+    at.selectbox(key="tr_s_method").set_value("self-training").run()
     at.number_input(key="tr_s_rounds").set_value(2)
-    assert at.number_input(key="tr_s_strength").value == 0.0  # the method's default
     at.number_input(key="tr_s_strength").set_value(0.5)
     at.number_input(key="tr_s_steps").set_value(40)
-    at.button(key="FormSubmitter:tr_student_form-Start student").click().run()
-    run = p.store.runs()[-1]
+    at.session_state["tr_tab"] = "Student"
+    at.button(key="tr_start_student").click().run()
+    run = api.runs(p)[-1]
     try:
         assert run["role"] == "student" and run["total"] == 40
-        assert (run["config"]["method"], run["config"]["rounds"], run["config"]["strength"]) == ("pseudo", 2, 0.5)
+        assert (run["config"]["method"], run["config"]["rounds"], run["config"]["strength"]) == \
+            ("self-training", 2, 0.5)
         no_errors(at, "train")
+        assert at.session_state["tr_tab"] == "Student"  # the page stays on the tab the run was started from
     finally:
-        cancel(p, run["id"])
-        deadline = time.time() + 90
-        while time.time() < deadline and list_runs(p)[-1]["state"] in ("queued", "running"):
-            time.sleep(0.5)
+        api.cancel(p, run["id"])
+        _wait_stopped(p, run["id"])
 
 
-def test_train_says_what_a_running_run_does_between_steps(app, trained_project):
-    """While labelprop builds its graph the step does not move; the progress bar says why."""
+def test_train_shows_each_phase_with_its_own_progress_and_estimate(app, trained_project):
+    """While labelprop builds its graph the step does not move; a second bar says what it does."""
     p = trained_project
     run_id = p.store.create_run("student", "cpu", {"role": "student"}, 1800)
-    p.store.update_run(run_id, state="running", pid=os.getpid(), started=time.time(), heartbeat=time.time())
-    p.store.heartbeat(run_id, 0, [("phase", 0, {"phase": "building the nearest-neighbour graph of 60,000 images"})])
+    now = time.time()
+    p.store.update_run(run_id, state="running", pid=os.getpid(), started=now - 20, heartbeat=now)
+    p.store.heartbeat(run_id, 0, [("phase", 0, {"phase": "building the nearest-neighbour graph of 60,000 images",
+                                                "done": 15_000, "total": 60_000, "started": now - 10})])
     at = app(p, "train")
     no_errors(at, "train")
     bars = [e.proto.text for e in at.get("progress")]
-    assert bars == ["0 / 1,800 steps (0%) · building the nearest-neighbour graph of 60,000 images..."]
+    assert bars[0] == "0 / 1,800 steps (0%)"
+    assert bars[1].startswith("building the nearest-neighbour graph of 60,000 images · 15,000 / 60,000 · about ")
     assert not at.get("plotly_chart")  # no empty axes before the first loss points
     assert any("charts appear with the first training steps" in c.value for c in at.caption)
     p.store.heartbeat(run_id, 10, [("train", 10, {"loss": 1.5, "unlabeled_loss": 1.0, "mask_rate": 1.0,
                                                    "lr": 0.03, "samples_per_s": 100.0})])
     at.run()
-    assert [e.proto.text for e in at.get("progress")][0].startswith("10 / 1,800 steps (1%)")
-    assert "building" not in at.get("progress")[0].proto.text and len(at.get("plotly_chart")) == 2
+    bars = [e.proto.text for e in at.get("progress")]
+    assert len(bars) == 1 and bars[0].startswith("10 / 1,800 steps (1%)") and len(at.get("plotly_chart")) == 2
     p.store.update_run(run_id, state="cancelled", ended=time.time())
+
+
+def test_runs_table_shows_a_cancelled_runs_last_accuracy_and_the_whole_duration(app, trained_project):
+    p = trained_project
+    run_id = p.store.create_run("student", "cpu", {"role": "student"}, 100)
+    p.store.update_run(run_id, state="running", started=1000.0, heartbeat=1060.0)
+    p.store.heartbeat(run_id, 50, [("eval", 50, {"accuracy": 0.61, "per_class": {}})])
+    p.store.update_run(run_id, state="cancelled", ended=1060.0)
+    p.store.requeue(run_id, "cpu")  # resumed ...
+    p.store.update_run(run_id, state="cancelled", started=2000.0, ended=2030.0)  # ... and cancelled again
+    at = app(p, "train")
+    no_errors(at, "train")
+    table = at.dataframe[0].value
+    row = table[table["run"] == run_id].iloc[0]
+    assert row["accuracy"] == pytest.approx(0.61) and row["accuracy is"] == "last evaluation"
+    assert row["duration"] == "1m 30s"  # 60 s before the resume and 30 s after it
+    assert "Resume" in [b.label for b in at.button if b.key == f"tr_resume_live_{run_id}"]
 
 
 def test_train_shows_a_failed_run_plainly(app, trained_project):
@@ -326,13 +432,13 @@ def test_train_shows_a_failed_run_plainly(app, trained_project):
 
 def test_promote_student_makes_it_the_teacher(app, trained_project):
     p = trained_project
-    teacher = p.teacher_run()
+    teacher = api.teacher(p)
     run_id = p.store.create_run("student", "cpu", teacher["config"], 10)
     p.store.update_run(run_id, state="finished", ended=time.time(), result=teacher["result"])
     at = app(p, "train")
     assert at.selectbox(key="tr_run_pick").value == run_id
     at.button(key="tr_promote").click().run()
-    assert p.teacher_run()["id"] == run_id
+    assert api.teacher(p)["id"] == run_id
 
 
 def test_project_page_refuses_folders_outside_the_roots(app, small_project, tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stcore import data
+from stcore import api, data
+from stcore.errors import UsageError
 from stcore.project import Project
 
 
@@ -21,7 +22,7 @@ def test_split_is_deterministic_and_balanced():
 
 
 def test_split_refuses_more_labels_than_a_class_has():
-    with pytest.raises(ValueError, match="more than class 1 has"):
+    with pytest.raises(UsageError, match="more than class 1 has"):
         data.choose_labeled(torch.tensor([0, 0, 0, 1]), per_class=2, seed=0)
 
 
@@ -66,7 +67,7 @@ def test_folder_dataset_reads_png_and_jpeg_and_skips_a_corrupt_file(tmp_path):
     _img(root / "unlabeled" / "odd.png", (1, 2, 3), size=(40, 20))  # another size: resized
     (root / "unlabeled" / "broken.png").write_bytes(b"not an image at all")
     _img(root / "test" / "cat" / "t.png", (200, 10, 10))
-    p = Project.create(tmp_path / "proj", dataset="folder", data_root=str(root))
+    p = api.create_project(tmp_path / "proj", dataset="folder", data_root=str(root))
     c = p.counts()
     assert (c["labeled"], c["pool"], c["test"]) == (6, 4, 1)
     assert p.classes == ["cat", "dog"]
@@ -74,11 +75,12 @@ def test_folder_dataset_reads_png_and_jpeg_and_skips_a_corrupt_file(tmp_path):
     skipped = p.store.skipped()
     assert [s["path"] for s in skipped] == ["unlabeled/broken.png"]
     assert "cannot identify" in skipped[0]["reason"].lower() or "error" in skipped[0]["reason"].lower()
-    assert p.status()["skipped"] == skipped
+    assert api.status(p)["skipped"] == skipped
     # Decoded once: images are read from the cache, which holds the right pixels.
-    first = p.images_for([0], split="labeled")[0]
+    first = data.images_for(p, [0], split="labeled")[0]
     assert first.shape == (3, 16, 16) and first[0, 0, 0] == 200 and first[2, 0, 0] == 10
-    assert p.image(0, split="test")[2, 5, 5] == 10
+    assert data.images_for(p, [0], split="test")[0][2, 5, 5] == 10
+    assert api.images(p, [0], split="test")[0][2, 5, 5] == 10  # the numpy face of the same cache
 
 
 def test_reopening_does_not_decode_again(small_project, monkeypatch):
@@ -86,4 +88,4 @@ def test_reopening_does_not_decode_again(small_project, monkeypatch):
         raise AssertionError("decoded again")
     monkeypatch.setattr(data, "load", fail)
     again = Project(small_project.path)
-    assert again.train_images.shape[0] == 2000
+    assert data.images(again, "train").shape[0] == 2000

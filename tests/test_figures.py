@@ -9,16 +9,28 @@ CLASSES = ["a", "b", "c"]
 
 
 def test_class_distribution_has_one_bar_series_per_kind_in_class_order():
-    fig = figures.class_distribution(CLASSES, {"labeled": {0: 10, 2: 5}, "pseudo": {1: 7}, "reviewed": {2: 3}})
-    assert [t.name for t in fig.data] == ["labeled", "pseudo-labeled", "accepted"]
+    fig = figures.class_distribution(CLASSES, {"labeled": {0: 10, 2: 5}, "pseudo": {1: 7}, "accepted": {2: 3},
+                                               "corrected": {0: 2}})
+    assert [t.name for t in fig.data] == ["labeled", "pseudo-labeled", "accepted", "corrected"]
     assert all(list(t.x) == CLASSES for t in fig.data)
-    assert [list(t.y) for t in fig.data] == [[10, 0, 5], [0, 7, 0], [0, 0, 3]]
+    assert [list(t.y) for t in fig.data] == [[10, 0, 5], [0, 7, 0], [0, 0, 3], [2, 0, 0]]
     assert fig.layout.barmode == "group" and fig.layout.yaxis.type != "log"
 
 
-def test_class_distribution_uses_a_log_axis_when_counts_differ_a_lot():
+def test_class_distribution_uses_a_log_axis_with_a_tick_per_power_of_ten_when_counts_differ_a_lot():
     fig = figures.class_distribution(CLASSES, {"labeled": {0: 10, 1: 10}, "pseudo": {0: 6000, 1: 5000}})
     assert fig.layout.yaxis.type == "log"
+    # one labelled tick per decade, with thousands separators (not "10k, 5, 2, 1000")
+    assert fig.layout.yaxis.dtick == 1 and fig.layout.yaxis.tickformat == ",d"
+
+
+def test_one_run_takes_its_role_colour_and_several_runs_distinct_colours():
+    rows = [{"kind": "eval", "step": 5, "accuracy": 0.5}]
+    one = figures.accuracy_chart({"student-2": rows})
+    assert one.data[0].line.color == figures.ROLE_COLORS["student"]
+    many = figures.accuracy_chart({"teacher-1": rows, "teacher-3": rows, "student-4": rows})
+    colors = [t.line.color for t in many.data]
+    assert len(set(colors)) == 3 and all(t.marker.color == t.line.color for t in many.data)
 
 
 def test_loss_and_accuracy_charts_take_only_their_kind_of_rows():
@@ -82,12 +94,13 @@ def test_confusion_heatmap_keeps_counts_and_puts_a_clickable_marker_on_each_cell
     assert fig.layout.yaxis.autorange == "reversed"
 
 
-def test_calibration_chart_skips_empty_bins_and_adds_the_diagonal():
+def test_calibration_chart_draws_only_bins_of_ten_or_more_items_with_their_counts():
     cal = {"reviewed": [{"lo": 0.0, "hi": 0.5, "n": 0, "accuracy": None},
-                        {"lo": 0.5, "hi": 1.0, "n": 4, "accuracy": 0.75}],
-           "hidden": [{"lo": 0.0, "hi": 0.5, "n": 3, "accuracy": 0.3},
-                      {"lo": 0.5, "hi": 1.0, "n": 5, "accuracy": 0.9}]}
+                        {"lo": 0.5, "hi": 1.0, "n": 40, "accuracy": 0.75}],
+           "hidden": [{"lo": 0.0, "hi": 0.5, "n": 9, "accuracy": 0.3},
+                      {"lo": 0.5, "hi": 1.0, "n": 1200, "accuracy": 0.9}]}
     fig = figures.calibration_chart(cal)
-    assert [len(t.x) for t in fig.data] == [1, 2, 2]
+    assert [len(t.x) for t in fig.data] == [1, 1, 2]
     assert list(fig.data[0].x) == [0.75] and list(fig.data[0].y) == [0.75]
+    assert list(fig.data[0].text) == ["40"] and list(fig.data[1].text) == ["1,200"]
     assert fig.data[-1].name == "perfect calibration"

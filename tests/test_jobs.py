@@ -7,10 +7,8 @@ import pytest
 import torch
 
 from conftest import stcore
-from stcore import jobs
-from stcore.config import make_config
-from stcore.project import Project
-from stcore.train import load_checkpoint
+from stcore import api, jobs
+from stcore.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.needs_fmnist
 
@@ -26,14 +24,14 @@ def wait_for(pred, timeout=180.0, every=0.2):
 
 
 def state(p, run_id):
-    jobs.list_runs(p)
+    api.runs(p)  # notices dead workers first
     return p.store.run(run_id)["state"]
 
 
 def test_kill_9_then_resume_finishes_with_contiguous_metrics(trained_project):
     p = trained_project
-    cfg = make_config(role="teacher", steps=200, eval_every=20, log_every=5)
-    run_id = jobs.start_training(p, cfg, detach=True)
+    values = {"role": "teacher", "steps": 200, "eval_every": 20, "log_every": 5}
+    run_id = api.start_training(p, values, detach=True)
     run = wait_for(lambda: (r := p.store.run(run_id))["step"] >= 60 and
                    (p.run_dir(run_id) / "latest.pt").exists() and r)
     assert run["state"] == "running" and run["pid"] != os.getpid()
@@ -43,7 +41,7 @@ def test_kill_9_then_resume_finishes_with_contiguous_metrics(trained_project):
     assert wait_for(lambda: state(p, run_id) == "interrupted", timeout=30)
     assert "resume" in p.store.run(run_id)["error"]
     saved = load_checkpoint(p.run_dir(run_id) / "latest.pt")["step"]
-    jobs.resume(p, run_id)
+    api.resume(p, run_id)
     wait_for(lambda: state(p, run_id) not in ("queued", "running"), timeout=300)
     run = p.store.run(run_id)
     assert run["state"] == "finished", run["error"]
@@ -55,7 +53,7 @@ def test_kill_9_then_resume_finishes_with_contiguous_metrics(trained_project):
 
 def test_cancel_stops_with_a_checkpoint(trained_project):
     p = trained_project
-    run_id = jobs.start_training(p, make_config(role="teacher", steps=5000, eval_every=1000), detach=True)
+    run_id = api.start_training(p, {"role": "teacher", "steps": 5000, "eval_every": 1000}, detach=True)
     wait_for(lambda: p.store.run(run_id)["step"] >= 10)
     out = stcore("cancel", p.path, run_id, "--wait", "60")
     assert "cancelled" in out.stdout
@@ -64,22 +62,23 @@ def test_cancel_stops_with_a_checkpoint(trained_project):
     ck = load_checkpoint(p.run_dir(run_id) / "latest.pt")
     assert 10 <= ck["step"] < 5000 and ck["step"] == run["step"]
     # A cancelled run can be resumed; here we only check it is accepted and then cancel again.
-    jobs.resume(p, run_id)
+    api.resume(p, run_id)
     assert p.store.run(run_id)["state"] in ("queued", "running")
-    jobs.cancel(p, run_id)
+    api.cancel(p, run_id)
     wait_for(lambda: state(p, run_id) == "cancelled", timeout=120)
 
 
 def test_second_run_on_a_busy_device_is_refused(trained_project):
     p = trained_project
-    run_id = jobs.start_training(p, make_config(role="teacher", steps=5000), detach=True)
+    run_id = api.start_training(p, {"role": "teacher", "steps": 5000}, detach=True)
+    n_runs = len(p.store.runs())  # the fixture's teacher and pseudo-label job, and this one
     try:
         r = stcore("train", p.path, "--role", "student", "--device", "cpu", "--detach", check=False)
         assert r.returncode == 2
         assert f"busy with run {run_id}" in r.stderr
-        assert len(p.store.runs()) == 2  # the refused run was never created
+        assert len(p.store.runs()) == n_runs == 3  # the refused run was never created
     finally:
-        jobs.cancel(p, run_id)
+        api.cancel(p, run_id)
         wait_for(lambda: state(p, run_id) == "cancelled", timeout=120)
 
 
@@ -96,7 +95,7 @@ def test_nan_loss_fails_the_run_with_that_reason(trained_project, monkeypatch):
     import stcore.models
     monkeypatch.setattr(stcore.models, "build", lambda *a, **k: NaNModel())
     p = trained_project
-    run_id = jobs.start_training(p, make_config(role="teacher", steps=50), detach=False)
+    run_id = api.start_training(p, {"role": "teacher", "steps": 50}, detach=False)
     run = p.store.run(run_id)
     assert run["state"] == "failed"
     assert run["error"].startswith("loss became nan at step 1")
@@ -106,7 +105,7 @@ def test_nan_loss_fails_the_run_with_that_reason(trained_project, monkeypatch):
 def test_a_dataset_gone_missing_fails_readably(trained_project):
     p = trained_project
     os.remove(p.path / "images" / "train.pt")
-    run_id = jobs.start_training(Project(p.path), make_config(role="teacher", steps=10), detach=False)
+    run_id = api.start_training(api.open_project(p.path), {"role": "teacher", "steps": 10}, detach=False)
     run = p.store.run(run_id)
     assert run["state"] == "failed" and "image cache" in run["error"] and "missing" in run["error"]
     assert "Traceback" in (p.run_dir(run_id) / "log.txt").read_text()
@@ -127,8 +126,9 @@ def test_a_student_stored_without_a_strength_keeps_full_strength(trained_project
     import stcore.train
     from stcore.worker import execute
     seen = []
-    monkeypatch.setattr(stcore.train, "fit", lambda model, data, cfg, **kw: seen.append(cfg.resolved_strength)
-                        or {"stopped": False, "step": 2, "eval": {"accuracy": 0.5}, "ema": model})
+    monkeypatch.setattr(stcore.train, "fit", lambda model, data, cfg, **kw: seen.append(cfg.strength)
+                        or {"stopped": False, "step": 2, "eval": {"accuracy": 0.5}, "test_probs": None,
+                            "ema": model})
     p = trained_project
     for config in ({"role": "student", "steps": 2}, {"role": "student", "steps": 2, "strength": 0.3}):
         assert execute(p, p.store.create_run("student", "cpu", config, 2)) == "finished"
@@ -144,12 +144,19 @@ def test_a_dead_queued_worker_is_interrupted(trained_project):
 
 def test_a_run_records_the_method_rounds_and_strength_it_resolved_to(trained_project, monkeypatch):
     """A later change of the defaults never changes what a queued or resumed run does."""
-    seen = {}
-    monkeypatch.setattr(jobs, "start", lambda project, role, values, **kw: seen.update(values) or "run-x")
-    jobs.start_training(trained_project, make_config(role="student"))
-    assert (seen["method"], seen["rounds"], seen["strength"]) == ("labelprop", 3, 0.3)
-    jobs.start_training(trained_project, make_config(role="student", method="fixmatch"))
-    assert (seen["method"], seen["rounds"], seen["strength"]) == ("fixmatch", 1, 1.0)
+    p = trained_project
+    monkeypatch.setattr(jobs, "spawn", lambda project, run_id: 0)  # queue the runs, start no worker
+
+    def stored(values):
+        run_id = api.start_training(p, values, detach=True)
+        config = p.store.run(run_id)["config"]
+        assert api.cancel(p, run_id) == "cancelled"  # a queued run with no worker: cancelled at once
+        return config
+    c = stored({"role": "student"})
+    assert (c["method"], c["rounds"], c["strength"], c["steps"]) == ("labelprop", 3, 0.3, 1800)
+    c = stored({"role": "student", "method": "fixmatch"})  # an alias: the real method is stored
+    assert (c["method"], c["rounds"], c["strength"]) == ("consistency", 1, 1.0)
+    assert (c["adaptive_threshold"], c["threshold"]) == (False, 0.9)
 
 
 @pytest.mark.parametrize("rows, expected", [
@@ -162,24 +169,49 @@ def test_a_run_records_the_method_rounds_and_strength_it_resolved_to(trained_pro
 ])
 def test_current_phase_is_the_newest_phase_not_yet_followed_by_training(rows, expected):
     metrics = [{"kind": k, "step": s, "at": 0.0, **v} for k, s, v in rows]
-    assert jobs.current_phase(metrics) == expected
+    phase = jobs.current_phase(metrics)
+    assert (phase["phase"] if phase else None) == expected
+    if phase:  # the row itself, with its progress
+        assert phase is next(m for m in metrics if m["kind"] == "phase" and m["phase"] == expected)
 
 
-def test_eta_goes_by_the_training_pace_not_the_time_before_the_first_step():
-    # A labelprop student: 100 s of start-up and graph building, then 10 steps a second.
-    run = {"role": "student", "state": "running", "step": 200, "total": 1800, "started": 1000.0}
-    rows = [{"kind": "phase", "step": 0, "at": 1001.0, "phase": "building the graph"}] + \
-        [{"kind": "train", "step": s, "at": 1100.0 + (s - 10) / 10, "loss": 1.0} for s in range(10, 201, 10)]
-    assert jobs.eta_seconds(run, rows, now=1119.0) == pytest.approx(19 / 190 * 1600)  # 160 s, not 14 min
-    # A resumed run: rows from before it restarted say nothing about its pace now.
+def test_eta_goes_by_the_training_pace_not_the_time_before_the_first_step_or_in_phases():
+    # A labelprop student (3 rounds of 600 steps): 100 s of start-up and graph building, then
+    # 10 steps a second.
+    run = {"role": "student", "state": "running", "step": 200, "total": 1800, "started": 1000.0,
+           "config": {"method": "labelprop", "rounds": 3}}
+    graph = {"kind": "phase", "step": 0, "at": 1099.0, "started": 1001.0, "phase": "building the graph"}
+    rows = [graph] + [{"kind": "train", "step": s, "at": 1100.0 + (s - 10) / 10, "loss": 1.0}
+                      for s in range(10, 201, 10)]
+    # 19 s for 190 steps: 1600 steps to go take 160 s, not 14 min; no re-labeling seen yet to go by
+    assert jobs.eta_seconds(run, rows, now=1119.0) == pytest.approx(19 / 190 * 1600)
+    # After round 2's re-labeling at step 600 (30 s), the time spent in it is not training time,
+    # and round 3's re-labeling, still to come, is expected to take as long.
+    relabel = {"kind": "phase", "step": 600, "at": 1189.0, "started": 1159.0, "phase": "re-labeling"}
+    later = rows + [{"kind": "train", "step": s, "at": 1100.0 + (s - 10) / 10, "loss": 1.0}
+                    for s in range(210, 601, 10)] + [relabel] + \
+        [{"kind": "train", "step": s, "at": 1190.0 + (s - 610) / 10, "loss": 1.0} for s in range(610, 901, 10)]
+    # (1219 - 1100 - 30) s for 890 steps = 0.1 s a step; 900 steps (90 s) plus one re-labeling (30 s)
+    assert jobs.eta_seconds({**run, "step": 900}, later, now=1219.0) == pytest.approx(90.0 + 30.0)
+    # In the last round (after a 20 s re-labeling at step 1200) no re-labeling is left:
+    # (1279 - 1100 - 30 - 20) s for 1290 steps = 0.1 s a step, and 500 steps to go.
+    last = later + [{"kind": "train", "step": s, "at": 1190.0 + (s - 610) / 10, "loss": 1.0}
+                    for s in range(910, 1201, 10)] + \
+        [{"kind": "phase", "step": 1200, "at": 1269.0, "started": 1249.0, "phase": "re-labeling"}] + \
+        [{"kind": "train", "step": s, "at": 1270.0 + (s - 1210) / 10, "loss": 1.0} for s in range(1210, 1301, 10)]
+    assert jobs.eta_seconds({**run, "step": 1300}, last, now=1279.0) == pytest.approx(50.0)
+    # A resumed run: rows (and phases) from before it restarted say nothing about its pace now.
     resumed = {**run, "step": 900, "started": 5000.0}
-    old = [{"kind": "train", "step": s, "at": 1100.0 + s / 10, "loss": 1.0} for s in range(10, 601, 10)]
+    old = [{"kind": "train", "step": s, "at": 1100.0 + s / 10, "loss": 1.0} for s in range(10, 601, 10)] + [relabel]
     new = [{"kind": "train", "step": s, "at": 5030.0 + (s - 610) / 10, "loss": 1.0} for s in range(610, 901, 10)]
+    # 29 s for 290 steps: 900 steps take 90 s; round 3's re-labeling is not known in this attempt
     assert jobs.eta_seconds(resumed, old + new, now=5059.0) == pytest.approx(29 / 290 * 900)
     assert jobs.eta_seconds(resumed, old, now=5059.0) is None  # no step yet in this attempt
-    # A pseudo-label job counts items from its start.
+    # Item-counting jobs (pseudo-labeling, evaluation) go by their pace since start.
     pl = {"role": "pseudo-label", "state": "running", "step": 15_000, "total": 60_000, "started": 1000.0}
     assert jobs.eta_seconds(pl, [], now=1010.0) == pytest.approx(30.0)
+    ev = {"role": "evaluate", "state": "running", "step": 2_000, "total": 10_000, "started": 1000.0}
+    assert jobs.eta_seconds(ev, [], now=1004.0) == pytest.approx(16.0)
     for done in ({**run, "state": "finished"}, {**run, "step": 1800}, {**pl, "step": 0}):
         assert jobs.eta_seconds(done, rows, now=1119.0) is None
 
@@ -191,3 +223,5 @@ def test_the_progress_line_names_the_phase_of_a_running_run():
                {"kind": "phase", "step": 600, "at": 0.0, "phase": "re-labeling 100 pool images for round 2 of 3"}]
     assert progress_line(run, metrics).endswith("re-labeling 100 pool images for round 2 of 3...")
     assert "re-labeling" not in progress_line({**run, "state": "cancelled"}, metrics)
+    metrics[1].update(done=40, total=100, started=time.time() - 5)  # with its progress
+    assert progress_line(run, metrics).endswith("round 2 of 3 40/100...")

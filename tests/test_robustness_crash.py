@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stcore import cli, worker
-from stcore.project import Project, ProjectError
+from stcore import api, cli, worker
+from stcore.checkpoints import run_checkpoint
+from stcore.project import Project
 from stcore.store import Store
 from test_robustness_options import state
 from test_robustness_store import one_error_line
@@ -136,8 +137,7 @@ def test_resume_refuses_a_foreign_checkpoint_and_leaves_the_run_alone(trained_pr
 def test_matching_checkpoint_passes_the_same_checks(trained_project):
     """The control: an untouched teacher passes check_teacher (so the refusals above are real)."""
     from stcore.config import make_config
-    from stcore.jobs import check_teacher
-    check_teacher(trained_project, make_config(role="student", steps=5))
+    api.check_teacher(trained_project, make_config(role="student", steps=5))
 
 
 # ------------------------------------------------------------------ kill -9 while saving
@@ -169,7 +169,7 @@ def test_worker_killed_while_saving_keeps_the_previous_checkpoint(small_project)
     while worker_alive(caught):
         time.sleep(0.05)
     assert list(run_dir.glob(".*.tmp"))  # the half-written file is still there...
-    ck = p.load_checkpoint(run_id)       # ...and the previous checkpoint loads
+    ck = run_checkpoint(p, run_id)       # ...and the previous checkpoint loads
     assert 1 <= ck["step"] < 12
     assert cli.main(["runs", str(p.path), "--json"]) == 0
     assert p.store.run(run_id)["state"] == "interrupted"
@@ -205,18 +205,18 @@ def full_disk_on_fsync(monkeypatch, after: int = 0) -> None:
 def test_full_disk_while_checkpointing_fails_the_run_clearly_and_keeps_the_last_checkpoint(
         small_project, monkeypatch, capsys):
     p = small_project
-    full_disk_on_fsync(monkeypatch, after=2)  # the first checkpoint (latest and best) is written
+    full_disk_on_fsync(monkeypatch, after=1)  # the first checkpoint (latest.pt, the only one) is written
     assert cli.main(["train", str(p.path), "--role", "teacher", "--steps", "10", "--eval-every", "5",
                      "--batch-size", "16"]) == 1
     run = p.store.run("teacher-1")
     assert run["state"] == "failed"
     assert run["error"].startswith("the disk is full") and "resume" in run["error"]
     assert not list(p.run_dir("teacher-1").glob(".*.tmp"))
-    assert p.load_checkpoint("teacher-1")["step"] == 5
+    assert run_checkpoint(p, "teacher-1")["step"] == 5
     monkeypatch.undo()
     assert cli.main(["resume", str(p.path), "teacher-1", "--foreground"]) == 0
     assert p.store.run("teacher-1")["state"] == "finished"
-    assert p.load_checkpoint("teacher-1")["step"] == 10
+    assert run_checkpoint(p, "teacher-1")["step"] == 10
     con = sqlite3.connect(p.path / "project.db")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

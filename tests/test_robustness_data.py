@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stcore import cli, data
-from stcore.data import DataError, load_folder
-from stcore.project import Project
+from stcore import api, cli, data
+from stcore.data import load_folder
+from stcore.errors import DataError
 
 
 # ------------------------------------------------------------------ fixtures
@@ -285,7 +285,7 @@ def test_non_utf8_and_unicode_names_load_store_and_print(tmp_path, capsys):
     assert "gâteau" in arrays.classes
     assert "unlabeled/zero\\xff.png" in skipped(arrays)
     # Through a project and the CLI: stored, printed and exported without an encoding error.
-    p = Project.create(tmp_path / "proj", dataset="folder", data_root=str(root))
+    p = api.create_project(tmp_path / "proj", dataset="folder", data_root=str(root))
     assert cli.main(["status", str(p.path)]) == 0
     out = capsys.readouterr().out
     assert "zero\\xff.png" in out and "1 files skipped" in out

@@ -38,9 +38,9 @@ def run_bad(capsys, argv: list[str], proj: Path, expect: str) -> str:
 
 # ------------------------------------------------------------------ train
 BAD_TRAIN = {
-    "zero steps": (["--steps", "0"], "--steps must be positive"),
-    "negative steps": (["--steps", "-5"], "--steps must be positive"),
-    "zero epochs": (["--epochs", "0"], "--epochs must be positive"),
+    "zero steps": (["--steps", "0"], "steps must be positive, not 0"),  # refused by the config itself
+    "negative steps": (["--steps", "-5"], "steps must be positive, not -5"),
+    "zero epochs": (["--epochs", "0"], "epochs must be positive, not 0"),
     "zero batch size": (["--batch-size", "0"], "batch size must be positive"),
     "negative batch size": (["--batch-size", "-8"], "batch size must be positive"),
     "zero lr": (["--lr", "0"], "lr (learning rate) must be positive"),

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stcore import cli
-from stcore.project import Project, _csv_safe
+from stcore import api, cli
+from stcore.api import _csv_safe
+from stcore.project import Project
 from test_robustness_data import make_folder, png
 from test_robustness_store import synthetic_project
 
@@ -32,11 +33,15 @@ def test_no_unpickling_of_untrusted_files(path):
     """Every torch.load passes weights_only=True; nothing calls pickle, dill, joblib,
     np.load(allow_pickle=True) or torch.jit.load (which runs code from the file)."""
     tree = ast.parse(path.read_text("utf-8"))
+    # The one use of pickle allowed: an Unpickler whose find_class admits a fixed list of names.
+    restricted = any(isinstance(n, ast.ClassDef) and any(ast.unparse(b) == "pickle.Unpickler" for b in n.bases)
+                     and any(isinstance(f, ast.FunctionDef) and f.name == "find_class" for f in n.body)
+                     for n in ast.walk(tree))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-            assert not {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal"} & set(names), \
-                f"{path}:{node.lineno} imports a pickle module"
+            banned = {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal"} - ({"pickle"} if restricted else set())
+            assert not banned & set(names), f"{path}:{node.lineno} imports a pickle module"
     for call, func in _calls(tree):
         kw = {k.arg: k.value for k in call.keywords}
         where = f"{path.relative_to(REPO)}:{call.lineno}: {ast.unparse(call)}"
@@ -51,7 +56,7 @@ def test_no_unpickling_of_untrusted_files(path):
 def test_a_pickle_that_runs_code_is_refused(tmp_path):
     """The guard the test above relies on: weights_only=True refuses an object that runs code."""
     import os
-    from stcore.train import load_checkpoint
+    from stcore.checkpoints import load_checkpoint
 
     class Boom:
         def __reduce__(self):
@@ -116,7 +121,7 @@ def test_hostile_class_names_and_sources_in_exports(tmp_path, capsys):
 def test_hostile_folder_names_become_plain_class_names(tmp_path, capsys):
     root = make_folder(tmp_path / "ds", classes=("<script>alert(1)<", "=1+1", "-rf", "CON"))
     png(root / "unlabeled" / "=2+2.png")
-    p = Project.create(tmp_path / "proj", dataset="folder", data_root=str(root))
+    p = api.create_project(tmp_path / "proj", dataset="folder", data_root=str(root))
     assert p.classes == sorted(["<script>alert(1)<", "=1+1", "-rf", "CON"])
     assert cli.main(["export", str(p.path), "--labels", str(tmp_path / "l.csv")]) == 0
     text = (tmp_path / "l.csv").read_text("utf-8")

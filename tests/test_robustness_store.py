@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from stcore import cli, store as store_mod
-from stcore.project import Project, ProjectError
-from stcore.store import Store, StoreError
+from stcore.project import Project
+from stcore.errors import StoreError
+from stcore.store import Store
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -91,20 +92,38 @@ def test_older_schema_is_migrated_on_open(tmp_path, monkeypatch):
     Store(proj / "project.db").close()  # opening again does not migrate again
 
 
-def test_a_version_1_store_gains_the_balanced_margin_index(tmp_path):
-    proj = synthetic_project(tmp_path / "p")
-    con = sqlite3.connect(proj / "project.db")
-    con.execute("DROP INDEX pool_status_pred_margin")  # as a store made before version 2 was
+def _as_made_by(db: Path, version: int) -> None:
+    """Make a current store look like one made at an older schema version: what the later
+    migrations add is taken away, and the version set back."""
+    con = sqlite3.connect(db)
+    if version < 3:
+        con.execute("ALTER TABLE runs DROP COLUMN earlier_seconds")
+    if version < 2:
+        con.execute("DROP INDEX pool_status_pred_margin")
     con.commit()
     con.close()
-    _set_version(proj / "project.db", 1)
+    _set_version(db, version)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_gains_the_balanced_margin_index_and_the_earlier_running_time(tmp_path, version):
+    proj = synthetic_project(tmp_path / "p")
+    st = Store(proj / "project.db")
+    old_run = st.create_run("teacher", "cpu", {"role": "teacher"}, 10)
+    st.update_run(old_run, state="interrupted", started=100.0, heartbeat=130.0, ended=130.0)
+    st.close()
+    _as_made_by(proj / "project.db", version)
     p = Project(proj)
-    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 2
+    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 3
     plan = " ".join(str(tuple(r)) for r in p.store.db.execute(
         "EXPLAIN QUERY PLAN SELECT margin, id FROM pool WHERE status IN ('pending') AND pred = 3 "
         "ORDER BY margin, id LIMIT 50"))
     assert "pool_status_pred_margin" in plan, plan
     assert len(p.store.page(statuses=["pending"], order="balanced-margin", limit=30)) == 30
+    # a run stored before the migration has no earlier attempts; resuming it counts this one
+    assert p.store.run(old_run)["earlier_seconds"] == 0
+    p.store.requeue(old_run, "cpu")
+    assert p.store.run(old_run)["earlier_seconds"] == 30.0
     p.store.close()
 
 
@@ -281,7 +300,7 @@ def test_threads_on_one_store_object_and_separate_connections(tmp_path):
 
 
 # ------------------------------------------------------------------ kill -9 during a bulk accept
-# The transaction `stcore review --accept-above` runs (cmd_review -> Project.accept_above ->
+# The transaction `stcore review --accept-above` runs (cmd_review -> api.accept_above ->
 # Store.accept_above), in a process that starts in a blink because it does not import torch.
 BULK = r"""
 import sys

@@ -4,7 +4,8 @@ import threading
 import pytest
 
 from conftest import make_store
-from stcore.store import SCHEMA_VERSION, DeviceBusy, Store, StoreError
+from stcore.errors import DeviceBusy, StoreError
+from stcore.store import SCHEMA_VERSION, Store
 
 
 def test_reopen_keeps_everything(tmp_path):

@@ -4,27 +4,29 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import common, util
+from stcore import api
 
 st.title("Export")
 project = common.current_project()
 base = util.safe_filename(project.path.name, "project")
-counts = project.counts()
+counts = api.counts(project)
 
 st.subheader("Labels")
 st.caption(f"Every labeled image ({counts['labeled']:,}), your decisions ({counts['accepted']:,} accepted, "
            f"{counts['corrected']:,} corrected, {counts['rejected']:,} rejected) and the pending pseudo-labels "
-           f"({counts['pending'] if counts['pseudo_labeled'] else 0:,}), with status and confidence.")
+           f"({counts['pending'] if counts['pseudo_labeled'] else 0:,}), with status and the teacher's confidence "
+           f"(empty where a person gave the label).")
 if counts["pseudo_labeled"] == 0 and counts["accepted"] + counts["corrected"] == 0:
     st.info("Only the starting labels exist so far; pseudo-label and review the pool to export more.")
 c1, c2, _ = st.columns([1, 1, 3])
 # Callables: the file is built when the button is clicked, so it always holds the latest decisions.
-c1.download_button("Labels as CSV", data=project.labels_csv, file_name=f"{base}-labels.csv", mime="text/csv",
+c1.download_button("Labels as CSV", data=lambda: api.labels_csv(project), file_name=f"{base}-labels.csv", mime="text/csv",
                    icon=":material/table:", key="ex_csv", on_click="ignore")
-c2.download_button("Labels as JSON", data=project.labels_json, file_name=f"{base}-labels.json",
+c2.download_button("Labels as JSON", data=lambda: api.labels_json(project), file_name=f"{base}-labels.json",
                    mime="application/json", icon=":material/data_object:", key="ex_json", on_click="ignore")
 
 st.subheader("Model")
-done = [r for r in common.runs(project) if r["role"] in ("teacher", "student") and r["state"] == "finished"]
+done = [r for r in api.runs(project) if r["role"] in ("teacher", "student") and r["state"] == "finished"]
 if not done:
     st.info("No finished model yet: train a teacher (and then a student) first.")
     common.next_step(project, where="export")
@@ -33,10 +35,10 @@ ids = [r["id"] for r in reversed(done)]
 students = [i for i in ids if i.startswith("student")]
 run_id = st.selectbox("Run", ids, index=ids.index(students[0]) if students else 0, key="ex_run")
 run = next(r for r in done if r["id"] == run_id)
-acc = (run["result"] or {}).get("accuracy")
+acc, _ = api.accuracy_of(project, run)
 st.caption(f"{run_id}: {run['config'].get('model')} · test accuracy {acc:.1%}" if acc is not None else run_id)
 st.caption("A PyTorch file with the EMA weights, the config, the class names and the input shape; load it with "
            "`torch.load(path, weights_only=True)`.")
-st.download_button("Model checkpoint (.pt)", data=lambda: project.model_bytes(run_id)[1],
+st.download_button("Model checkpoint (.pt)", data=lambda: api.model_bytes(project, run_id)[1],
                    file_name=util.safe_filename(f"{base}-{run_id}.pt"), mime="application/octet-stream",
                    icon=":material/download:", key="ex_model", on_click="ignore")

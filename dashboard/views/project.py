@@ -6,31 +6,34 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import common, figures, util
-from stcore.data import DATASETS
-from stcore.launch import default_project_path, stcore_home
-from stcore.project import DB, Project
+from stcore import api
 
 st.title("Project")
 project = common.current_project(required=False)
 
 
-def overview(p: Project) -> None:
-    c = p.counts()
+def overview(p: api.Project) -> None:
+    c = api.counts(p)
     st.caption(f"{p.meta['dataset']} · {len(p.classes)} classes · images "
                f"{'x'.join(str(v) for v in p.meta['input_shape'])} · {p.path}")
     cols = st.columns(7)
     for col, (label, key) in zip(cols, [("Labeled", "labeled"), ("Pool", "pool"), ("Pseudo-labeled", "pseudo_labeled"),
-                                        ("Pending", "pending"), ("Accepted", "accepted"), ("Corrected", "corrected"),
-                                        ("Rejected", "rejected")]):
-        col.metric(label, f"{c[key]:,}")
-    acc = p.pseudo_label_accuracy()
+                                        ("Pending review", "pending"), ("Accepted", "accepted"),
+                                        ("Corrected", "corrected"), ("Rejected", "rejected")]):
+        # Before the first pseudo-labeling pass nothing waits for review.
+        pending_unknown = key == "pending" and not c["pseudo_labeled"]
+        col.metric(label, "—" if pending_unknown else f"{c[key]:,}",
+                   help="not yet pseudo-labeled: pseudo-label the pool first" if pending_unknown else None)
+    if not c["pseudo_labeled"]:
+        st.caption(f"The {c['pool']:,} pool images are not yet pseudo-labeled.")
+    acc = api.pseudo_label_accuracy(p)
     if acc:
         st.caption(f"Pseudo-labels agree with the hidden true labels on {acc['accuracy']:.1%} of the pool"
                    + (f", and on {acc['accuracy_above_0.9']:.1%} of the {acc['n_above_0.9']:,} with "
                       f"confidence ≥ 0.9" if acc["accuracy_above_0.9"] is not None else "") + ".")
     common.next_step(p, where="project")
-    st.plotly_chart(figures.class_distribution(p.classes, p.store.class_counts()), key="class_dist")
-    skipped = p.store.skipped()
+    st.plotly_chart(figures.class_distribution(p.classes, api.class_counts(p)), key="class_dist")
+    skipped = api.skipped_files(p)
     if skipped:
         with st.expander(f"{len(skipped)} image file(s) were skipped when the project was made"):
             st.dataframe(skipped, hide_index=True, width="stretch")
@@ -39,11 +42,11 @@ def overview(p: Project) -> None:
 def create_ui() -> dict | None:
     """The create form; returns its values when submitted."""
     with st.form("create"):
-        default_dir = stcore_home() / "projects" / "my-project"
+        default_dir = api.stcore_home() / "projects" / "my-project"
         folder = st.text_input("New project folder", value=str(default_dir), key="pr_folder",
                                help="An empty or new folder; it will hold the store, the image cache and runs.")
         c1, c2, c3 = st.columns(3)
-        dataset = c1.selectbox("Dataset", DATASETS, index=0, key="pr_dataset")
+        dataset = c1.selectbox("Dataset", api.DATASETS, index=0, key="pr_dataset")
         how = c2.radio("Labels", ["per class", "total"], horizontal=True)
         n = c3.number_input("How many", min_value=1, value=10, step=1)
         c4, c5 = st.columns(2)
@@ -60,13 +63,13 @@ def create_ui() -> dict | None:
 
 def create(v: dict) -> None:
     try:
-        roots = util.allowed_roots() + [stcore_home().resolve()]
+        roots = common.allowed_roots()
         folder = util.resolve_under_roots(v["folder"], roots)
         data_root = str(util.resolve_under_roots(v["data_root"], roots)) if v["data_root"] else None
         if v["dataset"] == "folder" and not data_root:
             raise ValueError("a 'folder' dataset needs the image folder")
         with st.status(f"Creating {folder}...", expanded=True) as status:
-            Project.create(folder, dataset=v["dataset"], seed=v["seed"], data_root=data_root, limit=v["limit"] or None,
+            api.create_project(folder, dataset=v["dataset"], seed=v["seed"], data_root=data_root, limit=v["limit"] or None,
                            labels_per_class=v["n"] if v["how"] == "per class" and v["dataset"] != "folder" else None,
                            labeled=v["n"] if v["how"] == "total" and v["dataset"] != "folder" else None,
                            progress=status.write)
@@ -79,14 +82,14 @@ def create(v: dict) -> None:
 
 
 def open_ui() -> None:
-    known = sorted({p.parent for p in stcore_home().glob("**/" + DB)} | ({project.path} if project else set()))
+    known = sorted({p.parent for p in api.stcore_home().glob("**/" + api.DB)} | ({project.path} if project else set()))
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     typed = c1.text_input("Project folder", value="", placeholder=str(known[0]) if known else "/path/to/project",
                           key="open_path")
     if c2.button("Open", key="open_btn") and typed:
         try:
-            folder = util.resolve_under_roots(typed, util.allowed_roots() + [stcore_home().resolve()])
-            Project(folder)
+            folder = util.resolve_under_roots(typed, common.allowed_roots())
+            api.open_project(folder)
         except common.USER_ERRORS as e:
             common.show_error(e)
         else:
@@ -94,7 +97,7 @@ def open_ui() -> None:
             st.rerun()
     others = [k for k in known if not project or k != project.path]
     if others:
-        st.caption("Projects in " + str(stcore_home()))
+        st.caption("Projects in " + str(api.stcore_home()))
         for k in others:
             if st.button(str(k), key=f"open_{k}", icon=":material/folder_open:"):
                 common.set_project(k)
@@ -105,14 +108,13 @@ if project is not None:
     overview(project)
 else:
     path = common.project_choice()
-    if path == default_project_path():
+    if path == api.default_project_path():
         st.info("Welcome. There is no project yet: create the default one (Fashion-MNIST, 10 labeled images per "
                 "class, the rest as an unlabeled pool) to start, or create your own below.")
         if st.button("Create the default Fashion-MNIST project", type="primary", key="create_default"):
-            from stcore.launch import ensure_default_project
             try:
                 with st.spinner("Decoding Fashion-MNIST once..."):
-                    ensure_default_project(say=lambda m: None)
+                    api.ensure_default_project(say=lambda m: None)
             except common.USER_ERRORS as e:
                 common.show_error(e)
             else:

@@ -1,7 +1,7 @@
 """Train: start teachers, students and pseudo-label jobs as detached workers; watch them live.
 
-The live panel is a fragment that re-reads the store once a second, and only while the run it
-shows is active; a worker keeps running whatever happens to this page.
+The live panel and the runs table are fragments that re-read the store once a second, and only
+while a run is active; a worker keeps running whatever happens to this page.
 """
 from __future__ import annotations
 
@@ -11,50 +11,77 @@ from datetime import datetime
 import streamlit as st
 
 from dashboard import common, figures, util
-from stcore.config import DEFAULT_ROUNDS, DEFAULT_STRENGTH, METHODS, make_config
-from stcore.jobs import cancel, current_phase, eta_seconds, list_runs, resume, start_training
-from stcore.models import MODELS
-from stcore.store import ACTIVE_STATES
-from stcore.train import DEFAULT_STEPS
+from stcore import api
 
-st.title("Train")
 project = common.current_project()
-run_list = common.runs(project)
-teacher = project.teacher_run()
+METHODS = api.methods()
+STUDENT_DEFAULT = next(iter(METHODS))
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+def shown_run(run_list: list[dict]) -> dict | None:
+    """The newest active run, else the newest run of any kind."""
+    act = api.active(run_list)
+    return act[-1] if act else (run_list[-1] if run_list else None)
+
+
+def act(what: str, run_id: str) -> None:
+    """Cancel or resume a run (a button callback); the outcome is shown as a toast."""
+    try:
+        if what == "cancel":
+            st.toast(f"{run_id}: {api.cancel(project, run_id)}")
+        else:
+            api.resume(project, run_id)
+            st.toast(f"{run_id} resumed")
+    except common.USER_ERRORS as e:
+        st.toast(f"{run_id}: {e}", icon=":material/error:")
 
 
 # ------------------------------------------------------------------ live view
-def live(path: str, run_id: str, was_active: bool) -> None:
-    p = common.open_project(path)
-    list_runs(p)  # a dead worker shows as interrupted rather than stuck
-    run = p.store.run(run_id)
-    is_active = run["state"] in ACTIVE_STATES
-    if was_active and not is_active:
-        st.rerun(scope="app")  # the run ended: redraw the history and stop polling
-    total = max(1, run["total"] or 1)
-    frac = min(1.0, run["step"] / total)
-    what = "items" if run["role"] == "pseudo-label" else "steps"
-    head = st.columns([3, 1], vertical_alignment="center")
-    head[0].markdown(f"**{run['id']}** · {run['role']} · {run['state']} · {run['device']}")
-    if is_active and head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:",
-                                    width="stretch"):
-        st.toast(f"{run_id}: {cancel(p, run_id)}")
-    rows = p.store.metrics(run_id)
-    eta = eta_seconds(run, rows)
+def progress_text(run: dict, rows: list[dict]) -> str:
+    what = "items" if run["role"] in ("pseudo-label", "evaluate") else "steps"
+    frac = min(1.0, run["step"] / max(1, run["total"] or 1))
     text = f"{run['step']:,} / {run['total']:,} {what} ({frac:.0%})"
-    if eta is not None:
+    if (eta := api.eta_seconds(run, rows)) is not None:
         text += f" · about {util.fmt_duration(eta)} left"
     elif run["state"] == "queued":
         text += " · starting the worker..."
-    if run["state"] == "running" and (phase := current_phase(rows)):
-        text += f" · {phase}..."
-    st.progress(frac, text=text)
+    return text
+
+
+def phase_bar(row: dict) -> None:
+    """The current phase between steps, with its own progress and estimate."""
+    done, total = row.get("done") or 0, row.get("total") or 0
+    text = row["phase"] + (f" · {done:,} / {total:,}" if total else "...")
+    if (eta := api.phase_eta(row)) is not None:
+        text += f" · about {util.fmt_duration(eta)} left"
+    st.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+
+def live(run_id: str, was_active: bool) -> None:
+    run = next((r for r in api.runs(project) if r["id"] == run_id), None) or api.run(project, run_id)
+    is_active = run["state"] in api.ACTIVE_STATES
+    if was_active and not is_active:
+        st.rerun(scope="app")  # the run ended: redraw the page and stop polling
+    head = st.columns([4, 1], vertical_alignment="center")
+    head[0].markdown(f"**{run['id']}** · {run['role']} · {run['state']} · {run['device']}"
+                     + (f" · {util.fmt_duration(api.duration(run))}" if run["started"] else ""))
+    if is_active:
+        head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:", width="stretch",
+                       on_click=act, args=("cancel", run_id))
+    elif run["state"] in RESUMABLE and run["role"] in ("teacher", "student"):
+        head[1].button("Resume", key=f"tr_resume_live_{run_id}", icon=":material/replay:", width="stretch",
+                       on_click=act, args=("resume", run_id), type="primary")
+    rows = api.metrics(project, run_id)
+    st.progress(min(1.0, run["step"] / max(1, run["total"] or 1)), text=progress_text(run, rows))
+    if run["state"] == "running" and (row := api.current_phase(rows)):
+        phase_bar(row)
     if run["state"] in ("failed", "interrupted") and run["error"]:
         st.error(f"{run['id']} {run['state']}: {run['error']}")
     if run["role"] == "pseudo-label":
         if run["state"] == "finished" and run["result"] and run["result"].get("accuracy"):
-            acc = run["result"]["accuracy"]
-            st.caption(f"Pseudo-labels agree with the hidden labels on {acc['accuracy']:.1%} of the pool.")
+            st.caption(f"Pseudo-labels agree with the hidden labels on {run['result']['accuracy']['accuracy']:.1%} "
+                       f"of the pool.")
         return
     n_points = sum(1 for r in rows if r["kind"] == "train")
     if not n_points:  # empty axes say nothing: wait for the first loss points
@@ -64,16 +91,169 @@ def live(path: str, run_id: str, was_active: bool) -> None:
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.loss_chart({run_id: rows}), key="tr_loss")
     c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
-    st.caption(f"{n_points} loss points · {sum(1 for r in rows if r['kind'] == 'eval')} evaluations"
+    st.caption(f"{n_points} loss points · {sum(1 for r in rows if r['kind'] == 'eval')} evaluations on a fixed, "
+               f"class-balanced sample of the test set (the last one on all of it)"
                + (" · updates every second" if is_active else ""))
 
 
-def shown_run(run_list: list[dict]) -> dict | None:
-    """The newest active run, else the newest run of any kind."""
-    act = common.active(run_list)
-    return act[-1] if act else (run_list[-1] if run_list else None)
+# ------------------------------------------------------------------ the runs table
+def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
+    rows = []
+    for r in reversed(run_list):
+        acc, final = api.accuracy_of(project, r)
+        rows.append({"run": r["id"], "role": r["role"], "state": r["state"], "device": r["device"],
+                     "progress": f"{r['step']:,}/{r['total']:,}",
+                     "started": datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M") if r["started"] else "",
+                     "duration": util.fmt_duration(api.duration(r)), "accuracy": acc,
+                     "accuracy is": "" if acc is None else "final" if final else "last evaluation",
+                     "teacher": "✓" if teacher and r["id"] == teacher["id"] else "", "error": r["error"] or ""})
+    return rows
 
 
+def history(was_active: bool) -> None:
+    run_list = api.runs(project)
+    if was_active and not api.active(run_list):
+        st.rerun(scope="app")
+    if not run_list:
+        st.caption("Runs you start appear here, with their state, device, duration and accuracy.")
+        return
+    teacher = api.teacher(project)
+    st.dataframe(runs_table(run_list, teacher), hide_index=True, width="stretch",
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    for r in [r for r in reversed(run_list) if r["state"] == "failed" and r["error"]][:3]:
+        st.error(f"{r['id']} failed: {r['error']}")
+    by_id = {r["id"]: r for r in run_list}
+    c1, c2, c3, c4 = st.columns([2, 1, 1, 2], vertical_alignment="bottom")
+    chosen = by_id[c1.selectbox("Run", list(reversed(list(by_id))), key="tr_run_pick")]
+    c2.button("Cancel", key="tr_cancel", disabled=chosen["state"] not in api.ACTIVE_STATES, width="stretch",
+              icon=":material/stop:", on_click=act, args=("cancel", chosen["id"]))
+    c3.button("Resume", key="tr_resume", width="stretch", icon=":material/replay:", on_click=act,
+              args=("resume", chosen["id"]),
+              disabled=not (chosen["state"] in RESUMABLE and chosen["role"] in ("teacher", "student")))
+    promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
+        not (teacher and teacher["id"] == chosen["id"])
+    label = "Make this student the next teacher" if chosen["role"] == "student" else "Make this the teacher"
+    if c4.button(label, key="tr_promote", disabled=not promotable, width="stretch", icon=":material/upgrade:"):
+        try:
+            api.promote(project, chosen["id"])
+        except common.USER_ERRORS as e:
+            common.show_error(e)
+        else:
+            st.toast(f"{chosen['id']} is now the teacher; pseudo-label again with it.")
+            st.rerun()
+
+
+# ------------------------------------------------------------------ start a job
+def start(values: dict) -> None:
+    try:
+        run_id = api.start_training(project, values)
+    except common.USER_ERRORS as e:
+        common.show_error(e)
+        return
+    st.toast(f"Started {run_id}")
+    time.sleep(0.2)  # let the worker take the run, so the live panel starts on 'running'
+    st.rerun()
+
+
+def budget_ui(key: str, defaults: dict) -> dict:
+    c1, c2 = st.columns(2)
+    st.session_state.setdefault(f"{key}_steps", defaults["steps"])
+    steps = c1.number_input("Steps", min_value=1, step=50, key=f"{key}_steps",
+                            help=f"Optimizer steps, shared by the rounds (default {defaults['steps']:,}).")
+    epochs = c2.number_input("Epochs (instead of steps)", min_value=0.1, value=None, step=1.0, key=f"{key}_epochs",
+                             placeholder="use steps",
+                             help="Passes over the labeled set (teacher) or the pool (student); when set, the "
+                                  "steps follow from it.")
+    return {"epochs": float(epochs)} if epochs else {"steps": int(steps)}
+
+
+def model_ui(key: str, defaults: dict) -> dict:
+    c1, c2, c3 = st.columns(3)
+    model = c1.selectbox("Model", api.models(), key=f"{key}_model")
+    st.session_state.setdefault(f"{key}_lr", defaults["lr"])
+    st.session_state.setdefault(f"{key}_bs", defaults["batch_size"])
+    lr = c2.number_input("Learning rate", min_value=1e-5, max_value=10.0, step=0.01, format="%.4f", key=f"{key}_lr")
+    batch = c3.number_input("Batch size", min_value=1, max_value=4096, step=16, key=f"{key}_bs")
+    return {"model": model, "lr": float(lr), "batch_size": int(batch)}
+
+
+def method_defaults() -> None:
+    """on_change of the method: its own defaults replace the budget and options shown."""
+    d = api.train_config({"role": "student", "method": st.session_state["tr_s_method"]})
+    for k in ("steps", "rounds", "strength", "threshold", "adaptive_threshold"):
+        st.session_state[f"tr_s_{k}"] = d[k]
+
+
+def student_options(d: dict, options: tuple[str, ...]) -> dict:
+    """The options the chosen method reads, and only those."""
+    v, cols = {}, st.columns(3)
+    for k in ("rounds", "strength", "threshold", "adaptive_threshold"):
+        st.session_state.setdefault(f"tr_s_{k}", d[k])
+    if "rounds" in options:
+        v["rounds"] = int(cols[0].number_input(
+            "Rounds", min_value=1, max_value=20, step=1, key="tr_s_rounds",
+            help="The student re-labels the pool this many times (Noisy Student), sharing the steps."))
+    if "strength" in options:
+        v["strength"] = float(cols[1].number_input(
+            "Augmentation strength", min_value=0.05, max_value=1.0, step=0.05, key="tr_s_strength",
+            help="How hard the unlabeled images are augmented (rotation, shear, shifts, contrast, cutout)."))
+    if "adaptive_threshold" in options:
+        v["adaptive_threshold"] = cols[2].checkbox("Adaptive thresholds (FreeMatch)", key="tr_s_adaptive_threshold")
+    if "threshold" in options and not v.get("adaptive_threshold"):
+        v["threshold"] = float(cols[2].slider("Confidence threshold", 0.0, 1.0, step=0.01, key="tr_s_threshold",
+                                              help="Pseudo-labels below this confidence are not learned."))
+    return v
+
+
+def teacher_tab() -> None:
+    with st.form("tr_teacher_form"):
+        st.caption("The teacher learns from the labeled images only (supervised, with weak augmentation), "
+                   "and from the items you accepted or corrected.")
+        d = api.train_config({"role": "teacher"})
+        v = {"role": "teacher", **budget_ui("tr_t", d), **model_ui("tr_t", d)}
+        v["device"] = common.device_picker("tr_t_device")
+        if st.form_submit_button("Start teacher", type="primary", icon=":material/play_arrow:"):
+            start(v)
+
+
+def student_tab(teacher: dict | None) -> None:
+    if teacher is None:
+        st.info("A student learns from the teacher's pseudo-labels and starts from its weights: train a teacher "
+                "first (or choose to start from scratch).")
+    c1, c2 = st.columns(2)
+    method = c1.selectbox("Method", list(METHODS), key="tr_s_method", on_change=method_defaults,
+                          help="; ".join(f"{n}: {m['description']}" for n, m in METHODS.items()))
+    init = c2.selectbox("Start from", ["teacher", "scratch"], key="tr_s_init")
+    st.caption(METHODS[method]["description"].capitalize() + ".")
+    d = api.train_config({"role": "student", "method": method})
+    v = {"role": "student", "method": method, "init": init, **budget_ui("tr_s", d), **model_ui("tr_s", d),
+         **student_options(d, METHODS[method]["options"])}
+    v["use_unreviewed"] = st.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
+    v["device"] = common.device_picker("tr_s_device")
+    if st.button("Start student", type="primary", icon=":material/play_arrow:", key="tr_start_student"):
+        start(v)
+
+
+def pseudo_tab(teacher: dict | None) -> None:
+    if teacher is None:
+        st.info("Pseudo-labeling needs a finished teacher; train one first.")
+        return
+    st.caption(f"Label all {api.counts(project)['pool']:,} pool images with the current teacher, "
+               f"**{teacher['id']}**. Earlier pseudo-labels are replaced; your decisions are kept.")
+    dev = common.device_picker("tr_p_device")
+    if st.button("Pseudo-label now", type="primary", key="tr_pseudo", icon=":material/label:"):
+        if common.start_pseudo(project, dev):
+            time.sleep(0.2)
+            st.rerun()
+
+
+# ------------------------------------------------------------------ the page
+st.title("Train")
+run_list = api.runs(project)
+teacher = api.teacher(project)
+active_now = bool(api.active(run_list))
+# run_every only while a run is active: an idle page costs nothing.
+every = 1.0 if active_now else None
 st.subheader("Now")
 view = shown_run(run_list)
 if view is None:
@@ -83,151 +263,16 @@ if view is None:
         if common.start_teacher(project):
             st.rerun()
 else:
-    active_now = view["state"] in ACTIVE_STATES
-    # run_every only while a run is active: an idle page costs nothing.
-    st.fragment(live, run_every=1.0 if active_now else None)(str(project.path), view["id"], active_now)
-
-
-# ------------------------------------------------------------------ start a job
-def steps_ui(role: str, key: str) -> dict:
-    c1, c2 = st.columns(2)
-    rounds = DEFAULT_ROUNDS[METHODS["student"][0]]
-    budget = (f"{DEFAULT_STEPS[role]:,}" if role == "teacher" else f"{DEFAULT_STEPS[role]:,} per round, so "
-              f"{DEFAULT_STEPS[role] * rounds:,} for {METHODS['student'][0]}'s {rounds} rounds")
-    steps = c1.number_input("Steps", min_value=0, value=0, step=50, key=f"{key}_steps",
-                            help=f"Optimizer steps, shared by the rounds. 0: from epochs if set, else the "
-                                 f"default budget ({budget}).")
-    epochs = c2.number_input("Epochs", min_value=0.0, value=0.0, step=1.0, key=f"{key}_epochs",
-                             help="Passes over the labeled set (teacher) or the pool (student); used when "
-                                  "steps is 0.")
-    return {"steps": int(steps), "epochs": float(epochs)}
-
-
-def common_ui(key: str) -> dict:
-    c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("Model", MODELS, key=f"{key}_model")
-    lr = c2.number_input("Learning rate", min_value=1e-5, max_value=10.0, value=0.03, step=0.01, format="%.4f",
-                         key=f"{key}_lr")
-    batch = c3.number_input("Batch size", min_value=1, max_value=4096, value=64, step=16, key=f"{key}_bs")
-    return {"model": model, "lr": float(lr), "batch_size": int(batch)}
-
-
-def start(values: dict) -> None:
-    try:
-        run_id = start_training(project, make_config(values))
-    except common.USER_ERRORS as e:
-        common.show_error(e)
-        return
-    st.toast(f"Started {run_id}")
-    time.sleep(0.2)  # let the worker take the run, so the live panel starts on 'running'
-    st.rerun()
-
+    st.fragment(live, run_every=every)(view["id"], view["state"] in api.ACTIVE_STATES)
 
 st.subheader("Start")
-t_teacher, t_student, t_pseudo = st.tabs(["Teacher", "Student", "Pseudo-label"])
-with t_teacher:
-    with st.form("tr_teacher_form"):
-        st.caption("The teacher learns from the labeled images only (supervised, with weak augmentation).")
-        v = {"role": "teacher", **steps_ui("teacher", "tr_t"), **common_ui("tr_t")}
-        v["device"] = common.device_picker("tr_t_device")
-        if st.form_submit_button("Start teacher", type="primary", icon=":material/play_arrow:"):
-            start(v)
-with t_student:
-    if teacher is None:
-        st.info("A student learns from the teacher's pseudo-labels and starts from its weights: train a teacher "
-                "first (or choose init 'scratch').")
-    with st.form("tr_student_form"):
-        st.caption("The student learns from the labels, your reviews (corrections weigh double) and, if you "
-                   "like, the unreviewed pseudo-labels above the threshold.")
-        c1, c2 = st.columns(2)
-        method = c1.selectbox("Method", METHODS["student"], key="tr_s_method",
-                              help="labelprop: your labels spread over a nearest-neighbour graph of the pool, "
-                                   "re-made from the student's own predictions each round; freematch and "
-                                   "fixmatch: consistency on strongly augmented views; pseudo: the teacher's "
-                                   "hard labels; soft: the teacher's probabilities")
-        init = c2.selectbox("Start from", ["teacher", "scratch"], key="tr_s_init")
-        v = {"role": "student", "method": method, "init": init, **steps_ui("student", "tr_s"), **common_ui("tr_s")}
-        c3, c4, c5 = st.columns(3)
-        v["threshold"] = float(c3.slider("Confidence threshold", 0.0, 1.0, 0.9, 0.01, key="tr_s_thr",
-                                         help="fixmatch, pseudo and soft learn only pseudo-labels at least "
-                                              "this confident; labelprop and meanteacher use every item; "
-                                              "freematch adapts its own"))
-        v["rounds"] = int(c4.number_input("Rounds", min_value=0, max_value=20, value=0, step=1, key="tr_s_rounds",
-                                          help="The student re-labels the pool this many times (Noisy Student), "
-                                               "sharing the steps. 0: the method's default (labelprop 3, others 1)."))
-        strength_defaults = ", ".join(f"{m} {s:g}" for m, s in DEFAULT_STRENGTH.items())
-        v["strength"] = float(c4.number_input(
-            "Augmentation strength", min_value=0.0, max_value=1.0, value=0.0, step=0.1, key="tr_s_strength",
-            help="How hard the unlabeled images are augmented (rotation, shear, shifts, contrast, cutout). "
-                 f"0: the method's default ({strength_defaults}, others 1)."))
-        v["use_unreviewed"] = c5.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
-        v["device"] = common.device_picker("tr_s_device")
-        if st.form_submit_button("Start student", type="primary", icon=":material/play_arrow:"):
-            start(v)
-with t_pseudo:
-    if teacher is None:
-        st.info("Pseudo-labeling needs a finished teacher; train one first.")
-    else:
-        st.caption(f"Label all {project.counts()['pool']:,} pool images with the current teacher, "
-                   f"**{teacher['id']}**. Earlier pseudo-labels are replaced; your decisions are kept.")
-        dev = common.device_picker("tr_p_device")
-        if st.button("Pseudo-label now", type="primary", key="tr_pseudo", icon=":material/label:"):
-            if common.start_pseudo(project, dev):
-                time.sleep(0.2)
-                st.rerun()
+tabs = st.tabs(["Teacher", "Student", "Pseudo-label"], key="tr_tab", on_change="rerun")
+with tabs[0]:
+    teacher_tab()
+with tabs[1]:
+    student_tab(teacher)
+with tabs[2]:
+    pseudo_tab(teacher)
 
-
-# ------------------------------------------------------------------ history
 st.subheader("Runs")
-if not run_list:
-    st.caption("Runs you start appear here, with their state, device, duration and final accuracy.")
-    st.stop()
-
-
-def final_accuracy(r: dict) -> float | None:
-    res = r["result"] or {}
-    acc = res.get("accuracy")
-    return acc.get("accuracy") if isinstance(acc, dict) else acc
-
-
-table = [{"run": r["id"], "role": r["role"], "state": r["state"], "device": r["device"],
-          "progress": f"{r['step']:,}/{r['total']:,}",
-          "started": datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M") if r["started"] else "",
-          "duration": util.fmt_duration(util.run_duration(r)), "final accuracy": final_accuracy(r),
-          "teacher": "✓" if teacher and r["id"] == teacher["id"] else "", "error": r["error"] or ""}
-         for r in reversed(run_list)]
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"final accuracy": st.column_config.NumberColumn(format="percent")})
-
-for r in [r for r in reversed(run_list) if r["state"] == "failed" and r["error"]][:3]:
-    st.error(f"{r['id']} failed: {r['error']}")
-
-ids = [r["id"] for r in reversed(run_list)]
-by_id = {r["id"]: r for r in run_list}
-c1, c2, c3, c4 = st.columns([2, 1, 1, 2], vertical_alignment="bottom")
-chosen = by_id[c1.selectbox("Run", ids, key="tr_run_pick")]
-if c2.button("Cancel", key="tr_cancel", disabled=chosen["state"] not in ACTIVE_STATES, width="stretch",
-             icon=":material/stop:"):
-    st.toast(f"{chosen['id']}: {cancel(project, chosen['id'])}")
-    time.sleep(0.5)
-    st.rerun()
-resumable = chosen["state"] in ("interrupted", "cancelled", "failed") and chosen["role"] != "pseudo-label"
-if c3.button("Resume", key="tr_resume", disabled=not resumable, width="stretch", icon=":material/replay:"):
-    try:
-        resume(project, chosen["id"])
-    except common.USER_ERRORS as e:
-        common.show_error(e)
-    else:
-        time.sleep(0.2)
-        st.rerun()
-promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
-    not (teacher and teacher["id"] == chosen["id"])
-label = "Make this student the next teacher" if chosen["role"] == "student" else "Make this the teacher"
-if c4.button(label, key="tr_promote", disabled=not promotable, width="stretch", icon=":material/upgrade:"):
-    try:
-        project.promote(chosen["id"])
-    except common.USER_ERRORS as e:
-        common.show_error(e)
-    else:
-        st.toast(f"{chosen['id']} is now the teacher; pseudo-label again with it.")
-        st.rerun()
+st.fragment(history, run_every=every)(active_now)

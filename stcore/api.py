@@ -1,0 +1,481 @@
+"""The one surface that both faces call: the `stcore` CLI and the dashboard.
+
+Projects (create, open, status and counts), review decisions with their checks, runs (start,
+cancel, resume, list, progress), evaluation results and exports. Every function takes plain
+values and returns plain data; errors a user can act on are stcore.errors.StcoreError.
+
+Reading a project never imports torch: status, runs, review, cancel and label exports stay
+fast. The functions that train, infer or read images import the heavy modules when called.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from . import jobs
+from .access import default_project_path, is_local, password_configured, stcore_home  # noqa: F401 (re-exported)
+from .errors import DeviceError, ProjectError, UsageError
+from .jobs import current_phase, duration, eta_seconds, phase_eta  # noqa: F401 (re-exported)
+from .metrics import accuracy_by_confidence, agreement, confusion, summarize
+from .project import DATASETS, DB, Project, default_reviewer  # noqa: F401 (re-exported)
+from .store import ACTIVE_STATES, DEFAULT_ORDER, ORDER_ALIASES, ORDERS, RUN_STATES, STATUSES  # noqa: F401
+
+ACTIONS = {"accept": "accepted", "correct": "corrected", "reject": "rejected", "reset": "pending"}
+
+
+# ------------------------------------------------------------------ projects
+def open_project(path: str | os.PathLike) -> Project:
+    return Project(path)
+
+
+def is_project(path: str | os.PathLike) -> bool:
+    return (Path(path).expanduser() / DB).is_file()
+
+
+def create_project(path: str | os.PathLike, **options) -> Project:
+    """Decode a dataset once into a new project folder; see data.create_project for the options."""
+    from .data import create_project as create
+    return create(path, **options)
+
+
+def ensure_default_project(say=print) -> Path:
+    """The default Fashion-MNIST project with 10 labels per class, created on first use."""
+    path = default_project_path()
+    if not is_project(path):
+        say(f"creating the default project in {path} (Fashion-MNIST, 10 labels per class)")
+        create_project(path, dataset="fashion-mnist", labels_per_class=10, progress=lambda m: say(f"  {m}"))
+    return path
+
+
+def counts(project: Project) -> dict:
+    return project.counts()
+
+
+def class_counts(project: Project) -> dict[str, dict[int, int]]:
+    return project.store.class_counts()
+
+
+def pseudo_label_accuracy(project: Project) -> dict | None:
+    """Agreement of the stored pseudo-labels with hidden labels, overall and above 0.9."""
+    return agreement(project.store.pseudo_label_agreement())
+
+
+def status(project: Project) -> dict:
+    runs_now = runs(project)
+    return {"project": str(project.path), "dataset": project.meta["dataset"], "classes": project.classes,
+            "counts": project.counts(), "pseudo_label_accuracy": pseudo_label_accuracy(project),
+            "teacher": (project.teacher_run() or {}).get("id"),
+            "runs": [{k: r[k] for k in ("id", "role", "state", "device", "step", "total", "error")}
+                     for r in runs_now],
+            "skipped": project.store.skipped()}
+
+
+def skipped_files(project: Project) -> list[dict]:
+    return project.store.skipped()
+
+
+def teacher(project: Project) -> dict | None:
+    return project.teacher_run()
+
+
+def promote(project: Project, run_id: str) -> None:
+    project.promote(run_id)
+
+
+def images(project: Project, ids: list[int], split: str = "pool"):
+    """uint8 numpy images (N, C, H, W) of items, in the order of ids."""
+    from .data import images_for
+    return images_for(project, [int(i) for i in ids], split).numpy()
+
+
+# ------------------------------------------------------------------ review
+@contextmanager
+def all_or_nothing(project: Project) -> Iterator[None]:
+    """Decisions made inside are one transaction: a bad id or class anywhere changes nothing."""
+    with project.store.tx():
+        yield
+
+
+def review(project: Project, ids, action: str, label: str | int | None = None, *,
+           reviewer: str | None = None) -> int:
+    """action: accept | correct | reject | reset, for pool item ids. Returns the items changed."""
+    if action not in ACTIONS:
+        raise UsageError(f"unknown review action {action!r}; use {', '.join(ACTIONS)}")
+    lab = project.class_index(label) if action == "correct" else None
+    return project.store.decide(ids, ACTIONS[action], lab, reviewer=reviewer or default_reviewer())
+
+
+def review_next(project: Project, ids: list[int], action: str, *, reviewer: str | None = None) -> int | None:
+    """Decide the first of ids (a page, in its order) that is still pending: a key pressed twice
+    before the page is drawn again decides the next item, not the same one twice. Returns the
+    item decided, or None when none of ids is pending."""
+    if not ids:
+        return None
+    pending = {r["id"] for r in project.store.page(statuses=["pending"], ids=ids, limit=len(ids))}
+    item = next((int(i) for i in ids if int(i) in pending), None)
+    if item is not None:
+        review(project, [item], action, reviewer=reviewer)
+    return item
+
+
+def accept_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None,
+                 reviewer: str | None = None) -> int:
+    """Accept every pending, pseudo-labeled item with confidence >= threshold (and <= conf_max),
+    of the given classes (names or indices; all if None), in one transaction."""
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"threshold must be within [0, 1], not {threshold}")
+    cls = [project.class_index(c) for c in classes] if classes else None
+    return project.store.accept_above(threshold, classes=cls, conf_max=conf_max,
+                                      reviewer=reviewer or default_reviewer())
+
+
+def count_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> int:
+    """How many items accept_above would accept."""
+    return project.store.count(classes=classes, statuses=["pending"], conf_min=max(threshold, 1e-9),
+                               conf_max=conf_max)
+
+
+def undo(project: Project) -> int:
+    """Revert the last decision: one item, or one bulk action. Returns the items reverted."""
+    return project.store.undo()
+
+
+def last_action(project: Project) -> dict | None:
+    """{'new_status', 'n', 'at'} of the decision undo would revert, or None."""
+    return project.store.last_batch()
+
+
+def history(project: Project, item_id: int | None = None, limit: int = 100) -> list[dict]:
+    return project.store.history(item_id, limit)
+
+
+def review_page(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None,
+                order: str = DEFAULT_ORDER, offset: int = 0, limit: int = 50) -> list[dict]:
+    """One page of pool items (id, pred, confidence, margin, entropy, status, label, ...)."""
+    return project.store.page(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max,
+                              order=order, offset=offset, limit=limit)
+
+
+def review_count(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
+    return project.store.count(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max)
+
+
+def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, reviewer: str = "simulated") -> dict:
+    """A perfect reviewer: takes the first n pending pseudo-labeled items in the given order and
+    accepts each one whose prediction equals its hidden label, correcting the others."""
+    if not project.meta.get("hidden_labels"):
+        raise ProjectError("this project has no hidden labels, so a reviewer cannot be simulated")
+    rows = [r for r in project.store.page(statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
+    if not rows:
+        raise ProjectError("no pending pseudo-labels to review; run pseudo-label first")
+    truth = project.store.hidden_labels([r["id"] for r in rows])
+    right = [r["id"] for r in rows if truth[r["id"]] == r["pred"]]
+    by_class: dict[int, list[int]] = {}
+    for r in rows:
+        if truth[r["id"]] != r["pred"]:
+            by_class.setdefault(truth[r["id"]], []).append(r["id"])
+    with project.store.tx():
+        project.store.decide(right, "accepted", reviewer=reviewer)
+        for c, ids in by_class.items():
+            project.store.decide(ids, "corrected", c, reviewer=reviewer)
+    return {"reviewed": len(rows), "accepted": len(right), "corrected": len(rows) - len(right), "order": order}
+
+
+# ------------------------------------------------------------------ runs
+def runs(project: Project) -> list[dict]:
+    """Every run, oldest first; runs whose worker died are marked interrupted first."""
+    jobs.notice_dead_workers(project)
+    return project.store.runs()
+
+
+def run(project: Project, run_id: str) -> dict:
+    return project.store.run(run_id)
+
+
+def metrics(project: Project, run_id: str, *, after_step: int = -1) -> list[dict]:
+    return project.store.metrics(run_id, after_step=after_step)
+
+
+def active(run_list: list[dict]) -> list[dict]:
+    return [r for r in run_list if r["state"] in ACTIVE_STATES]
+
+
+def devices() -> list[dict]:
+    """The devices training can use: name, a label for people, free and total memory."""
+    from .devices import available
+    return available()
+
+
+def resolve_device(name: str) -> str:
+    from .devices import resolve
+    return resolve(name)
+
+
+def models() -> tuple[str, ...]:
+    from .models import MODELS
+    return MODELS
+
+
+def methods() -> dict[str, dict]:
+    """The student methods: {name: {'description', 'online', 'options', 'defaults'}}, the default first."""
+    from .methods import DEFAULT_METHOD, METHODS
+    names = [DEFAULT_METHOD] + [m for m in METHODS if m != DEFAULT_METHOD]
+    return {n: {"description": METHODS[n].description, "online": METHODS[n].online,
+                "options": METHODS[n].options, "defaults": dict(METHODS[n].defaults)} for n in names}
+
+
+def method_aliases() -> dict[str, str]:
+    """Older method names and what each means ('fixmatch means --method consistency ...')."""
+    from .methods import ALIASES, alias_meaning
+    return {a: alias_meaning(a) for a in ALIASES}
+
+
+def train_config(values: dict) -> dict:
+    """The whole config a run would get from values (what the user gave), as plain data: the
+    method's defaults and the default budget filled in. ConfigError for a bad key or value."""
+    from .config import make_config, to_dict
+    return to_dict(make_config(values))
+
+
+def start_training(project: Project, values: dict, *, detach: bool = True) -> str:
+    """Check and start a teacher or student run (values: config fields, role required). The device
+    must exist and be free, and a student's teacher must fit this project, before any run is
+    created. detach: a detached worker; else in this process, returning when it ends."""
+    from .config import default_steps, make_config, to_dict
+    values = {**values, "device": resolve_device(values.get("device", "cpu"))}
+    if values.get("role") == "student" and not values.get("teacher_run") and project.teacher_run():
+        values["teacher_run"] = project.teacher_run()["id"]  # pinned: a resume or a later promote keeps it
+    cfg = make_config(values)
+    check_teacher(project, cfg)
+    total = cfg.steps or default_steps(cfg.role, cfg.rounds)
+    return _start(project, cfg.role, to_dict(cfg), total, detach)
+
+
+def check_teacher(project: Project, cfg) -> None:
+    """The teacher a student starts from must exist and have a checkpoint that fits this project
+    (its id, class count, input shape and model); ProjectError otherwise, so that a bad teacher
+    never gets as far as a failed run."""
+    if cfg.teacher_run:
+        project.store.run(cfg.teacher_run)  # NotFound naming the known runs
+    if not (cfg.role == "student" and cfg.init == "teacher"):
+        return
+    from .checkpoints import model_from, run_checkpoint
+    chosen = project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
+    if chosen is None:
+        raise ProjectError("the student starts from the teacher's weights, and there is no finished teacher; "
+                           "train one (stcore train PROJECT --role teacher), or use --init scratch")
+    ck = run_checkpoint(project, chosen["id"])  # refuses another project's, or a wrong class count or shape
+    if ck["config"].get("model") != cfg.model:
+        raise ProjectError(f"the teacher {chosen['id']} is a {ck['config'].get('model')}, the student a "
+                           f"{cfg.model}; use the same --model, or --init scratch")
+    model_from(project, ck, f"the teacher {chosen['id']}")  # the weights themselves must fit too
+
+
+def start_pseudo_label(project: Project, *, device: str = "cpu", teacher_run: str | None = None,
+                       batch_size: int = 1024, detach: bool = True) -> str:
+    """Pseudo-label the whole pool with a teacher (the current one by default)."""
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, not {batch_size}")
+    chosen = project.store.run(teacher_run) if teacher_run else project.teacher_run()
+    if chosen is None or chosen["state"] != "finished":
+        raise ProjectError("there is no finished teacher yet; train one first (stcore train PROJECT --role teacher)")
+    from .checkpoints import run_model
+    run_model(project, chosen["id"])  # a missing, damaged or foreign checkpoint is refused now
+    config = {"device": resolve_device(device), "teacher_run": chosen["id"], "batch_size": batch_size}
+    return _start(project, "pseudo-label", config, project.counts()["pool"], detach)
+
+
+def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:
+    """Evaluate a finished run on the whole test set again, in a worker (evaluate --recompute)."""
+    target = project.store.run(run_id)
+    if target["role"] not in ("teacher", "student") or target["state"] != "finished":
+        raise UsageError(f"run {run_id} is {target['role']} and {target['state']}; only a finished teacher "
+                         f"or student can be evaluated")
+    config = {"device": resolve_device(device), "run": run_id}
+    return _start(project, "evaluate", config, project.counts()["test"], detach)
+
+
+def _start(project: Project, role: str, config: dict, total: int, detach: bool) -> str:
+    run_id = jobs.create(project, role, config, total=total)
+    if detach:
+        jobs.spawn(project, run_id)
+    else:
+        _execute_here(project, run_id)
+    return run_id
+
+
+def _execute_here(project: Project, run_id: str) -> None:
+    from .worker import execute
+    project.store.update_run(run_id, pid=os.getpid())
+    execute(project, run_id)
+
+
+def cancel(project: Project, run_id: str) -> str:
+    """Ask a run to stop at its next step, with a checkpoint. Returns its state now."""
+    return jobs.cancel(project, run_id)
+
+
+def resume(project: Project, run_id: str, *, detach: bool = True) -> str:
+    """Continue an interrupted, cancelled or failed run from its latest checkpoint."""
+    stopped = project.store.run(run_id)
+    if stopped["role"] in ("teacher", "student") and (project.run_dir(run_id) / "latest.pt").exists():
+        from .checkpoints import run_checkpoint
+        run_checkpoint(project, run_id)  # a damaged or foreign checkpoint is refused here, not in the worker
+    try:
+        resolve_device(stopped["device"])
+    except DeviceError as e:
+        raise DeviceError(f"run {run_id} ran on {stopped['device']}, which is not here now: {e}") from e
+    jobs.requeue(project, run_id)
+    if detach:
+        jobs.spawn(project, run_id)
+    else:
+        _execute_here(project, run_id)
+    return run_id
+
+
+def accuracy_of(project: Project, run_row: dict) -> tuple[float | None, bool]:
+    """(a run's test accuracy, whether it is final): its final result, else (cancelled, failed,
+    running) its last evaluation along the way, else None. A pseudo-label job's is its agreement
+    with the hidden labels."""
+    acc = (run_row.get("result") or {}).get("accuracy")
+    if acc is not None:
+        return (acc.get("accuracy") if isinstance(acc, dict) else acc), True
+    evals = project.store.metrics(run_row["id"], "eval")
+    return (evals[-1]["accuracy"] if evals else None), False
+
+
+# ------------------------------------------------------------------ evaluation
+def evaluation(project: Project, run_id: str | None = None) -> dict:
+    """{'teacher': {...}, 'student': {...}} for the latest finished run of each role, or {role: {...}}
+    for one run: accuracy, per-class accuracy, precision, recall, F1, support and the confusion
+    matrix, as the run's worker stored them."""
+    chosen = [project.store.run(run_id)] if run_id else [
+        done[-1] for role in ("teacher", "student")
+        if (done := [r for r in project.store.runs(role) if r["state"] == "finished"])]
+    out = {}
+    for r in chosen:
+        if not r["result"]:
+            raise ProjectError(f"run {r['id']} has no stored evaluation; `stcore evaluate "
+                               f"{project.path} --run {r['id']} --recompute` computes it")
+        out[r["role"]] = {"run": r["id"], **r["result"]}
+    return out
+
+
+def test_predictions(project: Project, run_id: str) -> list[int] | None:
+    """The predicted class of every test item (in the order of test_items), as the run saved them
+    with its final checkpoint; None for a run that saved none (start_evaluation makes them)."""
+    import numpy as np
+    p = project.run_dir(run_id) / "test_probs.npy"
+    if not p.exists():
+        return None
+    probs = np.load(p)
+    return probs.argmax(1).tolist() if len(probs) else []
+
+
+def test_items(project: Project) -> tuple[list[int], list[int]]:
+    """(ids, labels) of the test set."""
+    return project.store.test_set()
+
+
+def summary_of(project: Project, predictions: list[int]) -> dict:
+    """Accuracy and per-class metrics of predictions of the test set."""
+    _, labels = project.store.test_set()
+    return summarize(confusion(labels, predictions, len(project.classes)), project.classes)
+
+
+def calibration(project: Project, bins: int = 10) -> dict:
+    """Pseudo-label accuracy by confidence bin: of items a person decided one at a time
+    (accepted = right, corrected = wrong; bulk accepts would count the teacher as right by
+    construction) and, where known, against hidden labels."""
+    out = {"reviewed": accuracy_by_confidence(project.store.single_decisions(), bins)}
+    hidden = project.store.hidden_agreement_by_item()
+    if hidden:
+        out["hidden"] = accuracy_by_confidence(hidden, bins)
+    return out
+
+
+# ------------------------------------------------------------------ exports
+EXPORT_COLUMNS = ["id", "source", "label", "status", "teacher_confidence", "teacher_run"]
+
+
+def label_rows(project: Project) -> list[dict]:
+    """Every labeled item, every decision, and every pending pseudo-label, for export.
+    teacher_confidence is the teacher's confidence in the row's label: empty for human labels
+    (the labeled set, corrections) and for rejected items."""
+    classes, out = project.classes, []
+    for split, item, source, pred, decided, status, conf, teacher_run in project.store.export_rows():
+        label = decided if status in ("labeled", "accepted", "corrected") else pred if status == "pending" else None
+        if status == "pending" and pred is None:
+            continue  # not pseudo-labeled yet
+        teacher_says = status in ("accepted", "pending") and conf is not None
+        out.append({"id": item, "source": source, "label": classes[label] if label is not None else "",
+                    "status": status, "teacher_confidence": round(conf, 6) if teacher_says else None,
+                    "teacher_run": teacher_run if status != "labeled" else None})
+    return out
+
+
+def labels_csv(project: Project) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS)
+    w.writeheader()
+    for row in label_rows(project):
+        w.writerow({k: _csv_safe(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def labels_json(project: Project) -> str:
+    return json.dumps({"classes": project.classes, "items": label_rows(project)}, indent=1)
+
+
+def export_labels(project: Project, dest: str | os.PathLike) -> int:
+    """Write labels.csv or labels.json (by the suffix) atomically; returns the rows written."""
+    dest = Path(dest)
+    text = labels_json(project) if dest.suffix.lower() == ".json" else labels_csv(project)
+    _atomic_write(dest, text.encode("utf-8"))
+    return len(label_rows(project))
+
+
+def model_bytes(project: Project, run_id: str | None = None) -> tuple[str, bytes]:
+    """(run id, bytes of a weights_only-loadable dict: EMA weights, config, classes, input shape)
+    of a run, by default the latest finished student, else teacher."""
+    from .checkpoints import export_bytes
+    if run_id is None:
+        done = [r for r in project.store.runs("student") if r["state"] == "finished"] or \
+               [r for r in project.store.runs("teacher") if r["state"] == "finished"]
+        if not done:
+            raise ProjectError("there is no finished run to export; train a teacher or a student first")
+        run_id = done[-1]["id"]
+    return run_id, export_bytes(project, run_id)
+
+
+def export_model(project: Project, dest: str | os.PathLike, run_id: str | None = None) -> str:
+    run_id, blob = model_bytes(project, run_id)
+    _atomic_write(Path(dest), blob)
+    return run_id
+
+
+def _csv_safe(v):
+    """Keep spreadsheet apps from running a cell as a formula (CSV injection)."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
+def _atomic_write(dest: Path, blob: bytes) -> None:
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise ProjectError(f"could not write {dest}: {e.strerror or e}; free some space or choose "
+                           f"another path") from e
+    finally:
+        tmp.unlink(missing_ok=True)
