@@ -193,6 +193,17 @@ def start_teacher(project: api.Project, device: str | None = None) -> str | None
     return run_id
 
 
+def start_embed(project: api.Project, backbone: str | None = None, device: str | None = None, **options) -> str | None:
+    backbone = backbone or api.recommended_backbone(project)
+    try:
+        run_id = api.start_embedding(project, backbone, device=device or best_device(), **options)
+    except USER_ERRORS as e:
+        show_error(e)
+        return None
+    st.toast(f"Started {run_id}: embedding the images with {backbone}")
+    return run_id
+
+
 def start_pseudo(project: api.Project, device: str | None = None) -> str | None:
     try:
         run_id = api.start_pseudo_label(project, device=device or best_device())
@@ -217,6 +228,20 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
         r = busy[0]
         box.info(f"{r['id']} is {r['state']} ({r['step']:,}/{r['total']:,}). Follow it on the Train page.")
         box.page_link(PAGES["train"], label="Watch it on Train", icon=":material/monitoring:")
+    elif teacher is None and not api.embeddings(project) and not run_list:
+        best = api.recommended_backbone(project)
+        n = counts["labeled"] + counts["pool"] + counts["test"]
+        box.info(f"First, embed the {n:,} images with **{best}**: the nearest-neighbour graph and the "
+                 f"pseudo-labels read the embedding. "
+                 + ("It takes seconds." if best == "pixels" else
+                    f"On a CPU this takes about {util.fmt_duration(n / 120)} (about 120 images/s), once."))
+        cols = box.columns(2)
+        if cols[0].button(f"Embed now ({best})", key=f"ns_embed{where}", type="primary"):
+            if start_embed(project, best):
+                st.switch_page(PAGES["train"])
+        if cols[1].button("Skip: train a teacher", key=f"ns_skip_embed{where}"):
+            if start_teacher(project):
+                st.switch_page(PAGES["train"])
     elif teacher is None:
         box.info(f"Train a teacher on the {counts['labeled']:,} labeled images. It takes a minute or two on a CPU.")
         if box.button("Train a teacher now (default settings)", key=f"ns_teacher{where}", type="primary"):

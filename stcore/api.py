@@ -290,6 +290,41 @@ def start_pseudo_label(project: Project, *, device: str = "cpu", teacher_run: st
     return _start(project, "pseudo-label", config, project.counts()["pool"], detach)
 
 
+BACKBONES = ("pixels", "efficientnet-lite0", "torchvision:ARCH", "file:PATH")
+
+
+def start_embedding(project: Project, backbone: str = "pixels", *, device: str = "cpu", weights: str | None = None,
+                    image_size: int | None = None, batch_size: int = 256, detach: bool = True) -> str:
+    """Embed every image of the project with a backbone, in a worker; once it finishes, the
+    graph and the pseudo-labels read this embedding."""
+    from . import embed
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, not {batch_size}")
+    if image_size is not None and not 16 <= image_size <= 512:
+        raise UsageError(f"--image-size must be between 16 and 512 pixels, not {image_size}")
+    embed.check(backbone, weights)
+    config = {"device": resolve_device(device), "backbone": backbone, "batch_size": batch_size,
+              "weights": str(Path(weights).expanduser().resolve()) if weights else None, "image_size": image_size}
+    c = project.counts()
+    return _start(project, "embed", config, c["labeled"] + c["pool"] + c["test"], detach)
+
+
+def recommended_backbone(project: Project) -> str:
+    """The backbone measured best for the project's kind of images: ImageNet features for colour
+    photos; for small gray images (Fashion-MNIST) they are no better than the pixels, which take
+    seconds instead of minutes."""
+    channels, side, _ = project.meta["input_shape"]
+    return "efficientnet-lite0" if channels == 3 else "pixels"
+
+
+def embeddings(project: Project) -> list[dict]:
+    """The provenance of each finished embedding, and which one the project reads."""
+    d = project.path / "embeddings"
+    current = project.store.meta().get("embedding")
+    found = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    return [{**e, "current": e["backbone"] == current} for e in found]
+
+
 def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:
     """Evaluate a finished run on the whole test set again, in a worker (evaluate --recompute)."""
     target = project.store.run(run_id)
@@ -419,25 +454,25 @@ def label_rows(project: Project) -> list[dict]:
     return out
 
 
-def labels_csv(project: Project) -> str:
+def labels_csv(project: Project, rows: list[dict] | None = None) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS)
-    w.writeheader()
-    for row in label_rows(project):
-        w.writerow({k: _csv_safe(v) for k, v in row.items()})
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(EXPORT_COLUMNS)
+    w.writerows([r["id"], _csv_safe(r["source"]), _csv_safe(r["label"]), r["status"], r["teacher_confidence"],
+                 r["teacher_run"]] for r in (label_rows(project) if rows is None else rows))
     return buf.getvalue()
 
 
-def labels_json(project: Project) -> str:
-    return json.dumps({"classes": project.classes, "items": label_rows(project)}, indent=1)
+def labels_json(project: Project, rows: list[dict] | None = None) -> str:
+    return json.dumps({"classes": project.classes, "items": label_rows(project) if rows is None else rows}, indent=1)
 
 
 def export_labels(project: Project, dest: str | os.PathLike) -> int:
     """Write labels.csv or labels.json (by the suffix) atomically; returns the rows written."""
-    dest = Path(dest)
-    text = labels_json(project) if dest.suffix.lower() == ".json" else labels_csv(project)
+    dest, rows = Path(dest), label_rows(project)
+    text = labels_json(project, rows) if dest.suffix.lower() == ".json" else labels_csv(project, rows)
     _atomic_write(dest, text.encode("utf-8"))
-    return len(label_rows(project))
+    return len(rows)
 
 
 def model_bytes(project: Project, run_id: str | None = None) -> tuple[str, bytes]:

@@ -153,10 +153,9 @@ def cmd_train(a):
     return _report_run(_foreground(p, lambda: api.start_training(p, values, detach=False)), a.json)
 
 
-def cmd_pseudo_label(a):
-    p = api.open_project(a.project)
-    start = lambda detach: api.start_pseudo_label(p, device=a.device, teacher_run=a.run,
-                                                  batch_size=a.batch_size, detach=detach)
+def _job(a, p, start, summary) -> int:
+    """Start a job detached (print its id) or here with a progress line; on success print
+    summary(result)."""
     if a.detach:
         run_id = start(True)
         _print({"run": run_id}, a.json, run_id)
@@ -164,13 +163,32 @@ def cmd_pseudo_label(a):
     run = _foreground(p, lambda: start(False))
     if run["state"] != "finished":
         return _report_run(run, a.json)
-    s = run["result"]
-    acc = s.get("accuracy") or {}
-    _print(s, a.json, f"pseudo-labeled {s['items']} items with {s['teacher_run']} in {s['seconds']} s "
-                      f"({s['images_per_s']} images/s)" +
-           (f"; accuracy against hidden labels {acc['accuracy']:.4f}, above 0.9: "
-            f"{acc['accuracy_above_0.9']} on {acc['n_above_0.9']} items" if acc else ""))
+    _print(run["result"], a.json, summary(run["result"]))
     return 0
+
+
+def cmd_embed(a):
+    p = api.open_project(a.project)
+    start = lambda detach: api.start_embedding(p, a.backbone, device=a.device, weights=a.weights,
+                                               image_size=a.image_size, batch_size=a.batch_size, detach=detach)
+    return _job(a, p, start, lambda e: f"embedded {sum(e['rows'].values()):,} images with {e['backbone']} in "
+                                       f"{e['seconds']} s ({e['images_per_s']} images/s): {e['dims']} dimensions, "
+                                       f"in {p.path / 'embeddings' / e['file']}")
+
+
+def cmd_pseudo_label(a):
+    p = api.open_project(a.project)
+    start = lambda detach: api.start_pseudo_label(p, device=a.device, teacher_run=a.run,
+                                                  batch_size=a.batch_size, detach=detach)
+
+    def summary(s):
+        acc = s.get("accuracy") or {}
+        return (f"pseudo-labeled {s['items']} items with {s['teacher_run']} in {s['seconds']} s "
+                f"({s['images_per_s']} images/s)"
+                + (f", spread over the {s['spread_over']} embedding" if s.get("spread_over") else "")
+                + (f"; accuracy against hidden labels {acc['accuracy']:.4f}, above 0.9: "
+                   f"{acc['accuracy_above_0.9']} on {acc['n_above_0.9']} items" if acc else ""))
+    return _job(a, p, start, summary)
 
 
 def cmd_review(a):
@@ -392,6 +410,15 @@ def _review_args(s) -> None:
 
 
 def _run_commands(cmd) -> None:
+    s = cmd("embed", cmd_embed, "embed every image with a backbone; the graph and the pseudo-labels then read it")
+    s.add_argument("--backbone", default="pixels", metavar="NAME",
+                   help="pixels (default), efficientnet-lite0 (ImageNet, offline), torchvision:ARCH "
+                        "(with --weights FILE offline) or file:PATH (a model exported by stcore)")
+    s.add_argument("--weights", metavar="FILE", help="torchvision:ARCH: a state dict of that architecture")
+    s.add_argument("--image-size", type=int, metavar="N", help="pretrained backbones: resize images to N px (default 128)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--detach", action="store_true")
     s = cmd("pseudo-label", cmd_pseudo_label, "pseudo-label the pool with the current teacher")
     s.add_argument("--run", help="the teacher run to use (default: the current teacher)")
     s.add_argument("--device", default="cpu")

@@ -543,6 +543,10 @@ class TrainData:
     classes: list[str]
     flip: bool = True
     class_prior: torch.Tensor | None = None  # (K,) label counts of the original labeled set
+    rows_lab: list[int] = field(default_factory=list)  # rows of x_lab and x_unl in the image cache
+    rows_unl: list[int] = field(default_factory=list)
+    z_lab: torch.Tensor | None = None  # their rows of the project's embedding, where it has one
+    z_unl: torch.Tensor | None = None
 
 
 def training_data(project: Project, *, role: str, corrected_weight: float, use_unreviewed: bool,
@@ -556,12 +560,13 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
     y = [c for _, c in lab] + [c for _, c, _ in reviewed]
     w = [1.0] * len(lab) + [corrected_weight if s == "corrected" else 1.0 for _, _, s in reviewed]
     train = images(project, "train")
-    x_unl, p_unl = train[:0], None
+    x_unl, p_unl, rows_unl = train[:0], None, []
     if role == "student" and use_unreviewed:
         unl = store.unreviewed_set(pseudo_labeled_only=needs_pseudo_labels)
         if needs_pseudo_labels and not unl:
             raise UsageError("no unreviewed pseudo-labels; run pseudo-label first")
-        x_unl = train[[r for r, _ in unl]] if unl else train[:0]
+        rows_unl = [r for r, _ in unl]
+        x_unl = train[rows_unl] if unl else train[:0]
         if unl and all(b is not None for _, b in unl):
             p_unl = torch.from_numpy(np.frombuffer(b"".join(b for _, b in unl), dtype=np.float16)
                                      .reshape(-1, k).astype(np.float32))
@@ -570,7 +575,7 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
                      x_unl=x_unl, p_unl=p_unl, x_test=images(project, "test"),
                      y_test=torch.tensor(test_labels, dtype=torch.long), classes=project.classes,
                      class_prior=torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k),
-                     flip=bool(project.meta.get("flip", True)))
+                     flip=bool(project.meta.get("flip", True)), rows_lab=rows, rows_unl=rows_unl)
 
 
 # ---------------------------------------------------------------- a new project

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .methods import align_distribution, sharpen
+
 MAX_NODES = 200_000   # the exact k-NN search is quadratic: beyond this, no graph is built
 MAX_SIDE = 32         # larger images are average-pooled to 32 x 32 pixels first
 NEIGHBOURS = 10
@@ -23,6 +25,7 @@ DIMS = 128            # PCA components of the pixel embedding
 ALPHA = 0.9           # how far labels spread (0: not at all; near 1: far)
 ITERATIONS = 20
 POWER = 3             # edge weight = similarity ** POWER: near neighbours count much more
+PRIOR_WEIGHT = {"teacher": 0.2, "student": 0.5}  # a model's probabilities against a label's 1
 
 
 @dataclass
@@ -101,12 +104,24 @@ def buildable(n: int) -> bool:
 
 def pixel_graph(images: torch.Tensor, device: str = "cpu",
                 progress: Callable[[int, int], None] | None = None) -> Graph | None:
-    """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search.
-    On a CUDA device the neighbour search (the quadratic part) runs there. progress(rows, N)
-    follows the neighbour search."""
+    """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search."""
     if not buildable(len(images)):
         return None
-    z = embed(images)
+    return feature_graph(embed(images), device, progress)
+
+
+def features(z: torch.Tensor) -> torch.Tensor:
+    """Unit rows for the cosine k-NN graph from a learned embedding (N, d): centred, normalized."""
+    return F.normalize(z - z.mean(0, keepdim=True), dim=1)
+
+
+def feature_graph(z: torch.Tensor, device: str = "cpu",
+                  progress: Callable[[int, int], None] | None = None) -> Graph | None:
+    """The graph of unit feature rows z (N, d), or None when there are too many for an exact
+    search. On a CUDA device the neighbour search (the quadratic part) runs there.
+    progress(rows, N) follows the neighbour search."""
+    if not buildable(len(z)):
+        return None
     if str(device).startswith("cuda"):
         idx, sim = knn(z.to(device), progress=progress)
         return build(idx.cpu(), sim.cpu())
@@ -127,3 +142,44 @@ def propagate(graph: Graph, seeds: torch.Tensor, prior: torch.Tensor, *, alpha: 
     total = f.sum(1, keepdim=True)
     uniform = torch.full_like(f, 1.0 / f.shape[1])
     return torch.where(total > 0, f / total.clamp_min(1e-12), uniform)
+
+
+def spread_labels(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.Tensor, k: int,
+                  probs: torch.Tensor | None, prior_weight: float, p_target: torch.Tensor | None) -> torch.Tensor:
+    """Labels (n_other, K) of the graph's nodes after the first n_seeds (whose class labels and
+    weights seed it): the seeds spread along the graph, with probs (n_other, K) * prior_weight
+    as the prior of the other nodes, then, unless p_target is None, aligned to the class mix
+    p_target (K,): propagation favours classes whose images crowd together."""
+    seeds = torch.zeros(g.size, k)
+    seeds[torch.arange(n_seeds), labels.cpu()] = weights.float().cpu()
+    prior = torch.zeros(g.size, k)
+    if probs is not None:
+        prior[n_seeds:] = prior_weight * probs.float().cpu()
+    f = propagate(g, seeds, prior)[n_seeds:]
+    return f if p_target is None else align_distribution(f, f.mean(0), p_target.float().cpu())
+
+
+def held_out_temperature(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.Tensor, k: int,
+                         probs: torch.Tensor | None, prior_weight: float, *, held: float = 0.2,
+                         seed: int = 0) -> float:
+    """The temperature T that makes spread labels honest confidences: a fifth of the seeds is
+    held out, the rest spread, and T (p ~ f ** (1/T)) minimizes the held-out labels'
+    negative log-likelihood. Propagated rows are flat (their peak is often 0.3 where 90% are
+    right), so T is usually well below 1. 1.0 when there are too few seeds to hold some out."""
+    n_held = int(n_seeds * held)
+    if n_held < 5:
+        return 1.0
+    order = torch.randperm(n_seeds, generator=torch.Generator().manual_seed(seed))
+    out = order[:n_held]
+    seeds = torch.zeros(g.size, k)
+    kept = order[n_held:]
+    seeds[kept, labels.cpu()[kept]] = weights.float().cpu()[kept]
+    prior = torch.zeros(g.size, k)
+    if probs is not None:
+        prior[n_seeds:] = prior_weight * probs.float().cpu()
+    f = propagate(g, seeds, prior)[out].clamp_min(1e-6).log()
+    y = labels.cpu()[out]
+    temps = torch.logspace(-2.5, 0, 60)
+    nll = torch.stack([-(f / t).log_softmax(1)[torch.arange(len(y)), y].mean() for t in temps])
+    return float(temps[nll.argmin()])
+

@@ -104,7 +104,7 @@ def requeue(project: Project, run_id: str) -> dict:
     if run["state"] in ACTIVE_STATES or run["state"] == "finished":
         raise UsageError(f"run {run_id} is {run['state']}; only interrupted, cancelled or failed runs "
                          f"can be resumed")
-    if run["role"] not in ("teacher", "student"):
+    if run["role"] not in ("teacher", "student", "embed"):
         raise UsageError(f"a {run['role']} job is not resumed; start it again")
     project.store.requeue(run_id, run["device"])
     return run

@@ -91,8 +91,7 @@ def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
         return F.one_hot(probs.argmax(1), probs.shape[1]).to(probs.dtype)
     if temperature == 1.0:
         return probs
-    p = probs.clamp_min(1e-12) ** (1.0 / temperature)
-    return p / p.sum(1, keepdim=True)
+    return (probs.clamp_min(1e-12).log() / temperature).softmax(1)  # p ** (1/T), normalized, without underflow
 
 
 def pseudo_targets(probs: torch.Tensor, threshold: float | torch.Tensor,

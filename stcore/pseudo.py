@@ -46,16 +46,44 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
     train = images(project, "train")
     x = train[rows] if rows != list(range(len(rows))) else train[:len(rows)]
     t0 = time.perf_counter()
-    pending: list[tuple] = []
-    for start, probs in predict(model, x, device=device, batch_size=batch_size, progress=progress):
-        pred, conf, margin, ent = prediction_stats(probs)
-        p16 = probs.half().numpy()
-        pending += [(int(a), float(b), float(c), float(d), p16[k].tobytes(), teacher["id"], ids[start + k])
-                    for k, (a, b, c, d) in enumerate(zip(pred.tolist(), conf.tolist(), margin.tolist(),
-                                                         ent.tolist()))]
+    probs = torch.cat([p for _, p in predict(model, x, device=device, batch_size=batch_size, progress=progress)]
+                      or [torch.zeros(0, len(project.classes))])
+    spread = spread_over_embedding(project, rows, probs, device)
+    if spread is not None:
+        probs = spread
+    pred, conf, margin, ent = prediction_stats(probs)
+    p16 = probs.half().numpy()
+    pending = [(int(a), float(b), float(c), float(d), p16[k].tobytes(), teacher["id"], ids[k])
+               for k, (a, b, c, d) in enumerate(zip(pred.tolist(), conf.tolist(), margin.tolist(), ent.tolist()))]
     # One transaction that rebuilds the pool's indexes once: about a second for 60,000 items.
     # Readers keep their snapshot meanwhile (WAL); inference is over, so no heartbeat waits long.
     project.store.write_predictions(pending, reindex=True)
     seconds = time.perf_counter() - t0
     return {"teacher_run": teacher["id"], "items": len(ids), "seconds": round(seconds, 2),
+            "spread_over": project.store.meta().get("embedding") if spread is not None else None,
             "images_per_s": round(len(ids) / seconds, 1) if seconds else None}
+
+
+def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, device: str = "cpu",
+                          corrected_weight: float = 2.0) -> torch.Tensor | None:
+    """The teacher's pool probabilities (n, K), spread with the human labels (the labeled set,
+    accepted and corrected items) over a k-NN graph of the project's embedding and aligned to
+    the labeled class mix; None when the project has no embedding or too many images for the graph."""
+    from . import embed, graph as graph_mod
+    from .methods import sharpen
+    z = embed.load(project)
+    if z is None or not len(pool_rows):
+        return None
+    lab, reviewed = project.store.labeled_set(), project.store.reviewed_set()
+    rows = [r for r, _ in lab] + [r for r, _, _ in reviewed]
+    if not graph_mod.buildable(len(rows) + len(pool_rows)):
+        return None
+    labels = torch.tensor([c for _, c in lab] + [c for _, c, _ in reviewed], dtype=torch.long)
+    weights = torch.tensor([1.0] * len(lab) + [corrected_weight if s == "corrected" else 1.0 for _, _, s in reviewed])
+    k = probs.shape[1]
+    mix = torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k).float() + 1
+    g = graph_mod.feature_graph(graph_mod.features(z[0][rows + list(pool_rows)]), device)
+    w = graph_mod.PRIOR_WEIGHT["teacher"]
+    spread = graph_mod.spread_labels(g, len(rows), labels, weights, k, probs, w, mix / mix.sum())
+    # Spread labels are flat; a temperature fitted on held-out human labels makes them confidences.
+    return sharpen(spread, graph_mod.held_out_temperature(g, len(rows), labels, weights, k, probs, w))

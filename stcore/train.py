@@ -27,7 +27,7 @@ from .metrics import confusion, summarize
 from .pseudo import normalize, predict
 
 EVAL_SUBSET = 2000  # test images in the evaluations along a run; the last one uses them all
-PRIOR_WEIGHT = {"teacher": 0.2, "student": 0.5}  # the model's probabilities against a label's 1
+PRIOR_WEIGHT = graph_mod.PRIOR_WEIGHT
 
 # callback(kind, step, values) -> True to ask the loop to stop (after saving a checkpoint).
 # kind is 'train' (loss, lr, samples/s), 'eval' (accuracy on the evaluation subset),
@@ -108,14 +108,8 @@ def propagated_labels(g: graph_mod.Graph, data: TrainData, probs: torch.Tensor |
     whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight as the prior, then, unless
     p_target is None, aligned to the class mix p_target (K,): propagation favours classes whose
     images crowd together, and the pool's labels should not."""
-    n_lab, k = len(data.x_lab), len(data.classes)
-    seeds = torch.zeros(g.size, k)
-    seeds[torch.arange(n_lab), data.y_lab.cpu()] = data.w_lab.float().cpu()
-    prior = torch.zeros(g.size, k)
-    if probs is not None:
-        prior[n_lab:] = weight * probs.float().cpu()
-    f = graph_mod.propagate(g, seeds, prior)[n_lab:]
-    return f if p_target is None else align_distribution(f, f.mean(0), p_target.float().cpu())
+    return graph_mod.spread_labels(g, len(data.x_lab), data.y_lab, data.w_lab, len(data.classes), probs, weight,
+                                   p_target)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -221,8 +215,11 @@ def build_graph(data: TrainData, device: str, callback: Callback, step: int) -> 
         return None
     text, started = f"building the nearest-neighbour graph of {n:,} images", time.time()
     phase(callback, step, text, 0, n, started)
-    return graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]), device,
-                                 progress=lambda d, t: phase(callback, step, text, d, t, started))
+    progress = lambda d, t: phase(callback, step, text, d, t, started)
+    if data.z_lab is not None and data.z_unl is not None:  # the project's embedding
+        z = graph_mod.features(torch.cat([data.z_lab, data.z_unl]))
+        return graph_mod.feature_graph(z, device, progress)
+    return graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]), device, progress)
 
 
 def round_labels(loop: Loop, data: TrainData, cfg: TrainConfig, device: str, callback: Callback,

@@ -171,6 +171,9 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
     data = training_data(project, role=cfg.role, corrected_weight=cfg.corrected_weight,
                          use_unreviewed=cfg.use_unreviewed,
                          needs_pseudo_labels=cfg.role == "student" and not METHODS[cfg.method].online)
+    if cfg.role == "student" and METHODS[cfg.method].pool_labels == "graph":
+        from .embed import attach
+        attach(project, data)
     total = total_steps(cfg, data)
     project.store.update_run(run["id"], total=total)
     run_dir = project.run_dir(run["id"])
@@ -241,7 +244,28 @@ def _evaluate(project: Project, run: dict, reporter: Reporter) -> dict:
     return {"eval": result, "done": len(labels)}
 
 
-JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate}
+def _embed(project: Project, run: dict, reporter: Reporter) -> dict:
+    """Embed every image of the project (train then test) with a backbone; a resumed job goes on
+    from the last rows it reported as written."""
+    from . import embed
+    from .data import images
+    from .devices import resolve
+    cfg = run["config"]
+    device = resolve(cfg.get("device", "cpu"))
+    backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
+    train, test = images(project, "train"), images(project, "test")
+    everything = torch.cat([train, test]) if len(test) else train
+    project.store.update_run(run["id"], total=len(everything))
+    started, start = time.time(), int(run.get("step") or 0)
+    _, dims = embed.compute(project, backbone, everything, device=device, batch_size=int(cfg.get("batch_size", 256)),
+                            start=start, progress=reporter.progress)
+    info = embed.finish(project, backbone, {"train": len(train), "test": len(test)}, device=device,
+                        seconds=time.time() - started + float(run.get("earlier_seconds") or 0))
+    return {"eval": info, "done": len(everything)}
+
+
+JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate,
+        "embed": _embed}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,13 +144,24 @@ def no_errors(at, page: str) -> None:
 
 
 def test_every_page_renders_on_an_empty_project_and_says_what_to_do(app, small_project):
+    """The first step is the embedding (with a way to skip it); once there is one, the teacher."""
     at = app(small_project)
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
         no_errors(at, page)
         if page in ("review", "evaluate", "export"):
             labels = [b.label for b in at.button]
-            assert "Train a teacher now (default settings)" in labels, (page, labels)
+            assert "Embed now (pixels)" in labels and "Skip: train a teacher" in labels, (page, labels)
+    at.switch_page("views/review.py").run()
+    next(b for b in at.button if b.label == "Embed now (pixels)").click().run()
+    run = api.runs(small_project)[-1]
+    assert run["role"] == "embed" and run["config"]["backbone"] == "pixels"
+    assert _wait_stopped(small_project, run["id"]) == "finished"
+    at.switch_page("views/export.py").run()
+    assert "Train a teacher now (default settings)" in [b.label for b in at.button]
+    at.switch_page("views/train.py").run()
+    no_errors(at, "train")
+    assert any("Embedded" in c.value and "pixels" in c.value for c in at.caption)
 
 
 def test_every_page_renders_on_a_trained_project(app, trained_project):
@@ -471,3 +482,23 @@ def test_password_gate(app, small_project, monkeypatch):
     at.text_input[0].input("s3cret")
     at.button[0].click().run()
     assert "Create project" in [b.label for b in at.button]
+
+
+def test_train_embed_tab_starts_an_embedding_and_explains_a_bad_backbone(app, small_project):
+    p = small_project
+    at = app(p, "train")
+    assert at.selectbox(key="tr_e_kind").value == "pixels"  # recommended for small gray images
+    at.selectbox(key="tr_e_kind").set_value("torchvision:ARCH").run()
+    at.text_input(key="tr_e_arch").set_value("resnet9000").run()
+    at.button(key="tr_embed").click().run()
+    assert any("no model 'resnet9000'" in e.value for e in at.error), [e.value for e in at.error]
+    assert api.runs(p) == []
+    at.selectbox(key="tr_e_kind").set_value("pixels").run()
+    at.button(key="tr_embed").click().run()
+    run = api.runs(p)[-1]
+    assert run["role"] == "embed" and run["config"]["backbone"] == "pixels"
+    assert _wait_stopped(p, run["id"]) == "finished"
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["backbone"]) == ["pixels"] and list(table["in use"]) == ["yes"]
+    assert int(table["dimensions"][0]) == 128

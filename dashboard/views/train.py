@@ -1,4 +1,4 @@
-"""Train: start teachers, students and pseudo-label jobs as detached workers; watch them live.
+"""Train: start embeddings, teachers, students and pseudo-label jobs as detached workers; watch them live.
 
 The live panel and the runs table are fragments that re-read the store once a second, and only
 while a run is active; a worker keeps running whatever happens to this page.
@@ -39,7 +39,7 @@ def act(what: str, run_id: str) -> None:
 
 # ------------------------------------------------------------------ live view
 def progress_text(run: dict, rows: list[dict]) -> str:
-    what = "items" if run["role"] in ("pseudo-label", "evaluate") else "steps"
+    what = "images" if run["role"] == "embed" else "items" if run["role"] in ("pseudo-label", "evaluate") else "steps"
     frac = min(1.0, run["step"] / max(1, run["total"] or 1))
     text = f"{run['step']:,} / {run['total']:,} {what} ({frac:.0%})"
     if (eta := api.eta_seconds(run, rows)) is not None:
@@ -69,7 +69,7 @@ def live(run_id: str, was_active: bool) -> None:
     if is_active:
         head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:", width="stretch",
                        on_click=act, args=("cancel", run_id))
-    elif run["state"] in RESUMABLE and run["role"] in ("teacher", "student"):
+    elif run["state"] in RESUMABLE and run["role"] in ("teacher", "student", "embed"):
         head[1].button("Resume", key=f"tr_resume_live_{run_id}", icon=":material/replay:", width="stretch",
                        on_click=act, args=("resume", run_id), type="primary")
     rows = api.metrics(project, run_id)
@@ -80,8 +80,15 @@ def live(run_id: str, was_active: bool) -> None:
         st.error(f"{run['id']} {run['state']}: {run['error']}")
     if run["role"] == "pseudo-label":
         if run["state"] == "finished" and run["result"] and run["result"].get("accuracy"):
+            spread = run["result"].get("spread_over")
             st.caption(f"Pseudo-labels agree with the hidden labels on {run['result']['accuracy']['accuracy']:.1%} "
-                       f"of the pool.")
+                       f"of the pool" + (f" (the teacher's labels spread over the {spread} embedding)." if spread
+                                          else "."))
+        return
+    if run["role"] == "embed":
+        if run["state"] == "finished" and (e := run["result"]):
+            st.caption(f"Embedded {sum(e['rows'].values()):,} images with {e['backbone']}: {e['dims']:,} "
+                       f"dimensions, {e['images_per_s']:,} images/s. The graph and the pseudo-labels read it.")
         return
     n_points = sum(1 for r in rows if r["kind"] == "train")
     if not n_points:  # empty axes say nothing: wait for the first loss points
@@ -234,6 +241,46 @@ def student_tab(teacher: dict | None) -> None:
         start(v)
 
 
+BACKBONE_HELP = {
+    "pixels": "square-rooted, PCA-whitened pixels: seconds; as good as ImageNet features on small gray images",
+    "efficientnet-lite0": "ImageNet EfficientNet-Lite0 (offline): for colour photos; ~120 images/s on 2 CPU cores",
+    "torchvision:ARCH": "a torchvision classifier without its head; a weights file (state dict) when offline",
+    "file:PATH": "a model exported by stcore (Export page or `stcore export --model`)",
+}
+
+
+def embed_tab() -> None:
+    st.caption("Embed every image once. The nearest-neighbour graph and the pseudo-labels then read the "
+               "embedding; without one, they use the pixels as before.")
+    best = api.recommended_backbone(project)
+    c1, c2, c3 = st.columns([2, 1, 1])
+    kind = c1.selectbox("Backbone", list(BACKBONE_HELP), index=list(BACKBONE_HELP).index(best), key="tr_e_kind",
+                        format_func=lambda k: k + (" (recommended here)" if k == best else ""))
+    c1.caption(BACKBONE_HELP[kind])
+    backbone, options = kind, {}
+    if kind == "torchvision:ARCH":
+        backbone = "torchvision:" + c2.text_input("Architecture", "resnet18", key="tr_e_arch")
+        options["weights"] = c3.text_input("Weights file", "", key="tr_e_weights",
+                                           placeholder="/path/to/state_dict.pt") or None
+    elif kind == "file:PATH":
+        backbone = "file:" + c2.text_input("Model file", "", key="tr_e_file", placeholder="/path/to/model.pt")
+    if kind != "pixels" and kind != "file:PATH":
+        options["image_size"] = int(c3.number_input("Image size (px)", 32, 512, 128, step=32, key="tr_e_size"))
+    dev = common.device_picker("tr_e_device")
+    if st.button("Embed", type="primary", key="tr_embed", icon=":material/scatter_plot:"):
+        if common.start_embed(project, backbone, dev, **options):
+            time.sleep(0.2)
+            st.rerun()
+    if done := api.embeddings(project):
+        st.dataframe([{"backbone": e["backbone"], "in use": "yes" if e["current"] else "",
+                       "dimensions": e["dims"], "image size": e["image_size"] or "",
+                       "images": sum(e["rows"].values()), "seconds": e["seconds"], "device": e["device"],
+                       "created": e["created"][:16].replace("T", " "),
+                       "weights SHA-256": (e["weights_sha256"] or "")[:12]} for e in done],
+                     hide_index=True, width="stretch",
+                     column_config={"images": st.column_config.NumberColumn(format="%d")})
+
+
 def pseudo_tab(teacher: dict | None) -> None:
     if teacher is None:
         st.info("Pseudo-labeling needs a finished teacher; train one first.")
@@ -266,12 +313,15 @@ else:
     st.fragment(live, run_every=every)(view["id"], view["state"] in api.ACTIVE_STATES)
 
 st.subheader("Start")
-tabs = st.tabs(["Teacher", "Student", "Pseudo-label"], key="tr_tab", on_change="rerun")
+tabs = st.tabs(["Embed", "Teacher", "Student", "Pseudo-label"], key="tr_tab", on_change="rerun",
+               default="Teacher" if api.embeddings(project) else "Embed")
 with tabs[0]:
-    teacher_tab()
+    embed_tab()
 with tabs[1]:
-    student_tab(teacher)
+    teacher_tab()
 with tabs[2]:
+    student_tab(teacher)
+with tabs[3]:
     pseudo_tab(teacher)
 
 st.subheader("Runs")

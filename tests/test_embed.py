@@ -1,0 +1,139 @@
+"""The representation stage: `stcore embed` with each backbone, its files and provenance, a
+cancelled embedding resumed, and the pseudo-labels and the graph reading the embedding."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from stcore import api, embed
+from stcore.data import images, training_data
+from stcore.errors import ConfigError
+
+from conftest import stcore
+
+pytestmark = pytest.mark.needs_fmnist
+
+
+def embedding_of(project, name):
+    npy, meta = embed.paths(project, name)
+    return np.load(npy), json.loads(meta.read_text())
+
+
+def test_pixels_embedding_is_written_with_its_provenance_and_becomes_the_projects(small_project):
+    p = small_project
+    assert api.embeddings(p) == [] and embed.load(p) is None  # without one, everything works as before
+    run_id = api.start_embedding(p, "pixels", detach=False)
+    assert api.run(p, run_id)["state"] == "finished"
+    z, info = embedding_of(p, "pixels")
+    c = api.counts(p)
+    assert z.dtype == np.float16 and z.shape == (c["labeled"] + c["pool"] + c["test"], 128)
+    assert info["rows"] == {"train": c["labeled"] + c["pool"], "test": c["test"]}
+    assert info["backbone"] == "pixels" and info["seconds"] > 0 and info["created"]
+    assert [e["backbone"] for e in api.embeddings(p) if e["current"]] == ["pixels"]
+    train, test = embed.load(p)
+    assert len(train) == c["labeled"] + c["pool"] and len(test) == c["test"]
+
+
+def test_efficientnet_lite0_runs_offline_from_its_wheel_and_records_the_weights_hash(small_project):
+    p = small_project
+    api.start_embedding(p, "efficientnet-lite0", image_size=32, batch_size=512, detach=False)
+    z, info = embedding_of(p, "efficientnet-lite0")
+    assert z.shape[1] == 1280 and np.isfinite(z.astype(np.float32)).all() and z.std() > 0
+    assert info["weights_sha256"] == hashlib.sha256(open(info["weights"], "rb").read()).hexdigest()
+    assert info["image_size"] == 32
+
+
+def test_torchvision_backbone_reads_a_weights_file_and_says_weights_when_offline(small_project, tmp_path,
+                                                                                  monkeypatch):
+    import torchvision
+    p = small_project
+    weights = tmp_path / "mnv3.pt"
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), weights)
+    api.start_embedding(p, "torchvision:mobilenet_v3_small", weights=str(weights), image_size=32, detach=False)
+    z, info = embedding_of(p, "torchvision:mobilenet_v3_small")
+    assert z.shape[1] == 576 and info["weights"] == str(weights.resolve())
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(ConfigError, match="--weights FILE"):
+        embed.build("torchvision:resnet18", p)
+    with pytest.raises(ConfigError, match="no model 'resnet9000'"):
+        api.start_embedding(p, "torchvision:resnet9000")
+    with pytest.raises(ConfigError, match="does not fit"):
+        embed.build("torchvision:resnet18", p, weights=str(weights))
+
+
+def test_a_model_exported_by_stcore_is_a_backbone(trained_project, tmp_path):
+    p = trained_project
+    model = tmp_path / "teacher.pt"
+    api.export_model(p, model, api.teacher(p)["id"])
+    api.start_embedding(p, f"file:{model}", detach=False)
+    z, _ = embedding_of(p, f"file:{model}")
+    assert z.shape[1] == 96  # the small CNN's pooled features (4 x 24 channels)
+
+
+def test_bad_backbones_are_one_line_errors(small_project):
+    r = stcore("embed", small_project.path, "--backbone", "vgg-imaginary", check=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown backbone 'vgg-imaginary'")
+    r = stcore("embed", small_project.path, "--backbone", "file:/nonexistent.pt", check=False)
+    assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert api.runs(small_project) == []  # nothing was started
+
+
+def test_a_cancelled_embedding_resumes_where_it_stopped(small_project):
+    p = small_project
+    run_id = api.start_embedding(p, "efficientnet-lite0", image_size=64, batch_size=32, detach=True)
+    deadline = time.time() + 120
+    while api.run(p, run_id)["step"] < 64:
+        assert time.time() < deadline and api.run(p, run_id)["state"] in ("queued", "running"), api.run(p, run_id)
+        time.sleep(0.2)
+    api.cancel(p, run_id)
+    while api.run(p, run_id)["state"] == "running":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    stopped = api.run(p, run_id)
+    assert stopped["state"] == "cancelled" and 0 < stopped["step"] < stopped["total"]
+    npy, _ = embed.paths(p, "efficientnet-lite0")
+    assert not npy.exists() and npy.with_name("." + npy.name + ".partial").exists()
+    api.resume(p, run_id, detach=False)
+    done = api.run(p, run_id)
+    assert done["state"] == "finished" and done["step"] == done["total"]
+    z, _ = embedding_of(p, "efficientnet-lite0")
+    fresh = embed.build("efficientnet-lite0", p, image_size=64)
+    with torch.inference_mode():
+        fresh.module.eval()
+        first = fresh.encode(images(p, "train")[:4]).numpy()
+    assert np.allclose(z[:4].astype(np.float32), first.astype(np.float32), atol=2e-2)
+    assert np.abs(z.astype(np.float32)).sum(1).min() > 0  # no row was left unwritten
+
+
+def test_pseudo_labels_spread_over_the_embedding_are_more_accurate_and_calibrated(trained_project):
+    p = trained_project
+    before = api.pseudo_label_accuracy(p)["accuracy"]
+    api.start_embedding(p, "pixels", detach=False)
+    job = api.start_pseudo_label(p, detach=False)
+    assert api.run(p, job)["result"]["spread_over"] == "pixels"
+    after = api.pseudo_label_accuracy(p)["accuracy"]
+    assert after > before + 0.1, (before, after)  # a 30-step teacher: about 0.3 alone, 0.7 spread
+    bins = [b for b in api.calibration(p)["hidden"] if b["n"] >= 50]
+    assert all(abs(b["accuracy"] - (b["lo"] + b["hi"]) / 2) < 0.25 for b in bins), bins
+
+
+def test_a_labelprop_student_builds_its_graph_on_the_embedding(trained_project):
+    p = trained_project
+    api.start_embedding(p, "pixels", detach=False)
+    data = training_data(p, role="student", corrected_weight=2.0, use_unreviewed=True, needs_pseudo_labels=True)
+    embed.attach(p, data)
+    train, _ = embed.load(p)
+    assert torch.equal(data.z_lab, train[data.rows_lab]) and torch.equal(data.z_unl, train[data.rows_unl])
+    assert len(data.z_unl) == len(data.x_unl)
+    run_id = api.start_training(p, {"role": "student", "steps": 30, "eval_every": 15}, detach=False)
+    assert api.run(p, run_id)["state"] == "finished"
