@@ -32,8 +32,15 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         if "reporting_cost" in t:
             add("Training: cost of metric rows + heartbeats", 100 * t["reporting_cost"], "small", None, " %", 1)
     if "pseudo_label_ratio" in r:
-        add("Pseudo-labeling throughput, stcore / bare PyTorch", r["pseudo_label_ratio"], ">= 0.9",
-            lambda v: v >= 0.9)
+        spread = r.get("pseudo_label_ratio_spread")
+        add("Pseudo-labeling throughput, stcore / bare PyTorch"
+            + (f" (pairs from {spread[0]:.2f} to {spread[1]:.2f})" if spread else ""), r["pseudo_label_ratio"],
+            ">= 0.9", lambda v: v >= 0.9)
+    if "embed_ratio" in r:
+        e = r.get("details", {}).get("embed", {})
+        add(f"Embedding throughput (EfficientNet-Lite0 at {e.get('image_size', '?')} px), stcore / bare PyTorch",
+            r["embed_ratio"], ">= 0.9", lambda v: v >= 0.9)
+        add("  stcore embedding, images/s", r.get("embed_images_per_s"), "", None, "", 1)
     for size, label in (("60k", "60,000"), ("1m", "1,000,000")):
         target, limit = ("< 50 ms", 50) if size == "60k" else ("< 1000 ms", 1000)
         if f"page_p95_ms_{size}" in r:

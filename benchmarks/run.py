@@ -22,7 +22,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "review", "dashboard", "accuracy")
+PARTS = ("train", "pseudo", "embed", "review", "dashboard", "accuracy")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -32,12 +32,14 @@ def settings(quick: bool) -> dict:
         return {"limit": 600, "teacher_steps": 3,
                 "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
                 "pseudo": {"repeats": 2},
+                "embed": {"repeats": 2, "n": 64, "image_size": 32},
                 "review": {"sizes": {"60k": 5_000, "1m": 20_000}, "repeats": 20, "bulk": 10_000, "bulk_repeats": 1},
                 "accuracy": {"seeds": [0], "limit": 600, "budget": ["--steps", "3", "--batch-size", "16"],
                              "review_n": 20, "ceiling": (["--labeled", "599"], ["--steps", "3", "--batch-size", "16"])}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
+            "embed": {"repeats": 3, "n": 1024, "image_size": 128},
             "review": {"sizes": {"60k": 60_000, "1m": 1_000_000}, "repeats": 200, "bulk": 10_000,
                        "bulk_repeats": 5},
             # CLI defaults for everything the user would not type; the ceiling gets a stated budget.
@@ -51,7 +53,11 @@ def headline(part: str, res: dict) -> dict:
         case "train":
             return {"train_ratio": res["ratio_vs_bare"]["median"]}
         case "pseudo":
-            return {"pseudo_label_ratio": res["ratio_vs_bare"]["median"]}
+            return {"pseudo_label_ratio": res["ratio_vs_bare"]["median"],
+                    "pseudo_label_ratio_spread": [res["ratio_vs_bare"]["min"], res["ratio_vs_bare"]["max"]]}
+        case "embed":
+            return {"embed_ratio": res["ratio_vs_bare"]["median"],
+                    "embed_images_per_s": res["images_per_s"]["stcore"]["median"]}
         case "review":
             out = {}
             for size, r in res.items():
@@ -78,10 +84,10 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
         save=lambda results: None) -> dict:
     """Run parts in order; save(results) after each, so a long run interrupted late keeps
     what it measured. pairs overrides the repeats of the alternated comparisons."""
-    from .speed import bench_pseudo, bench_train, make_project
+    from .speed import bench_embed, bench_pseudo, bench_train, make_project
     s = settings(quick)
     if pairs:
-        s["train"]["repeats"] = s["pseudo"]["repeats"] = pairs
+        s["train"]["repeats"] = s["pseudo"]["repeats"] = s["embed"]["repeats"] = pairs
     results: dict = {"date": now_iso(), "quick": quick, "machine": machine("cpu"), "details": {}, "seconds": {}}
     shared: dict = {}
 
@@ -101,6 +107,8 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                     res = bench_train(project()[0], say=say, **s["train"])
                 case "pseudo":
                     res = bench_pseudo(*project(), say=say, **s["pseudo"])
+                case "embed":
+                    res = bench_embed(project()[0], say=say, **s["embed"])
                 case "review":
                     from .review import bench_review
                     res = bench_review(workdir, say=say, **s["review"])

@@ -188,3 +188,39 @@ def bench_pseudo(project: Project, teacher: str, *, repeats: int, batch_size: in
         say(f"  pseudo-label {k:<7} images/s: {', '.join(f'{x:.0f}' for x in v)}")
     return {"items": n, "batch_size": batch_size, "images_per_s": {k: summary(v, 1) for k, v in runs.items()},
             "ratio_vs_bare": paired_ratio(runs["stcore"], runs["bare"])}
+
+
+def bench_embed(project: Project, *, repeats: int, n: int, image_size: int, batch_size: int = 128,
+                say=print) -> dict:
+    """An embed job's forward passes (stcore.embed.compute: EfficientNet-Lite0, resizing, writing
+    float16 rows to the memory-mapped file) against a bare loop of the same forward passes with
+    the same weights over the same images, already in memory."""
+    from stcore import embed
+    x = images(project, "train")[:n].clone()
+    backbone = embed.build("efficientnet-lite0", project, image_size=image_size)
+    model = backbone.module.to(memory_format=torch.channels_last).eval()
+    mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def bare() -> float:
+        t0 = time.perf_counter()
+        for s in range(0, n, batch_size):
+            xb = x[s:s + batch_size].float() / 255
+            xb = xb.expand(-1, 3, -1, -1) if xb.shape[1] == 1 else xb
+            xb = F.interpolate(xb, size=(image_size, image_size), mode="bilinear", align_corners=False)
+            model(((xb - mean) / std).contiguous(memory_format=torch.channels_last))
+        return n / (time.perf_counter() - t0)
+
+    def stcore_side() -> float:
+        t0 = time.perf_counter()
+        embed.compute(project, backbone, x, device="cpu", batch_size=batch_size)
+        return n / (time.perf_counter() - t0)
+
+    bare()  # warm-up
+    runs = alternate({"bare": bare, "stcore": stcore_side}, repeats)
+    for k, v in runs.items():
+        say(f"  embed {k:<7} images/s: {', '.join(f'{v_:.1f}' for v_ in v)}")
+    return {"backbone": "efficientnet-lite0", "images": n, "image_size": image_size, "batch_size": batch_size,
+            "images_per_s": {k: summary(v, 1) for k, v in runs.items()},
+            "ratio_vs_bare": paired_ratio(runs["stcore"], runs["bare"])}

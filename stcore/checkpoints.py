@@ -73,10 +73,12 @@ def model_from(project, ck: dict, where: object) -> torch.nn.Module:
     when they do not fit (a checkpoint without metadata, made for other classes or channels)."""
     from .models import build
     c, h, _ = project.meta["input_shape"]
-    model = build(ck["config"].get("model", "cnn"), c, len(project.classes), h)
+    name = ck["config"].get("model", "cnn")
+    dims = ck["ema"]["linear.weight"].shape[1] if name == "head" and "linear.weight" in ck.get("ema", {}) else None
     try:
+        model = build(name, c, len(project.classes), h, dims=dims)
         model.load_state_dict(ck["ema"])
-    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+    except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as e:
         raise ProjectError(f"{where}: the weights do not fit this project's {ck['config'].get('model')} "
                            f"({len(project.classes)} classes, input {project.meta['input_shape']}): "
                            f"{str(e).strip().splitlines()[0][:200]}") from e

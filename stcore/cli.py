@@ -251,6 +251,7 @@ def cmd_status(a):
           f"rejected {c['rejected']:,}  test {c['test']:,}")
     if s["pseudo_label_accuracy"]:
         print(f"  pseudo-label accuracy (hidden labels): {s['pseudo_label_accuracy']['accuracy']:.4f}")
+    print(f"  embedding: {s['embedding'] or 'none (the graph and pseudo-labels use the pixels)'}")
     print(f"  teacher: {s['teacher'] or 'none yet'}")
     for r in s["runs"]:
         print(f"  {r['id']:<16} {r['state']:<11} {r['device']:<7} {r['step']}/{r['total']}"
@@ -352,7 +353,8 @@ def _train_args(s) -> None:
     s.add_argument("--detach", action="store_true", help="run as a detached job; print the run id and return")
     s.add_argument("--method", help="teacher: supervised; student: labelprop (default), consistency, "
                    "self-training (older names: freematch, fixmatch, meanteacher, pseudo, soft)")
-    s.add_argument("--model", help="cnn (default) or resnet18")
+    s.add_argument("--model", help="cnn, resnet18 or head (a linear classifier on the embedding; the default "
+                                    "when the embedding is a pretrained network's, else cnn)")
     s.add_argument("--steps", type=int, help="optimizer steps, shared by the rounds (default: teacher 400, "
                    "student 600 per round)")
     s.add_argument("--epochs", type=float, help="instead of --steps: passes over the labels (teacher) or pool")
@@ -411,9 +413,10 @@ def _review_args(s) -> None:
 
 def _run_commands(cmd) -> None:
     s = cmd("embed", cmd_embed, "embed every image with a backbone; the graph and the pseudo-labels then read it")
-    s.add_argument("--backbone", default="pixels", metavar="NAME",
-                   help="pixels (default), efficientnet-lite0 (ImageNet, offline), torchvision:ARCH "
-                        "(with --weights FILE offline) or file:PATH (a model exported by stcore)")
+    s.add_argument("--backbone", metavar="NAME",
+                   help="pixels, efficientnet-lite0 (ImageNet, offline), torchvision:ARCH "
+                        "(with --weights FILE offline) or file:PATH (a model exported by stcore); default: "
+                        "efficientnet-lite0 for colour images, pixels for gray ones")
     s.add_argument("--weights", metavar="FILE", help="torchvision:ARCH: a state dict of that architecture")
     s.add_argument("--image-size", type=int, metavar="N", help="pretrained backbones: resize images to N px (default 128)")
     s.add_argument("--device", default="cpu")
@@ -480,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args) or 0
+    except BrokenPipeError:  # `stcore status P | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (StcoreError, OSError, sqlite3.Error) as e:
         msg = message(e)
         if isinstance(e, OSError) and e.strerror:  # a full disk, a read-only or missing folder

@@ -56,7 +56,8 @@ class Backbone:
                               align_corners=False)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        out = self.module((x - mean) / std)
+        # channels_last: oneDNN's and cuDNN's fastest convolutions (about 1.5x on 2 CPU cores)
+        out = self.module(((x - mean) / std).contiguous(memory_format=torch.channels_last))
         return out.flatten(1).float()
 
 
@@ -173,9 +174,14 @@ def _stcore_file(path: str, project) -> Backbone:
     try:
         ck = load_checkpoint(Path(path).expanduser())
         weights, config = ck.get("model", ck.get("ema")), ck["config"]
+        if config.get("model") == "head":
+            raise ConfigError(f"file:{path} is a head on an embedding, which reads features, not images; "
+                              f"export a cnn or resnet18 run as the backbone")
         shape = ck.get("input_shape") or project.meta["input_shape"]
         model = build_model(config.get("model", "cnn"), shape[0], len(ck.get("classes") or project.classes), shape[1])
         model.load_state_dict(weights)
+    except ConfigError:
+        raise
     except Exception as e:  # a foreign or damaged file fails in torch.load or load_state_dict, in many types
         raise ConfigError(f"file:{path} is not a model saved by stcore ({type(e).__name__}: "
                           f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); export one with "
@@ -227,7 +233,7 @@ def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = 
         if progress:
             progress(n, n)
         return out, z.shape[1]
-    module = backbone.module.to(device).eval()
+    module = backbone.module.to(device, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
         dims = backbone.encode(images[:1].to(device)).shape[1]
         mode = "r+" if start and partial.exists() else "w+"

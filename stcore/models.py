@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODELS = ("cnn", "resnet18")
+MODELS = ("cnn", "resnet18", "head")
+IMAGE_MODELS = ("cnn", "resnet18")  # "head" reads the project's embedding, not images
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -39,8 +40,34 @@ def resnet18_small(in_channels: int, num_classes: int) -> nn.Module:
     return m
 
 
-def build(name: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """image_size is accepted so that every constructor can size itself from the input shape."""
+class EmbeddingHead(nn.Module):
+    """A linear classifier on embedding rows (N, dims), standardized by the mean and spread of
+    the project's embedding (kept as buffers, so a checkpoint carries them)."""
+
+    def __init__(self, dims: int, num_classes: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dims))
+        self.register_buffer("std", torch.ones(dims))
+        self.linear = nn.Linear(dims, num_classes)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.linear((z.float() - self.mean) / self.std)
+
+    @torch.inference_mode()
+    def probs(self, z: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+        """Class probabilities (N, K) of embedding rows z, in eval mode, on the CPU."""
+        self.eval().cpu()
+        out = [self(z[i:i + batch]).softmax(1) for i in range(0, len(z), batch)]
+        return torch.cat(out) if out else torch.zeros(0, self.linear.out_features)
+
+
+def build(name: str, in_channels: int, num_classes: int, image_size: int, *, dims: int | None = None) -> nn.Module:
+    """image_size is accepted so that every constructor can size itself from the input shape;
+    dims is the embedding's width, for "head"."""
+    if name == "head":
+        if not dims:
+            raise ValueError("the head model needs the embedding's width (dims)")
+        return EmbeddingHead(dims, num_classes)
     match name:
         case "cnn":
             model = SmallCNN(in_channels, num_classes, width=24 if image_size <= 32 else 48)

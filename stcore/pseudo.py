@@ -41,13 +41,20 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
     import time
     from .checkpoints import run_model
     from .data import images
+    from .models import EmbeddingHead
     model = run_model(project, teacher["id"], device=device)
     ids, rows = project.store.pool_order()
     train = images(project, "train")
     x = train[rows] if rows != list(range(len(rows))) else train[:len(rows)]
     t0 = time.perf_counter()
-    probs = torch.cat([p for _, p in predict(model, x, device=device, batch_size=batch_size, progress=progress)]
-                      or [torch.zeros(0, len(project.classes))])
+    if isinstance(model, EmbeddingHead):  # a head reads the embedding, not the images
+        from .embed import load
+        probs = model.probs(load(project)[0][rows])
+        if progress:
+            progress(len(rows), len(rows))
+    else:
+        probs = torch.cat([p for _, p in predict(model, x, device=device, batch_size=batch_size, progress=progress)]
+                          or [torch.zeros(0, len(project.classes))])
     spread = spread_over_embedding(project, rows, probs, device)
     if spread is not None:
         probs = spread

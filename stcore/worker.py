@@ -170,7 +170,8 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
     teacher = _teacher(project, cfg)
     data = training_data(project, role=cfg.role, corrected_weight=cfg.corrected_weight,
                          use_unreviewed=cfg.use_unreviewed,
-                         needs_pseudo_labels=cfg.role == "student" and not METHODS[cfg.method].online)
+                         needs_pseudo_labels=cfg.role == "student" and (cfg.model == "head"
+                                                                        or not METHODS[cfg.method].online))
     if cfg.role == "student" and METHODS[cfg.method].pool_labels == "graph":
         from .embed import attach
         attach(project, data)
@@ -180,6 +181,8 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     for tmp in run_dir.glob(".*.tmp"):  # half-written checkpoints of a worker that was killed
         tmp.unlink(missing_ok=True)
+    if cfg.model == "head":
+        return _train_head(project, run, cfg, data, teacher, total, reporter)
     c, h, _ = project.meta["input_shape"]
     model, resume = build(cfg.model, c, len(project.classes), h), None
     if (run_dir / "latest.pt").exists():
@@ -192,12 +195,55 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
                 raise ProjectError("the student starts from the teacher's weights, and there is no finished "
                                    "teacher; train one, or use --init scratch")
             ck = run_checkpoint(project, teacher["id"])
-            if ck["config"].get("model") != cfg.model:
+            if ck["config"].get("model") not in (cfg.model, "head"):  # a head shares no layers with a network
                 raise ProjectError(f"the teacher is a {ck['config'].get('model')}, the student a {cfg.model}; "
                                    f"use the same model, or --init scratch")
-            model = model_from(project, ck, f"the teacher {teacher['id']}")
+            if ck["config"].get("model") == cfg.model:
+                model = model_from(project, ck, f"the teacher {teacher['id']}")
     out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir, resume=resume,
               extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")})
+    if out["test_probs"] is not None:
+        save_test_probs(run_dir, out["test_probs"])
+    return {**out, "done": total}
+
+
+def _train_head(project: Project, run: dict, cfg, data, teacher: dict | None, total: int, reporter: Reporter) -> dict:
+    """A head on the project's embedding (--model head): a teacher, or a student that starts from
+    a head teacher's weights where it has one, learning the stored (spread) pseudo-labels."""
+    from . import embed
+    from .checkpoints import project_tag, run_checkpoint
+    from .head import fit_head, standardize_on
+    from .methods import METHODS
+    from .models import build
+    z = embed.load(project)
+    if z is None:
+        raise ProjectError("--model head learns on the project's embedding, and there is none; "
+                           "run `stcore embed` first")
+    train_z, data.z_test = z
+    data.z_lab, data.z_unl = train_z[data.rows_lab], train_z[data.rows_unl]
+    torch.manual_seed(cfg.seed)  # the head's initial weights, as a run's seed fixes the network's
+    model = build("head", 0, len(project.classes), 0, dims=train_z.shape[1])
+    standardize_on(model, train_z)
+    run_dir, resume = project.run_dir(run["id"]), None
+    if (run_dir / "latest.pt").exists():
+        resume = run_checkpoint(project, run["id"])
+        project.store.truncate_metrics(run["id"], resume["step"])
+    else:
+        project.store.truncate_metrics(run["id"], 0)
+    if resume is None and cfg.role == "student" and cfg.init == "teacher" and teacher is not None:
+        ck = run_checkpoint(project, teacher["id"])
+        if ck["config"].get("model") == "head" and ck["ema"]["linear.weight"].shape[1] == train_z.shape[1]:
+            model.load_state_dict(ck["ema"])  # else the head starts fresh: there is nothing to start from
+    if cfg.role == "student" and data.p_unl is not None and METHODS[cfg.method].pool_labels == "graph" and resume is None:
+        # labelprop: the pool's labels are spread again with today's human labels (reviews included)
+        from .pseudo import spread_over_embedding
+        reporter.report("phase", 0, {"phase": f"spreading the labels over the graph of {len(data.z_unl):,} pool "
+                                              f"images", "done": 0, "total": 0, "started": time.time()})
+        spread = spread_over_embedding(project, data.rows_unl, data.p_unl, corrected_weight=cfg.corrected_weight)
+        data.p_unl = spread if spread is not None else data.p_unl
+    out = fit_head(model, data, cfg, total=total, callback=reporter.report, checkpoint_dir=run_dir,
+                   resume=resume, extra={**project_tag(project), "teacher_run": (teacher or {}).get("id"),
+                                         "embedding": project.store.meta().get("embedding")})
     if out["test_probs"] is not None:
         save_test_probs(run_dir, out["test_probs"])
     return {**out, "done": total}
@@ -231,11 +277,16 @@ def _evaluate(project: Project, run: dict, reporter: Reporter) -> dict:
     from .data import images
     from .devices import resolve
     from .metrics import confusion, summarize
+    from .models import EmbeddingHead
     from .train import predict_probs
     target = run["config"]["run"]
     device = resolve(run["config"].get("device", "cpu"))
-    probs = predict_probs(run_model(project, target, device=device), images(project, "test"), device=device,
-                          progress=reporter.progress)
+    model = run_model(project, target, device=device)
+    if isinstance(model, EmbeddingHead):  # a head reads the embedding, not the images
+        from .embed import load
+        probs = model.probs(load(project)[1])
+    else:
+        probs = predict_probs(model, images(project, "test"), device=device, progress=reporter.progress)
     _, labels = project.store.test_set()
     result = summarize(confusion(labels, probs.argmax(1).tolist() if len(probs) else [], len(project.classes)),
                        project.classes)

@@ -104,3 +104,13 @@ def test_watch_and_runs_show_a_finished_run(trained_project):
     assert {"id", "role", "state", "device", "pid", "step", "total", "started", "heartbeat", "last_metrics",
             "error"} <= set(r)
     assert r["state"] == "finished" and r["last_metrics"]["accuracy"] > 0
+
+
+@pytest.mark.needs_fmnist
+def test_a_reader_that_leaves_early_is_not_an_error(small_project):
+    """`stcore status P | true`: the reader is gone before stcore prints; no 'error: Broken pipe'."""
+    import subprocess
+    import sys
+    r = subprocess.run(f"{sys.executable} -m stcore status {small_project.path} | true; echo \"${{PIPESTATUS[0]}}\"",
+                       shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "0" and "error" not in r.stderr, r.stderr

@@ -44,7 +44,7 @@ def test_efficientnet_lite0_runs_offline_from_its_wheel_and_records_the_weights_
     p = small_project
     api.start_embedding(p, "efficientnet-lite0", image_size=32, batch_size=512, detach=False)
     z, info = embedding_of(p, "efficientnet-lite0")
-    assert z.shape[1] == 1280 and np.isfinite(z.astype(np.float32)).all() and z.std() > 0
+    assert z.shape[1] == 1280 and np.isfinite(z.astype(np.float32)).all() and z.astype(np.float32).std() > 0
     assert info["weights_sha256"] == hashlib.sha256(open(info["weights"], "rb").read()).hexdigest()
     assert info["image_size"] == 32
 
@@ -137,3 +137,36 @@ def test_a_labelprop_student_builds_its_graph_on_the_embedding(trained_project):
     assert len(data.z_unl) == len(data.x_unl)
     run_id = api.start_training(p, {"role": "student", "steps": 30, "eval_every": 15}, detach=False)
     assert api.run(p, run_id)["state"] == "finished"
+
+
+def test_a_head_on_the_embedding_teaches_pseudo_labels_and_a_student(small_project):
+    p = small_project
+    with pytest.raises(api.ProjectError, match="stcore embed"):
+        api.start_training(p, {"role": "teacher", "model": "head"}, detach=False)
+    api.start_embedding(p, "pixels", detach=False)
+    teacher = api.start_training(p, {"role": "teacher", "model": "head", "steps": 200}, detach=False)
+    acc, final = api.accuracy_of(p, api.run(p, teacher))
+    assert final and acc > 0.45, acc  # a linear head on 100 labels; chance is 0.1
+    job = api.start_evaluation(p, teacher, detach=False)
+    assert api.run(p, job)["result"]["accuracy"] == acc  # recomputed from the stored embedding
+    api.start_pseudo_label(p, detach=False)
+    assert {r["teacher_run"] for r in api.review_page(p, statuses=["pending"], limit=5)} == {teacher}
+    assert api.pseudo_label_accuracy(p)["accuracy"] > acc  # spread over the graph with the human labels
+    head_student = api.start_training(p, {"role": "student", "model": "head", "steps": 200}, detach=False)
+    s_acc, _ = api.accuracy_of(p, api.run(p, head_student))
+    assert s_acc > acc + 0.05, (acc, s_acc)  # the pool's labels teach it more than the 100 labels did
+    cnn = api.start_training(p, {"role": "student", "steps": 20, "eval_every": 10}, detach=False)
+    assert api.run(p, cnn)["state"] == "finished"  # from scratch: a head shares no layers with a CNN
+
+
+def test_the_recommended_backbone_and_model_follow_the_images_and_the_embedding(small_project):
+    class Colour:
+        meta = {"input_shape": [3, 32, 32]}
+    assert api.recommended_backbone(Colour()) == "efficientnet-lite0"
+    assert api.recommended_backbone(small_project) == "pixels"  # 28 px gray
+    assert api.default_model(small_project) == "cnn"
+    api.start_embedding(small_project, detach=False)  # no backbone given: the recommended one
+    assert [e["backbone"] for e in api.embeddings(small_project)] == ["pixels"]
+    assert api.default_model(small_project) == "cnn"  # a linear head on pixels is the weaker teacher
+    small_project.store.set_meta(embedding="efficientnet-lite0")
+    assert api.default_model(small_project) == "head"

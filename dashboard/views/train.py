@@ -176,7 +176,12 @@ def budget_ui(key: str, defaults: dict) -> dict:
 
 def model_ui(key: str, defaults: dict) -> dict:
     c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("Model", api.models(), key=f"{key}_model")
+    models = [m for m in api.models() if m != "head" or api.embeddings(project)]
+    best = api.default_model(project)
+    model = c1.selectbox("Model", models, index=models.index(best) if best in models else 0, key=f"{key}_model",
+                         help="cnn: a small CNN on the images; resnet18: a larger one; head: a linear classifier "
+                              "on the project's embedding (trains in seconds; the best teacher and student on a "
+                              "CPU with a pretrained backbone)")
     st.session_state.setdefault(f"{key}_lr", defaults["lr"])
     st.session_state.setdefault(f"{key}_bs", defaults["batch_size"])
     lr = c2.number_input("Learning rate", min_value=1e-5, max_value=10.0, step=0.01, format="%.4f", key=f"{key}_lr")
