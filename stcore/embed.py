@@ -233,7 +233,7 @@ def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = 
         if progress:
             progress(n, n)
         return out, z.shape[1]
-    module = backbone.module.to(device, memory_format=torch.channels_last).eval()
+    backbone.module.to(device, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
         dims = backbone.encode(images[:1].to(device)).shape[1]
         mode = "r+" if start and partial.exists() else "w+"
@@ -245,7 +245,6 @@ def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = 
             out.flush()
             if progress:
                 progress(min(i + batch_size, n), n)
-    del module
     return out, dims
 
 
@@ -270,12 +269,6 @@ def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: flo
     os.replace(tmp, meta)
     project.store.set_meta(embedding=backbone.name)
     return info
-
-
-def available(project) -> list[dict]:
-    """The provenance of every finished embedding of the project."""
-    d = project.path / "embeddings"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
 
 
 def load(project, backbone: str | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
