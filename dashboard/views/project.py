@@ -20,10 +20,10 @@ def overview(p: api.Project) -> None:
     for col, (label, key) in zip(cols, [("Labeled", "labeled"), ("Pool", "pool"), ("Pseudo-labeled", "pseudo_labeled"),
                                         ("Pending review", "pending"), ("Accepted", "accepted"),
                                         ("Corrected", "corrected"), ("Rejected", "rejected")]):
-        # Before the first pseudo-labeling pass nothing waits for review.
+        # Before the first pseudo-labeling pass nothing waits for review (the caption below says so;
+        # a help icon here would cut the label short at 1280 px).
         pending_unknown = key == "pending" and not c["pseudo_labeled"]
-        col.metric(label, "—" if pending_unknown else f"{c[key]:,}",
-                   help="not yet pseudo-labeled: pseudo-label the pool first" if pending_unknown else None)
+        col.metric(label, "—" if pending_unknown else f"{c[key]:,}")
     if not c["pseudo_labeled"]:
         st.caption(f"The {c['pool']:,} pool images are not yet pseudo-labeled.")
     acc = api.pseudo_label_accuracy(p)
