@@ -91,6 +91,7 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
     mix = torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k).float() + 1
     g = graph_mod.feature_graph(graph_mod.features(z[0][rows + list(pool_rows)]), device)
     w = graph_mod.PRIOR_WEIGHT["teacher"]
-    spread = graph_mod.spread_labels(g, len(rows), labels, weights, k, probs, w, mix / mix.sum())
+    target = mix / mix.sum()
+    spread = graph_mod.spread_labels(g, len(rows), labels, weights, k, probs, w, target)
     # Spread labels are flat; a temperature fitted on held-out human labels makes them confidences.
-    return sharpen(spread, graph_mod.held_out_temperature(g, len(rows), labels, weights, k, probs, w))
+    return sharpen(spread, graph_mod.held_out_temperature(g, len(rows), labels, weights, k, probs, w, target))
