@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -252,6 +253,9 @@ def start_training(project: Project, values: dict, *, detach: bool = True) -> st
         values["teacher_run"] = project.teacher_run()["id"]  # pinned: a resume or a later promote keeps it
     cfg = make_config(values)
     check_teacher(project, cfg)
+    if cfg.init == "ssl" and not any(e["backbone"] == "ssl" for e in embeddings(project)):
+        raise UsageError(f"--init ssl starts from the project's self-supervised encoder, and it has none; run "
+                         f"`stcore embed {project.path} --backbone ssl` first")
     total = cfg.steps or default_steps(cfg.role, cfg.rounds)
     return _start(project, cfg.role, to_dict(cfg), total, detach)
 
@@ -295,24 +299,41 @@ def start_pseudo_label(project: Project, *, device: str = "cpu", teacher_run: st
     return _start(project, "pseudo-label", config, project.counts()["pool"], detach)
 
 
-BACKBONES = ("pixels", "efficientnet-lite0", "torchvision:ARCH", "file:PATH")
+BACKBONES = ("pixels", "ssl", "efficientnet-lite0", "torchvision:ARCH", "file:PATH")
 
 
 def start_embedding(project: Project, backbone: str | None = None, *, device: str = "cpu", weights: str | None = None,
-                    image_size: int | None = None, batch_size: int = 256, detach: bool = True) -> str:
+                    image_size: int | None = None, batch_size: int = 256, epochs: float | None = None,
+                    minutes: float | None = None, seed: int = 0, detach: bool = True) -> str:
     """Embed every image of the project with a backbone (by default the one recommended for its
-    images), in a worker; once it finishes, the graph and the pseudo-labels read this embedding."""
-    from . import embed
+    images), in a worker; once it finishes, the graph and the pseudo-labels read this embedding.
+    The ssl backbone first pretrains on the project's images for epochs or minutes, whichever
+    ends first."""
+    from . import embed, ssl
     backbone = backbone or recommended_backbone(project)
     if batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, not {batch_size}")
     if image_size is not None and not 16 <= image_size <= 512:
         raise UsageError(f"--image-size must be between 16 and 512 pixels, not {image_size}")
+    if backbone != "ssl" and (epochs is not None or minutes is not None):
+        raise UsageError(f"--epochs and --minutes are the ssl backbone's pretraining budget; {backbone} trains nothing")
+    if backbone == "ssl" and image_size is not None:
+        raise UsageError("--image-size is for pretrained backbones; ssl learns on the images as they are")
     embed.check(backbone, weights)
     config = {"device": resolve_device(device), "backbone": backbone, "batch_size": batch_size,
               "weights": str(Path(weights).expanduser().resolve()) if weights else None, "image_size": image_size}
     c = project.counts()
-    return _start(project, "embed", config, c["labeled"] + c["pool"] + c["test"], detach)
+    total = c["labeled"] + c["pool"] + c["test"]
+    if backbone == "ssl":
+        epochs, minutes = ssl.EPOCHS if epochs is None else epochs, ssl.MINUTES if minutes is None else minutes
+        if epochs <= 0 or minutes <= 0:
+            raise UsageError(f"--epochs and --minutes must be positive, not {epochs} and {minutes}")
+        if c["labeled"] + c["pool"] < batch_size:
+            raise UsageError(f"ssl pretraining needs at least --batch-size ({batch_size}) images besides the test "
+                             f"set; the project has {c['labeled'] + c['pool']}: lower --batch-size")
+        config.update(epochs=epochs, minutes=minutes, seed=seed)
+        total = max(1, math.ceil(epochs * ((c["labeled"] + c["pool"]) // batch_size)))  # as ssl.pretrain counts
+    return _start(project, "embed", config, total, detach)
 
 
 def recommended_backbone(project: Project) -> str:
@@ -327,9 +348,10 @@ def default_model(project: Project) -> str:
     """The model a run gets unless told: a head on the embedding when the project's embedding is a
     pretrained network's (on CIFAR-10 with 100 labels per class and EfficientNet-Lite0 the head
     teacher reaches 71% where the small CNN reaches 47%), else the small CNN on the images (on
-    the pixel embedding a linear head is weaker than the CNN)."""
+    the pixel embedding a linear head is weaker than the CNN, and on an ssl embedding pretrained
+    for ten minutes on two CPU cores, 65.2% against 67.0% on Fashion-MNIST)."""
     current = project.store.meta().get("embedding")
-    return "head" if current and current != "pixels" else "cnn"
+    return "head" if current and current not in ("pixels", "ssl") else "cnn"
 
 
 def embeddings(project: Project) -> list[dict]:

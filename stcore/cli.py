@@ -170,10 +170,15 @@ def _job(a, p, start, summary) -> int:
 def cmd_embed(a):
     p = api.open_project(a.project)
     start = lambda detach: api.start_embedding(p, a.backbone, device=a.device, weights=a.weights,
-                                               image_size=a.image_size, batch_size=a.batch_size, detach=detach)
-    return _job(a, p, start, lambda e: f"embedded {sum(e['rows'].values()):,} images with {e['backbone']} in "
-                                       f"{e['seconds']} s ({e['images_per_s']} images/s): {e['dims']} dimensions, "
-                                       f"in {p.path / 'embeddings' / e['file']}")
+                                               image_size=a.image_size, batch_size=a.batch_size, epochs=a.epochs,
+                                               minutes=a.minutes, seed=a.seed, detach=detach)
+
+    def summary(e):
+        pre = e.get("pretraining")
+        pre = f" (pretrained {pre['epochs']} epochs, {pre['steps']:,} steps, in {pre['seconds']} s)" if pre else ""
+        return (f"embedded {sum(e['rows'].values()):,} images with {e['backbone']}{pre} in {e['seconds']} s "
+                f"({e['images_per_s']} images/s): {e['dims']} dimensions, in {p.path / 'embeddings' / e['file']}")
+    return _job(a, p, start, summary)
 
 
 def cmd_pseudo_label(a):
@@ -379,7 +384,9 @@ def _train_args(s) -> None:
         s.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
     s.add_argument("--target-model", choices=("ema", "student"), help="consistency: who labels the weak views")
     s.add_argument("--label-aug", choices=("weak", "strong"), help="augmentation of labeled images")
-    s.add_argument("--init", choices=("teacher", "scratch"))
+    s.add_argument("--init", choices=("teacher", "scratch", "ssl"),
+                   help="student: start from the teacher (default) or from scratch; either role: from the "
+                        "project's self-supervised encoder (stcore embed --backbone ssl)")
     s.add_argument("--teacher-run", help="the teacher to start from (default: the current teacher)")
     s.add_argument("--no-unreviewed", action="store_true", help="student: ignore unreviewed pseudo-labels")
 
@@ -414,11 +421,14 @@ def _review_args(s) -> None:
 def _run_commands(cmd) -> None:
     s = cmd("embed", cmd_embed, "embed every image with a backbone; the graph and the pseudo-labels then read it")
     s.add_argument("--backbone", metavar="NAME",
-                   help="pixels, efficientnet-lite0 (ImageNet, offline), torchvision:ARCH "
-                        "(with --weights FILE offline) or file:PATH (a model exported by stcore); default: "
-                        "efficientnet-lite0 for colour images, pixels for gray ones")
+                   help="pixels, ssl (self-supervised on the project's images), efficientnet-lite0 (ImageNet, "
+                        "offline), torchvision:ARCH (with --weights FILE offline) or file:PATH (a model exported "
+                        "by stcore); default: efficientnet-lite0 for colour images, pixels for gray ones")
     s.add_argument("--weights", metavar="FILE", help="torchvision:ARCH: a state dict of that architecture")
     s.add_argument("--image-size", type=int, metavar="N", help="pretrained backbones: resize images to N px (default 128)")
+    s.add_argument("--epochs", type=float, help="ssl: pretraining passes over the images (default 100) ...")
+    s.add_argument("--minutes", type=float, help="... or minutes, whichever ends first (default 10)")
+    s.add_argument("--seed", type=int, default=0, help="ssl: the pretraining's random seed")
     s.add_argument("--device", default="cpu")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--detach", action="store_true")

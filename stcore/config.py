@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .methods import ALIASES, DEFAULT_METHOD, METHODS, STEPS_PER_ROUND, TEACHER_METHOD, TEACHER_STEPS
 
 ROLES = ("teacher", "student")
-INITS = ("teacher", "scratch")
+INITS = ("teacher", "scratch", "ssl")
 TARGET_MODELS = ("ema", "student")
 AUGMENTS = ("weak", "strong")
 ROLE_METHODS = {"teacher": (TEACHER_METHOD,), "student": tuple(METHODS)}
@@ -44,7 +44,7 @@ class TrainConfig:
     unlabeled_weight: float = 1.0 # weight of the unlabeled loss against the labeled loss
     corrected_weight: float = 2.0 # a human correction is a hard example: it weighs this many labels
     use_unreviewed: bool = True   # student: also learn from unreviewed pseudo-labels
-    init: str = "teacher"         # student: start from the teacher's weights or from scratch
+    init: str = "teacher"         # student: from the teacher's weights, scratch; either role: "ssl" encoder
     teacher_run: str = ""         # '' -> the project's current teacher
     ema_decay: float = 0.99
     weight_decay: float = 5e-4
@@ -92,6 +92,7 @@ def validate(c: TrainConfig) -> list[str]:
         (c.rounds >= 1, f"rounds must be at least 1, not {c.rounds}"),
         (0 <= c.ema_decay < 1, f"ema decay must be within [0, 1), not {c.ema_decay}"),
         (c.init in INITS, f"init must be one of {', '.join(INITS)}, not {c.init!r}"),
+        (c.init != "ssl" or c.model != "head", "--init ssl starts a network's layers; a head has none (use cnn)"),
         (c.log_every > 0, f"log_every must be positive, not {c.log_every}"),
         (c.eval_every is None or c.eval_every > 0, f"eval_every must be positive, not {c.eval_every}"),
     ]

@@ -7,7 +7,8 @@ Backbones, behind one small interface (Backbone.encode: uint8 images -> float fe
 - `torchvision:ARCH`: a torchvision classifier without its head, weights from --weights FILE (a
   state dict) or, online, torchvision's own weights;
 - `file:PATH`: a model exported by stcore (`stcore export --model`), its features before the
-  classifier.
+  classifier;
+- `ssl`: an encoder pretrained on the project's own images by self-supervision (ssl.py).
 
 An embedding is P/embeddings/NAME.npy, float16, one row per training image (the labeled set and
 the pool, in the order of the image cache) then one per test image, and NAME.json with its
@@ -76,7 +77,7 @@ def sha256(path: str | os.PathLike) -> str:
 
 def check(backbone: str, weights: str | None = None) -> None:
     """Refuse a backbone that cannot be built, before a job is started for it."""
-    if backbone in ("pixels", "efficientnet-lite0"):
+    if backbone in ("pixels", "efficientnet-lite0", "ssl"):
         if weights:
             raise ConfigError(f"--weights is for torchvision:ARCH backbones; {backbone} brings its own")
         if backbone == "efficientnet-lite0":
@@ -95,7 +96,7 @@ def check(backbone: str, weights: str | None = None) -> None:
         if not Path(backbone[5:]).expanduser().is_file():
             raise ConfigError(f"{backbone}: no such file; give a model exported by `stcore export --model`")
         return
-    raise ConfigError(f"unknown backbone {backbone!r}; use pixels, efficientnet-lite0, torchvision:ARCH "
+    raise ConfigError(f"unknown backbone {backbone!r}; use pixels, ssl, efficientnet-lite0, torchvision:ARCH "
                       f"(with --weights FILE offline) or file:PATH (a model exported by stcore)")
 
 
@@ -207,6 +208,11 @@ def build(backbone: str, project, *, weights: str | None = None, image_size: int
         return _efficientnet_lite0(size)
     if backbone.startswith("torchvision:"):
         return _torchvision(backbone.split(":", 1)[1], weights, size)
+    if backbone == "ssl":
+        from .ssl import load_encoder
+        enc, path = load_encoder(project)
+        channels = project.meta["input_shape"][0]
+        return Backbone("ssl", None, path, _FirstChannels(enc, channels), (0.0,) * 3, (1.0,) * 3)
     return _stcore_file(backbone[5:], project)
 
 
@@ -253,9 +259,9 @@ def _pixels(images: torch.Tensor) -> torch.Tensor:
     return pixel_embedding(images)
 
 
-def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: float) -> dict:
-    """Move the finished partial file into place and write its provenance; the project reads
-    this embedding from now on."""
+def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: float, extra: dict | None = None) -> dict:
+    """Move the finished partial file into place and write its provenance (with extra, such as
+    how a backbone was pretrained); the project reads this embedding from now on."""
     npy, meta = paths(project, backbone.name)
     os.replace(npy.with_name("." + npy.name + ".partial"), npy)
     arr = np.load(npy, mmap_mode="r")
@@ -263,7 +269,7 @@ def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: flo
             "weights_sha256": sha256(backbone.weights) if backbone.weights and Path(backbone.weights).is_file() else None,
             "image_size": backbone.image_size, "dims": int(arr.shape[1]), "rows": rows, "device": device,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 1),
-            "images_per_s": round(arr.shape[0] / seconds, 1) if seconds else None}
+            "images_per_s": round(arr.shape[0] / seconds, 1) if seconds else None, **(extra or {})}
     tmp = meta.with_name("." + meta.name + ".tmp")
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, meta)

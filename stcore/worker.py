@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,9 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
                                    f"use the same model, or --init scratch")
             if ck["config"].get("model") == cfg.model:
                 model = model_from(project, ck, f"the teacher {teacher['id']}")
+        if cfg.init == "ssl":
+            from .ssl import start_from_encoder
+            start_from_encoder(project, model, cfg.model)
     out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir, resume=resume,
               extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")})
     if out["test_probs"] is not None:
@@ -303,16 +307,46 @@ def _embed(project: Project, run: dict, reporter: Reporter) -> dict:
     from .devices import resolve
     cfg = run["config"]
     device = resolve(cfg.get("device", "cpu"))
-    backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
     train, test = images(project, "train"), images(project, "test")
     everything = torch.cat([train, test]) if len(test) else train
-    project.store.update_run(run["id"], total=len(everything))
-    started, start = time.time(), int(run.get("step") or 0)
-    _, dims = embed.compute(project, backbone, everything, device=device, batch_size=int(cfg.get("batch_size", 256)),
-                            start=start, progress=reporter.progress)
+    started, start, batch = time.time(), int(run.get("step") or 0), int(cfg.get("batch_size", 256))
+    progress = reporter.progress
+    if cfg["backbone"] == "ssl":
+        done = _pretrain(project, run, train, device, reporter)
+        if done.get("stopped"):
+            return done
+        start, progress = 0, _phase_progress(reporter, done["steps"], "embedding the images")
+    else:
+        project.store.update_run(run["id"], total=len(everything))
+    backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
+    embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress)
+    ssl = cfg["backbone"] == "ssl"
     info = embed.finish(project, backbone, {"train": len(train), "test": len(test)}, device=device,
-                        seconds=time.time() - started + float(run.get("earlier_seconds") or 0))
-    return {"eval": info, "done": len(everything)}
+                        seconds=time.time() - started + float(run.get("earlier_seconds") or 0),
+                        extra={"pretraining": done} if ssl else None)
+    return {"eval": info, "done": done["steps"] if ssl else len(everything)}
+
+
+def _pretrain(project: Project, run: dict, train: torch.Tensor, device: str, reporter: Reporter) -> dict:
+    """The ssl backbone's self-supervised pretraining, on the labeled set and the pool; its steps
+    are the run's steps."""
+    from .ssl import pretrain
+    cfg = run["config"]
+    return pretrain(project, train, project.run_dir(run["id"]) / "ssl-state.pt", device=device,
+                    batch_size=int(cfg.get("batch_size", 256)), epochs=float(cfg["epochs"]),
+                    minutes=float(cfg["minutes"]), seed=int(cfg.get("seed", 0)), report=reporter.report,
+                    set_total=lambda n: project.store.update_run(run["id"], total=n),
+                    forget_after=lambda step: project.store.truncate_metrics(run["id"], step))
+
+
+def _phase_progress(reporter: Reporter, step: int, text: str) -> Callable[[int, int], None]:
+    """A progress callback that reports a phase row at the run's last step (cancel included)."""
+    started = time.time()
+
+    def progress(done: int, total: int) -> None:
+        if reporter.report("phase", step, {"phase": text, "done": done, "total": total, "started": started}):
+            raise KeyboardInterrupt("cancelled")
+    return progress
 
 
 JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate,

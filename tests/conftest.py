@@ -38,6 +38,21 @@ def stcore(*args, check: bool = True, timeout: float = 300, **kw) -> subprocess.
     return r
 
 
+def cancel_at_step(api, project, run_id: str, step: int, timeout: float = 120) -> dict:
+    """Wait until a detached run has reported step, cancel it, wait until it stops; its run row."""
+    import time
+    deadline = time.time() + timeout
+    while api.run(project, run_id)["step"] < step:
+        state = api.run(project, run_id)["state"]
+        assert time.time() < deadline and state in ("queued", "running"), api.run(project, run_id)
+        time.sleep(0.2)
+    api.cancel(project, run_id)
+    while api.run(project, run_id)["state"] == "running":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    return api.run(project, run_id)
+
+
 @pytest.fixture(scope="session")
 def small_project_template(tmp_path_factory) -> Path:
     """A Fashion-MNIST project with the first 2,000 training images (100 labeled)."""

@@ -502,3 +502,23 @@ def test_train_embed_tab_starts_an_embedding_and_explains_a_bad_backbone(app, sm
     table = at.dataframe[0].value
     assert list(table["backbone"]) == ["pixels"] and list(table["in use"]) == ["yes"]
     assert int(table["dimensions"][0]) == 128
+
+
+def test_train_embed_tab_pretrains_ssl_shows_its_loss_and_offers_it_to_the_teacher(app, small_project):
+    p = small_project
+    at = app(p, "train")
+    assert not [s for s in at.selectbox if s.key == "tr_t_init"]  # nothing to start from yet
+    at.selectbox(key="tr_e_kind").set_value("ssl").run()
+    at.number_input(key="tr_e_epochs").set_value(0.5).run()
+    at.button(key="tr_embed").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = api.runs(p)[-1]
+    assert run["role"] == "embed" and run["config"]["backbone"] == "ssl" and run["config"]["epochs"] == 0.5
+    assert _wait_stopped(p, run["id"]) == "finished"
+    at.run()
+    assert any("pretrained for 0.57 epochs (4 steps)" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert any("loss points of the self-supervised pretraining" in c.value for c in at.caption)
+    losses = [c for c in at.get("plotly_chart")]
+    assert losses, "no loss chart for the pretraining"
+    assert at.selectbox(key="tr_t_init").options == ["scratch", "ssl"]
+    assert "ssl" in at.selectbox(key="tr_s_init").options

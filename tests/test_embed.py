@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import urllib.error
 
 import numpy as np
@@ -15,7 +14,7 @@ from stcore import api, embed
 from stcore.data import images, training_data
 from stcore.errors import ConfigError
 
-from conftest import stcore
+from conftest import cancel_at_step, stcore
 
 pytestmark = pytest.mark.needs_fmnist
 
@@ -91,15 +90,7 @@ def test_bad_backbones_are_one_line_errors(small_project):
 def test_a_cancelled_embedding_resumes_where_it_stopped(small_project):
     p = small_project
     run_id = api.start_embedding(p, "efficientnet-lite0", image_size=64, batch_size=32, detach=True)
-    deadline = time.time() + 120
-    while api.run(p, run_id)["step"] < 64:
-        assert time.time() < deadline and api.run(p, run_id)["state"] in ("queued", "running"), api.run(p, run_id)
-        time.sleep(0.2)
-    api.cancel(p, run_id)
-    while api.run(p, run_id)["state"] == "running":
-        assert time.time() < deadline
-        time.sleep(0.2)
-    stopped = api.run(p, run_id)
+    stopped = cancel_at_step(api, p, run_id, 64)
     assert stopped["state"] == "cancelled" and 0 < stopped["step"] < stopped["total"]
     npy, _ = embed.paths(p, "efficientnet-lite0")
     assert not npy.exists() and npy.with_name("." + npy.name + ".partial").exists()

@@ -86,9 +86,7 @@ def live(run_id: str, was_active: bool) -> None:
                                           else "."))
         return
     if run["role"] == "embed":
-        if run["state"] == "finished" and (e := run["result"]):
-            st.caption(f"Embedded {sum(e['rows'].values()):,} images with {e['backbone']}: {e['dims']:,} "
-                       f"dimensions, {e['images_per_s']:,} images/s. The graph and the pseudo-labels read it.")
+        embed_view(run, rows, is_active)
         return
     n_points = sum(1 for r in rows if r["kind"] == "train")
     if not n_points:  # empty axes say nothing: wait for the first loss points
@@ -101,6 +99,21 @@ def live(run_id: str, was_active: bool) -> None:
     st.caption(f"{n_points} loss points · {sum(1 for r in rows if r['kind'] == 'eval')} evaluations on a fixed, "
                f"class-balanced sample of the test set (the last one on all of it)"
                + (" · updates every second" if is_active else ""))
+
+
+def embed_view(run: dict, rows: list[dict], is_active: bool) -> None:
+    """An embed run: what it wrote, and the loss of a backbone that pretrains (ssl)."""
+    if run["state"] == "finished" and (e := run["result"]):
+        pre = e.get("pretraining")
+        st.caption(f"Embedded {sum(e['rows'].values()):,} images with {e['backbone']}"
+                   + (f", pretrained for {pre['epochs']} epochs ({pre['steps']:,} steps)" if pre else "")
+                   + f": {e['dims']:,} dimensions. The graph and the pseudo-labels read it.")
+    n_points = sum(1 for r in rows if r["kind"] == "train")
+    if n_points:
+        st.plotly_chart(figures.loss_chart({run["id"]: rows}), key="tr_loss")
+        st.caption(f"{n_points} loss points of the self-supervised pretraining (SimCLR's NT-Xent: lower means "
+                   f"each image's two views are told apart from the rest of the batch more surely)"
+                   + (" · updates every second" if is_active else ""))
 
 
 # ------------------------------------------------------------------ the runs table
@@ -217,12 +230,20 @@ def student_options(d: dict, options: tuple[str, ...]) -> dict:
     return v
 
 
+def has_ssl_encoder() -> bool:
+    """Whether a network can start from the project's self-supervised encoder."""
+    return any(e["backbone"] == "ssl" for e in api.embeddings(project))
+
+
 def teacher_tab() -> None:
     with st.form("tr_teacher_form"):
         st.caption("The teacher learns from the labeled images only (supervised, with weak augmentation), "
                    "and from the items you accepted or corrected.")
         d = api.train_config({"role": "teacher"})
         v = {"role": "teacher", **budget_ui("tr_t", d), **model_ui("tr_t", d)}
+        if has_ssl_encoder():
+            v["init"] = st.selectbox("Start from", ["scratch", "ssl"], key="tr_t_init",
+                                     help="ssl: the encoder pretrained on this project's images (Embed tab)")
         v["device"] = common.device_picker("tr_t_device")
         if st.form_submit_button("Start teacher", type="primary", icon=":material/play_arrow:"):
             start(v)
@@ -235,7 +256,8 @@ def student_tab(teacher: dict | None) -> None:
     c1, c2 = st.columns(2)
     method = c1.selectbox("Method", list(METHODS), key="tr_s_method", on_change=method_defaults,
                           help="; ".join(f"{n}: {m['description']}" for n, m in METHODS.items()))
-    init = c2.selectbox("Start from", ["teacher", "scratch"], key="tr_s_init")
+    init = c2.selectbox("Start from", ["teacher", "scratch"] + ["ssl"] * has_ssl_encoder(), key="tr_s_init",
+                        help="ssl: the encoder pretrained on this project's images (Embed tab)")
     st.caption(METHODS[method]["description"].capitalize() + ".")
     d = api.train_config({"role": "student", "method": method})
     v = {"role": "student", "method": method, "init": init, **budget_ui("tr_s", d), **model_ui("tr_s", d),
@@ -248,6 +270,8 @@ def student_tab(teacher: dict | None) -> None:
 
 BACKBONE_HELP = {
     "pixels": "square-rooted, PCA-whitened pixels: seconds; as good as ImageNet features on small gray images",
+    "ssl": "self-supervised (SimCLR) on this project's images for a budget of epochs or minutes; a GPU trains "
+           "it properly, two CPU cores only for a few epochs",
     "efficientnet-lite0": "ImageNet EfficientNet-Lite0 (offline): for colour photos; ~120 images/s on 2 CPU cores",
     "torchvision:ARCH": "a torchvision classifier without its head; a weights file (state dict) when offline",
     "file:PATH": "a model exported by stcore (Export page or `stcore export --model`)",
@@ -269,7 +293,13 @@ def embed_tab() -> None:
                                            placeholder="/path/to/state_dict.pt") or None
     elif kind == "file:PATH":
         backbone = "file:" + c2.text_input("Model file", "", key="tr_e_file", placeholder="/path/to/model.pt")
-    if kind != "pixels" and kind != "file:PATH":
+    if kind == "ssl":
+        options["epochs"] = float(c2.number_input("Epochs", 0.1, 1000.0, 100.0, step=10.0, key="tr_e_epochs",
+                                                  help="Passes over the labeled set and the pool"))
+        options["minutes"] = float(c3.number_input("Minutes", 0.5, 1440.0, 10.0, step=5.0, key="tr_e_minutes",
+                                                   help="Pretraining stops at the epochs or the minutes, "
+                                                        "whichever come first"))
+    elif kind not in ("pixels", "file:PATH"):
         options["image_size"] = int(c3.number_input("Image size (px)", 32, 512, 128, step=32, key="tr_e_size"))
     dev = common.device_picker("tr_e_device")
     if st.button("Embed", type="primary", key="tr_embed", icon=":material/scatter_plot:"):
