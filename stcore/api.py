@@ -362,6 +362,27 @@ def embeddings(project: Project) -> list[dict]:
     return [{**e, "current": e["backbone"] == current} for e in found]
 
 
+def start_label_issues(project: Project, *, device: str = "cpu", detach: bool = True) -> str:
+    """Rank the human labels (labeled, accepted, corrected) by how likely each is wrong, in a
+    worker: each label against what its neighbours in the embedding say, from the other labels."""
+    from .quality import MIN_LABELS
+    n = len(project.store.human_labels())
+    if n < MIN_LABELS:
+        raise UsageError(f"finding label errors needs at least {MIN_LABELS} human labels, the project has {n}; "
+                         f"label or review more items first")
+    return _start(project, "label-issues", {"device": resolve_device(device)}, n, detach)
+
+
+def label_issues(project: Project) -> dict | None:
+    """The latest finished label-issues ranking ({'issues', 'checked', 'over'}) with its run id
+    and whether the human labels changed since ('stale'), or None."""
+    done = [r for r in project.store.runs("label-issues") if r["state"] == "finished" and r["result"]]
+    if not done:
+        return None
+    result = done[-1]["result"]
+    return {**result, "run": done[-1]["id"], "stale": len(project.store.human_labels()) != result["checked"]}
+
+
 def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:
     """Evaluate a finished run on the whole test set again, in a worker (evaluate --recompute)."""
     target = project.store.run(run_id)

@@ -226,6 +226,24 @@ def _id_class(spec: str) -> tuple[int, str]:
     return int(item), cls
 
 
+def cmd_label_issues(a):
+    p = api.open_project(a.project)
+    if a.detach:
+        _print({"run": (run_id := api.start_label_issues(p, device=a.device))}, a.json, run_id)
+        return 0
+    run = _foreground(p, lambda: api.start_label_issues(p, device=a.device, detach=False))
+    if run["state"] != "finished":
+        return _report_run(run, a.json)
+    r = run["result"]
+    r = {**r, "issues": r["issues"][:a.top] if a.top else r["issues"]}
+    lines = [f"{len(run['result']['issues'])} of {r['checked']:,} human labels look wrong (their neighbours "
+             f"in the {r['over']} embedding say otherwise), most likely first:"]
+    lines += [f"  {i['id']:>8}  {i['given']} -> {i['suggested']}  score {i['score']:.3f}  ({i['source']})"
+              for i in r["issues"]]
+    _print(r, a.json, "\n".join(lines))
+    return 0
+
+
 def cmd_evaluate(a):
     p = api.open_project(a.project)
     if a.recompute:
@@ -436,6 +454,10 @@ def _run_commands(cmd) -> None:
     s.add_argument("--run", help="the teacher run to use (default: the current teacher)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--batch-size", type=int, default=1024)
+    s.add_argument("--detach", action="store_true")
+    s = cmd("label-issues", cmd_label_issues, "rank the human labels by how likely each is wrong")
+    s.add_argument("--top", type=int, metavar="N", help="print the N most likely errors (default: all)")
+    s.add_argument("--device", default="cpu")
     s.add_argument("--detach", action="store_true")
     s = cmd("evaluate", cmd_evaluate, "accuracy, per-class metrics and confusion of the latest runs")
     s.add_argument("--run")

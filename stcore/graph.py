@@ -159,31 +159,39 @@ def spread_labels(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.T
     return f if p_target is None else align_distribution(f, f.mean(0), p_target.float().cpu())
 
 
-def held_out_temperature(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.Tensor, k: int,
-                         probs: torch.Tensor | None, prior_weight: float, p_target: torch.Tensor | None = None,
-                         *, folds: int = 5, seed: int = 0) -> float:
-    """The temperature T that makes spread labels honest confidences. Each of `folds` parts of
-    the seeds is held out in turn while the rest spread; the held-out rows are aligned as the
-    pool's are (to p_target, by the pool's mean) and T (p ~ f ** (1/T)) minimizes their
-    negative log-likelihood. Propagated rows are flat (their peak is often 0.3 where 90% are
-    right), so T is usually well below 1. 1.0 when there are too few seeds to hold some out."""
-    if n_seeds < 5 * folds:
-        return 1.0
+def out_of_fold(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.Tensor, k: int,
+                probs: torch.Tensor | None, prior_weight: float, p_target: torch.Tensor | None = None,
+                *, folds: int = 5, seed: int = 0) -> torch.Tensor:
+    """Spread labels (n_seeds, K) of the seeds themselves, each from the others only: each of
+    `folds` random parts of the seeds is held out in turn while the rest spread (with probs as
+    the other nodes' prior), and, unless p_target is None, aligned as the pool's labels are."""
     order = torch.randperm(n_seeds, generator=torch.Generator().manual_seed(seed))
     labels, weights = labels.cpu(), weights.float().cpu()
     prior = torch.zeros(g.size, k)
     if probs is not None:
         prior[n_seeds:] = prior_weight * probs.float().cpu()
-    held, truth = [], []
+    out_f = torch.zeros(n_seeds, k)
     for part in range(folds):
         out, kept = order[part::folds], torch.cat([order[j::folds] for j in range(folds) if j != part])
         seeds = torch.zeros(g.size, k)
         seeds[kept, labels[kept]] = weights[kept]
         f = propagate(g, seeds, prior)
-        f_out = f[out] if p_target is None else align_distribution(f[out], f[n_seeds:].mean(0), p_target.float().cpu())
-        held.append(f_out)
-        truth.append(labels[out])
-    f, y = torch.cat(held).clamp_min(1e-6).log(), torch.cat(truth)
+        aligned = p_target is not None and g.size > n_seeds
+        out_f[out] = align_distribution(f[out], f[n_seeds:].mean(0), p_target.float().cpu()) if aligned else f[out]
+    return out_f
+
+
+def held_out_temperature(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.Tensor, k: int,
+                         probs: torch.Tensor | None, prior_weight: float, p_target: torch.Tensor | None = None,
+                         *, folds: int = 5, seed: int = 0) -> float:
+    """The temperature T that makes spread labels honest confidences: T (p ~ f ** (1/T))
+    minimizes the negative log-likelihood of the seeds' own labels, spread out of fold and
+    aligned as the pool's are. Propagated rows are flat (their peak is often 0.3 where 90% are
+    right), so T is usually well below 1. 1.0 when there are too few seeds to hold some out."""
+    if n_seeds < 5 * folds:
+        return 1.0
+    f = out_of_fold(g, n_seeds, labels, weights, k, probs, prior_weight, p_target, folds=folds, seed=seed)
+    f, y = f.clamp_min(1e-6).log(), labels.cpu()
     temps = torch.logspace(-2.5, 0, 60)
     nll = torch.stack([-(f / t).log_softmax(1)[torch.arange(len(y)), y].mean() for t in temps])
     return float(temps[nll.argmin()])

@@ -324,6 +324,14 @@ class Store:
             "SELECT i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
             "WHERE p.status IN ('accepted','corrected') ORDER BY i.row")]
 
+    def human_labels(self) -> list[tuple[int, int, int, str]]:
+        """(item id, image row, label, source) of every human label, in row order: the labeled set
+        (source 'labeled') and accepted and corrected pool items (source: the status)."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT id, row, label, 'labeled' FROM items WHERE split='labeled' "
+            "UNION ALL SELECT i.id, i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' "
+            "AND i.id=p.id WHERE p.status IN ('accepted','corrected') ORDER BY 2")]
+
     def unreviewed_set(self, *, pseudo_labeled_only: bool) -> list[tuple[int, bytes | None]]:
         """(image row, float16 probabilities or None) of pending pool items, in row order."""
         q = ("SELECT i.row, p.probs FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "

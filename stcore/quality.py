@@ -1,0 +1,49 @@
+"""Likely label errors among the human labels (the labeled set, accepted and corrected items).
+
+Each human label gets the class its neighbours say, from the other labels only: the labels are
+split in five folds, and each fold is read off the label propagation of the other four over a
+nearest-neighbour graph of the embedding (the human labels and the pending pool, so the pool
+carries the shape of the classes). A label whose out-of-fold class differs from it is a likely
+error; the score is cleanlab's normalized margin, negated: the strongest other class's share
+minus the given class's (0 to 1, the likely errors first).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .errors import ProjectError
+
+MIN_LABELS = 25   # five folds of at least five labels
+
+
+def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> dict:
+    """{'issues': [{'id', 'given', 'suggested', 'score', 'source'}, ...] most likely first,
+    'checked': how many labels were read, 'over': the embedding (or 'pixels')}."""
+    from . import embed, graph as graph_mod
+    from .data import images
+    human = project.store.human_labels()
+    if len(human) < MIN_LABELS:
+        raise ProjectError(f"finding label errors needs at least {MIN_LABELS} human labels, the project has "
+                           f"{len(human)}; label or review more items first")
+    z = embed.load(project)
+    over = project.store.meta().get("embedding") if z is not None else "pixels"
+    train = z[0] if z is not None else graph_mod.embed(images(project, "train"))
+    rows = [row for _, row, _, _ in human]
+    pool = [row for row, _ in project.store.unreviewed_set(pseudo_labeled_only=False)]
+    nodes = rows + pool if graph_mod.buildable(len(rows) + len(pool)) else rows
+    if not graph_mod.buildable(len(nodes)):
+        raise ProjectError(f"{len(nodes):,} labels are too many for the exact nearest-neighbour graph "
+                           f"({graph_mod.MAX_NODES:,} at most)")
+    g = graph_mod.feature_graph(graph_mod.features(train[nodes]), device, progress)
+    k = len(project.classes)
+    given = torch.tensor([label for _, _, label, _ in human], dtype=torch.long)
+    f = graph_mod.out_of_fold(g, len(rows), given, torch.ones(len(rows)), k, None, 0.0)
+    own = f[torch.arange(len(rows)), given]
+    other = f.scatter(1, given[:, None], -1.0).max(1)
+    issues = [{"id": int(item), "given": project.classes[int(c)], "suggested": project.classes[int(s)],
+               "score": round(float(o - p), 4), "source": source}
+              for (item, _, c, source), p, o, s in zip(human, own, other.values, other.indices) if o > p]
+    issues.sort(key=lambda i: -i["score"])
+    return {"issues": issues, "checked": len(rows), "over": over}
