@@ -244,6 +244,15 @@ def cmd_label_issues(a):
     return 0
 
 
+def cmd_similar(a):
+    r = api.similar(api.open_project(a.project), a.id, a.k)
+    lines = [f"the {len(r['neighbours'])} images nearest to {r['id']} in the {r['over']} embedding:"]
+    lines += [f"  {n['id']:>8}  similarity {n['similarity']:.3f}  {n['label'] or '(not pseudo-labeled)'}  ({n['status']})"
+              for n in r["neighbours"]]
+    _print(r, a.json, "\n".join(lines))
+    return 0
+
+
 def cmd_evaluate(a):
     p = api.open_project(a.project)
     if a.recompute:
@@ -455,6 +464,9 @@ def _run_commands(cmd) -> None:
     s.add_argument("--device", default="cpu")
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--detach", action="store_true")
+    s = cmd("similar", cmd_similar, "the images nearest to one in the embedding")
+    s.add_argument("id", type=int, help="a labeled or pool item's id")
+    s.add_argument("--k", type=int, default=12, help="how many (default 12)")
     s = cmd("label-issues", cmd_label_issues, "rank the human labels by how likely each is wrong")
     s.add_argument("--top", type=int, metavar="N", help="print the N most likely errors (default: all)")
     s.add_argument("--device", default="cpu")

@@ -1,4 +1,5 @@
-"""Likely label errors among the human labels (the labeled set, accepted and corrected items).
+"""Likely label errors among the human labels (the labeled set, accepted and corrected items),
+and the images most similar to one.
 
 Each human label gets the class its neighbours say, from the other labels only: the labels are
 split in five folds, and each fold is read off the label propagation of the other four over a
@@ -47,3 +48,28 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
               for (item, _, c, source), p, o, s in zip(human, own, other.values, other.indices) if o > p]
     issues.sort(key=lambda i: -i["score"])
     return {"issues": issues, "checked": len(rows), "over": over}
+
+
+def similar(project, item_id: int, k: int = 12) -> dict:
+    """The k labeled or pool images nearest to item_id in the project's embedding (cosine
+    similarity of the centred rows, as the graph reads them), most similar first."""
+    from . import embed, graph as graph_mod
+    found = project.store.train_items(ids=[item_id])
+    if not found:
+        raise ProjectError(f"no labeled or pool item has the id {item_id}; ids are in `stcore export` and on "
+                           f"each Review card")
+    z = embed.load(project)
+    if z is None:
+        raise ProjectError(f"similar images are read off the embedding, and the project has none; run "
+                           f"`stcore embed {project.path}` first")
+    feats = graph_mod.features(z[0])
+    row = found[0][1]
+    sims = feats @ feats[row]
+    sims[row] = -2.0  # not its own neighbour
+    top = sims.topk(min(k, len(sims) - 1))
+    items = {r[1]: r for r in project.store.train_items(rows=top.indices.tolist())}
+    classes = project.classes
+    return {"id": item_id, "over": project.store.meta().get("embedding"), "neighbours": [
+        {"id": items[r][0], "similarity": round(float(s), 4),
+         "label": classes[items[r][3]] if items[r][3] is not None else None, "status": items[r][4]}
+        for r, s in zip(top.indices.tolist(), top.values.tolist()) if r in items]}

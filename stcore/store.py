@@ -283,6 +283,20 @@ class Store:
             out.update({r[0]: r[1] for r in self.db.execute(q, (split, *chunk))})
         return out
 
+    def train_items(self, *, ids: Sequence[int] | None = None, rows: Sequence[int] | None = None) -> list[tuple]:
+        """(item id, image row, split, label, status, confidence) of labeled and pool items, by
+        id or by image row: label is the human label, else the decided one, else the
+        pseudo-label; status is 'labeled' for the labeled set."""
+        column, keys = ("i.id", ids) if ids is not None else ("i.row", rows)
+        out: list[tuple] = []
+        for chunk in _chunks([int(k) for k in keys or []], 900):
+            out += [tuple(r) for r in self.db.execute(
+                "SELECT i.id, i.row, i.split, COALESCE(i.label, p.label, p.pred), "
+                "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, p.confidence "
+                "FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id "
+                f"WHERE i.split IN ('labeled','pool') AND {column} IN ({','.join('?' * len(chunk))})", chunk)]
+        return out
+
     def set_skipped(self, skipped: Iterable[tuple[str, str]]) -> None:
         with self.tx():
             self.db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", skipped)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from stcore import api
-from stcore.errors import UsageError
+from stcore.errors import ProjectError, UsageError
 
 from conftest import stcore
 
@@ -42,3 +42,26 @@ def test_too_few_labels_is_a_clear_error(small_project, tmp_path):
     r = stcore("label-issues", p.path, check=False)
     assert r.returncode == 2 and r.stderr.startswith("error: finding label errors needs at least 25")
     assert api.runs(p) == []
+
+
+def test_similar_images_share_a_class_and_come_most_similar_first(small_project):
+    p = small_project
+    with pytest.raises(ProjectError, match="run `stcore embed"):
+        api.similar(p, 0)
+    api.start_embedding(p, "pixels", detach=False)
+    ids, _ = p.store.pool_order()
+    hidden = p.store.hidden_labels(ids)
+    agree = []
+    for item in ids[:40]:
+        out = api.similar(p, item, k=5)
+        sims = [n["similarity"] for n in out["neighbours"]]
+        assert len(sims) == 5 and sims == sorted(sims, reverse=True) and item not in [n["id"] for n in out["neighbours"]]
+        agree += [hidden.get(n["id"]) == hidden[item] for n in out["neighbours"] if n["status"] == "pending"]
+    assert sum(agree) / len(agree) > 0.6, sum(agree) / len(agree)  # chance: 0.1
+    labeled = p.store.labeled_set()[0][0]
+    r = json.loads(stcore("similar", p.path, labeled, "--k", "3", "--json").stdout)
+    assert r["id"] == labeled and len(r["neighbours"]) == 3 and r["over"] == "pixels"
+    bad = stcore("similar", p.path, "99999999", check=False)
+    assert bad.returncode == 2 and "no labeled or pool item has the id 99999999" in bad.stderr
+    with pytest.raises(UsageError, match="--k must be at least 1"):
+        api.similar(p, labeled, k=0)
