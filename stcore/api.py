@@ -383,6 +383,16 @@ def similar(project: Project, item_id: int, k: int = 12) -> dict:
     return nearest(project, int(item_id), k)
 
 
+def start_duplicates(project: Project, *, threshold: float = 0.98, device: str = "cpu", detach: bool = True) -> str:
+    """Find near-identical images among every split (the test set included), in a worker: pairs
+    whose embedding rows have a cosine similarity of at least threshold."""
+    if not 0 < threshold <= 1:
+        raise UsageError(f"--threshold must be within (0, 1], not {threshold}")
+    c = project.counts()
+    return _start(project, "duplicates", {"device": resolve_device(device), "threshold": threshold},
+                  c["labeled"] + c["pool"] + c["test"], detach)
+
+
 def label_issues(project: Project) -> dict | None:
     """The latest finished label-issues ranking ({'issues', 'checked', 'over'}) with its run id
     and whether the human labels changed since ('stale'), or None."""

@@ -253,6 +253,21 @@ def cmd_similar(a):
     return 0
 
 
+def cmd_duplicates(a):
+    p = api.open_project(a.project)
+    start = lambda detach: api.start_duplicates(p, threshold=a.threshold, device=a.device, detach=detach)
+
+    def summary(r):
+        n = len(r["pairs"])
+        lines = [f"{n:,} pair{'s' * (n != 1)} of near-identical images (cosine similarity at least {r['threshold']} "
+                 f"in the {r['over']} embedding) among {r['images']:,} images:"]
+        lines += [f"  {x['a']['split']} {x['a']['id']} ~ {x['b']['split']} {x['b']['id']}  {x['similarity']:.4f}"
+                  for x in r["pairs"][:a.top]]
+        more = len(r["pairs"]) - a.top
+        return "\n".join(lines + ([f"  ... and {more:,} more (--top N or --json)"] if more > 0 else []))
+    return _job(a, p, start, summary)
+
+
 def cmd_evaluate(a):
     p = api.open_project(a.project)
     if a.recompute:
@@ -467,6 +482,11 @@ def _run_commands(cmd) -> None:
     s = cmd("similar", cmd_similar, "the images nearest to one in the embedding")
     s.add_argument("id", type=int, help="a labeled or pool item's id")
     s.add_argument("--k", type=int, default=12, help="how many (default 12)")
+    s = cmd("duplicates", cmd_duplicates, "pairs of near-identical images, the test set included")
+    s.add_argument("--threshold", type=float, default=0.98, help="cosine similarity of a pair (default 0.98)")
+    s.add_argument("--top", type=int, default=20, metavar="N", help="pairs to print (default 20; --json: all)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--detach", action="store_true")
     s = cmd("label-issues", cmd_label_issues, "rank the human labels by how likely each is wrong")
     s.add_argument("--top", type=int, metavar="N", help="print the N most likely errors (default: all)")
     s.add_argument("--device", default="cpu")

@@ -73,3 +73,38 @@ def similar(project, item_id: int, k: int = 12) -> dict:
         {"id": items[r][0], "similarity": round(float(s), 4),
          "label": classes[items[r][3]] if items[r][3] is not None else None, "status": items[r][4]}
         for r, s in zip(top.indices.tolist(), top.values.tolist()) if r in items]}
+
+
+def duplicates(project, *, threshold: float = 0.98, device: str = "cpu",
+               progress: Callable[[int, int], None] | None = None) -> dict:
+    """Pairs of near-identical images among every split (labeled, pool and test: a test image
+    that is also a training image inflates the test accuracy), by the cosine similarity of
+    their embedding rows (the pixels when the project has no embedding); most similar first."""
+    from . import embed, graph as graph_mod
+    from .data import images
+    z = embed.load(project)
+    if z is None:
+        train, test = images(project, "train"), images(project, "test")
+        both = graph_mod.embed(torch.cat([train, test]) if len(test) else train)
+        z = both[:len(train)], both[len(train):]
+    over = project.store.meta().get("embedding") or "pixels"
+    n_train = len(z[0])
+    feats = graph_mod.features(torch.cat(z))
+    if str(device).startswith("cuda"):
+        feats = feats.to(device)
+    idx, sim = graph_mod.knn(feats, k=5, progress=progress)
+    idx, sim = idx.cpu(), sim.cpu()
+    a, nb = (sim >= threshold).nonzero(as_tuple=True)
+    b = idx[a, nb]
+    keep = a < b  # each pair once
+    a, b, s = a[keep].tolist(), b[keep].tolist(), sim[a[keep], nb[keep]].tolist()
+    train_ids = {row: (item, split) for item, row, split, *_ in
+                 project.store.train_items(rows=[r for r in a + b if r < n_train])}
+    test_ids, _ = project.store.test_set()
+
+    def item(r: int) -> dict:
+        item_id, split = train_ids.get(r, (None, None)) if r < n_train else (test_ids[r - n_train], "test")
+        return {"id": item_id, "split": split}
+    pairs = [{"a": item(i), "b": item(j), "similarity": round(v, 4)} for i, j, v in zip(a, b, s)]
+    pairs.sort(key=lambda p: -p["similarity"])
+    return {"pairs": pairs, "threshold": threshold, "over": over, "images": len(feats)}

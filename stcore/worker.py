@@ -349,23 +349,28 @@ def _phase_progress(reporter: Reporter, step: int, text: str) -> Callable[[int, 
     return progress
 
 
-def _label_issues(project: Project, run: dict, reporter: Reporter) -> dict:
-    """Rank the human labels by how likely each is wrong; the steps follow the graph's build."""
+def _quality(project: Project, run: dict, reporter: Reporter) -> dict:
+    """Rank the human labels by how likely each is wrong (role label-issues), or find
+    near-duplicate images (role duplicates); the steps follow the neighbour search."""
     from .devices import resolve
-    from .quality import label_issues
-    total = [run["total"]]
+    from .quality import duplicates, label_issues
+    total, cfg = [run["total"]], run["config"]
 
     def progress(done: int, of: int) -> None:
         if of != total[0]:
             total[0] = of
             project.store.update_run(run["id"], total=of)
         reporter.progress(done, of)
-    out = label_issues(project, device=resolve(run["config"].get("device", "cpu")), progress=progress)
+    device = resolve(cfg.get("device", "cpu"))
+    if run["role"] == "duplicates":
+        out = duplicates(project, threshold=float(cfg["threshold"]), device=device, progress=progress)
+    else:
+        out = label_issues(project, device=device, progress=progress)
     return {"eval": out, "done": total[0]}
 
 
 JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate,
-        "embed": _embed, "label-issues": _label_issues}
+        "embed": _embed, "label-issues": _quality, "duplicates": _quality}
 
 
 def main(argv: list[str] | None = None) -> int:

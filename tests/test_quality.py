@@ -65,3 +65,30 @@ def test_similar_images_share_a_class_and_come_most_similar_first(small_project)
     assert bad.returncode == 2 and "no labeled or pool item has the id 99999999" in bad.stderr
     with pytest.raises(UsageError, match="--k must be at least 1"):
         api.similar(p, labeled, k=0)
+
+
+def test_duplicates_find_a_test_image_that_is_also_in_the_pool(tmp_path):
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ds"
+
+    def save(path, pixels):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    copies = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    for i in range(20):
+        save(root / "labeled" / ("a" if i % 2 else "b") / f"l{i}.png", rng.integers(0, 256, (16, 16), dtype=np.uint8))
+        save(root / "unlabeled" / f"u{i}.png", copies if i == 7 else rng.integers(0, 256, (16, 16), dtype=np.uint8))
+        save(root / "test" / ("a" if i % 2 else "b") / f"t{i}.png", rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    save(root / "test" / "a" / "leak.png", copies)  # the same image in the pool and the test set
+    p = api.create_project(tmp_path / "proj", dataset="folder", data_root=str(root))
+    out = json.loads(stcore("duplicates", p.path, "--json").stdout)
+    assert out["images"] == 61 and out["over"] == "pixels"
+    assert len(out["pairs"]) == 1, out["pairs"]
+    pair = out["pairs"][0]
+    assert {pair["a"]["split"], pair["b"]["split"]} == {"pool", "test"} and pair["similarity"] > 0.99
+    text = stcore("duplicates", p.path).stdout
+    assert text.startswith("1 pair of near-identical images (cosine similarity at least 0.98 in the pixels")
+    with pytest.raises(UsageError, match="--threshold must be within"):
+        api.start_duplicates(p, threshold=1.5)
