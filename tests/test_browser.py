@@ -161,6 +161,13 @@ def review_in_the_browser(pg, url, project, shots):
                lambda: f"both key presses to reach the store ({api.counts(project)['accepted'] - before} did)")
     settle(pg)
     pg.get_by_text("Accepted #").first.wait_for()
+    # A number key corrects the next item to its class: 3, the third.
+    corrected = api.counts(project)["corrected"]
+    pg.get_by_role("heading", name="Review").click()
+    pg.keyboard.press("3")
+    wait_until(lambda: api.counts(project)["corrected"] == corrected + 1, 30, "key 3 to correct the next item")
+    settle(pg)
+    pg.get_by_text(f"as {project.classes[2]}").first.wait_for()
     pg.locator(".st-key-rv_bulk button").first.click()
     pg.get_by_text("Undo reverts it as one action").wait_for(timeout=20_000)
     pg.locator(".st-key-rv_bulk_no button").first.click()
@@ -220,7 +227,7 @@ def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
     pg.get_by_text("Status").first.wait_for()
     assert pg.locator(f".st-key-rv_acc_{a}").count() == 0  # decided items left the pending view
     assert pg.locator(f".st-key-rv_acc_{c}").count() == 0
-    assert api.counts(project)["accepted"] == 3 and api.counts(project)["corrected"] == 1
+    assert api.counts(project)["accepted"] == 3 and api.counts(project)["corrected"] == 2  # the picker and key 3
 
     # ---- the other pages
     for name in ("evaluate", "export"):

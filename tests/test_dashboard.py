@@ -522,3 +522,20 @@ def test_train_embed_tab_pretrains_ssl_shows_its_loss_and_offers_it_to_the_teach
     assert losses, "no loss chart for the pretraining"
     assert at.selectbox(key="tr_t_init").options == ["scratch", "ssl"]
     assert "ssl" in at.selectbox(key="tr_s_init").options
+
+
+def test_review_number_keys_correct_the_next_item_to_their_class(app, trained_project):
+    p = trained_project
+    at = app(p, "review")
+    first = _shown(at)[0]
+    keys = [at.button(key=f"rv_key_{k}") for k in range(len(p.classes))]
+    assert [b.label for b in keys] == p.classes
+    assert [b.proto.shortcut for b in keys] == list("1234567890")
+    keys[2].click().run()  # key 3: the third class
+    assert tuple(_pool_row(p, first))[:2] == ("corrected", 2)
+    assert any(f"Corrected #{first} as {p.classes[2]}" in s.value for s in at.success)
+    second = _shown(at)[0]  # the page's next pending item (▶)
+    at.button(key="rv_key_9").click().run()  # key 0: the tenth class
+    assert tuple(_pool_row(p, second))[:2] == ("corrected", 9)
+    assert any("**1**-**9**, **0** correct next to a class" in c.value for c in at.caption)
+    no_errors(at, "review")

@@ -22,6 +22,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
 PAGE_SIZES = [12, 24, 48, 96]
 COLUMNS = 4  # cards wide enough at 1280 px for the class picker and two-line labels
 SHORTCUTS = {"accept": "A", "reject": "X", "next": "N", "prev": "P", "undo": "U"}
+NUMBER_KEYS = "1234567890"  # correct the next item to the first ten classes
 VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected", "reset": "Reset"}
 STATUS_STYLE = {"accepted": "blue", "corrected": "violet", "rejected": "gray"}
 # UI state only, kept for the session while the user visits other pages.
@@ -50,14 +51,15 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
     flash(f"{VERBS[action]} {n:,} item{'s' * (n != 1)}" + (f" as {classes[label]}" if action == "correct" else ""))
 
 
-def decide_next(ids: list[int], action: str) -> None:
+def decide_next(ids: list[int], action: str, label: int | None = None) -> None:
     """Toolbar callback: decide the first of the page's items that is still pending."""
     try:
-        item = api.review_next(project, ids, action)
+        item = api.review_next(project, ids, action, label)
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
-    flash(f"{VERBS[action]} #{item}" if item is not None else "Every item on this page is decided; go to the next page")
+    flash(f"{VERBS[action]} #{item}" + (f" as {classes[label]}" if label is not None else "") if item is not None
+          else "Every item on this page is decided; go to the next page")
 
 
 def correct(item_id: int) -> None:
@@ -114,10 +116,24 @@ def toolbar_ui(pending_here: list[int], page: int, n_pages: int) -> None:
         st.button("Undo", key="rv_undo", shortcut=SHORTCUTS["undo"], icon=":material/undo:", disabled=last is None,
                   on_click=undo, help=(f"Revert the last decision: {last['new_status']} {last['n']:,} "
                                        f"item{'s' * (last['n'] != 1)}" if last else "Nothing to undo yet"))
+    if len(classes) <= len(NUMBER_KEYS):
+        class_keys_ui(pending_here, focus)
     st.caption((f"Last action: {last['new_status']} {last['n']:,} item{'s' * (last['n'] != 1)} · " if last else "")
                + f"keyboard: **{SHORTCUTS['accept']}** accept next · **{SHORTCUTS['reject']}** reject next · "
                f"**{SHORTCUTS['next']}** next page · **{SHORTCUTS['prev']}** previous page · "
-               f"**{SHORTCUTS['undo']}** undo")
+               f"**{SHORTCUTS['undo']}** undo"
+               + (" · **1**-**9**, **0** correct next to a class" if len(classes) <= len(NUMBER_KEYS) else ""))
+
+
+def class_keys_ui(pending_here: list[int], focus: int | None) -> None:
+    """A button per class with its number key (1-9, then 0, shown on the button): correct the next
+    pending item (▶) to that class."""
+    with st.container(horizontal=True, vertical_alignment="center", key="rv_class_keys"):
+        st.caption("Correct next to:")
+        for k, name in enumerate(classes):
+            st.button(name, key=f"rv_key_{k}", shortcut=NUMBER_KEYS[k], type="tertiary",
+                      disabled=focus is None, on_click=decide_next, args=(pending_here, "correct", k),
+                      help=f"Key {NUMBER_KEYS[k]}: correct the item marked ▶ to {name}")
 
 
 def ask_confirmation(threshold: float, n: int) -> None:
