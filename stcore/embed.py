@@ -172,6 +172,10 @@ def _stcore_file(path: str, project) -> Backbone:
     same channels: its feature layers, without the classifier."""
     from .checkpoints import load_checkpoint
     from .models import build as build_model
+    if _is_torchscript(Path(path).expanduser()):
+        raise ConfigError(f"file:{path} is a TorchScript archive, which carries code and is not loaded; save the "
+                          f"network's state dict (torch.save(model.state_dict(), F)) and use torchvision:ARCH "
+                          f"--weights F, or export a stcore model")
     try:
         ck = load_checkpoint(Path(path).expanduser())
         weights, config = ck.get("model", ck.get("ema")), ck["config"]
@@ -197,6 +201,15 @@ def _stcore_file(path: str, project) -> Backbone:
         features = model
     return Backbone(f"file:{path}", project.meta["input_shape"][1], str(path),
                     _FirstChannels(features, shape[0]), (0.0,) * 3, (1.0,) * 3)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip that holds compiled code (code/ and constants.pkl)."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
 
 
 def build(backbone: str, project, *, weights: str | None = None, image_size: int | None = None) -> Backbone:

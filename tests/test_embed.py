@@ -79,6 +79,12 @@ def test_a_model_exported_by_stcore_is_a_backbone(trained_project, tmp_path):
     assert z.shape[1] == 96  # the small CNN's pooled features (4 x 24 channels)
 
 
+def test_a_torchscript_file_is_refused_with_what_to_do_instead(small_project, tmp_path):
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "ts.pt"))
+    with pytest.raises(ConfigError, match="TorchScript archive, which carries code and is not loaded"):
+        embed.build(f"file:{tmp_path / 'ts.pt'}", small_project)
+
+
 def test_bad_backbones_are_one_line_errors(small_project):
     r = stcore("embed", small_project.path, "--backbone", "vgg-imaginary", check=False)
     assert r.returncode == 2 and r.stderr.startswith("error: unknown backbone 'vgg-imaginary'")
