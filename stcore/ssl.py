@@ -114,7 +114,7 @@ def pretrain(project, images: torch.Tensor, state_file: Path, *, device: str = "
             group["lr"] = lr
         idx = torch.randint(len(images), (batch_size,), generator=gen)
         x = images[idx].to(device, non_blocking=True).float().div_(255)
-        views = torch.cat([augment.strong(x, flip=flip, magnitude=STRENGTH), augment.strong(x, flip=flip, magnitude=STRENGTH)])
+        views = torch.cat([augment.strong(x, flip=flip, magnitude=STRENGTH) for _ in range(2)])  # two views each
         out = model(views.contiguous(memory_format=torch.channels_last))
         loss = nt_xent(out[:batch_size], out[batch_size:])
         if not torch.isfinite(loss):

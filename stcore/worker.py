@@ -310,21 +310,20 @@ def _embed(project: Project, run: dict, reporter: Reporter) -> dict:
     train, test = images(project, "train"), images(project, "test")
     everything = torch.cat([train, test]) if len(test) else train
     started, start, batch = time.time(), int(run.get("step") or 0), int(cfg.get("batch_size", 256))
-    progress = reporter.progress
-    if cfg["backbone"] == "ssl":
-        done = _pretrain(project, run, train, device, reporter)
-        if done.get("stopped"):
-            return done
-        start, progress = 0, _phase_progress(reporter, done["steps"], "embedding the images")
+    progress, pretrained = reporter.progress, None
+    if cfg["backbone"] == "ssl":  # its steps are pretraining steps; the embedding pass is a phase after them
+        pretrained = _pretrain(project, run, train, device, reporter)
+        if pretrained.get("stopped"):
+            return pretrained
+        start, progress = 0, _phase_progress(reporter, pretrained["steps"], "embedding the images")
     else:
         project.store.update_run(run["id"], total=len(everything))
     backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
     embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress)
-    ssl = cfg["backbone"] == "ssl"
     info = embed.finish(project, backbone, {"train": len(train), "test": len(test)}, device=device,
                         seconds=time.time() - started + float(run.get("earlier_seconds") or 0),
-                        extra={"pretraining": done} if ssl else None)
-    return {"eval": info, "done": done["steps"] if ssl else len(everything)}
+                        extra={"pretraining": pretrained} if pretrained else None)
+    return {"eval": info, "done": pretrained["steps"] if pretrained else len(everything)}
 
 
 def _pretrain(project: Project, run: dict, train: torch.Tensor, device: str, reporter: Reporter) -> dict:
