@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -254,7 +253,7 @@ def start_training(project: Project, values: dict, *, detach: bool = True) -> st
         values["teacher_run"] = project.teacher_run()["id"]  # pinned: a resume or a later promote keeps it
     cfg = make_config(values)
     check_teacher(project, cfg)
-    if cfg.init == "ssl" and not any(e["backbone"] == "ssl" for e in embeddings(project)):
+    if cfg.init == "ssl" and not has_ssl_encoder(project):
         raise UsageError(f"--init ssl starts from the project's self-supervised encoder, and it has none; run "
                          f"`stcore embed {project.path} --backbone ssl` first")
     total = cfg.steps or default_steps(cfg.role, cfg.rounds)
@@ -333,7 +332,7 @@ def start_embedding(project: Project, backbone: str | None = None, *, device: st
             raise UsageError(f"ssl pretraining needs at least --batch-size ({batch_size}) images besides the test "
                              f"set; the project has {c['labeled'] + c['pool']}: lower --batch-size")
         config.update(epochs=epochs, minutes=minutes, seed=seed)
-        total = max(1, math.ceil(epochs * ((c["labeled"] + c["pool"]) // batch_size)))  # as ssl.pretrain counts
+        total = ssl.planned_steps(c["labeled"] + c["pool"], batch_size, epochs)
     return _start(project, "embed", config, total, detach)
 
 
@@ -353,6 +352,11 @@ def default_model(project: Project) -> str:
     for ten minutes on two CPU cores, 65.2% against 67.0% on Fashion-MNIST)."""
     current = project.store.meta().get("embedding")
     return "head" if current and current not in ("pixels", "ssl") else "cnn"
+
+
+def has_ssl_encoder(project: Project) -> bool:
+    """Whether a network can start from the project's self-supervised encoder (--init ssl)."""
+    return any(e["backbone"] == "ssl" for e in embeddings(project))
 
 
 def embeddings(project: Project) -> list[dict]:
@@ -401,7 +405,7 @@ def label_issues(project: Project) -> dict | None:
     if not done:
         return None
     result = done[-1]["result"]
-    return {**result, "run": done[-1]["id"], "stale": len(project.store.human_labels()) != result["checked"]}
+    return {**result, "run": done[-1]["id"], "stale": project.store.human_labels_digest() != result["labels"]}
 
 
 def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:

@@ -21,7 +21,8 @@ MIN_LABELS = 25   # five folds of at least five labels
 
 def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> dict:
     """{'issues': [{'id', 'given', 'suggested', 'score', 'source'}, ...] most likely first,
-    'checked': how many labels were read, 'over': the embedding (or 'pixels')}."""
+    'checked': how many labels were read, 'over': the embedding (or 'pixels'), 'labels': the
+    fingerprint of the labels read}."""
     from . import embed, graph as graph_mod
     from .data import images
     human = project.store.human_labels()
@@ -47,7 +48,7 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
                "score": round(float(o - p), 4), "source": source}
               for (item, _, c, source), p, o, s in zip(human, own, other.values, other.indices) if o > p]
     issues.sort(key=lambda i: -i["score"])
-    return {"issues": issues, "checked": len(rows), "over": over}
+    return {"issues": issues, "checked": len(rows), "over": over, "labels": project.store.human_labels_digest()}
 
 
 def similar(project, item_id: int, k: int = 12) -> dict:

@@ -90,7 +90,7 @@ def pretrain(project, images: torch.Tensor, state_file: Path, *, device: str = "
     model = _model(shape).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3 * batch_size / 256, weight_decay=1e-4)
     per_epoch = max(1, len(images) // batch_size)
-    epoch_total = max(1, math.ceil(epochs * per_epoch))
+    epoch_total = planned_steps(len(images), batch_size, epochs)
     total, step, spent = epoch_total, 0, 0.0
     if state_file.exists():
         state = load_checkpoint(state_file)
@@ -125,7 +125,7 @@ def pretrain(project, images: torch.Tensor, state_file: Path, *, device: str = "
         opt.step()
         step += 1
         elapsed = time.time() - started
-        if step == 5 or step % 50 == 0:  # fit the run to the time budget at the pace so far
+        if step in (2, 5) or step % 50 == 0:  # fit the run to the time budget at the pace so far
             fits = min(epoch_total, max(step + 1, int(step / max(elapsed, 1e-6) * minutes * 60)))
             if fits != total:
                 total = fits
@@ -143,6 +143,11 @@ def pretrain(project, images: torch.Tensor, state_file: Path, *, device: str = "
     save_checkpoint(path, {"encoder": model.encoder.state_dict(), "input_shape": shape,
                            "steps": step, "epochs": round(step / per_epoch, 2), "batch_size": batch_size})
     return {"steps": step, "epochs": round(step / per_epoch, 2), "seconds": round(time.time() - started, 1)}
+
+
+def planned_steps(n_images: int, batch_size: int, epochs: float) -> int:
+    """The steps of `epochs` passes over n_images in batches of batch_size (before the time budget)."""
+    return max(1, math.ceil(epochs * max(1, n_images // batch_size)))
 
 
 def _schedule(step: int, total: int, warmup: int = 20) -> float:

@@ -346,6 +346,11 @@ class Store:
             "UNION ALL SELECT i.id, i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' "
             "AND i.id=p.id WHERE p.status IN ('accepted','corrected') ORDER BY 2")]
 
+    def human_labels_digest(self) -> str:
+        """A fingerprint of the human labels (which items, which classes): it changes with any of them."""
+        import hashlib
+        return hashlib.sha256(repr([(i, c) for i, _, c, _ in self.human_labels()]).encode()).hexdigest()[:16]
+
     def unreviewed_set(self, *, pseudo_labeled_only: bool) -> list[tuple[int, bytes | None]]:
         """(image row, float16 probabilities or None) of pending pool items, in row order."""
         q = ("SELECT i.row, p.probs FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "

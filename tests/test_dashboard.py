@@ -518,6 +518,7 @@ def test_train_embed_tab_pretrains_ssl_shows_its_loss_and_offers_it_to_the_teach
     at.run()
     assert any("pretrained for 0.57 epochs (4 steps)" in c.value for c in at.caption), [c.value for c in at.caption]
     assert any("loss points of the self-supervised pretraining" in c.value for c in at.caption)
+    assert [b.proto.text for b in at.get("progress")][:1] == ["4 / 4 steps (100%)"]  # pretraining steps, not images
     losses = [c for c in at.get("plotly_chart")]
     assert losses, "no loss chart for the pretraining"
     assert at.selectbox(key="tr_t_init").options == ["scratch", "ssl"]
@@ -539,3 +540,15 @@ def test_review_number_keys_correct_the_next_item_to_their_class(app, trained_pr
     assert tuple(_pool_row(p, second))[:2] == ("corrected", 9)
     assert any("**1**-**9**, **0** correct next to a class" in c.value for c in at.caption)
     no_errors(at, "review")
+
+
+def test_train_page_shows_a_label_issues_run_and_where_to_read_it(app, trained_project):
+    p = trained_project
+    api.start_label_issues(p, detach=False)
+    at = app(p, "train")
+    found = api.label_issues(p)
+    text = f"{len(found['issues']):,} of 100 human labels look wrong (in the pixels embedding); `stcore label-issues"
+    assert any(text in c.value for c in at.caption), [c.value for c in at.caption]
+    assert [b.proto.text for b in at.get("progress")][:1] == [f"{api.runs(p)[-1]['total']:,} / "
+                                                           f"{api.runs(p)[-1]['total']:,} images (100%)"]
+    no_errors(at, "train")

@@ -30,6 +30,12 @@ def test_planted_wrong_labels_rank_first(small_project):
     assert api.label_issues(p)["run"] == api.runs(p)[-1]["id"] and not api.label_issues(p)["stale"]
     api.review(p, [next(i for i in p.store.pool_order()[0] if i not in wrong)], "correct", 0)
     assert api.label_issues(p)["stale"]  # the human labels changed since
+    stcore("label-issues", p.path, "--json")
+    assert not api.label_issues(p)["stale"]
+    relabel = next(iter(wrong))
+    now = next(c for i, _, c, _ in p.store.human_labels() if i == relabel)
+    api.review(p, [relabel], "correct", (now + 1) % len(p.classes))
+    assert api.label_issues(p)["stale"]  # one class changed, the count did not
     top = stcore("label-issues", p.path, "--top", "3")
     assert "human labels look wrong" in top.stdout and len(top.stdout.strip().splitlines()) == 4
 

@@ -39,7 +39,9 @@ def act(what: str, run_id: str) -> None:
 
 # ------------------------------------------------------------------ live view
 def progress_text(run: dict, rows: list[dict]) -> str:
-    what = "images" if run["role"] == "embed" else "items" if run["role"] in ("pseudo-label", "evaluate") else "steps"
+    ssl = run["role"] == "embed" and (run.get("config") or {}).get("backbone") == "ssl"  # pretraining steps
+    what = ("steps" if ssl or run["role"] in ("teacher", "student") else "items"
+            if run["role"] in ("pseudo-label", "evaluate") else "images")
     frac = min(1.0, run["step"] / max(1, run["total"] or 1))
     text = f"{run['step']:,} / {run['total']:,} {what} ({frac:.0%})"
     if (eta := api.eta_seconds(run, rows)) is not None:
@@ -87,6 +89,12 @@ def live(run_id: str, was_active: bool) -> None:
         return
     if run["role"] == "embed":
         embed_view(run, rows, is_active)
+        return
+    if run["role"] in ("label-issues", "duplicates"):
+        if run["state"] == "finished" and (r := run["result"]):
+            found = (f"{len(r['issues']):,} of {r['checked']:,} human labels look wrong" if "issues" in r
+                     else f"{len(r['pairs']):,} pairs of near-identical images among {r['images']:,}")
+            st.caption(f"{found} (in the {r['over']} embedding); `stcore {run['role']} {project.path}` lists them.")
         return
     n_points = sum(1 for r in rows if r["kind"] == "train")
     if not n_points:  # empty axes say nothing: wait for the first loss points
@@ -230,18 +238,13 @@ def student_options(d: dict, options: tuple[str, ...]) -> dict:
     return v
 
 
-def has_ssl_encoder() -> bool:
-    """Whether a network can start from the project's self-supervised encoder."""
-    return any(e["backbone"] == "ssl" for e in api.embeddings(project))
-
-
 def teacher_tab() -> None:
     with st.form("tr_teacher_form"):
         st.caption("The teacher learns from the labeled images only (supervised, with weak augmentation), "
                    "and from the items you accepted or corrected.")
         d = api.train_config({"role": "teacher"})
         v = {"role": "teacher", **budget_ui("tr_t", d), **model_ui("tr_t", d)}
-        if has_ssl_encoder():
+        if api.has_ssl_encoder(project):
             v["init"] = st.selectbox("Start from", ["scratch", "ssl"], key="tr_t_init",
                                      help="ssl: the encoder pretrained on this project's images (Embed tab)")
         v["device"] = common.device_picker("tr_t_device")
@@ -256,7 +259,8 @@ def student_tab(teacher: dict | None) -> None:
     c1, c2 = st.columns(2)
     method = c1.selectbox("Method", list(METHODS), key="tr_s_method", on_change=method_defaults,
                           help="; ".join(f"{n}: {m['description']}" for n, m in METHODS.items()))
-    init = c2.selectbox("Start from", ["teacher", "scratch"] + ["ssl"] * has_ssl_encoder(), key="tr_s_init",
+    starts = ["teacher", "scratch"] + ["ssl"] * api.has_ssl_encoder(project)
+    init = c2.selectbox("Start from", starts, key="tr_s_init",
                         help="ssl: the encoder pretrained on this project's images (Embed tab)")
     st.caption(METHODS[method]["description"].capitalize() + ".")
     d = api.train_config({"role": "student", "method": method})
