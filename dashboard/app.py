@@ -18,6 +18,7 @@ if not common.password_gate():
 pages = [
     st.Page(common.PAGES["project"], title="Project", icon=":material/folder:", default=True),
     st.Page(common.PAGES["review"], title="Review", icon=":material/fact_check:"),
+    st.Page(common.PAGES["map"], title="Map", icon=":material/scatter_plot:"),
     st.Page(common.PAGES["train"], title="Train", icon=":material/monitoring:"),
     st.Page(common.PAGES["evaluate"], title="Evaluate", icon=":material/insights:"),
     st.Page(common.PAGES["export"], title="Export", icon=":material/download:"),

@@ -23,8 +23,8 @@ from . import util
 # Errors a user can act on: shown as one line, never a traceback.
 USER_ERRORS = (StcoreError, OSError)
 
-PAGES = {"project": "views/project.py", "review": "views/review.py", "train": "views/train.py",
-         "evaluate": "views/evaluate.py", "export": "views/export.py"}
+PAGES = {"project": "views/project.py", "review": "views/review.py", "map": "views/map.py",
+         "train": "views/train.py", "evaluate": "views/evaluate.py", "export": "views/export.py"}
 
 
 def show_error(e: BaseException) -> None:
@@ -118,6 +118,15 @@ def thumbnails(path: str, project_id: str, split: str, ids: tuple[int, ...], tar
 
 def thumbs(project: api.Project, split: str, ids: list[int], target: int = 140) -> list[bytes]:
     return thumbnails(str(project.path), project.meta["project_id"], split, tuple(int(i) for i in ids), target)
+
+
+def item_thumbs(project: api.Project, rows: list[dict], target: int = 140) -> list[bytes]:
+    """Thumbnails of review rows of any split ('split' in each row, the pool by default), in order."""
+    out: dict[tuple[str, int], bytes] = {}
+    for split in dict.fromkeys(r.get("split", "pool") for r in rows):
+        ids = [r["id"] for r in rows if r.get("split", "pool") == split]
+        out.update({(split, i): png for i, png in zip(ids, thumbs(project, split, ids, target))})
+    return [out[(r.get("split", "pool"), r["id"])] for r in rows]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -264,3 +273,33 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
         box.success(f"Student {students[-1]['id']} is trained. Compare it with the teacher, then make it "
                     f"the next teacher and go round again.")
         box.page_link(PAGES["evaluate"], label="Evaluate", icon=":material/insights:")
+
+
+def decide_all_ui(classes: list[str], pool: list[int], pending: list[int], *, key: str, on_confirm,
+                  note: str = "") -> None:
+    """Buttons that accept every pending item of a list, or correct all its pool items to one
+    class, each after a confirmation that says how many; on_confirm(ids, action, label) decides.
+    Widget keys and the confirmation's state start with key."""
+    state = f"{key}_confirm"
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.button(f"Accept all {len(pending):,} pending", key=f"{key}_accept", disabled=not pending,
+                  icon=":material/done_all:", on_click=st.session_state.__setitem__,
+                  args=(state, ("accept", pending, None)))
+        target = st.selectbox("Correct all to", range(len(classes)), index=None, format_func=lambda k: classes[k],
+                              key=f"{key}_class", placeholder="a class…", width=220)
+        st.button(f"Correct all {len(pool):,} pool items…", key=f"{key}_correct", disabled=not pool or target is None,
+                  icon=":material/edit:", on_click=st.session_state.__setitem__, args=(state, ("correct", pool, target)))
+    confirm = st.session_state.get(state)
+    if confirm:
+        action, ids, label = confirm
+        what = "accept their teacher's classes" if action == "accept" else f"correct them to {classes[label]}"
+        st.warning(f"{len(ids):,} pool item{'s' * (len(ids) != 1)}: {util.md_escape(what)}? {note}"
+                   f"Undo on the Review page reverts it as one action.")
+        k1, k2 = st.columns([1, 1])
+
+        def yes() -> None:
+            st.session_state.pop(state, None)
+            on_confirm(ids, action, label)
+        k1.button(f"Yes, {len(ids):,} items", key=f"{key}_yes", type="primary", on_click=yes)
+        k2.button("Cancel", key=f"{key}_no", on_click=st.session_state.pop, args=(state, None))
+

@@ -140,3 +140,64 @@ def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1.08], tickformat=".0%")
     return fig
+
+
+MAP_COLOR_BY = ("predicted class", "status", "confidence", "right or wrong")
+STATUS_COLORS = {"labeled": "#636EFA", "pending": "#BAB0AC", "accepted": "#00CC96", "corrected": "#AB63FA",
+                 "rejected": "#7F7F7F"}
+# Plotly's qualitative "Alphabet" set: 26 colours, so classes stay apart past ten.
+CLASS_COLORS = ["#AA0DFE", "#3283FE", "#85660D", "#782AB6", "#565656", "#1C8356", "#16FF32", "#F7E1A0", "#E2E2E2",
+                "#1CBE4F", "#C4451C", "#DEA0FD", "#FE00FA", "#325A9B", "#FEAF16", "#F8A19F", "#90AD1C", "#F6222E",
+                "#1CFFCE", "#2ED9FF", "#B10DA1", "#C075A6", "#FC1CBF", "#B00068", "#FBE426", "#FA0087"]
+
+
+def _map_groups(points: dict, color_by: str, classes: list[str]) -> list[tuple[str, list[int], str]]:
+    """(legend name, point indices, colour) of each category the map's points are coloured by."""
+    n = len(points["id"])
+    if color_by == "status":
+        keys = points["status"]
+        names = [s for s in STATUS_COLORS if s in set(keys)]
+        return [(s, [i for i in range(n) if keys[i] == s], STATUS_COLORS[s]) for s in names]
+    if color_by == "right or wrong":
+        def verdict(i: int) -> str:
+            truth = points["truth"][i]
+            guess = points["label"][i] if points["label"][i] is not None else points["pred"][i]
+            if truth is None or guess is None:
+                return "unknown"
+            return "right" if guess == truth else "wrong"
+        keys = [verdict(i) for i in range(n)]
+        colors = {"right": "#2CA02C", "wrong": "#D62728", "unknown": "#BAB0AC"}
+        return [(v, [i for i in range(n) if keys[i] == v], colors[v]) for v in colors if v in set(keys)]
+    cls = [lab if lab is not None else pred for lab, pred in zip(points["label"], points["pred"])]
+    groups = [(name, [i for i in range(n) if cls[i] == k], CLASS_COLORS[k % len(CLASS_COLORS)])
+              for k, name in enumerate(classes)]
+    groups.append(("not predicted", [i for i in range(n) if cls[i] is None], "#BAB0AC"))
+    return [g for g in groups if g[1]]
+
+
+def embedding_map(points: dict, classes: list[str], color_by: str = "predicted class") -> go.Figure:
+    """The 2-D map of an embedding as WebGL scatters (one trace per category, or one coloured by
+    confidence); each point carries its item id as customdata, for hover and selection."""
+    fig = go.Figure()
+
+    def hover(i: int) -> str:
+        c = points["label"][i] if points["label"][i] is not None else points["pred"][i]
+        conf = points["confidence"][i]
+        return (f"#{points['id'][i]} · {classes[c] if c is not None else 'not predicted'}"
+                + (f" · {conf:.2f}" if conf is not None else "") + f" · {points['status'][i]}")
+
+    def add(name: str, idx: list[int], **marker) -> None:
+        fig.add_trace(go.Scattergl(
+            x=[points["x"][i] for i in idx], y=[points["y"][i] for i in idx], mode="markers", name=name,
+            customdata=[points["id"][i] for i in idx], text=[hover(i) for i in idx],
+            hovertemplate="%{text}<extra></extra>", marker=dict(size=4, opacity=0.75, **marker)))
+    if color_by == "confidence":
+        idx = list(range(len(points["id"])))
+        add("confidence", idx, color=[c if c is not None else 1.0 for c in points["confidence"]],
+            colorscale="RdYlGn", cmin=0, cmax=1, colorbar=dict(title="confidence", thickness=12))
+    else:
+        for name, idx, color in _map_groups(points, color_by, classes):
+            add(f"{name} ({len(idx):,})", idx, color=color)
+    fig.update_layout(dragmode="lasso", height=620, xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      legend=dict(orientation="h", y=-0.02, itemsizing="constant"), margin=dict(l=10, r=10, t=10, b=10))
+    return fig

@@ -408,6 +408,89 @@ def label_issues(project: Project) -> dict | None:
     return {**result, "run": done[-1]["id"], "stale": project.store.human_labels_digest() != result["labels"]}
 
 
+# ------------------------------------------------------------------ the map
+MAP_METHODS = ("auto", "umap", "pca")  # projection.METHODS, without importing torch
+MAP_POINTS = 100_000  # the Map page draws at most this many points (a fixed random sample above)
+SELECTION = "map"     # the store's name for the map's selection
+
+
+def start_map(project: Project, *, method: str = "auto", device: str = "cpu", detach: bool = True) -> str:
+    """Lay the current embedding (the labeled set and the pool) out in 2-D, in a worker: UMAP
+    up to the exact neighbour search's size, PCA above it or when asked."""
+    if method not in MAP_METHODS:
+        raise UsageError(f"unknown map method {method!r}; use one of {', '.join(MAP_METHODS)}")
+    c = project.counts()
+    return _start(project, "map", {"method": method, "device": resolve_device(device)}, c["labeled"] + c["pool"],
+                  detach)
+
+
+def map_points(project: Project, *, limit: int = MAP_POINTS, seed: int = 0) -> dict | None:
+    """The map's points as columns ('id', 'x', 'y', 'split', 'pred', 'confidence', 'status',
+    'label': the human or decided class, 'truth': the hidden class where known), with
+    'method', 'embedding', 'stale' (the embedding changed since), 'total' and 'shown' (a fixed
+    random sample of limit points above limit); None when the project has no map yet."""
+    import numpy as np
+    from .projection import load
+    found = load(project)
+    if found is None:
+        return None
+    xy, meta = found
+    items = project.store.map_items()
+    if len(items) != len(xy):
+        return {**meta, "stale": True, "total": len(items), "shown": 0, **{k: [] for k in MAP_COLUMNS}}
+    keep = np.arange(len(items))
+    if len(items) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(items), limit, replace=False))
+    cols = {name: [items[i][k] for i in keep] for k, name in enumerate(("id", "row", "split", "pred", "confidence",
+                                                                      "status", "label", "truth"))}
+    rows = np.asarray(cols.pop("row"), dtype=np.int64)
+    return {**meta, "total": len(items), "shown": len(keep), "x": xy[rows, 0].tolist(), "y": xy[rows, 1].tolist(),
+            **cols}
+
+
+MAP_COLUMNS = ("id", "x", "y", "split", "pred", "confidence", "status", "label", "truth")
+
+
+def set_selection(project: Project, ids: list[int]) -> int:
+    """Keep a list of labeled or pool item ids (a selection on the map) for the Review page."""
+    return project.store.set_selection(SELECTION, ids)
+
+
+def selection(project: Project) -> list[int]:
+    return project.store.selection(SELECTION)
+
+
+def items(project: Project, ids: list[int]) -> list[dict]:
+    """Review rows of labeled and pool items in the order given (a labeled item: status
+    'labeled', its label, no prediction)."""
+    return project.store.rows_by_id(ids)
+
+
+def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: str | None = None) -> int:
+    """Give items the class label, whichever their split: pool items are corrected, items of
+    the labeled set relabeled; one transaction, and one action for undo. Returns the items changed."""
+    lab = project.class_index(label)
+    rows = project.store.rows_by_id(ids)
+    known = {r["id"] for r in rows}
+    missing = [int(i) for i in ids if int(i) not in known]
+    if missing:
+        raise UsageError(f"unknown item id(s): {', '.join(map(str, missing[:5]))}; ids are on each Review card")
+    pool = [r["id"] for r in rows if r["split"] == "pool"]
+    labeled = [r["id"] for r in rows if r["split"] == "labeled"]
+    who = reviewer or default_reviewer()
+    with project.store.tx():
+        batch = project.store.next_batch()
+        n = project.store.decide(pool, "corrected", lab, reviewer=who, batch=batch) if pool else 0
+        return n + (project.store.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0)
+
+
+def duplicates(project: Project) -> dict | None:
+    """The latest finished duplicates search ({'pairs', 'threshold', 'over', 'images'}) with its
+    run id, or None."""
+    done = [r for r in project.store.runs("duplicates") if r["state"] == "finished" and r["result"]]
+    return {**done[-1]["result"], "run": done[-1]["id"]} if done else None
+
+
 def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:
     """Evaluate a finished run on the whole test set again, in a worker (evaluate --recompute)."""
     target = project.store.run(run_id)

@@ -268,6 +268,13 @@ def cmd_duplicates(a):
     return _job(a, p, start, summary)
 
 
+def cmd_map(a):
+    p = api.open_project(a.project)
+    start = lambda detach: api.start_map(p, method=a.method, device=a.device, detach=detach)
+    return _job(a, p, start, lambda m: f"laid out {m['rows']:,} images of the {m['embedding']} embedding in 2-D "
+                                       f"with {m['method'].upper()} in {m['seconds']} s; open the Map page to see it")
+
+
 def cmd_evaluate(a):
     p = api.open_project(a.project)
     if a.recompute:
@@ -485,6 +492,11 @@ def _run_commands(cmd) -> None:
     s = cmd("duplicates", cmd_duplicates, "pairs of near-identical images, the test set included")
     s.add_argument("--threshold", type=float, default=0.98, help="cosine similarity of a pair (default 0.98)")
     s.add_argument("--top", type=int, default=20, metavar="N", help="pairs to print (default 20; --json: all)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--detach", action="store_true")
+    s = cmd("map", cmd_map, "lay the embedding out in 2-D for the dashboard's Map page")
+    s.add_argument("--method", choices=api.MAP_METHODS, default="auto",
+                   help="umap, pca, or auto (default: UMAP up to 200,000 images, else PCA)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--detach", action="store_true")
     s = cmd("label-issues", cmd_label_issues, "rank the human labels by how likely each is wrong")

@@ -19,7 +19,7 @@ from .store import ACTIVE_STATES
 
 HEARTBEAT_TIMEOUT = 30.0   # seconds without a heartbeat before a running worker counts as dead
 START_TIMEOUT = 120.0      # seconds a queued run may wait for its worker to start
-ROLES = ("teacher", "student", "pseudo-label", "evaluate", "embed", "label-issues", "duplicates")
+ROLES = ("teacher", "student", "pseudo-label", "evaluate", "embed", "label-issues", "duplicates", "map")
 
 
 def pid_alive(pid: int | None) -> bool:

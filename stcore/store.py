@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 from .errors import DeviceBusy, NotFound, StoreError, UsageError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # from-version -> the SQL statements that bring a store to the next version. Add one entry
 # with each schema change (and bump SCHEMA_VERSION); Store() applies them on open.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -25,6 +25,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("CREATE INDEX IF NOT EXISTS pool_status_pred_margin ON pool (status, pred, margin, confidence)",),
     # 3: a resumed run keeps the running time of its earlier attempts
     2: ("ALTER TABLE runs ADD COLUMN earlier_seconds REAL NOT NULL DEFAULT 0",),
+    # 4: named lists of items (a selection on the map) that the Review page shows
+    3: ("CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos INTEGER NOT NULL, id INTEGER NOT NULL, "
+        "PRIMARY KEY (name, pos))",),
 }
 STATUSES = ("pending", "accepted", "corrected", "rejected")
 ORDERS = {
@@ -127,6 +130,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, kind, step)
 );
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
+-- Named, ordered lists of labeled or pool item ids (the map's selection), for the Review page.
+CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos INTEGER NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY (name, pos));
 """
 
 
@@ -509,12 +515,14 @@ class Store:
             out[status][label] = n
         return out
 
-    def _next_batch(self) -> int:
+    def next_batch(self) -> int:
+        """The batch number the next decision gets; pass it to several decisions made in one
+        tx() to make them one action for undo."""
         row = self.db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM history").fetchone()
         return row[0]
 
     def decide(self, ids: Sequence[int], status: str, label: int | None = None, *,
-               reviewer: str | None = None) -> int:
+               reviewer: str | None = None, batch: int | None = None) -> int:
         """Set the decision of items in one transaction. status 'accepted' takes each
         item's current prediction as its label; 'corrected' needs label; 'pending' resets.
         Returns the number of items changed. Unknown ids raise NotFound and change nothing."""
@@ -539,13 +547,14 @@ class Store:
                 if bad:
                     raise UsageError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
                                      f"to accept; run pseudo-label first, or correct them with a class")
-            return self._apply(status, label, reviewer, "id IN (SELECT id FROM temp.sel)", [])
+            return self._apply(status, label, reviewer, "id IN (SELECT id FROM temp.sel)", [], batch)
 
-    def _apply(self, status: str, label: int | None, reviewer: str | None, where: str, params) -> int:
+    def _apply(self, status: str, label: int | None, reviewer: str | None, where: str, params,
+               batch: int | None = None) -> int:
         """Inside a transaction: log and apply a decision to the pool rows matching where."""
         new_label = {"accepted": "pred", "corrected": "?", "rejected": "NULL", "pending": "NULL"}[status]
         label_params = [label] if status == "corrected" else []
-        batch, at = self._next_batch(), _now()
+        batch, at = batch or self.next_batch(), _now()
         # Skip rows whose decision would not change, so undo and history stay meaningful.
         change = f"({where}) AND NOT (status = ? AND label IS {new_label})"
         cparams = [*params, status, *label_params]
@@ -565,6 +574,27 @@ class Store:
         with self.tx():
             return self._apply("accepted", None, reviewer, where, [*params, float(threshold)])
 
+    def relabel(self, ids: Sequence[int], label: int, *, reviewer: str | None = None,
+                batch: int | None = None) -> int:
+        """Give items of the initial labeled set another class, in one transaction, logged in the
+        history (status 'labeled') so that undo reverts it. Returns the items changed."""
+        ids = [int(i) for i in ids]
+        with self.tx():
+            known = {r[0]: r[1] for part in _chunks(ids, 900) for r in self.db.execute(
+                f"SELECT id, label FROM items WHERE split='labeled' AND id IN ({','.join('?' * len(part))})", part)}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise NotFound(f"unknown labeled item id(s): {', '.join(map(str, missing[:5]))}")
+            change = [i for i in dict.fromkeys(ids) if known[i] != label]
+            batch, at = batch or self.next_batch(), _now()
+            self.db.executemany(
+                "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at) "
+                "VALUES (?, ?, 'labeled', ?, 'labeled', ?, ?, ?)",
+                [(batch, i, known[i], label, reviewer, at) for i in change])
+            self.db.executemany("UPDATE items SET label=? WHERE split='labeled' AND id=?",
+                                [(label, i) for i in change])
+            return len(change)
+
     def undo(self) -> int:
         """Revert the most recent batch of decisions that is not yet undone."""
         with self.tx():
@@ -574,10 +604,50 @@ class Store:
             batch = row[0]
             cur = self.db.execute(
                 "UPDATE pool SET status=h.old_status, label=h.old_label, decided_at=h.at "
-                "FROM (SELECT item_id, old_status, old_label, at FROM history WHERE batch=?) AS h "
-                "WHERE pool.id = h.item_id", (batch,))
+                "FROM (SELECT item_id, old_status, old_label, at FROM history WHERE batch=? "
+                "AND new_status != 'labeled') AS h WHERE pool.id = h.item_id", (batch,))
+            relabeled = self.db.execute(
+                "UPDATE items SET label=h.old_label FROM (SELECT item_id, old_label FROM history WHERE batch=? "
+                "AND new_status = 'labeled') AS h WHERE items.split='labeled' AND items.id = h.item_id", (batch,))
             self.db.execute("UPDATE history SET undone=1 WHERE batch=?", (batch,))
-            return cur.rowcount
+            return cur.rowcount + relabeled.rowcount
+
+    # -- selections and item lists -------------------------------------------
+    def set_selection(self, name: str, ids: Sequence[int]) -> int:
+        """Replace the named list of item ids (kept in order, each once); returns its length."""
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        with self.tx():
+            self.db.execute("DELETE FROM selection WHERE name=?", (name,))
+            self.db.executemany("INSERT INTO selection (name, pos, id) VALUES (?, ?, ?)",
+                                ((name, k, i) for k, i in enumerate(ids)))
+        return len(ids)
+
+    def selection(self, name: str) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM selection WHERE name=? ORDER BY pos", (name,))]
+
+    def rows_by_id(self, ids: Sequence[int]) -> list[dict]:
+        """Review rows (PAGE_COLUMNS and 'split') of labeled and pool items, in the order of ids;
+        a labeled item has status 'labeled', its label and no prediction. Unknown ids are left out."""
+        ids = [int(i) for i in ids]
+        found: dict[int, dict] = {}
+        for part in _chunks(ids, 900):
+            marks = ",".join("?" * len(part))
+            found.update({r["id"]: {**dict(r), "split": "pool"} for r in self.db.execute(
+                f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({marks})", part)})
+            found.update({r[0]: {"id": r[0], "pred": None, "confidence": None, "margin": None, "entropy": None,
+                                 "status": "labeled", "label": r[1], "reviewer": None, "decided_at": None,
+                                 "teacher_run": None, "split": "labeled"} for r in self.db.execute(
+                f"SELECT id, label FROM items WHERE split='labeled' AND id IN ({marks})", part)})
+        return [found[i] for i in ids if i in found]
+
+    def map_items(self) -> list[tuple]:
+        """(id, image row, split, predicted class, confidence, status, human or decided label,
+        hidden label) of every labeled and pool item, in image-row order."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT i.id, i.row, i.split, p.pred, p.confidence, "
+            "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, COALESCE(i.label, p.label), "
+            "i.hidden_label FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id "
+            "WHERE i.split IN ('labeled','pool') ORDER BY i.row")]
 
     def history(self, item_id: int | None = None, limit: int = 100) -> list[dict]:
         if item_id is None:

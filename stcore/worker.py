@@ -368,8 +368,15 @@ def _quality(project: Project, run: dict, reporter: Reporter) -> dict:
     return {"eval": out, "done": total[0]}
 
 
+def _map(project: Project, run: dict, reporter: Reporter) -> dict:
+    """Lay the embedding out in 2-D for the Map page; the steps follow the neighbour search."""
+    from .projection import compute
+    meta = compute(project, run["config"].get("method", "auto"), progress=reporter.progress)
+    return {"eval": meta, "done": meta["rows"]}
+
+
 JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate,
-        "embed": _embed, "label-issues": _quality, "duplicates": _quality}
+        "embed": _embed, "label-issues": _quality, "duplicates": _quality, "map": _map}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ AppTest runs the real app.py in this process against a private copy of a tiny pr
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from stcore import api, launch
 from stcore.errors import LaunchError
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-PAGES = ["project", "review", "train", "evaluate", "export"]
+PAGES = ["project", "review", "map", "train", "evaluate", "export"]
 pytestmark = pytest.mark.needs_fmnist
 
 
@@ -552,3 +553,116 @@ def test_train_page_shows_a_label_issues_run_and_where_to_read_it(app, trained_p
     assert [b.proto.text for b in at.get("progress")][:1] == [f"{api.runs(p)[-1]['total']:,} / "
                                                            f"{api.runs(p)[-1]['total']:,} images (100%)"]
     no_errors(at, "train")
+
+
+# ------------------------------------------------------------------ review v2: map, similar, lists, URL
+def test_map_page_draws_every_point_and_a_selection_reaches_the_review_grid(app, trained_project):
+    p = trained_project
+    at = app(p, "map")
+    assert any(b.label == "Compute the map" for b in at.button)
+    api.start_embedding(p, "pixels", detach=False)
+    api.start_map(p, method="pca", detach=False)
+    at = app(p, "map")
+    no_errors(at, "map")
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = fig["data"]
+    assert {t["type"] for t in traces} == {"scattergl"} and sum(len(t["x"]) for t in traces) == 2000
+    assert [t["name"].split(" (")[0] for t in traces] == p.classes  # labeled: their class; pool: the teacher's
+    assert fig["layout"]["dragmode"] == "lasso"
+    assert sorted(at.segmented_control(key="mp_color").options) == sorted(
+        ["predicted class", "status", "confidence", "right or wrong"])
+    at.segmented_control(key="mp_color").set_value("status").run()
+    by_status = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["name"].split(" (")[0] for t in by_status] == ["labeled", "pending"]
+    chosen = by_status[1]["customdata"][:5]  # what a lasso hands over: the points' ids
+    api.set_selection(p, chosen)
+    at = app(p, "review")
+    at.segmented_control(key="rv_view").set_value("map selection").run()
+    assert _shown(at) == chosen
+    at.button(key="rv_list_accept").click().run()
+    assert at.warning[0].value.startswith("5 pool items: accept")
+    at.button(key="rv_list_yes").click().run()
+    assert [tuple(_pool_row(p, i))[0] for i in chosen] == ["accepted"] * 5
+    no_errors(at, "review")
+
+
+def test_review_similar_on_a_card_shows_its_neighbours_and_decides_them_at_once(app, trained_project):
+    p = trained_project
+    api.start_embedding(p, "pixels", detach=False)
+    at = app(p, "review")
+    first = _shown(at)[0]
+    at.button(key=f"rv_sim_{first}").click().run()
+    assert at.segmented_control(key="rv_view").value == "similar"
+    want = [n["id"] for n in api.similar(p, first, 23)["neighbours"]]
+    shown = [int(b.key.removeprefix("rv_rej_")) for b in at.button if b.key and b.key.startswith("rv_rej_")]
+    assert shown == [first] + want
+    assert any(c.value.startswith("similarity ") for c in at.caption)
+    assert at.query_params["view"] == "similar" and at.query_params["similar"] == str(first)
+    at.selectbox(key="rv_list_class").set_value(3).run()
+    at.button(key="rv_list_correct").click().run()
+    at.button(key="rv_list_yes").click().run()
+    pool = [i for i in shown if i in set(p.store.pool_order()[0])]
+    assert {tuple(_pool_row(p, i))[:2] for i in pool} == {("corrected", 3)}
+    at.button(key="rv_undo").click().run()
+    assert {tuple(_pool_row(p, i))[0] for i in pool} == {"pending"}  # one action
+    no_errors(at, "review")
+
+
+def test_review_likely_wrong_labels_fix_in_one_click(app, trained_project):
+    from benchmarks.label_issues import plant
+    p = trained_project
+    at = app(p, "review")
+    at.segmented_control(key="rv_view").set_value("likely wrong").run()
+    assert any(b.label == "Find likely wrong labels" for b in at.button)
+    plant(p, 100, 10, seed=0)
+    api.start_label_issues(p, detach=False)
+    at = app(p, "review")
+    at.segmented_control(key="rv_view").set_value("likely wrong").run()
+    issues = api.label_issues(p)["issues"]
+    fixes = [b for b in at.button if b.key and b.key.startswith("rv_fix_")]
+    first = issues[0]
+    assert fixes[0].key == f"rv_fix_{first['id']}" and fixes[0].label == f"Fix: {first['suggested']}"
+    fixes[0].click().run()
+    now = {i: c for i, _, c, _ in p.store.human_labels()}
+    assert p.classes[now[first["id"]]] == first["suggested"]
+    assert f"rv_fix_{first['id']}" not in [b.key for b in at.button]  # fixed: off the list
+    assert any("fixed since the check" in c.value for c in at.caption)
+    no_errors(at, "review")
+
+
+def test_review_view_filters_and_page_live_in_the_url(app, trained_project):
+    p = trained_project
+    at = app(p, "review")
+    at.selectbox(key="rv_order").set_value("entropy").run()
+    at.pills(key="rv_status").set_value(["pending", "accepted"]).run()
+    at.button(key="rv_next").click().run()
+    qp = dict(at.query_params)
+    assert qp["order"] == "entropy" and qp["status"] == "pending,accepted" and qp["page"] == "2"
+    shown = _shown(at)
+    from streamlit.testing.v1 import AppTest
+    fresh = AppTest.from_file(APP, default_timeout=60)  # a shared link: a new session with that URL
+    for k, v in qp.items():
+        fresh.query_params[k] = v
+    fresh.run()
+    fresh.switch_page("views/review.py").run()
+    assert fresh.selectbox(key="rv_order").value == "entropy" and fresh.number_input(key="rv_page").value == 2
+    assert _shown(fresh) == shown
+    fresh.query_params["page"] = "x"
+
+
+def test_more_classes_than_number_keys_open_the_class_picker(app, tmp_path):
+    from test_robustness_data import make_folder
+    names = [f"c{k:02d}" for k in range(12)]
+    root = make_folder(tmp_path / "data", classes=names, per_class=2, pool=8)
+    p = api.create_project(tmp_path / "many", dataset="folder", data_root=root)
+    api.start_training(p, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=False)
+    api.start_pseudo_label(p, detach=False)
+    at = app(p, "review")
+    assert not [b for b in at.button if b.key and b.key.startswith("rv_key_")]
+    assert at.button(key="rv_picker").proto.shortcut.upper() == "L"
+    assert any("**L** correct next to a class" in c.value for c in at.caption)
+    first = _shown(at)[0]
+    at.button(key="rv_picker").click().run()
+    at.selectbox(key="rv_pick").set_value(11).run()
+    assert tuple(_pool_row(p, first))[:2] == ("corrected", 11)
+    no_errors(at, "review")

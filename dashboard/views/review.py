@@ -1,9 +1,13 @@
-"""Review: a grid of pseudo-labeled pool items; accept, correct or reject each one, or in bulk.
+"""Review: the pool's pseudo-labels in a grid, or another list of items (the map's selection,
+the images similar to one, the likely wrong labels, the near-duplicates); accept, correct or
+reject each one, or in bulk.
 
-Every decision is one store transaction made in a button callback, before the page is drawn
+Every decision is one store transaction made in a button callback, before the grid is drawn
 again, so the grid, a refresh and a second tab all show the store's state. "Accept next" and
 "Reject next" carry the page's pending items and decide the first one still pending, so a key
-pressed twice before the page is redrawn decides two items, not one twice.
+pressed twice before the page is redrawn decides two items, not one twice. The grid is a
+fragment: a decision redraws it alone, not the filters or the sidebar. The view, filters, sort
+and page live in the URL, so a refresh or a shared link shows the same items.
 """
 from __future__ import annotations
 
@@ -21,12 +25,30 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
 COLUMNS = 4  # cards wide enough at 1280 px for the class picker and two-line labels
-SHORTCUTS = {"accept": "A", "reject": "X", "next": "N", "prev": "P", "undo": "U"}
+SHORTCUTS = {"accept": "A", "reject": "X", "next": "N", "prev": "P", "undo": "U", "picker": "L"}  # Streamlit keeps C and R
 NUMBER_KEYS = "1234567890"  # correct the next item to the first ten classes
 VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected", "reset": "Reset"}
-STATUS_STYLE = {"accepted": "blue", "corrected": "violet", "rejected": "gray"}
+STATUS_STYLE = {"accepted": "blue", "corrected": "violet", "rejected": "gray", "labeled": "orange"}
+VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
+SIMILAR_K = 23  # the image and its neighbours fill two rows of a 24-item page
 # UI state only, kept for the session while the user visits other pages.
 KEEP = "session"
+# What the URL keeps: session key -> (query parameter, parse, write).
+URL = {"rv_view": ("view", str, str), "rv_similar": ("similar", int, str),
+       "rv_classes": ("classes", lambda v: [int(c) for c in v.split(",") if c], lambda v: ",".join(map(str, v))),
+       "rv_status": ("status", lambda v: [x for x in v.split(",") if x in api.STATUSES], ",".join),
+       "rv_conf": ("conf", lambda v: _range([min(max(float(x), 0.0), 1.0) for x in v.split("-")][:2]),
+                   lambda v: f"{v[0]:.2f}-{v[1]:.2f}"),
+       "rv_order": ("order", lambda v: v if v in ORDER_LABELS else api.DEFAULT_ORDER, str),
+       "rv_size": ("size", lambda v: int(v) if int(v) in PAGE_SIZES else 24, str), "rv_page": ("page", int, str)}
+
+
+def _range(values: list[float]) -> tuple[float, float]:
+    return min(values), max(values)
+
+
+DEFAULTS = {"rv_view": VIEWS[0], "rv_conf": (0.0, 1.0), "rv_status": ["pending"], "rv_order": api.DEFAULT_ORDER,
+            "rv_size": 24, "rv_page": 1, "rv_thr": 0.95}
 
 project = common.current_project()
 classes = project.classes
@@ -35,6 +57,7 @@ classes = project.classes
 def reset_page() -> None:
     st.session_state["rv_page"] = 1
     st.session_state.pop("rv_confirm", None)
+    st.session_state.pop("rv_list_confirm", None)
 
 
 def flash(text: str) -> None:
@@ -44,7 +67,7 @@ def flash(text: str) -> None:
 def decide(ids: list[int], action: str, label: int | None = None) -> None:
     """Button callback: write one decision (one transaction) for ids."""
     try:
-        n = api.review(project, ids, action, label)
+        n = api.review(project, ids, action, label) if action != "correct" else api.set_label(project, ids, label)
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
@@ -79,6 +102,53 @@ def turn(delta: int, n_pages: int) -> None:
     st.session_state["rv_page"] = min(max(1, st.session_state["rv_page"] + delta), n_pages)
 
 
+def show_similar(item_id: int) -> None:
+    """Card callback: show the images nearest to this one (the view selector is outside the grid,
+    so the whole page is drawn again)."""
+    st.session_state.update(rv_view="similar", rv_similar=int(item_id), rv_page=1, rv_whole_page=True)
+    st.session_state.pop("rv_list_confirm", None)
+
+
+# ------------------------------------------------------------------ the URL
+def state_from_url() -> None:
+    """The view, filters, sort and page from the URL (once per session), then the defaults of
+    those not set (each run: Streamlit forgets a widget's value when its page is left)."""
+    if not st.session_state.get("rv_url_read"):
+        st.session_state["rv_url_read"] = True
+        for key, (name, parse, _) in URL.items():
+            if name in st.query_params:
+                try:
+                    st.session_state[key] = parse(st.query_params[name])
+                except (ValueError, IndexError):
+                    pass  # a mangled link: that setting keeps its default
+        if st.session_state.get("rv_view") not in VIEWS:
+            st.session_state.pop("rv_view", None)
+    for k, v in DEFAULTS.items():
+        st.session_state.setdefault(k, v)  # set once, so widgets never get both a default and a value
+
+
+def state_to_url() -> None:
+    for key, (name, _, write) in URL.items():
+        value = st.session_state.get(key)
+        text = write(value) if value not in (None, [], DEFAULTS.get(key)) else None
+        if text is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
+# ------------------------------------------------------------------ filters and toolbar
+def view_ui() -> str:
+    """Which items the grid shows; 'similar' only once a card's Similar was pressed."""
+    options = [v for v in VIEWS if v != "similar" or st.session_state.get("rv_similar") is not None]
+    if st.session_state.get("rv_view") not in options:
+        st.session_state["rv_view"] = VIEWS[0]
+    labels = {"similar": f"similar to #{st.session_state.get('rv_similar')}"}
+    return st.segmented_control("Show", options, key="rv_view", format_func=lambda v: labels.get(v, v),
+                                on_change=reset_page, persist_state=KEEP, required=True) or VIEWS[0]
+
+
 def filters_ui() -> dict:
     """The filter and sort widgets; returns the store's filter arguments and the order."""
     with st.container(border=True):
@@ -108,6 +178,10 @@ def toolbar_ui(pending_here: list[int], page: int, n_pages: int) -> None:
         st.button("Reject next", key="rv_reject_next", shortcut=SHORTCUTS["reject"], icon=":material/close:",
                   disabled=focus is None, on_click=decide_next, args=(pending_here, "reject"),
                   help="Reject the first pending item on this page (marked ▶)")
+        if len(classes) > len(NUMBER_KEYS) and st.button(
+                "Correct next…", key="rv_picker", shortcut=SHORTCUTS["picker"], icon=":material/edit:",
+                disabled=focus is None, help="Choose the class of the item marked ▶"):
+            picker(pending_here)
         st.button("Previous", key="rv_prev", shortcut=SHORTCUTS["prev"], icon=":material/chevron_left:",
                   disabled=page <= 1, on_click=turn, args=(-1, n_pages))
         st.button("Next", key="rv_next", shortcut=SHORTCUTS["next"], icon=":material/chevron_right:",
@@ -116,13 +190,15 @@ def toolbar_ui(pending_here: list[int], page: int, n_pages: int) -> None:
         st.button("Undo", key="rv_undo", shortcut=SHORTCUTS["undo"], icon=":material/undo:", disabled=last is None,
                   on_click=undo, help=(f"Revert the last decision: {last['new_status']} {last['n']:,} "
                                        f"item{'s' * (last['n'] != 1)}" if last else "Nothing to undo yet"))
-    if len(classes) <= len(NUMBER_KEYS):
+    few = len(classes) <= len(NUMBER_KEYS)
+    if few:
         class_keys_ui(pending_here, focus)
     st.caption((f"Last action: {last['new_status']} {last['n']:,} item{'s' * (last['n'] != 1)} · " if last else "")
                + f"keyboard: **{SHORTCUTS['accept']}** accept next · **{SHORTCUTS['reject']}** reject next · "
                f"**{SHORTCUTS['next']}** next page · **{SHORTCUTS['prev']}** previous page · "
                f"**{SHORTCUTS['undo']}** undo"
-               + (" · **1**-**9**, **0** correct next to a class" if len(classes) <= len(NUMBER_KEYS) else ""))
+               + (" · **1**-**9**, **0** correct next to a class" if few
+                  else f" · **{SHORTCUTS['picker']}** correct next to a class"))
 
 
 def class_keys_ui(pending_here: list[int], focus: int | None) -> None:
@@ -134,6 +210,24 @@ def class_keys_ui(pending_here: list[int], focus: int | None) -> None:
             st.button(name, key=f"rv_key_{k}", shortcut=NUMBER_KEYS[k], type="tertiary",
                       disabled=focus is None, on_click=decide_next, args=(pending_here, "correct", k),
                       help=f"Key {NUMBER_KEYS[k]}: correct the item marked ▶ to {name}")
+
+
+def picked(pending_here: list[int]) -> None:
+    """The picker's callback: choosing a class corrects the item marked ▶ at once."""
+    k = st.session_state.get("rv_pick")
+    if k is not None:
+        decide_next(pending_here, "correct", k)
+        st.session_state["rv_pick"] = None
+        st.session_state["rv_picked"] = True
+
+
+@st.dialog("Correct the next item")
+def picker(pending_here: list[int]) -> None:
+    """More classes than number keys: type to find the class of the item marked ▶ (Enter picks it)."""
+    st.selectbox("Class", range(len(classes)), index=None, format_func=lambda i: classes[i], key="rv_pick",
+                 placeholder="Type a class name…", on_change=picked, args=(pending_here,))
+    if st.session_state.pop("rv_picked", False):
+        st.rerun()  # closes the dialog
 
 
 def ask_confirmation(threshold: float, n: int) -> None:
@@ -174,38 +268,212 @@ def bulk_ui(f: dict, pending_here: list[int]) -> None:
                 st.rerun()
 
 
-def card(r: dict, png: bytes, focus: int | None) -> None:
+def list_bulk_ui(rows: list[dict]) -> None:
+    """Accept, or correct to one class, every pool item of the list (the similar images, the
+    map's selection), after a confirmation that says how many."""
+    pool = [r["id"] for r in rows if r["split"] == "pool"]
+    pending = [r["id"] for r in rows if r["split"] == "pool" and r["status"] == "pending" and r["pred"] is not None]
+    with st.expander("Bulk actions", key="rv_bulk_open", on_change="rerun"):
+        common.decide_all_ui(classes, pool, pending, key="rv_list", on_confirm=decide,
+                             note="Items of the labeled set are left as they are. ")
+
+
+# ------------------------------------------------------------------ the lists other than the pool
+def list_view(view: str) -> list[dict] | None:
+    """The rows of a list view (with a 'note' per card, and a 'fix' class for likely wrong
+    labels), or None after saying why there is nothing to show yet."""
+    if view == "map selection":
+        ids = api.selection(project)
+        if not ids:
+            st.info("Nothing is selected on the map yet: draw a lasso or a box around points on the Map page, "
+                    "then choose 'Review these in the grid'.")
+            st.page_link(common.PAGES["map"], label="Open the map", icon=":material/scatter_plot:")
+            return None
+        return api.items(project, ids)
+    if view == "similar":
+        return similar_rows(int(st.session_state["rv_similar"]))
+    if view == "likely wrong":
+        return likely_wrong_rows()
+    return duplicate_rows()
+
+
+def similar_rows(item_id: int) -> list[dict] | None:
+    try:
+        found = api.similar(project, item_id, SIMILAR_K)
+    except common.USER_ERRORS as e:
+        common.show_error(e)
+        return None
+    sims = {n["id"]: n["similarity"] for n in found["neighbours"]}
+    rows = api.items(project, [item_id, *sims])
+    for r in rows:
+        r["note"] = "the image searched from" if r["id"] == item_id else f"similarity {sims[r['id']]:.3f}"
+    st.caption(f"The {len(sims)} images nearest to #{item_id} in the {found['over']} embedding, most similar first.")
+    return rows
+
+
+def job_or_button(role: str, what: str, start) -> None:
+    """A list made by a job: its progress while it runs, else a button that starts it."""
+    busy = [r for r in api.runs(project) if r["role"] == role and r["state"] in api.ACTIVE_STATES]
+    if busy:
+        r = busy[-1]
+        st.progress(min(r["step"] / max(r["total"], 1), 1.0), text=f"{r['id']} is {r['state']}: {what}…")
+        st.page_link(common.PAGES["train"], label="Follow it on Train", icon=":material/monitoring:")
+    elif st.button(f"Find {what}", key=f"rv_start_{role}", type="primary", icon=":material/search:"):
+        try:
+            start(project, device=common.best_device())
+        except common.USER_ERRORS as e:
+            common.show_error(e)
+            return
+        st.rerun(scope="app")
+
+
+def likely_wrong_rows() -> list[dict] | None:
+    found = api.label_issues(project)
+    if found is None or found["stale"]:
+        st.info("Likely wrong labels: each human label (the labeled set, accepted and corrected items) is checked "
+                "against what its neighbours in the embedding say, from the other labels only."
+                + (" The labels changed since the last check." if found else ""))
+        job_or_button("label-issues", "likely wrong labels", api.start_label_issues)
+        if found is None:
+            return None
+    issues = {i["id"]: i for i in found["issues"]}
+    rows = [r for r in api.items(project, list(issues))
+            if classes[r["label"] if r["label"] is not None else r["pred"]] != issues[r["id"]]["suggested"]]
+    for r in rows:
+        i = issues[r["id"]]
+        r["note"] = f"given {i['given']}, neighbours say {i['suggested']} (score {i['score']:.2f})"
+        r["fix"] = classes.index(i["suggested"])
+    st.caption(f"{len(rows):,} of {found['checked']:,} human labels look wrong, most likely first "
+               f"({len(issues) - len(rows):,} fixed since the check).")
+    return rows
+
+
+def duplicate_rows() -> list[dict] | None:
+    found = api.duplicates(project)
+    if found is None:
+        st.info("Near-duplicates: pairs of near-identical images among the labeled set, the pool and the test "
+                "set (a test image that is also a training image inflates the test accuracy).")
+        job_or_button("duplicates", "near-duplicates", api.start_duplicates)
+        return None
+    pairs = [p for p in found["pairs"] if p["a"]["id"] is not None and p["b"]["id"] is not None]
+    known = {r["id"]: r for r in api.items(project, [x[s]["id"] for x in pairs for s in "ab"
+                                                     if x[s]["split"] != "test"])}
+    rows = []
+    for k, pair in enumerate(pairs, 1):
+        for side in "ab":
+            item = pair[side]
+            r = dict(known[item["id"]]) if item["split"] != "test" else {
+                "id": item["id"], "split": "test", "status": "test", "pred": None, "label": None, "confidence": None}
+            rows.append({**r, "note": f"pair {k} · similarity {pair['similarity']:.3f} · {item['split']}"})
+    st.caption(f"{len(pairs):,} pairs with cosine similarity at least {found['threshold']} in the {found['over']} "
+               f"embedding, side by side; reject the pool copy of a test image.")
+    return rows
+
+
+# ------------------------------------------------------------------ the grid
+def card(r: dict, png: bytes, focus: int | None, searchable: bool) -> None:
     """One item: its image, its label (the human's once decided, with the teacher's guess), the
-    accept and reject buttons and the class picker."""
-    i, status = r["id"], r["status"]
+    accept, reject and similar buttons and the class picker."""
+    i, status, split = r["id"], r["status"], r.get("split", "pool")
     st.image(png, width="content")
+    if split == "test":
+        st.markdown(f"**test image** #{i}")
+        st.caption(r["note"])
+        return
     guess = classes[r["pred"]] if r["pred"] is not None else "not predicted"
     conf = r["confidence"]
     badge = f" :{util.conf_color(conf)}-badge[{conf:.2f}]" if conf is not None else ""
-    if status == "corrected":
-        st.markdown(f"**{util.md_escape(classes[r['label']])}** :{STATUS_STYLE['corrected']}-badge[corrected]")
-        st.caption(f"teacher: {util.md_escape(guess)} {conf:.2f}" if conf is not None else "teacher: none")
+    if status in ("corrected", "labeled"):
+        st.markdown(f"**{util.md_escape(classes[r['label']])}** :{STATUS_STYLE[status]}-badge"
+                    f"[{'labeled set' if status == 'labeled' else 'corrected'}]")
+        st.caption(f"#{i}" if status == "labeled" else
+                   f"teacher: {util.md_escape(guess)} {conf:.2f}" if conf is not None else "teacher: none")
     else:
         st.markdown(f"**{util.md_escape(guess)}**{badge}")
         st.caption(f":{STATUS_STYLE[status]}[{status}] · #{i}" if status != "pending"
                    else f"#{i}" + (" · ▶ next" if i == focus else ""))
-    a, x = st.columns(2)
+    if r.get("note"):
+        st.caption(util.md_escape(r["note"]))
+    if r.get("fix") is not None:
+        st.button(f"Fix: {classes[r['fix']]}", key=f"rv_fix_{i}", type="primary", width="stretch",
+                  icon=":material/auto_fix_high:", on_click=decide, args=([i], "correct", r["fix"]),
+                  help="Give this item the class its neighbours say")
+    a, x, s = st.columns(3)
     a.button("", key=f"rv_acc_{i}", icon=":material/check:", help="Accept the teacher's class", width="stretch",
-             on_click=decide, args=([i], "accept"), disabled=r["pred"] is None or status in ("accepted", "corrected"),
+             on_click=decide, args=([i], "accept"),
+             disabled=r["pred"] is None or status in ("accepted", "corrected", "labeled"),
              type="primary" if i == focus else "secondary")
     x.button("", key=f"rv_rej_{i}", icon=":material/close:", help="Reject: not a usable image", width="stretch",
-             on_click=decide, args=([i], "reject"), disabled=status == "rejected")
+             on_click=decide, args=([i], "reject"), disabled=status in ("rejected", "labeled"))
+    s.button("", key=f"rv_sim_{i}", icon=":material/image_search:", width="stretch", disabled=not searchable,
+             on_click=show_similar, args=(i,),
+             help="Similar: the images nearest to this one" if searchable else "Similar needs an embedding "
+                  "(Train page, Embed)")
     st.selectbox("Correct to", range(len(classes)), index=None, format_func=lambda k: classes[k],
                  key=f"rv_cor_{i}", on_change=correct, args=(i,), placeholder="Correct to…",
                  label_visibility="collapsed")
 
 
 def grid(rows: list[dict], focus: int | None) -> None:
-    images = common.thumbs(project, "pool", [r["id"] for r in rows])
+    images = common.item_thumbs(project, rows)
+    searchable = bool(api.embeddings(project))
     for start in range(0, len(rows), COLUMNS):
         for col, r, png in zip(st.columns(COLUMNS), rows[start:start + COLUMNS], images[start:start + COLUMNS]):
             with col.container(border=True):
-                card(r, png, focus)
+                card(r, png, focus, searchable)
+
+
+def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, int] | None:
+    """(this page's rows, the whole list for a list view, the number of pages), or None when a
+    list view has nothing to show yet."""
+    size = f["size"] if f else int(st.session_state["rv_size"])
+    if view == "pseudo-labels":
+        query = {k: f[k] for k in ("classes", "statuses", "conf_min", "conf_max")}
+        total, listed = api.review_count(project, **query), None
+    else:
+        listed = list_view(view)
+        if listed is None:
+            return None
+        total = len(listed)
+    n_pages = max(1, math.ceil(total / size))
+    st.session_state["rv_page"] = min(max(1, int(st.session_state["rv_page"])), n_pages)
+    offset = (st.session_state["rv_page"] - 1) * size
+    rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size) if listed is None
+            else listed[offset:offset + size])
+    st.caption(f"{total:,} item{'s' * (total != 1)} · page {st.session_state['rv_page']:,} of {n_pages:,}")
+    return rows, listed, n_pages
+
+
+@st.fragment
+def body(view: str, f: dict | None) -> None:
+    """Everything a decision changes: a decision reruns this alone."""
+    if st.session_state.pop("rv_whole_page", False):
+        st.rerun(scope="app")  # the view changed (Similar on a card): the selector above must follow
+    got = page_of(view, f)
+    state_to_url()
+    if got is None:
+        return
+    rows, listed, n_pages = got
+    pending_here = [r["id"] for r in rows if r["status"] == "pending" and r["pred"] is not None]
+    toolbar_ui(pending_here, st.session_state["rv_page"], n_pages)
+    # A fixed slot for the message, so that the panels below keep their place (and their state).
+    flashed = st.session_state.pop("rv_flash", None)
+    with st.container(key="rv_message"):
+        if flashed:
+            (st.error if flashed.startswith("error: ") else st.success)(flashed.removeprefix("error: "))
+    if view == "pseudo-labels":
+        bulk_ui(f, pending_here)
+    elif view in ("similar", "map selection"):
+        list_bulk_ui(listed)
+    if rows:
+        grid(rows, pending_here[0] if pending_here else None)
+    elif view == "pseudo-labels":
+        st.info("No items match these filters. Widen the confidence range, choose more statuses or classes"
+                + (", or go back a page." if st.session_state["rv_page"] > 1 else "."))
+        if api.counts(project)["pending"] == 0:
+            common.next_step(project, where="review")
+    else:
+        st.info("Nothing left in this list.")
 
 
 st.title("Review")
@@ -215,29 +483,6 @@ if counts["pseudo_labeled"] == 0:
             "predicts a class for every pool image; here you then accept, correct or reject those predictions.")
     common.next_step(project, where="review")
     st.stop()
-for k, v in {"rv_conf": (0.0, 1.0), "rv_status": ["pending"], "rv_order": api.DEFAULT_ORDER, "rv_size": 24,
-             "rv_page": 1, "rv_thr": 0.95}.items():
-    st.session_state.setdefault(k, v)  # defaults set once, so widgets never get both a default and a value
-f = filters_ui()
-query = {k: f[k] for k in ("classes", "statuses", "conf_min", "conf_max")}
-total = api.review_count(project, **query)
-n_pages = max(1, math.ceil(total / f["size"]))
-st.session_state["rv_page"] = min(max(1, int(st.session_state["rv_page"])), n_pages)
-page = st.session_state["rv_page"]
-rows = api.review_page(project, **query, order=f["order"], offset=(page - 1) * f["size"], limit=f["size"])
-pending_here = [r["id"] for r in rows if r["status"] == "pending" and r["pred"] is not None]
-toolbar_ui(pending_here, page, n_pages)
-st.caption(f"{total:,} item{'s' * (total != 1)} match · page {page:,} of {n_pages:,}")
-# A fixed slot for the message, so that the panels below keep their place (and their state).
-flashed = st.session_state.pop("rv_flash", None)
-with st.container(key="rv_message"):
-    if flashed:
-        (st.error if flashed.startswith("error: ") else st.success)(flashed.removeprefix("error: "))
-bulk_ui(f, pending_here)
-if rows:
-    grid(rows, pending_here[0] if pending_here else None)
-else:
-    st.info("No items match these filters. Widen the confidence range, choose more statuses or classes"
-            + (", or go back a page." if page > 1 else "."))
-    if counts["pending"] == 0:
-        common.next_step(project, where="review")
+state_from_url()
+view = view_ui()
+body(view, filters_ui() if view == "pseudo-labels" else None)

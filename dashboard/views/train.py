@@ -90,6 +90,12 @@ def live(run_id: str, was_active: bool) -> None:
     if run["role"] == "embed":
         embed_view(run, rows, is_active)
         return
+    if run["role"] == "map":
+        if run["state"] == "finished" and (r := run["result"]):
+            st.caption(f"Laid out {r['rows']:,} images of the {r['embedding']} embedding with {r['method'].upper()} "
+                       f"in {r['seconds']} s.")
+            st.page_link(common.PAGES["map"], label="Open the map", icon=":material/scatter_plot:")
+        return
     if run["role"] in ("label-issues", "duplicates"):
         if run["state"] == "finished" and (r := run["result"]):
             found = (f"{len(r['issues']):,} of {r['checked']:,} human labels look wrong" if "issues" in r

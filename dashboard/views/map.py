@@ -1,0 +1,117 @@
+"""Map: the embedding laid out in 2-D (UMAP, or PCA for a very large pool), coloured by class,
+status, confidence or right/wrong. A box or lasso selection goes to the Review grid, or is
+accepted or corrected as a whole after a confirmation.
+
+The layout is computed once per embedding by a worker (`stcore map`); this page only reads it.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import common, figures
+from stcore import api
+from stcore.errors import message
+
+project = common.current_project()
+classes = project.classes
+SHOWN = 12  # thumbnails of the selection shown here
+
+
+def start_map(method: str = "auto") -> None:
+    try:
+        run_id = api.start_map(project, method=method, device=common.best_device())
+    except common.USER_ERRORS as e:
+        common.show_error(e)
+        return
+    st.toast(f"Started {run_id}: laying out the embedding")
+
+
+def map_job() -> dict | None:
+    """The latest map run, when one is queued or running."""
+    busy = [r for r in api.runs(project) if r["role"] == "map" and r["state"] in api.ACTIVE_STATES]
+    return busy[-1] if busy else None
+
+
+@st.fragment(run_every=2)
+def wait_for_map(run_id: str) -> None:
+    run = api.run(project, run_id)
+    if run["state"] in api.ACTIVE_STATES:
+        done, total = run["step"], max(run["total"], 1)
+        st.progress(min(done / total, 1.0), text=f"{run_id}: finding each image's neighbours, "
+                                                 f"{done:,}/{total:,}, then the layout")
+    else:
+        st.rerun(scope="app")
+
+
+def review_selection(ids: list[int]) -> None:
+    api.set_selection(project, ids)
+    st.session_state["rv_view"] = "map selection"
+    st.session_state["rv_page"] = 1
+
+
+def decide_selection(ids: list[int], action: str, label: int | None) -> None:
+    """Confirmed bulk decision on the selection's pool items (the labeled set is left as it is)."""
+    try:
+        n = api.review(project, ids, "accept") if action == "accept" else api.set_label(project, ids, label)
+    except common.USER_ERRORS as e:
+        st.session_state["mp_flash"] = "error: " + message(e)
+        return
+    verb = "Accepted" if action == "accept" else f"Corrected to {classes[label]}"
+    st.session_state["mp_flash"] = f"{verb}: {n:,} item{'s' * (n != 1)}. Undo on the Review page reverts it."
+
+
+def selection_panel(points: dict, ids: list[int]) -> None:
+    """What the box or lasso selected: thumbnails, Review, and accept/correct all after a confirmation."""
+    split = dict(zip(points["id"], points["split"]))
+    status = dict(zip(points["id"], points["status"]))
+    pool = [i for i in ids if split.get(i) == "pool"]
+    pending = [i for i in pool if status.get(i) == "pending"]
+    with st.container(border=True, key="mp_selection"):
+        st.markdown(f"**{len(ids):,} selected** · {len(pool):,} from the pool ({len(pending):,} pending), "
+                    f"{len(ids) - len(pool):,} from the labeled set")
+        shown = ids[:SHOWN]
+        cols = st.columns(SHOWN)
+        rows = api.items(project, shown)
+        for col, r, png in zip(cols, rows, common.item_thumbs(project, rows, 64)):
+            c = r["label"] if r["label"] is not None else r["pred"]
+            col.image(png, caption=classes[c] if c is not None else "not predicted", width="content")
+        if st.button(f"Review these {len(ids):,} in the grid", key="mp_review", type="primary",
+                     icon=":material/fact_check:", on_click=review_selection, args=(ids,)):
+            st.switch_page(common.PAGES["review"])
+        common.decide_all_ui(classes, pool, pending, key="mp", on_confirm=decide_selection,
+                             note="Items of the labeled set are left as they are. ")
+
+st.title("Map")
+points = api.map_points(project)
+job = map_job()
+if job:
+    wait_for_map(job["id"])
+if points is None:
+    st.info("The map lays every labeled and pool image out in 2-D, so that neighbours in the embedding sit "
+            "together: a cluster of one colour is a class, a stray colour inside it a likely error. It is "
+            "computed once per embedding (UMAP; about a minute at 60,000 images on a CPU).")
+    if not job and st.button("Compute the map", key="mp_compute", type="primary", icon=":material/scatter_plot:"):
+        start_map()
+        st.rerun()
+    st.stop()
+caption = (f"{points['method'].upper()} of the {points['embedding']} embedding · {points['total']:,} images"
+           + (f" · showing a random sample of {points['shown']:,}" if points["shown"] < points["total"] else "")
+           + " · drag to select (lasso; the box tool is in the chart's toolbar), double-click to clear")
+if points["stale"]:
+    st.warning("The project's embedding or items changed since this map was computed.")
+    if not job:
+        st.button("Compute the map again", key="mp_recompute", on_click=start_map)
+options = [c for c in figures.MAP_COLOR_BY if c != "right or wrong" or any(t is not None for t in points["truth"])]
+color_by = st.segmented_control("Colour by", options, key="mp_color", default=options[0], persist_state="session")
+fig = figures.embedding_map(points, classes, color_by or options[0])
+event = st.plotly_chart(fig, key="mp_chart", on_select="rerun", selection_mode=("lasso", "box", "points"))
+st.caption(caption)
+flashed = st.session_state.pop("mp_flash", None)
+if flashed:
+    (st.error if flashed.startswith("error: ") else st.success)(flashed.removeprefix("error: "))
+picked = [p.get("customdata") for p in (event.selection.points if event else [])]
+ids = list(dict.fromkeys(int(c[0] if isinstance(c, list) else c) for c in picked if c is not None))
+if ids:
+    selection_panel(points, ids)
+else:
+    st.session_state.pop("mp_confirm", None)  # a new selection asks again
