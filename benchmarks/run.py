@@ -32,14 +32,14 @@ def settings(quick: bool) -> dict:
         return {"limit": 600, "teacher_steps": 3,
                 "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
                 "pseudo": {"repeats": 2},
-                "embed": {"repeats": 2, "n": 64, "image_size": 32},
+                "embed": {"repeats": 2, "n": 64, "image_size": 32}, "dashboard": {"clicks": 3},
                 "review": {"sizes": {"60k": 5_000, "1m": 20_000}, "repeats": 20, "bulk": 10_000, "bulk_repeats": 1},
                 "accuracy": {"seeds": [0], "limit": 600, "budget": ["--steps", "3", "--batch-size", "16"],
                              "review_n": 20, "ceiling": (["--labeled", "599"], ["--steps", "3", "--batch-size", "16"])}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
-            "embed": {"repeats": 3, "n": 1024, "image_size": 128},
+            "embed": {"repeats": 3, "n": 1024, "image_size": 128}, "dashboard": {"clicks": 20},
             "review": {"sizes": {"60k": 60_000, "1m": 1_000_000}, "repeats": 200, "bulk": 10_000,
                        "bulk_repeats": 5},
             # CLI defaults for everything the user would not type; the ceiling gets a stated budget.
@@ -114,7 +114,7 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                     res = bench_review(workdir, say=say, **s["review"])
                 case "dashboard":
                     from .dashboard import bench_dashboard
-                    res = bench_dashboard(project()[0].path, say=say)
+                    res = bench_dashboard(project()[0].path, say=say, **s["dashboard"])
                     if "skipped" in res:
                         say(f"  {res['skipped']}")
                 case "accuracy":

@@ -145,10 +145,10 @@ def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
 MAP_COLOR_BY = ("predicted class", "status", "confidence", "right or wrong")
 STATUS_COLORS = {"labeled": "#636EFA", "pending": "#BAB0AC", "accepted": "#00CC96", "corrected": "#AB63FA",
                  "rejected": "#7F7F7F"}
-# Plotly's qualitative "Alphabet" set: 26 colours, so classes stay apart past ten.
-CLASS_COLORS = ["#AA0DFE", "#3283FE", "#85660D", "#782AB6", "#565656", "#1C8356", "#16FF32", "#F7E1A0", "#E2E2E2",
-                "#1CBE4F", "#C4451C", "#DEA0FD", "#FE00FA", "#325A9B", "#FEAF16", "#F8A19F", "#90AD1C", "#F6222E",
-                "#1CFFCE", "#2ED9FF", "#B10DA1", "#C075A6", "#FC1CBF", "#B00068", "#FBE426", "#FA0087"]
+# D3's ten colours (as RUN_COLORS), then more from Plotly's "Dark24", so classes stay apart past ten;
+# none pale enough to vanish on white.
+CLASS_COLORS = RUN_COLORS + ["#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A",
+                             "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D"]
 
 
 def _map_groups(points: dict, color_by: str, classes: list[str]) -> list[tuple[str, list[int], str]]:

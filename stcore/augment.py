@@ -36,8 +36,8 @@ def weak(x: torch.Tensor, *, flip: bool, shift: float = 0.125, g: torch.Generato
 
 def strong(x: torch.Tensor, *, flip: bool, g: torch.Generator | None = None, magnitude: float = 1.0,
            cutout: float | None = None) -> torch.Tensor:
-    """RandAugment-like: a random affine (rotate, shear, scale, translate, flip), random
-    brightness/contrast/solarize/sharpness-like blur on about half the samples each, then cutout.
+    """RandAugment-like: a random affine (rotate, shear, scale, translate, flip); then brightness
+    and contrast (half the samples each), solarize (a fifth) and autocontrast (three in ten); then cutout.
     magnitude scales every range; cutout is the largest hole's side as a fraction of the image
     (by default 0.25 + 0.25 * magnitude: a half at full magnitude)."""
     if cutout is None:

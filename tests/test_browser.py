@@ -237,3 +237,67 @@ def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
         assert pg.locator("[data-testid=stException]").count() == 0
         assert not cut_text(pg), (name, cut_text(pg))
         pg.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def test_map_similar_and_likely_wrong_labels_in_a_real_browser(server, page, tmp_path):
+    """A lasso on the map reaches the Review grid; Similar on a card shows its neighbours; the
+    likely-wrong list fixes a label in one click; the view survives a reload (it is in the URL)."""
+    from benchmarks.label_issues import plant
+    url, project = server
+    shots = shots_dir(tmp_path)
+    pg = page
+    api.start_embedding(project, "pixels", detach=False)
+    api.start_map(project, method="pca", detach=False)
+    plant(project, 100, 10, seed=0)
+    api.start_label_issues(project, detach=False)
+
+    # ---- the map: a lasso around the middle of the plot
+    pg.goto(f"{url}/map")
+    plot = pg.locator(".st-key-mp_chart .nsewdrag").first
+    plot.wait_for()
+    settle(pg)
+    box = plot.bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 3
+    pg.mouse.move(cx - r, cy - r)
+    pg.mouse.down()
+    for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r + 2)):
+        pg.mouse.move(x, y, steps=8)
+    pg.mouse.up()
+    pg.get_by_text(" selected").first.wait_for(timeout=30_000)
+    settle(pg)
+    assert not cut_text(pg), cut_text(pg)
+    pg.screenshot(path=str(shots / "map.png"), full_page=True)
+    n = int(pg.get_by_text(" selected").first.inner_text().split()[0].replace(",", ""))
+    assert 0 < n < api.counts(project)["labeled"] + api.counts(project)["pool"]
+    pg.locator(".st-key-mp_review button").first.click()
+    pg.get_by_role("heading", name="Review").wait_for()
+    settle(pg)
+    chosen = set(api.selection(project))
+    assert len(chosen) == n
+    cards = [int(k.removeprefix("st-key-rv_rej_")) for k in pg.evaluate(
+        "() => [...document.querySelectorAll('[class*=st-key-rv_rej_]')].map(e => [...e.classList]"
+        ".find(c => c.startsWith('st-key-rv_rej_')))")]
+    assert cards and set(cards) <= chosen
+    assert "view=map+selection" in pg.url or "view=map%20selection" in pg.url
+
+    # ---- Similar on the first card
+    first = cards[0]
+    pg.locator(f".st-key-rv_sim_{first} button").first.click()
+    pg.get_by_text("the image searched from").first.wait_for(timeout=30_000)
+    settle(pg)
+    assert pg.get_by_text("similarity 0.").count() >= 10
+    assert f"similar={first}" in pg.url
+
+    # ---- likely wrong labels: one click fixes the first
+    pg.get_by_role("radio", name="likely wrong").or_(pg.get_by_role("button", name="likely wrong")).first.click()
+    issue = api.label_issues(project)["issues"][0]
+    fix = pg.locator(f".st-key-rv_fix_{issue['id']} button").first
+    fix.wait_for(timeout=30_000)
+    settle(pg)
+    assert not cut_text(pg), cut_text(pg)
+    pg.screenshot(path=str(shots / "review-likely-wrong.png"), full_page=True)
+    fix.click()
+    wait_until(lambda: project.classes[{i: c for i, _, c, _ in project.store.human_labels()}[issue["id"]]]
+               == issue["suggested"], 20, "the fix to reach the store")
+    pg.reload()
+    pg.get_by_text("fixed since the check").first.wait_for(timeout=30_000)  # the view came back from the URL

@@ -113,6 +113,14 @@ def test_a_balanced_page_can_be_larger_than_sqlites_variable_limit(tmp_path):
     s.close()
 
 
-def test_default_order_exists():
-    from stcore.store import DEFAULT_ORDER, ORDERS
-    assert DEFAULT_ORDER in ORDERS
+def test_the_default_order_takes_each_class_smallest_margin_first(tmp_path):
+    from conftest import make_store
+    from stcore.store import DEFAULT_ORDER
+    s = make_store(tmp_path / "d.db", 500)
+    first = s.page(statuses=["pending"], order=DEFAULT_ORDER, limit=10)
+    assert sorted(r["pred"] for r in first) == list(range(10))  # one of each class before any second
+    for r in first:
+        smallest = s.page(classes=[r["pred"]], statuses=["pending"], order="margin", limit=1)[0]
+        assert r["id"] == smallest["id"]
+    assert [r["margin"] for r in first] == sorted(r["margin"] for r in first)
+    s.close()
