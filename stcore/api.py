@@ -630,7 +630,10 @@ def labels_csv(project: Project, rows: list[dict] | None = None) -> str:
 
 
 def labels_json(project: Project, rows: list[dict] | None = None) -> str:
-    return json.dumps({"classes": project.classes, "items": label_rows(project) if rows is None else rows}, indent=1)
+    """{"classes": [...], "items": [...]}, one item a line (json's C encoder: an indent would
+    switch it to the pure-Python one, four times slower at 60,000 items)."""
+    items = ",\n".join(json.dumps(r) for r in (label_rows(project) if rows is None else rows))
+    return f'{{"classes": {json.dumps(project.classes)},\n"items": [\n{items}\n]}}\n'
 
 
 def export_labels(project: Project, dest: str | os.PathLike) -> int:

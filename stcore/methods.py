@@ -8,12 +8,14 @@ two things only:
   the model's own prediction on a weak view of the same images in each batch (online);
 - which threshold a row must clear.
 
+Each entry holds both: its pool-label source (or online) and its threshold rule, a function.
 Adding a method is one entry in METHODS (and, if it makes pool labels in a new way, one
 branch in train.round_labels) plus its test.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +25,29 @@ STEPS_PER_ROUND = 600  # a student's default budget per round
 TEACHER_STEPS = 400    # a teacher's default budget
 
 
+def every_row(probs: torch.Tensor, stats: dict, cfg) -> float:
+    """Threshold rule: every row counts (propagated labels are already weighed by the graph)."""
+    return 0.0
+
+
+def fixed_threshold(probs: torch.Tensor, stats: dict, cfg) -> float:
+    """Threshold rule: --threshold for every row."""
+    return cfg.threshold
+
+
+def adaptive_or_fixed(probs: torch.Tensor, stats: dict, cfg) -> torch.Tensor | float:
+    """Threshold rule: FreeMatch's per-class thresholds, or --threshold with --no-adaptive-threshold."""
+    return adaptive_thresholds(stats)[probs.argmax(1)] if cfg.adaptive_threshold else cfg.threshold
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
     description: str
     online: bool                      # targets from the weak view of each batch, as it trains
     pool_labels: str | None           # offline: 'graph' (propagated) or 'model' (predictions) each round
+    row_threshold: Callable = fixed_threshold  # (probs, class stats, cfg) -> the confidence a row must reach
+    cuts_pool: bool = False           # sample only pool items whose stored label clears --threshold
     defaults: dict = field(default_factory=dict)  # config values set unless the user gives them
     options: tuple[str, ...] = ()     # config fields it reads besides the shared ones (the page shows these)
 
@@ -38,19 +57,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "your labels spread over a nearest-neighbour graph of the pool (the teacher's probabilities "
            "as a weak prior), learned on mildly augmented images; each round the student's predictions "
            "become the prior and the labels are spread again",
-           online=False, pool_labels="graph", defaults={"rounds": 3, "strength": 0.3},
+           online=False, pool_labels="graph", row_threshold=every_row, defaults={"rounds": 3, "strength": 0.3},
            options=("rounds", "strength", "distribution_alignment", "balanced", "temperature")),
     Method("consistency",
            "each unlabeled image is labeled from a weak view by the EMA model and that label is learned on "
            "a strong view (FixMatch), above a confidence threshold that adapts per class (FreeMatch) "
            "unless --no-adaptive-threshold",
-           online=True, pool_labels=None, defaults={"rounds": 1, "strength": 1.0, "adaptive_threshold": True},
+           online=True, pool_labels=None, row_threshold=adaptive_or_fixed,
+           defaults={"rounds": 1, "strength": 1.0, "adaptive_threshold": True},
            options=("adaptive_threshold", "threshold", "target_model", "temperature", "strength",
                     "distribution_alignment", "rounds")),
     Method("self-training",
            "learns the teacher's stored pseudo-labels above --threshold (hard, or its probabilities with "
            "--temperature 1); each round the student re-labels the pool",
-           online=False, pool_labels="model", defaults={"rounds": 1, "strength": 1.0},
+           online=False, pool_labels="model", row_threshold=fixed_threshold, cuts_pool=True,
+           defaults={"rounds": 1, "strength": 1.0},
            options=("threshold", "temperature", "balanced", "rounds", "strength", "distribution_alignment")),
 )}
 DEFAULT_METHOD = "labelprop"
@@ -76,11 +97,6 @@ def alias_meaning(name: str) -> str | None:
         flag = "--" + k.replace("_", "-")
         flags.append((flag if v else "--no-" + flag[2:]) if isinstance(v, bool) else f"{flag} {v:g}")
     return f"{name} means --method {method}" + "".join(" " + f for f in flags)
-
-
-def thresholded(method: str) -> bool:
-    """Whether the pool a student samples from is cut to items whose stored label clears --threshold."""
-    return method == "self-training"
 
 
 # ------------------------------------------------------------------ the small functions
@@ -132,15 +148,6 @@ def adaptive_thresholds(stats: dict) -> torch.Tensor:
     return stats["tau"] * stats["p_model"] / stats["p_model"].max()
 
 
-def row_thresholds(method: str, probs: torch.Tensor, stats: dict, cfg) -> torch.Tensor | float:
-    """The confidence each row of probs (N, K) must reach to be learned from."""
-    if method == "labelprop":  # every propagated label counts
-        return 0.0
-    if method == "consistency" and cfg.adaptive_threshold:
-        return adaptive_thresholds(stats)[probs.argmax(1)]
-    return cfg.threshold
-
-
 def unlabeled_loss(method: str, logits_strong: torch.Tensor, probs: torch.Tensor, stats: dict,
                    p_target: torch.Tensor, cfg) -> tuple[torch.Tensor, float, dict]:
     """The loss on an unlabeled batch: strong-view logits against targets made from probs (the
@@ -149,7 +156,7 @@ def unlabeled_loss(method: str, logits_strong: torch.Tensor, probs: torch.Tensor
     stats = update_class_stats(stats, probs)
     if cfg.distribution_alignment:
         probs = align_distribution(probs, stats["p_model"], p_target)
-    targets, mask = pseudo_targets(probs, row_thresholds(method, probs, stats, cfg), cfg.temperature)
+    targets, mask = pseudo_targets(probs, METHODS[method].row_threshold(probs, stats, cfg), cfg.temperature)
     return (soft_cross_entropy(logits_strong, targets) * mask).mean(), mask.mean().item(), stats
 
 
@@ -175,7 +182,7 @@ def select_unlabeled(probs: torch.Tensor | None, n: int, method: str, threshold:
     if probs is None:
         return torch.arange(n)
     keep = torch.arange(n, device=probs.device)
-    if thresholded(method):
+    if METHODS[method].cuts_pool:
         keep = (probs.max(1).values >= threshold).nonzero().squeeze(1)
     if balanced and len(keep):
         keep = keep[balanced_selection(probs[keep], max(1, len(keep) // probs.shape[1]))]

@@ -263,6 +263,24 @@ def test_cifar10_reads_a_local_copy_in_torchvisions_layout(tmp_path):
     assert (a.train_x[0].numpy().reshape(-1) == first).all()  # channels first, values kept
 
 
+def test_cifar100_reads_a_local_copy_in_torchvisions_layout(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "cifar-100-python"
+    root.mkdir()
+    names = [f"class{i}" for i in range(100)]
+    labels = {}
+    for name, n in (("train", 6), ("test", 4)):
+        labels[name] = [int(x) for x in rng.integers(0, 100, n)]
+        with open(root / name, "wb") as f:  # fine labels (the 100 classes) beside the 20 coarse ones
+            pickle.dump({"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+                         "fine_labels": labels[name], "coarse_labels": [x // 5 for x in labels[name]]}, f)
+    with open(root / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": names, "coarse_label_names": [f"super{i}" for i in range(20)]}, f)
+    a = load("cifar100", data_root=str(tmp_path), download=False)
+    assert a.train_x.shape == (6, 3, 32, 32) and a.test_x.shape == (4, 3, 32, 32)
+    assert a.classes == names and a.train_y.tolist() == labels["train"] and a.test_y.tolist() == labels["test"]
+
+
 def test_cifar10_reads_a_local_copy_as_train_and_test_class_folders(tmp_path):
     from PIL import Image
     rng = np.random.default_rng(0)

@@ -116,6 +116,19 @@ def test_unlabeled_loss_is_finite_and_uses_the_rows_over_the_methods_threshold(v
     assert stats["tau"].item() > 1 / 3
 
 
+def test_a_new_method_is_one_entry(monkeypatch):
+    """An entry brings its own threshold rule and pool cut: nothing else names the method."""
+    monkeypatch.setitem(M.METHODS, "strict", M.Method("strict", "only rows at least 0.95 sure", online=True,
+                                                      pool_labels=None, row_threshold=lambda p, s, cfg: 0.95,
+                                                      cuts_pool=True))
+    probs = torch.tensor([[0.98, 0.01, 0.01], [0.9, 0.05, 0.05]])
+    cfg = make_config({"role": "student", "distribution_alignment": False, "threshold": 0.5})
+    _, frac, _ = M.unlabeled_loss("strict", torch.zeros(2, 3), probs, M.initial_class_stats(3),
+                                  torch.full((3,), 1 / 3), cfg)
+    assert frac == 0.5  # the entry's rule (0.95), not the config's threshold (0.5)
+    assert M.select_unlabeled(probs, 2, "strict", 0.95, False).tolist() == [0]
+
+
 @pytest.mark.parametrize("alias, meaning", [
     ("fixmatch", "fixmatch means --method consistency --no-adaptive-threshold --threshold 0.9"),
     ("soft", "soft means --method self-training --temperature 1"),
