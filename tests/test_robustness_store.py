@@ -96,6 +96,8 @@ def _as_made_by(db: Path, version: int) -> None:
     """Make a current store look like one made at an older schema version: what the later
     migrations add is taken away, and the version set back."""
     con = sqlite3.connect(db)
+    if version < 4:
+        con.execute("DROP TABLE selection")
     if version < 3:
         con.execute("ALTER TABLE runs DROP COLUMN earlier_seconds")
     if version < 2:
@@ -105,8 +107,8 @@ def _as_made_by(db: Path, version: int) -> None:
     _set_version(db, version)
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_an_older_store_gains_the_balanced_margin_index_and_the_earlier_running_time(tmp_path, version):
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_an_older_store_gains_the_index_the_earlier_running_time_and_the_selection(tmp_path, version):
     proj = synthetic_project(tmp_path / "p")
     st = Store(proj / "project.db")
     old_run = st.create_run("teacher", "cpu", {"role": "teacher"}, 10)
@@ -114,7 +116,7 @@ def test_an_older_store_gains_the_balanced_margin_index_and_the_earlier_running_
     st.close()
     _as_made_by(proj / "project.db", version)
     p = Project(proj)
-    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 3
+    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 4
     plan = " ".join(str(tuple(r)) for r in p.store.db.execute(
         "EXPLAIN QUERY PLAN SELECT margin, id FROM pool WHERE status IN ('pending') AND pred = 3 "
         "ORDER BY margin, id LIMIT 50"))
@@ -124,6 +126,7 @@ def test_an_older_store_gains_the_balanced_margin_index_and_the_earlier_running_
     assert p.store.run(old_run)["earlier_seconds"] == 0
     p.store.requeue(old_run, "cpu")
     assert p.store.run(old_run)["earlier_seconds"] == 30.0
+    assert p.store.set_selection("map", [5, 3]) == 2 and p.store.selection("map") == [5, 3]  # the map's table
     p.store.close()
 
 
