@@ -63,6 +63,12 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         if f"overview_ms_{size}" in r:
             add(f"Overview counts, {label} items", r[f"overview_ms_{size}"], "< 1000 ms", lambda v: v < 1000,
                 " ms", 1)
+    if "graph_1m_build_s" in r:
+        add("k-NN graph of 1,000,000 images (approximate), build", r["graph_1m_build_s"], "≤ 900 s",
+            lambda v: v <= 900, " s", 0)
+        add("  its peak memory (RSS)", r["graph_1m_peak_rss_gb"], "≤ 8 GB", lambda v: v <= 8, " GB", 1)
+        add("  recall@10 against the exact search (1,000 rows)", r["graph_recall_at_10"], "≥ 0.9",
+            lambda v: v >= 0.9, "", 3)
     d = r.get("dashboard")
     if d:
         if "skipped" in d:

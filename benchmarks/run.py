@@ -5,6 +5,7 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
   pseudo     pseudo-labeling throughput over the pool, stcore / bare batched inference
   review     review-query latency at 60,000 and 1,000,000 items; bulk accept; overview counts
   dashboard  streamlit start to first Review page, Accept click to updated page, peak memory
+  graph      the approximate k-NN graph of a million images: build time, peak memory, recall@10
   accuracy   teacher, student without and with 200 simulated reviews, and the supervised ceiling
 --quick shrinks every part to a few seconds (CI's smoke run).
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "dashboard", "accuracy")
+PARTS = ("train", "pseudo", "embed", "review", "dashboard", "graph", "accuracy")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -32,14 +33,16 @@ def settings(quick: bool) -> dict:
         return {"limit": 600, "teacher_steps": 3,
                 "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
                 "pseudo": {"repeats": 2},
-                "embed": {"repeats": 2, "n": 64, "image_size": 32}, "dashboard": {"clicks": 3},
+                "embed": {"repeats": 2, "n": 64, "image_size": 32},
+                "dashboard": {"clicks": 3}, "graph": {"n": 20_000},
                 "review": {"sizes": {"60k": 5_000, "1m": 20_000}, "repeats": 20, "bulk": 10_000, "bulk_repeats": 1},
                 "accuracy": {"seeds": [0], "limit": 600, "budget": ["--steps", "3", "--batch-size", "16"],
                              "review_n": 20, "ceiling": (["--labeled", "599"], ["--steps", "3", "--batch-size", "16"])}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
-            "embed": {"repeats": 3, "n": 1024, "image_size": 128}, "dashboard": {"clicks": 20},
+            "embed": {"repeats": 3, "n": 1024, "image_size": 128},
+            "dashboard": {"clicks": 20}, "graph": {"n": 1_000_000},
             "review": {"sizes": {"60k": 60_000, "1m": 1_000_000}, "repeats": 200, "bulk": 10_000,
                        "bulk_repeats": 5},
             # CLI defaults for everything the user would not type; the ceiling gets a stated budget.
@@ -75,6 +78,10 @@ def headline(part: str, res: dict) -> dict:
             return out
         case "dashboard":
             return {"dashboard": res}
+        case "graph":
+            size = "1m" if res["n"] == 1_000_000 else f"{res['n'] // 1000}k"
+            return {f"graph_{size}_build_s": res["build_s"], f"graph_{size}_peak_rss_gb": res["peak_rss_gb"],
+                    "graph_recall_at_10": res["recall_at_10"]}
         case "accuracy":
             return {"accuracy": res}
     return {}
@@ -112,6 +119,9 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "review":
                     from .review import bench_review
                     res = bench_review(workdir, say=say, **s["review"])
+                case "graph":
+                    from .graph import bench_graph
+                    res = bench_graph(say=say, **s["graph"])
                 case "dashboard":
                     from .dashboard import bench_dashboard
                     res = bench_dashboard(project()[0].path, say=say, **s["dashboard"])

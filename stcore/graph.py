@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from .methods import align_distribution, sharpen
 
-MAX_NODES = 200_000   # the exact k-NN search is quadratic: beyond this, no graph is built
+EXACT_MAX = 200_000   # the exact k-NN search is quadratic: above this many nodes, faiss's IVF index
+IVF_PROBES = 8        # lists searched per query: recall@10 0.94 at 1M Fashion-MNIST images (benchmarks/graph.py)
 MAX_SIDE = 32         # larger images are average-pooled to 32 x 32 pixels first
 NEIGHBOURS = 10
 DIMS = 128            # PCA components of the pixel embedding
@@ -64,11 +65,15 @@ def embed(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed:
     return torch.cat([F.normalize((pixels(images[i:i + chunk]) - mean) @ proj, dim=1) for i in range(0, n, chunk)])
 
 
-def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None,
+def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None, approximate: bool | None = None,
         progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k nearest neighbours of each row of z (unit rows) by cosine similarity, itself
-    excluded: (indices (N, k), similarities (N, k)). A chunk of rows at a time is compared with
-    all of z; by default chunks hold about 64M similarities (256 MB). progress(rows done, N)."""
+    """The k nearest neighbours of each row of z (unit rows) by cosine similarity, itself
+    excluded: (indices (N, k), similarities (N, k)). Exact up to EXACT_MAX rows (or unless
+    approximate): a chunk of rows at a time is compared with all of z; by default chunks hold
+    about 64M similarities (256 MB). Above it, approximate (approximate_knn). progress(rows done, N)."""
+    if approximate or (approximate is None and len(z) > EXACT_MAX):
+        idx, sim = approximate_knn(z.cpu(), k, progress=progress)
+        return idx.to(z.device), sim.to(z.device)
     k = min(k, len(z) - 1)
     chunk = chunk or max(1, 2 ** 26 // len(z))
     idx, sim = [], []
@@ -82,6 +87,47 @@ def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None,
         if progress:
             progress(min(start + chunk, len(z)), len(z))
     return torch.cat(idx), torch.cat(sim)
+
+
+def approximate_knn(z: torch.Tensor, k: int = NEIGHBOURS, *, probes: int = IVF_PROBES, seed: int = 0,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Approximate k nearest neighbours of unit rows z (N, d) on the CPU, as knn returns them:
+    faiss's inverted-file index (IndexIVFFlat, inner product, 4 sqrt(N) lists trained on a
+    sample, `probes` lists searched per query). Chosen over HNSW (faiss, hnswlib) by
+    benchmarks/graph.py: at 1M images it is built and searched in ~110 s on 2 cores."""
+    try:
+        import faiss
+    except ImportError as e:
+        raise ImportError(f"a graph of {len(z):,} images needs faiss for its approximate neighbour search ({e}); "
+                          f"`pip install faiss-cpu`") from e
+    import numpy as np
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    x = np.ascontiguousarray(z.float().numpy())
+    n, d = x.shape
+    k = min(k, n - 1)
+    lists = max(1, min(int(4 * n ** 0.5), n // 39))  # faiss wants about 39 training rows a list
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(seed).choice(n, min(n, 64 * lists), replace=False)
+    index.train(x[np.sort(sample)])
+    index.add(x)
+    index.nprobe = min(probes, lists)
+    idx, sim = [], []
+    step = 65_536
+    for start in range(0, n, step):
+        s, i = index.search(x[start:start + step], k + 1)
+        own = i == np.arange(start, start + len(i))[:, None]
+        # drop itself (or the last neighbour when it was not found): k left per row
+        keep = np.where(own.any(1, keepdims=True), ~own, np.arange(k + 1)[None, :] < k)
+        idx.append(torch.from_numpy(i[keep].reshape(len(i), k)))
+        sim.append(torch.from_numpy(s[keep].reshape(len(i), k)))
+        if progress:
+            progress(min(start + step, n), n)
+    # a list with fewer than k + 1 rows leaves -1 slots: point them at the row itself, weight 0
+    idx, sim = torch.cat(idx).long(), torch.cat(sim).float()
+    missing = idx < 0
+    idx[missing] = torch.arange(n).unsqueeze(1).expand(-1, k)[missing]
+    sim[missing] = 0.0
+    return idx, sim
 
 
 def build(idx: torch.Tensor, sim: torch.Tensor, power: int = POWER) -> Graph:
@@ -98,13 +144,13 @@ def build(idx: torch.Tensor, sim: torch.Tensor, power: int = POWER) -> Graph:
 
 
 def buildable(n: int) -> bool:
-    """Whether a graph of n nodes is built: at least 3, and few enough for an exact search."""
-    return 3 <= n <= MAX_NODES
+    """Whether a graph of n nodes is built: at least 3 (any number above; approximate past EXACT_MAX)."""
+    return n >= 3
 
 
 def pixel_graph(images: torch.Tensor, device: str = "cpu",
                 progress: Callable[[int, int], None] | None = None) -> Graph | None:
-    """The graph of uint8 images (N, C, H, W), or None when there are too many for an exact search."""
+    """The graph of uint8 images (N, C, H, W), or None when there are fewer than 3."""
     if not buildable(len(images)):
         return None
     return feature_graph(embed(images), device, progress)
@@ -117,12 +163,12 @@ def features(z: torch.Tensor) -> torch.Tensor:
 
 def feature_graph(z: torch.Tensor, device: str = "cpu",
                   progress: Callable[[int, int], None] | None = None) -> Graph | None:
-    """The graph of unit feature rows z (N, d), or None when there are too many for an exact
-    search. On a CUDA device the neighbour search (the quadratic part) runs there.
-    progress(rows, N) follows the neighbour search."""
+    """The graph of unit feature rows z (N, d), or None when there are fewer than 3. On a CUDA
+    device an exact neighbour search (the quadratic part) runs there. progress(rows, N)
+    follows the neighbour search."""
     if not buildable(len(z)):
         return None
-    if str(device).startswith("cuda"):
+    if str(device).startswith("cuda") and len(z) <= EXACT_MAX:
         idx, sim = knn(z.to(device), progress=progress)
         return build(idx.cpu(), sim.cpu())
     return build(*knn(z, progress=progress))

@@ -20,7 +20,8 @@ import numpy as np
 from .errors import ConfigError, ProjectError
 
 METHODS = ("auto", "umap", "pca")
-UMAP_MAX = 200_000     # graph.MAX_NODES, the exact neighbour search's limit; PCA above it
+UMAP_MAX = 200_000     # graph.EXACT_MAX: UMAP reads the exact k-NN; PCA above it (UMAP's layout alone
+                       # would take over ten minutes at a million points on 2 cores)
 NEIGHBOURS = 15        # UMAP's default, the point itself included
 Progress = Callable[[int, int], None]
 

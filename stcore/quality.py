@@ -34,10 +34,7 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
     train = z[0] if z is not None else graph_mod.embed(images(project, "train"))
     rows = [row for _, row, _, _ in human]
     pool = [row for row, _ in project.store.unreviewed_set(pseudo_labeled_only=False)]
-    nodes = rows + pool if graph_mod.buildable(len(rows) + len(pool)) else rows
-    if not graph_mod.buildable(len(nodes)):
-        raise ProjectError(f"{len(nodes):,} labels are too many for the exact nearest-neighbour graph "
-                           f"({graph_mod.MAX_NODES:,} at most)")
+    nodes = rows + pool
     g = graph_mod.feature_graph(graph_mod.features(train[nodes]), device, progress)
     k = len(project.classes)
     given = torch.tensor([label for _, _, label, _ in human], dtype=torch.long)

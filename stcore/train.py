@@ -199,8 +199,8 @@ def first_labels(loop: Loop, data: TrainData, cfg: TrainConfig, total: int, devi
     if method.pool_labels == "graph" and (not resumed or loop.step < round_len * (cfg.rounds - 1)):
         loop.graph = build_graph(data, device, callback, loop.step)
         if loop.graph is None and loop.labels is None:
-            raise UsageError(f"the pool is too large for labelprop's graph (over {graph_mod.MAX_NODES:,} "
-                             f"images) and has no pseudo-labels; run pseudo-label first")
+            raise UsageError("labelprop's graph needs at least 3 images (the labeled set and the pool); "
+                             "add images, or use another --method")
         if loop.graph is not None and not resumed:
             loop.labels = propagated_labels(loop.graph, data, loop.labels, PRIOR_WEIGHT["teacher"],
                                             class_mix(data) if cfg.distribution_alignment else None).to(device)

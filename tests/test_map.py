@@ -62,10 +62,10 @@ def test_pca_map_sampling_and_staleness(small_project):
 
 
 def test_map_methods_and_limits():
-    assert projection.UMAP_MAX == graph.MAX_NODES
-    assert projection.choose("auto", 1000) == "umap" and projection.choose("auto", graph.MAX_NODES + 1) == "pca"
+    assert projection.UMAP_MAX == graph.EXACT_MAX
+    assert projection.choose("auto", 1000) == "umap" and projection.choose("auto", graph.EXACT_MAX + 1) == "pca"
     with pytest.raises(ConfigError, match="use --method pca"):
-        projection.choose("umap", graph.MAX_NODES + 1)
+        projection.choose("umap", graph.EXACT_MAX + 1)
     with pytest.raises(ConfigError, match="unknown map method"):
         projection.choose("tsne", 10)
     assert tuple(api.MAP_METHODS) == projection.METHODS

@@ -226,19 +226,18 @@ def test_a_cancel_during_a_phase_stops_the_run_with_a_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "latest.pt")["step"] == 2
 
 
-def test_labelprop_on_a_pool_too_large_for_the_graph(monkeypatch):
-    """Past the graph's size limit labelprop learns the stored pseudo-labels (and says nothing of
-    building a graph); with none, a clear error."""
-    monkeypatch.setattr(T.graph_mod, "MAX_NODES", 10)
+def test_labelprop_past_the_exact_graph_size_builds_an_approximate_graph(monkeypatch):
+    """No cap: past EXACT_MAX the graph is built with the approximate neighbour search, with its
+    phase shown, and the run learns as below it."""
+    monkeypatch.setattr(T.graph_mod, "EXACT_MAX", 10)
     cfg = make_config(role="student", method="labelprop", steps=2, batch_size=4, unlabeled_ratio=2)
-    rows, phase_steps = [], []
-    out = T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, callback=lambda k, s, v: rows.append(k) or (
-        k == "phase" and phase_steps.append(s)) and False)
+    phases = []
+    out = T.fit(build("cnn", 1, 3, 28), tiny_data(with_probs=False), cfg, callback=lambda k, s, v: (
+        k == "phase" and phases.append(v["phase"])) and False)
     assert out["step"] == 2
-    assert "phase" not in rows[:1] and set(rows) >= {"phase"}  # only the round-2 re-labeling
-    assert len(phase_steps) and set(phase_steps) == {1}
-    with pytest.raises(UsageError, match="too large for labelprop's graph .* run pseudo-label first"):
-        T.fit(build("cnn", 1, 3, 28), tiny_data(with_probs=False), cfg)
+    assert any(p.startswith("building the nearest-neighbour graph") for p in phases)
+    with pytest.raises(UsageError, match="labelprop's graph needs at least 3 images"):
+        T.fit(build("cnn", 1, 3, 28), tiny_data(n_lab=1, n_unl=1, with_probs=False), cfg)
 
 
 def test_resume_continues_rounds_with_the_saved_pseudo_labels(tmp_path):
