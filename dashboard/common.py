@@ -290,6 +290,9 @@ def decide_all_ui(classes: list[str], pool: list[int], pending: list[int], *, ke
         st.button(f"Correct all {len(pool):,} pool items…", key=f"{key}_correct", disabled=not pool or target is None,
                   icon=":material/edit:", on_click=st.session_state.__setitem__, args=(state, ("correct", pool, target)))
     confirm = st.session_state.get(state)
+    if confirm and confirm[1] != (pending if confirm[0] == "accept" else pool):
+        st.session_state.pop(state, None)  # asked about other items (a new selection): ask again
+        confirm = None
     if confirm:
         action, ids, label = confirm
         what = "accept their teacher's classes" if action == "accept" else f"correct them to {classes[label]}"

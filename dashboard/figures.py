@@ -145,8 +145,8 @@ def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
 MAP_COLOR_BY = ("predicted class", "status", "confidence", "right or wrong")
 STATUS_COLORS = {"labeled": "#636EFA", "pending": "#BAB0AC", "accepted": "#00CC96", "corrected": "#AB63FA",
                  "rejected": "#7F7F7F"}
-# D3's ten colours (as RUN_COLORS), then more from Plotly's "Dark24", so classes stay apart past ten;
-# none pale enough to vanish on white.
+# RUN_COLORS (D3's first eight), D3's last two, then Plotly's "Dark24": 26 colours, none pale enough
+# to vanish on white; classes past 26 reuse them.
 CLASS_COLORS = RUN_COLORS + ["#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A",
                              "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D"]
 

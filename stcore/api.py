@@ -124,6 +124,16 @@ def review_next(project: Project, ids: list[int], action: str, label: str | int 
     return item
 
 
+def still_pending(project: Project, ids: list[int]) -> list[int]:
+    """Those of ids (pool items) that are still pending and pseudo-labeled, in their order."""
+    pending: set[int] = set()
+    for start in range(0, len(ids), 900):
+        part = [int(i) for i in ids[start:start + 900]]
+        pending |= {r["id"] for r in project.store.page(statuses=["pending"], ids=part, limit=len(part))
+                    if r["pred"] is not None}
+    return [int(i) for i in ids if int(i) in pending]
+
+
 def accept_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None,
                  reviewer: str | None = None) -> int:
     """Accept every pending, pseudo-labeled item with confidence >= threshold (and <= conf_max),

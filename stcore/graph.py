@@ -70,7 +70,8 @@ def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None, appro
     """The k nearest neighbours of each row of z (unit rows) by cosine similarity, itself
     excluded: (indices (N, k), similarities (N, k)). Exact up to EXACT_MAX rows (or unless
     approximate): a chunk of rows at a time is compared with all of z; by default chunks hold
-    about 64M similarities (256 MB). Above it, approximate (approximate_knn). progress(rows done, N)."""
+    about 64M similarities (256 MB). Above it, approximate (approximate_knn: a row with fewer
+    than k neighbours found has its own index, at similarity 0, in the empty slots). progress(rows done, N)."""
     if approximate or (approximate is None and len(z) > EXACT_MAX):
         idx, sim = approximate_knn(z.cpu(), k, progress=progress)
         return idx.to(z.device), sim.to(z.device)

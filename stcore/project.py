@@ -8,6 +8,7 @@ PROJECT/
 from __future__ import annotations
 
 import getpass
+import numbers
 import os
 from pathlib import Path
 
@@ -47,7 +48,13 @@ class Project:
         return self.meta["classes"]
 
     def class_index(self, name_or_index: str | int) -> int:
-        """A class given by name (any case) or index -> index; NotFound naming the choices."""
+        """A class given by name (any case) or index -> index; NotFound naming the choices. An int
+        is an index, so a class named '1' at index 0 is not mistaken for index 1."""
+        if isinstance(name_or_index, numbers.Integral) and not isinstance(name_or_index, bool):
+            if 0 <= int(name_or_index) < len(self.classes):
+                return int(name_or_index)
+            raise NotFound(f"class index {name_or_index} is out of range: the project has {len(self.classes)} "
+                           f"classes ({', '.join(self.classes)})")
         s = str(name_or_index).strip()
         if s in self.classes:
             return self.classes.index(s)

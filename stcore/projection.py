@@ -90,8 +90,10 @@ def compute(project, method: str = "auto", *, seed: int = 0, progress: Progress 
     tmp = d / "layout.npy.tmp"
     with open(tmp, "wb") as fh:
         np.save(fh, xy.astype(np.float16))
+    meta_tmp = d / "layout.json.tmp"
+    meta_tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(d / "layout.npy")
-    (d / "layout.json").write_text(json.dumps(meta, indent=1))
+    meta_tmp.replace(d / "layout.json")
     return meta
 
 

@@ -75,7 +75,7 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
                           corrected_weight: float = 2.0) -> torch.Tensor | None:
     """The teacher's pool probabilities (n, K), spread with the human labels (the labeled set,
     accepted and corrected items) over a k-NN graph of the project's embedding and aligned to
-    the labeled class mix; None when the project has no embedding or too many images for the graph."""
+    the labeled class mix; None when the project has no embedding or fewer than 3 images for the graph."""
     from . import embed, graph as graph_mod
     from .methods import sharpen
     z = embed.load(project)

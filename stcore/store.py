@@ -657,7 +657,8 @@ class Store:
         return [dict(r) for r in self.db.execute(q, p)]
 
     def last_batch(self) -> dict | None:
-        row = self.db.execute("SELECT batch, new_status, COUNT(*) AS n, MAX(at) AS at FROM history "
+        row = self.db.execute("SELECT batch, CASE MIN(new_status) WHEN 'labeled' THEN 'relabeled' "
+                              "ELSE MIN(new_status) END AS new_status, COUNT(*) AS n, MAX(at) AS at FROM history "
                               "WHERE undone=0 GROUP BY batch ORDER BY batch DESC LIMIT 1").fetchone()
         return dict(row) if row else None
 

@@ -647,7 +647,15 @@ def test_review_view_filters_and_page_live_in_the_url(app, trained_project):
     fresh.switch_page("views/review.py").run()
     assert fresh.selectbox(key="rv_order").value == "entropy" and fresh.number_input(key="rv_page").value == 2
     assert _shown(fresh) == shown
-    fresh.query_params["page"] = "x"
+    at.pills(key="rv_status").set_value([]).run()  # no status chosen: all, which the URL keeps too
+    assert at.query_params["status"] == ""
+    again = AppTest.from_file(APP, default_timeout=60)
+    for k, v in dict(at.query_params).items():
+        again.query_params[k] = v
+    again.query_params["classes"] = "1,99"  # a class that does not exist is dropped
+    again.run()
+    again.switch_page("views/review.py").run()
+    assert again.pills(key="rv_status").value == [] and again.multiselect(key="rv_classes").value == [1]
 
 
 def test_more_classes_than_number_keys_open_the_class_picker(app, tmp_path):
@@ -666,3 +674,21 @@ def test_more_classes_than_number_keys_open_the_class_picker(app, tmp_path):
     at.selectbox(key="rv_pick").set_value(11).run()
     assert tuple(_pool_row(p, first))[:2] == ("corrected", 11)
     no_errors(at, "review")
+
+
+def test_review_near_duplicates_show_each_pair_even_when_an_image_is_in_two(app, trained_project, monkeypatch):
+    p = trained_project
+    a, b, c = p.store.pool_order()[0][:3]
+    pairs = [{"a": {"id": a, "split": "pool"}, "b": {"id": b, "split": "pool"}, "similarity": 0.999},
+             {"a": {"id": a, "split": "pool"}, "b": {"id": 0, "split": "test"}, "similarity": 0.99}]
+    monkeypatch.setattr(api, "duplicates", lambda project: {"pairs": pairs, "threshold": 0.98, "over": "pixels",
+                                                             "images": 2400, "run": "duplicates-9"})
+    at = app(p, "review")
+    at.segmented_control(key="rv_view").set_value("near-duplicates").run()
+    no_errors(at, "review")
+    rejects = [k for k in (b.key for b in at.button) if k and k.startswith("rv_rej_")]
+    assert rejects == [f"rv_rej_{a}_1a", f"rv_rej_{b}_1b", f"rv_rej_{a}_2a"]  # the test image: no buttons
+    assert any(m.value.startswith("**test image** #0") for m in at.markdown)
+    at.button(key=f"rv_rej_{a}_2a").click().run()
+    assert tuple(_pool_row(p, a))[0] == "rejected"
+    assert c not in [int(k.split("_")[2]) for k in rejects]

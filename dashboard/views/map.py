@@ -18,10 +18,11 @@ SHOWN = 12  # thumbnails of the selection shown here
 
 
 def start_map(method: str = "auto") -> None:
+    """Button callback (the layout runs on the CPU: it holds no GPU)."""
     try:
-        run_id = api.start_map(project, method=method, device=common.best_device())
+        run_id = api.start_map(project, method=method, device="cpu")
     except common.USER_ERRORS as e:
-        common.show_error(e)
+        st.session_state["mp_flash"] = "error: " + message(e)
         return
     st.toast(f"Started {run_id}: laying out the embedding")
 
@@ -52,7 +53,8 @@ def review_selection(ids: list[int]) -> None:
 def decide_selection(ids: list[int], action: str, label: int | None) -> None:
     """Confirmed bulk decision on the selection's pool items (the labeled set is left as it is)."""
     try:
-        n = api.review(project, ids, "accept") if action == "accept" else api.set_label(project, ids, label)
+        n = (api.review(project, api.still_pending(project, ids), "accept") if action == "accept"
+             else api.set_label(project, ids, label))
     except common.USER_ERRORS as e:
         st.session_state["mp_flash"] = "error: " + message(e)
         return
@@ -64,8 +66,9 @@ def selection_panel(points: dict, ids: list[int]) -> None:
     """What the box or lasso selected: thumbnails, Review, and accept/correct all after a confirmation."""
     split = dict(zip(points["id"], points["split"]))
     status = dict(zip(points["id"], points["status"]))
+    pred = dict(zip(points["id"], points["pred"]))
     pool = [i for i in ids if split.get(i) == "pool"]
-    pending = [i for i in pool if status.get(i) == "pending"]
+    pending = [i for i in pool if status.get(i) == "pending" and pred.get(i) is not None]
     with st.container(border=True, key="mp_selection"):
         st.markdown(f"**{len(ids):,} selected** · {len(pool):,} from the pool ({len(pending):,} pending), "
                     f"{len(ids) - len(pool):,} from the labeled set")
@@ -82,7 +85,11 @@ def selection_panel(points: dict, ids: list[int]) -> None:
                              note="Items of the labeled set are left as they are. ")
 
 st.title("Map")
-points = api.map_points(project)
+try:
+    points = api.map_points(project)
+except common.USER_ERRORS as e:  # a layout being rewritten, or a broken one: say how to make it again
+    common.show_error(e)
+    points = None
 job = map_job()
 if job:
     wait_for_map(job["id"])
@@ -90,9 +97,11 @@ if points is None:
     st.info("The map lays every labeled and pool image out in 2-D, so that neighbours in the embedding sit "
             "together: a cluster of one colour is a class, a stray colour inside it a likely error. It is "
             "computed once per embedding (UMAP; about a minute at 60,000 images on a CPU).")
-    if not job and st.button("Compute the map", key="mp_compute", type="primary", icon=":material/scatter_plot:"):
-        start_map()
-        st.rerun()
+    if not job:
+        st.button("Compute the map", key="mp_compute", type="primary", icon=":material/scatter_plot:",
+                  on_click=start_map)
+    if (flashed := st.session_state.pop("mp_flash", None)) and flashed.startswith("error: "):
+        st.error(flashed.removeprefix("error: "))
     st.stop()
 caption = (f"{points['method'].upper()} of the {points['embedding']} embedding · {points['total']:,} images"
            + (f" · showing a random sample of {points['shown']:,}" if points["shown"] < points["total"] else "")

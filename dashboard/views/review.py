@@ -30,12 +30,13 @@ NUMBER_KEYS = "1234567890"  # correct the next item to the first ten classes
 VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected", "reset": "Reset"}
 STATUS_STYLE = {"accepted": "blue", "corrected": "violet", "rejected": "gray", "labeled": "orange"}
 VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
-SIMILAR_K = 23  # the image and its neighbours fill two rows of a 24-item page
+SIMILAR_K = 23  # the image and its neighbours fill a page of 24
 # UI state only, kept for the session while the user visits other pages.
 KEEP = "session"
 # What the URL keeps: session key -> (query parameter, parse, write).
 URL = {"rv_view": ("view", str, str), "rv_similar": ("similar", int, str),
-       "rv_classes": ("classes", lambda v: [int(c) for c in v.split(",") if c], lambda v: ",".join(map(str, v))),
+       "rv_classes": ("classes", lambda v: [int(c) for c in v.split(",") if c and 0 <= int(c) < len(classes)],
+                      lambda v: ",".join(map(str, v))),
        "rv_status": ("status", lambda v: [x for x in v.split(",") if x in api.STATUSES], ",".join),
        "rv_conf": ("conf", lambda v: _range([min(max(float(x), 0.0), 1.0) for x in v.split("-")][:2]),
                    lambda v: f"{v[0]:.2f}-{v[1]:.2f}"),
@@ -85,8 +86,8 @@ def decide_next(ids: list[int], action: str, label: int | None = None) -> None:
           else "Every item on this page is decided; go to the next page")
 
 
-def correct(item_id: int) -> None:
-    key = f"rv_cor_{item_id}"
+def correct(item_id: int, slot: str | int) -> None:
+    key = f"rv_cor_{slot}"
     label = st.session_state.get(key)
     if label is not None:
         decide([item_id], "correct", label)
@@ -130,7 +131,8 @@ def state_from_url() -> None:
 def state_to_url() -> None:
     for key, (name, _, write) in URL.items():
         value = st.session_state.get(key)
-        text = write(value) if value not in (None, [], DEFAULTS.get(key)) else None
+        # [] for a setting whose default is not empty (no status chosen: all) is written as empty
+        text = None if value is None or value == DEFAULTS.get(key, []) else write(value)
         if text is None:
             if name in st.query_params:
                 del st.query_params[name]
@@ -268,13 +270,19 @@ def bulk_ui(f: dict, pending_here: list[int]) -> None:
                 st.rerun()
 
 
+def decide_still(ids: list[int], action: str, label: int | None) -> None:
+    """A confirmed bulk action: accept only what is still pending (a card may have been decided
+    since the confirmation opened)."""
+    decide(api.still_pending(project, ids) if action == "accept" else ids, action, label)
+
+
 def list_bulk_ui(rows: list[dict]) -> None:
     """Accept, or correct to one class, every pool item of the list (the similar images, the
     map's selection), after a confirmation that says how many."""
     pool = [r["id"] for r in rows if r["split"] == "pool"]
     pending = [r["id"] for r in rows if r["split"] == "pool" and r["status"] == "pending" and r["pred"] is not None]
     with st.expander("Bulk actions", key="rv_bulk_open", on_change="rerun"):
-        common.decide_all_ui(classes, pool, pending, key="rv_list", on_confirm=decide,
+        common.decide_all_ui(classes, pool, pending, key="rv_list", on_confirm=decide_still,
                              note="Items of the labeled set are left as they are. ")
 
 
@@ -337,8 +345,11 @@ def likely_wrong_rows() -> list[dict] | None:
         if found is None:
             return None
     issues = {i["id"]: i for i in found["issues"]}
+    def now(r: dict) -> str | None:  # the item's class today (None: no longer labeled or predicted)
+        c = r["label"] if r["label"] is not None else r["pred"]
+        return classes[c] if c is not None else None
     rows = [r for r in api.items(project, list(issues))
-            if classes[r["label"] if r["label"] is not None else r["pred"]] != issues[r["id"]]["suggested"]]
+            if r["status"] in ("labeled", "accepted", "corrected") and now(r) != issues[r["id"]]["suggested"]]
     for r in rows:
         i = issues[r["id"]]
         r["note"] = f"given {i['given']}, neighbours say {i['suggested']} (score {i['score']:.2f})"
@@ -364,7 +375,8 @@ def duplicate_rows() -> list[dict] | None:
             item = pair[side]
             r = dict(known[item["id"]]) if item["split"] != "test" else {
                 "id": item["id"], "split": "test", "status": "test", "pred": None, "label": None, "confidence": None}
-            rows.append({**r, "note": f"pair {k} · similarity {pair['similarity']:.3f} · {item['split']}"})
+            rows.append({**r, "slot": f"{item['id']}_{k}{side}",
+                         "note": f"pair {k} · similarity {pair['similarity']:.3f} · {item['split']}"})
     st.caption(f"{len(pairs):,} pairs with cosine similarity at least {found['threshold']} in the {found['over']} "
                f"embedding, side by side; reject the pool copy of a test image.")
     return rows
@@ -375,6 +387,7 @@ def card(r: dict, png: bytes, focus: int | None, searchable: bool) -> None:
     """One item: its image, its label (the human's once decided, with the teacher's guess), the
     accept, reject and similar buttons and the class picker."""
     i, status, split = r["id"], r["status"], r.get("split", "pool")
+    slot = r.get("slot", i)  # the widgets' keys: an item shown twice (near-duplicates) has two slots
     st.image(png, width="content")
     if split == "test":
         st.markdown(f"**test image** #{i}")
@@ -395,22 +408,22 @@ def card(r: dict, png: bytes, focus: int | None, searchable: bool) -> None:
     if r.get("note"):
         st.caption(util.md_escape(r["note"]))
     if r.get("fix") is not None:
-        st.button(f"Fix: {classes[r['fix']]}", key=f"rv_fix_{i}", type="primary", width="stretch",
+        st.button(f"Fix: {classes[r['fix']]}", key=f"rv_fix_{slot}", type="primary", width="stretch",
                   icon=":material/auto_fix_high:", on_click=decide, args=([i], "correct", r["fix"]),
                   help="Give this item the class its neighbours say")
     a, x, s = st.columns(3)
-    a.button("", key=f"rv_acc_{i}", icon=":material/check:", help="Accept the teacher's class", width="stretch",
+    a.button("", key=f"rv_acc_{slot}", icon=":material/check:", help="Accept the teacher's class", width="stretch",
              on_click=decide, args=([i], "accept"),
              disabled=r["pred"] is None or status in ("accepted", "corrected", "labeled"),
              type="primary" if i == focus else "secondary")
-    x.button("", key=f"rv_rej_{i}", icon=":material/close:", help="Reject: not a usable image", width="stretch",
+    x.button("", key=f"rv_rej_{slot}", icon=":material/close:", help="Reject: not a usable image", width="stretch",
              on_click=decide, args=([i], "reject"), disabled=status in ("rejected", "labeled"))
-    s.button("", key=f"rv_sim_{i}", icon=":material/image_search:", width="stretch", disabled=not searchable,
+    s.button("", key=f"rv_sim_{slot}", icon=":material/image_search:", width="stretch", disabled=not searchable,
              on_click=show_similar, args=(i,),
              help="Similar: the images nearest to this one" if searchable else "Similar needs an embedding "
                   "(Train page, Embed)")
     st.selectbox("Correct to", range(len(classes)), index=None, format_func=lambda k: classes[k],
-                 key=f"rv_cor_{i}", on_change=correct, args=(i,), placeholder="Correct to…",
+                 key=f"rv_cor_{slot}", on_change=correct, args=(i, slot), placeholder="Correct to…",
                  label_visibility="collapsed")
 
 
