@@ -143,8 +143,9 @@ def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
 
 
 MAP_COLOR_BY = ("predicted class", "status", "confidence", "right or wrong")
-STATUS_COLORS = {"labeled": "#636EFA", "pending": "#BAB0AC", "accepted": "#00CC96", "corrected": "#AB63FA",
-                 "rejected": "#7F7F7F"}
+# In drawing order: the many pending points first, the few human labels last, on top.
+STATUS_COLORS = {"pending": "#BAB0AC", "rejected": "#7F7F7F", "accepted": "#00CC96", "corrected": "#AB63FA",
+                 "labeled": "#636EFA"}
 # RUN_COLORS (D3's first eight), D3's last two, then Plotly's "Dark24": 26 colours, none pale enough
 # to vanish on white; classes past 26 reuse them.
 CLASS_COLORS = RUN_COLORS + ["#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A",
@@ -169,9 +170,10 @@ def _map_groups(points: dict, color_by: str, classes: list[str]) -> list[tuple[s
         colors = {"right": "#2CA02C", "wrong": "#D62728", "unknown": "#BAB0AC"}
         return [(v, [i for i in range(n) if keys[i] == v], colors[v]) for v in colors if v in set(keys)]
     cls = [lab if lab is not None else pred for lab, pred in zip(points["label"], points["pred"])]
-    groups = [(name, [i for i in range(n) if cls[i] == k], CLASS_COLORS[k % len(CLASS_COLORS)])
-              for k, name in enumerate(classes)]
-    groups.append(("not predicted", [i for i in range(n) if cls[i] is None], "#BAB0AC"))
+    # the points with no class first, so the labeled ones among them stay visible on top
+    groups = [("not predicted", [i for i in range(n) if cls[i] is None], "#BAB0AC")]
+    groups += [(name, [i for i in range(n) if cls[i] == k], CLASS_COLORS[k % len(CLASS_COLORS)])
+               for k, name in enumerate(classes)]
     return [g for g in groups if g[1]]
 
 

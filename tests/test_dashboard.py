@@ -573,8 +573,8 @@ def test_map_page_draws_every_point_and_a_selection_reaches_the_review_grid(app,
         ["predicted class", "status", "confidence", "right or wrong"])
     at.segmented_control(key="mp_color").set_value("status").run()
     by_status = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
-    assert [t["name"].split(" (")[0] for t in by_status] == ["labeled", "pending"]
-    chosen = by_status[1]["customdata"][:5]  # what a lasso hands over: the points' ids
+    assert [t["name"].split(" (")[0] for t in by_status] == ["pending", "labeled"]  # the few on top
+    chosen = by_status[0]["customdata"][:5]  # what a lasso hands over: the points' ids
     api.set_selection(p, chosen)
     at = app(p, "review")
     at.segmented_control(key="rv_view").set_value("map selection").run()
