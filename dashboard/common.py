@@ -129,6 +129,25 @@ def item_thumbs(project: api.Project, rows: list[dict], target: int = 140) -> li
     return [out[(r.get("split", "pool"), r["id"])] for r in rows]
 
 
+def active_job(project: api.Project, role: str) -> dict | None:
+    """The latest queued or running run of a role (map, label-issues, duplicates), or None."""
+    busy = [r for r in api.active(api.runs(project)) if r["role"] == role]
+    return busy[-1] if busy else None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _similar(path: str, project_id: str, embedding: str, item_id: int, k: int) -> dict:
+    return api.similar(open_project(path), item_id, k)
+
+
+def similar(project: api.Project, item_id: int, k: int) -> dict:
+    """api.similar, kept per embedding: a decision in the Similar list redraws the grid without
+    reading the embedding from disk again (the neighbours' labels and statuses are read fresh
+    by the page, not from here)."""
+    current = next((f"{e['backbone']}@{e.get('created')}" for e in api.embeddings(project) if e["current"]), "")
+    return _similar(str(project.path), project.meta["project_id"], current, int(item_id), int(k))
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def test_predictions(path: str, project_id: str, run_id: str, ended: float | None) -> list[int] | None:
     """The class a finished run predicted for each test image, as its worker saved them. A

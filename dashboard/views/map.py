@@ -27,12 +27,6 @@ def start_map(method: str = "auto") -> None:
     st.toast(f"Started {run_id}: laying out the embedding")
 
 
-def map_job() -> dict | None:
-    """The latest map run, when one is queued or running."""
-    busy = [r for r in api.runs(project) if r["role"] == "map" and r["state"] in api.ACTIVE_STATES]
-    return busy[-1] if busy else None
-
-
 @st.fragment(run_every=2)
 def wait_for_map(run_id: str) -> None:
     run = api.run(project, run_id)
@@ -90,7 +84,7 @@ try:
 except common.USER_ERRORS as e:  # a layout being rewritten, or a broken one: say how to make it again
     common.show_error(e)
     points = None
-job = map_job()
+job = common.active_job(project, "map")
 if job:
     wait_for_map(job["id"])
 if points is None:

@@ -307,7 +307,7 @@ def list_view(view: str) -> list[dict] | None:
 
 def similar_rows(item_id: int) -> list[dict] | None:
     try:
-        found = api.similar(project, item_id, SIMILAR_K)
+        found = common.similar(project, item_id, SIMILAR_K)
     except common.USER_ERRORS as e:
         common.show_error(e)
         return None
@@ -321,9 +321,7 @@ def similar_rows(item_id: int) -> list[dict] | None:
 
 def job_or_button(role: str, what: str, start) -> None:
     """A list made by a job: its progress while it runs, else a button that starts it."""
-    busy = [r for r in api.runs(project) if r["role"] == role and r["state"] in api.ACTIVE_STATES]
-    if busy:
-        r = busy[-1]
+    if r := common.active_job(project, role):
         st.progress(min(r["step"] / max(r["total"], 1), 1.0), text=f"{r['id']} is {r['state']}: {what}…")
         st.page_link(common.PAGES["train"], label="Follow it on Train", icon=":material/monitoring:")
     elif st.button(f"Find {what}", key=f"rv_start_{role}", type="primary", icon=":material/search:"):
