@@ -206,6 +206,33 @@ def device_picker(key: str, label: str = "Device") -> str:
     return st.selectbox(label, names, index=default, format_func=labels.get, key=key)
 
 
+def training_device_picker(key: str) -> dict:
+    """Where a run trains: {'device', 'nproc'}. One device, or several processes under torchrun
+    (DDP): a number of processes on the CPU, or several GPUs picked by name, one process each."""
+    devs = devices()
+    labels = {d["name"]: d["label"] for d in devs}
+    gpus = [d["name"] for d in devs if d["name"].startswith("cuda")]
+    kinds = ["cpu"] + (["cuda"] if gpus else []) + (["mps"] if "mps" in labels else [])
+    names = {"cpu": "CPU", "cuda": "CUDA GPUs" if len(gpus) > 1 else labels.get("cuda:0", "CUDA"),
+             "mps": labels.get("mps", "mps")}
+    c1, c2 = st.columns(2)
+    kind = c1.selectbox("Device", kinds, index=kinds.index("cuda") if gpus else 0, format_func=names.get,
+                        key=f"{key}_kind")
+    if kind == "cpu":
+        n = int(c2.number_input("Processes", min_value=1, max_value=max(1, os.cpu_count() or 1), value=1, step=1,
+                                key=f"{key}_nproc",
+                                help="More than 1: data-parallel training (DDP under torchrun, gloo), the batch "
+                                     "split among the processes and the CPU's cores shared by them."))
+        return {"device": "cpu", "nproc": n}
+    if kind == "cuda" and len(gpus) > 1:
+        picked = c2.multiselect("GPUs", gpus, default=gpus[:1], format_func=labels.get, key=f"{key}_gpus",
+                                help="Several: one process per GPU (DDP under torchrun, NCCL), the batch "
+                                     "split among them.")
+        picked = picked or gpus[:1]
+        return {"device": ",".join(picked), "nproc": len(picked)}
+    return {"device": gpus[0] if kind == "cuda" else kind, "nproc": 1}
+
+
 def best_device() -> str:
     return api.resolve_device("auto")
 

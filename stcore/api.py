@@ -258,7 +258,9 @@ def start_training(project: Project, values: dict, *, detach: bool = True) -> st
     must exist and be free, and a student's teacher must fit this project, before any run is
     created. detach: a detached worker; else in this process, returning when it ends."""
     from .config import default_steps, make_config, to_dict
-    values = {"model": default_model(project), **values, "device": resolve_device(values.get("device", "cpu"))}
+    from .devices import resolve_many
+    device, nproc = resolve_many(values.get("device", "cpu"), values.get("nproc"))
+    values = {"model": default_model(project), **values, "device": device, "nproc": nproc}
     if values.get("role") == "student" and not values.get("teacher_run") and project.teacher_run():
         values["teacher_run"] = project.teacher_run()["id"]  # pinned: a resume or a later promote keeps it
     cfg = make_config(values)
@@ -267,7 +269,44 @@ def start_training(project: Project, values: dict, *, detach: bool = True) -> st
         raise UsageError(f"--init ssl starts from the project's self-supervised encoder, and it has none; run "
                          f"`stcore embed {project.path} --backbone ssl` first")
     total = cfg.steps or default_steps(cfg.role, cfg.rounds)
+    if cfg.nnodes > 1:  # queued: each machine starts its share with its torchrun line (node_commands)
+        return jobs.create(project, cfg.role, to_dict(cfg), total=total)
     return _start(project, cfg.role, to_dict(cfg), total, detach)
+
+
+def world_size(run_row: dict) -> int:
+    """The processes a run trains on (1 but for runs under torchrun)."""
+    from .store import world_size as of_config
+    return of_config(run_row.get("config") or {})
+
+
+def batch_per_process(run_row: dict) -> int | None:
+    """The batch each process of a run on several processes takes (the run's batch divided among
+    them), else None."""
+    world, batch = world_size(run_row), (run_row.get("config") or {}).get("batch_size")
+    return batch // world if world > 1 and batch else None
+
+
+def placement(run_row: dict) -> str:
+    """Where a run trains, for people: its device, or its processes and the batch each takes."""
+    world = world_size(run_row)
+    if world == 1:
+        return run_row["device"]
+    return f"{world} processes ({run_row['device']}), batch {batch_per_process(run_row)} each"
+
+
+def node_commands(project: Project, run_id: str, endpoint: str | None = None) -> list[list[str]]:
+    """The torchrun line each machine of a run on several machines runs, node 0 first. endpoint: host:port
+    of the rendezvous, reachable from every machine (default: this machine's name, port 29400)."""
+    import socket
+    from .distributed import node_command
+    run_row = project.store.run(run_id)
+    cfg = run_row["config"]
+    if int(cfg.get("nnodes") or 1) < 2:
+        raise UsageError(f"run {run_id} runs on one machine; it needs no torchrun lines")
+    endpoint = endpoint or f"{socket.gethostname()}:29400"
+    return [node_command(project.path, run_id, nnodes=int(cfg["nnodes"]), nproc=int(cfg.get("nproc") or 1),
+                         node_rank=k, endpoint=endpoint, device=run_row["device"]) for k in range(int(cfg["nnodes"]))]
 
 
 def check_teacher(project: Project, cfg) -> None:
@@ -521,9 +560,9 @@ def _start(project: Project, role: str, config: dict, total: int, detach: bool) 
 
 
 def _execute_here(project: Project, run_id: str) -> None:
-    from .worker import execute
+    from .worker import run
     project.store.update_run(run_id, pid=os.getpid())
-    execute(project, run_id)
+    run(project, run_id)
 
 
 def cancel(project: Project, run_id: str) -> str:
@@ -538,10 +577,13 @@ def resume(project: Project, run_id: str, *, detach: bool = True) -> str:
         from .checkpoints import run_checkpoint
         run_checkpoint(project, run_id)  # a damaged or foreign checkpoint is refused here, not in the worker
     try:
-        resolve_device(stopped["device"])
+        from .devices import resolve_many
+        resolve_many(stopped["device"], int(stopped["config"].get("nproc") or 1))
     except DeviceError as e:
         raise DeviceError(f"run {run_id} ran on {stopped['device']}, which is not here now: {e}") from e
     jobs.requeue(project, run_id)
+    if int(stopped["config"].get("nnodes") or 1) > 1:
+        return run_id  # queued again: each machine runs its torchrun line once more
     if detach:
         jobs.spawn(project, run_id)
     else:

@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import shlex
 import sqlite3
 import sys
 import threading
@@ -127,7 +128,7 @@ def cmd_init(a):
 TRAIN_FLAGS = ("method", "model", "steps", "epochs", "lr", "batch_size", "unlabeled_ratio", "threshold",
                "adaptive_threshold", "temperature", "unlabeled_weight", "corrected_weight", "init", "teacher_run",
                "ema_decay", "eval_every", "seed", "weight_decay", "distribution_alignment", "target_model",
-               "balanced", "rounds", "label_aug", "strength")
+               "balanced", "rounds", "label_aug", "strength", "nproc", "nnodes")
 
 
 def train_values(a) -> dict:
@@ -146,6 +147,9 @@ def cmd_train(a):
     values = train_values(a)
     if note := api.method_aliases().get(values.get("method", "")):
         print(f"note: {note}", file=sys.stderr)
+    if (a.nnodes or 1) > 1:
+        run_id = api.start_training(p, values)
+        return _print_nodes(p, run_id, a.rdzv_endpoint, a.json)
     if a.detach:
         run_id = api.start_training(p, values, detach=True)
         _print({"run": run_id, "state": api.run(p, run_id)["state"]}, a.json, run_id)
@@ -340,7 +344,8 @@ def cmd_runs(a):
         tr = [m for m in last if m["kind"] == "train"]
         acc, final = api.accuracy_of(p, r)
         rows.append({**{k: r[k] for k in ("id", "role", "state", "device", "pid", "step", "total", "started",
-                                          "heartbeat", "ended", "error")},
+                                          "heartbeat", "ended", "error")}, "world_size": api.world_size(r),
+                     "batch_per_process": api.batch_per_process(r), "placement": api.placement(r),
                      "seconds": round(api.duration(r) or 0.0, 1),
                      "last_metrics": {"loss": tr[-1]["loss"] if tr else None, "accuracy": acc, "final": final}})
     if a.json:
@@ -348,7 +353,7 @@ def cmd_runs(a):
         return 0
     for r in rows:
         acc = r["last_metrics"]["accuracy"]
-        print(f"{r['id']:<16} {r['state']:<11} {r['device']:<7} {r['step']}/{r['total']}"
+        print(f"{r['id']:<16} {r['state']:<11} {r['placement']:<7} {r['step']}/{r['total']}"
               + (f"  acc {acc:.4f}" if acc is not None else "") + (f"  {r['error']}" if r["error"] else ""))
     return 0
 
@@ -374,8 +379,23 @@ def cmd_cancel(a):
     return 0
 
 
+def _print_nodes(p, run_id: str, endpoint: str | None, as_json: bool) -> int:
+    lines = api.node_commands(p, run_id, endpoint)
+    text = "\n".join([f"run {run_id} is queued; on each machine, with the project folder at {p.path}, run:"]
+                     + [f"  node {k}: {shlex.join(c)}" for k, c in enumerate(lines)])
+    _print({"run": run_id, "nodes": [shlex.join(c) for c in lines]}, as_json, text)
+    return 0
+
+
+def cmd_nodes(a):
+    return _print_nodes(api.open_project(a.project), a.run, a.rdzv_endpoint, a.json)
+
+
 def cmd_resume(a):
     p = api.open_project(a.project)
+    if int(api.run(p, a.run)["config"].get("nnodes") or 1) > 1:
+        api.resume(p, a.run)
+        return _print_nodes(p, a.run, a.rdzv_endpoint, a.json)
     if a.foreground:
         return _report_run(_foreground(p, lambda: api.resume(p, a.run, detach=False)), a.json)
     api.resume(p, a.run)
@@ -438,6 +458,12 @@ def _train_args(s) -> None:
                         "project's self-supervised encoder (stcore embed --backbone ssl)")
     s.add_argument("--teacher-run", help="the teacher to start from (default: the current teacher)")
     s.add_argument("--no-unreviewed", action="store_true", help="student: ignore unreviewed pseudo-labels")
+    s.add_argument("--nproc", type=int, help="processes on this machine (DDP under torchrun; default 1): on the "
+                                             "CPU, or one GPU each (--device cuda:0,cuda:1, or cuda with --nproc)")
+    s.add_argument("--nnodes", type=int, help="machines (default 1): the run is queued, and each machine runs "
+                                              "the torchrun line printed for it")
+    s.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                   help="with --nnodes: where the machines meet (default: this machine, port 29400)")
 
 
 def _init_args(s) -> None:
@@ -518,6 +544,11 @@ def _run_commands(cmd) -> None:
             s.add_argument("--wait", type=float, default=0, metavar="S", help="wait up to S seconds for it to stop")
         if name == "resume":
             s.add_argument("--foreground", action="store_true")
+            s.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="a run on several machines: where they meet")
+    s = cmd("nodes", cmd_nodes, "the torchrun line each machine of a run on several machines runs")
+    s.add_argument("run", metavar="RUN")
+    s.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet (default: this "
+                                                                "machine, port 29400)")
 
 
 def build_parser() -> argparse.ArgumentParser:

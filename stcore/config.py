@@ -50,7 +50,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     eval_every: int | None = None # steps between evaluations; None: ten per run
     log_every: int = 10           # steps between metric rows
-    device: str = "cpu"
+    device: str = "cpu"           # cpu, cuda:N, mps; several GPUs: cuda:0,cuda:1 (one process each)
+    nproc: int = 1                # processes per machine (DDP under torchrun); the batch is split among all
+    nnodes: int = 1               # machines, each running nproc processes
     seed: int = 0
 
     def __post_init__(self):
@@ -95,6 +97,12 @@ def validate(c: TrainConfig) -> list[str]:
         (c.init != "ssl" or c.model != "head", "--init ssl starts a network's layers; a head has none (use cnn)"),
         (c.log_every > 0, f"log_every must be positive, not {c.log_every}"),
         (c.eval_every is None or c.eval_every > 0, f"eval_every must be positive, not {c.eval_every}"),
+        (c.nproc >= 1, f"nproc (processes per machine) must be at least 1, not {c.nproc}"),
+        (c.nnodes >= 1, f"nnodes (machines) must be at least 1, not {c.nnodes}"),
+        (c.nproc * c.nnodes == 1 or c.model != "head",
+         "a head trains in one process (it is a single linear layer); use --nproc 1, or a network (cnn)"),
+        (c.batch_size >= c.nproc * c.nnodes, f"the batch of {c.batch_size} is split among {c.nproc * c.nnodes} "
+                                             f"processes; use a batch size of at least {c.nproc * c.nnodes}"),
     ]
     return p + [msg for ok, msg in checks if not ok]
 

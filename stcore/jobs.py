@@ -55,7 +55,8 @@ def notice_dead_workers(project: Project) -> list[str]:
             why = f"the worker (pid {run['pid']}) is gone"
         elif run["state"] == "running" and run["heartbeat"] and now - run["heartbeat"] > HEARTBEAT_TIMEOUT:
             why = f"no heartbeat for {now - run['heartbeat']:.0f} s"
-        elif run["state"] == "queued" and not run["pid"] and now - run["created"] > START_TIMEOUT:
+        elif run["state"] == "queued" and not run["pid"] and now - run["created"] > START_TIMEOUT \
+                and int(run["config"].get("nnodes") or 1) == 1:  # the machines of a larger run start by hand
             why = "the worker never started"
         if why and project.store.transition(run["id"], ACTIVE_STATES, state="interrupted", ended=now,
                                             error=f"interrupted: {why}; resume it with stcore resume"):

@@ -54,6 +54,11 @@ DEFAULT_ORDER = "balanced-margin"  # what the review page and `review --simulate
 RUN_STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
 
+
+def world_size(config: dict) -> int:
+    """The processes a run's config asks for: per machine times machines (1 but under torchrun)."""
+    return int(config.get("nproc") or 1) * int(config.get("nnodes") or 1)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Every image: the labeled set, the unlabeled pool and the test set.
@@ -667,12 +672,14 @@ class Store:
 
     # -- runs ---------------------------------------------------------------
     def _check_device_free(self, device: str, exclude: str | None = None) -> None:
-        """Inside a transaction: DeviceBusy, naming the job, if another active run holds device."""
-        other = self.db.execute("SELECT id, state, step, total FROM runs WHERE device=? AND state IN "
-                                "('queued','running') AND id IS NOT ? ORDER BY seq LIMIT 1",
-                                (device, exclude)).fetchone()
+        """Inside a transaction: DeviceBusy, naming the job, if another active run holds device,
+        or one of its GPUs (a run on several holds them as 'cuda:0,cuda:1')."""
+        mine = set(device.split(","))
+        other = next((r for r in self.db.execute(
+            "SELECT id, state, step, total, device FROM runs WHERE state IN ('queued','running') AND id IS NOT ? "
+            "ORDER BY seq", (exclude,)) if mine & set(r["device"].split(","))), None)
         if other:
-            raise DeviceBusy(f"device {device} is busy with run {other['id']} ({other['state']}, "
+            raise DeviceBusy(f"device {other['device']} is busy with run {other['id']} ({other['state']}, "
                              f"step {other['step']}/{other['total']}); wait for it, cancel it "
                              f"(stcore cancel PROJECT {other['id']}) or choose another device")
 
@@ -709,9 +716,10 @@ class Store:
         if fields:
             self.transition(run_id, None, **fields)
 
-    def transition(self, run_id: str, from_states: Sequence[str] | None, **fields) -> bool:
-        """Update a run, only if its state is one of from_states (None: whatever its state);
-        True if it was updated."""
+    def transition(self, run_id: str, from_states: Sequence[str] | None, *, owner: int | None = None,
+                   **fields) -> bool:
+        """Update a run, only if its state is one of from_states (None: whatever its state) and,
+        with owner, only while that process is the run's worker; True if it was updated."""
         for k in ("config", "result"):
             if k in fields and not isinstance(fields[k], (str, type(None))):
                 fields[k] = json.dumps(fields[k])
@@ -720,6 +728,9 @@ class Store:
         if from_states is not None:
             where += f" AND state IN ({','.join('?' * len(from_states))})"
             params += list(from_states)
+        if owner is not None:
+            where += " AND pid=?"
+            params.append(owner)
         with self.tx():
             return self.db.execute(f"UPDATE runs SET {cols} WHERE {where}",
                                    (*fields.values(), *params)).rowcount == 1

@@ -8,6 +8,7 @@ and again at each round (`round_labels`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from . import augment, graph as graph_mod
 from .checkpoints import save_checkpoint
 from .config import TrainConfig, to_dict
 from .data import TrainData
+from .distributed import Group
 from .errors import NonFiniteLoss, UsageError
 from .methods import METHODS, initial_class_stats, align_distribution, select_unlabeled, unlabeled_loss
 from .metrics import confusion, summarize
@@ -52,6 +54,7 @@ class Loop:
     labels: torch.Tensor | None = None          # offline students: the pool labels (n_unl, K) of this round
     active: torch.Tensor | None = None          # pool indices the student samples from
     graph: graph_mod.Graph | None = None        # labelprop's graph of the labeled set + pool
+    net: torch.nn.Module | None = None          # model wrapped for training on several processes (DDP)
 
 
 # ------------------------------------------------------------------ small pieces
@@ -252,10 +255,11 @@ def train_step(loop: Loop, data: TrainData, cfg: TrainConfig, p_target: torch.Te
     xl = aug_lab(normalize(data.x_lab[i]), flip=data.flip, g=loop.gen)
     yl, wl = data.y_lab[i], data.w_lab[i]
     lu, used = torch.zeros((), device=dev), 0.0
+    net = loop.net or loop.model
     if student:
         j = loop.active[pick(len(loop.active), U)]
         xu = normalize(data.x_unl[j])
-        logits = loop.model(torch.cat([xl, augment.strong(xu, flip=data.flip, g=loop.gen, magnitude=cfg.strength)]))
+        logits = net(torch.cat([xl, augment.strong(xu, flip=data.flip, g=loop.gen, magnitude=cfg.strength)]))
         if METHODS[cfg.method].online:  # pseudo-label the weak view of the same images (FixMatch)
             with torch.no_grad():
                 labeler = loop.ema if cfg.target_model == "ema" else loop.model
@@ -265,7 +269,7 @@ def train_step(loop: Loop, data: TrainData, cfg: TrainConfig, p_target: torch.Te
         lu, used, loop.stats = unlabeled_loss(cfg.method, logits[B:], probs, loop.stats, p_target, cfg)
         logits = logits[:B]
     else:
-        logits = loop.model(xl)
+        logits = net(xl)
     loss = (F.cross_entropy(logits, yl, reduction="none") * wl).sum() / wl.sum() + cfg.unlabeled_weight * lu
     if not torch.isfinite(loss):
         raise NonFiniteLoss(f"loss became {loss.item()} at step {loop.step + 1}; lower --lr "
@@ -315,11 +319,15 @@ def checkpoint_state(loop: Loop, cfg: TrainConfig, extra: dict | None) -> dict:
 # ------------------------------------------------------------------ the loop
 def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: str = "cpu",
         callback: Callback | None = None, checkpoint_dir: Path | None = None,
-        resume: dict | None = None, extra: dict | None = None) -> dict:
+        resume: dict | None = None, extra: dict | None = None, group: Group | None = None) -> dict:
     """Train model in place on data. Returns {'stopped', 'step', 'eval' (the last evaluation),
-    'test_probs' (the EMA's probabilities on the whole test set, after the last step), 'ema'}.
-    The EMA model is what is evaluated, checkpointed (runs/RUN/latest.pt) and exported; no
-    checkpoint is chosen by its test accuracy."""
+    'test_probs' (the EMA's probabilities on the whole test set, after the last step), 'ema',
+    'model'}. The EMA model is what is evaluated, checkpointed (runs/RUN/latest.pt) and exported;
+    no checkpoint is chosen by its test accuracy.
+
+    group: this process's rank in a run on several processes. Each rank then trains on its own
+    share of the batch (DDP averages the gradients); rank 0 alone labels a student's pool,
+    evaluates, reports through callback and checkpoints, and the ranks stop at the same step."""
     callback = callback or (lambda *a: False)
     total, k = total_steps(cfg, data), len(data.classes)
     student = cfg.role == "student" and len(data.x_unl) > 0
@@ -327,35 +335,81 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
         raise UsageError(f"the {cfg.method} student{' with --balanced' if cfg.balanced else ''} needs the "
                          f"teacher's pseudo-labels; run pseudo-label first")
     loop = new_loop(model, cfg, total, resume)
+    lead, world = group is None or group.lead, group.world if group else 1
     data = on_device(data, loop, k, device)
+    local, callback = (cfg, callback) if group is None else as_rank(loop, cfg, group, callback)
     p_target, round_len = class_mix(data), math.ceil(total / cfg.rounds)
     eval_idx, eval_every = eval_subset(data.y_test.cpu(), EVAL_SUBSET), cfg.eval_every or max(1, total // 10)
     meter, last_eval, test_probs, stopped = Meter(), None, None, False
+    samples = local.batch_size * (1 + student * cfg.unlabeled_ratio) * world
 
     def save() -> None:
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and lead:
             save_checkpoint(checkpoint_dir / "latest.pt", checkpoint_state(loop, cfg, extra))
             callback("checkpoint", loop.step, {})
+
+    def pool_labels(make) -> None:
+        if lead:
+            make()
+        if group is not None:
+            sent = (loop.labels.cpu() if loop.labels is not None else None, loop.active.cpu()) if lead else None
+            loop.labels, loop.active = (t.to(device) if t is not None else None for t in group.share(sent))
     try:
         if student:
-            first_labels(loop, data, cfg, total, device, callback, resume)
+            pool_labels(lambda: first_labels(loop, data, cfg, total, device, callback, resume))
         while loop.step < total and not stopped:
             if student and loop.step and loop.step % round_len == 0:
-                round_labels(loop, data, cfg, device, callback, loop.step // round_len + 1)
-            meter.add(train_step(loop, data, cfg, p_target, student), cfg.batch_size * (1 + student * cfg.unlabeled_ratio))
+                pool_labels(lambda: round_labels(loop, data, cfg, device, callback, loop.step // round_len + 1))
+            meter.add(train_step(loop, data, local, p_target, student), samples)
             final = loop.step == total
-            stop = (loop.step % cfg.log_every == 0 or final) and callback("train", loop.step,
-                                                                          meter.row(loop.sched.get_last_lr()[0]))
-            if loop.step % eval_every == 0 or final:
-                x, y = (data.x_test, data.y_test) if final else (data.x_test[eval_idx], data.y_test[eval_idx])
-                last_eval, probs = evaluate(loop.ema, x, y, data.classes, device=device)
-                test_probs = probs if final else None
-                stop = callback("eval", loop.step, {"accuracy": last_eval["accuracy"],
-                                                    "per_class": last_eval["per_class"], "n": len(y)}) or stop
-            if stop or loop.step % eval_every == 0 or final:
+            log_due, eval_due = loop.step % cfg.log_every == 0 or final, loop.step % eval_every == 0 or final
+            stop = log_due and callback("train", loop.step, meter.row(loop.sched.get_last_lr()[0]))
+            if eval_due and lead:
+                last_eval, test_probs, asked = evaluate_ema(loop, data, eval_idx, final, device, callback)
+                stop = asked or stop
+            if group is not None and (log_due or eval_due):
+                stop = group.any_stop(bool(stop))
+            if stop or eval_due:
                 save()
             stopped = bool(stop) and not final
     except Cancelled:
         save()
         stopped = True
-    return {"stopped": stopped, "step": loop.step, "eval": last_eval, "test_probs": test_probs, "ema": loop.ema}
+    return {"stopped": stopped, "step": loop.step, "eval": last_eval, "test_probs": test_probs, "ema": loop.ema,
+            "model": loop.model}
+
+
+def as_rank(loop: Loop, cfg: TrainConfig, group: Group, callback: Callback) -> tuple[TrainConfig, Callback]:
+    """One rank's part of a run on several processes: its own batches (rank 0 keeps the run's
+    random stream), the model wrapped in DDP, its share of the batch, and a callback that keeps
+    a stop asked for during a phase for the next training row."""
+    if not group.lead:
+        loop.gen.manual_seed(cfg.seed + 100_003 * group.rank + loop.step)
+    loop.net = group.wrap(loop.model)
+    return dataclasses.replace(cfg, batch_size=group.local_batch(cfg.batch_size)), deferred_phase_stops(callback)
+
+
+def evaluate_ema(loop: Loop, data: TrainData, eval_idx: torch.Tensor, final: bool, device: str,
+                 callback: Callback) -> tuple[dict, torch.Tensor | None, bool]:
+    """The EMA's evaluation: on the fixed stratified subset along the run, on the whole test set
+    after the last step. (the evaluation, the test-set probabilities after the last step else
+    None, whether the callback asks to stop)."""
+    x, y = (data.x_test, data.y_test) if final else (data.x_test[eval_idx], data.y_test[eval_idx])
+    result, probs = evaluate(loop.ema, x, y, data.classes, device=device)
+    stop = callback("eval", loop.step, {"accuracy": result["accuracy"], "per_class": result["per_class"],
+                                        "n": len(y)})
+    return result, (probs if final else None), bool(stop)
+
+
+def deferred_phase_stops(callback: Callback) -> Callback:
+    """A callback for rank 0 of several: a stop asked for during a phase (which rank 0 runs alone,
+    while the others wait) is kept for the next training row, where every rank stops together."""
+    asked = [False]
+
+    def wrapped(kind: str, step: int, values: dict) -> bool:
+        wants = bool(callback(kind, step, values))
+        if kind == "phase":
+            asked[0] = asked[0] or wants
+            return False
+        return wants or asked[0]
+    return wrapped

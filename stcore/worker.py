@@ -9,6 +9,7 @@ almost nothing.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .distributed import Group, join, leave, under_torchrun, write_error
 from .errors import NotFound, ProjectError, StcoreError
 from .project import Project
 from .store import Store
@@ -113,12 +115,14 @@ def _chain(e: BaseException | None):
         e = e.__cause__ or e.__context__
 
 
-def execute(project: Project, run_id: str) -> str:
+def execute(project: Project, run_id: str, group: Group | None = None, pid: int | None = None) -> str:
     """Run the job; returns its final state. Never raises for a failure of the job itself, except
-    a Ctrl-C that is not a cancel (a foreground run stopped from its terminal)."""
+    a Ctrl-C that is not a cancel (a foreground run stopped from its terminal). group: rank 0
+    of a run on several processes; pid: the process that stands for the run (its supervisor)."""
     store = project.store
     now = time.time()
-    if not store.transition(run_id, ["queued"], state="running", pid=os.getpid(), started=now, heartbeat=now):
+    if not store.transition(run_id, ["queued"], state="running", pid=pid or os.getpid(), started=now,
+                            heartbeat=now):
         return store.run(run_id)["state"]
     run = store.run(run_id)
     reporter = Reporter(store.path, run_id)
@@ -130,7 +134,8 @@ def execute(project: Project, run_id: str) -> str:
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with reporter:
-            result = JOBS[run["role"]](project, run, reporter)
+            result = JOBS[run["role"]](project, run, reporter) if group is None else \
+                _train(project, run, reporter, group)
         if result.get("stopped"):
             store.transition(run_id, ["running"], state="cancelled", ended=time.time())
         else:
@@ -157,7 +162,7 @@ def save_test_probs(run_dir: Path, probs: torch.Tensor) -> None:
     os.replace(tmp, run_dir / "test_probs.npy")
 
 
-def _train(project: Project, run: dict, reporter: Reporter) -> dict:
+def _train(project: Project, run: dict, reporter: Reporter, group: Group | None = None) -> dict:
     from .checkpoints import model_from, project_tag, run_checkpoint
     from .config import stored_config
     from .data import training_data
@@ -167,7 +172,7 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
     from .train import fit, total_steps
 
     cfg = stored_config(run["config"])
-    device = resolve(cfg.device)
+    device = group.device if group else resolve(cfg.device)
     teacher = _teacher(project, cfg)
     data = training_data(project, role=cfg.role, corrected_weight=cfg.corrected_weight,
                          use_unreviewed=cfg.use_unreviewed,
@@ -204,11 +209,88 @@ def _train(project: Project, run: dict, reporter: Reporter) -> dict:
         if cfg.init == "ssl":
             from .ssl import start_from_encoder
             start_from_encoder(project, model, cfg.model)
+    if group is not None:  # the other ranks train the same model on the same data
+        group.share({"model": model, "data": data, "cfg": cfg, "resume": resume})
     out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir, resume=resume,
-              extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")})
+              extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")}, group=group)
+    if group is not None:
+        write_ranks(run_dir, group.gather(rank_report(group, out)))
     if out["test_probs"] is not None:
         save_test_probs(run_dir, out["test_probs"])
     return {**out, "done": total}
+
+
+# ------------------------------------------------------------------ several processes
+def rank_report(group: Group, out: dict) -> dict:
+    from .distributed import weights_digest
+    return {"rank": group.rank, "device": group.device, "step": out["step"],
+            "weights": weights_digest(out["model"]), "ema_weights": weights_digest(out["ema"])}
+
+
+def write_ranks(run_dir: Path, reports: list[dict]) -> None:
+    """runs/RUN/ranks.json: where each rank ran and a hash of the weights it ended with."""
+    tmp = run_dir / f".ranks.{os.getpid()}.json"
+    tmp.write_text(json.dumps(reports, indent=1))
+    os.replace(tmp, run_dir / "ranks.json")
+
+
+def follow(project_path: str, run_id: str, group: Group) -> int:
+    """A rank other than 0: train what rank 0 sends, report to it, and write this rank's reason
+    if it fails (it never touches the store)."""
+    from .train import fit
+    run_dir = Path(project_path) / "runs" / run_id
+    try:
+        job = group.share()
+        out = fit(job["model"], job["data"], job["cfg"], device=group.device, resume=job["resume"],
+                  callback=lambda *_: group.stop.is_set(), group=group)
+        group.gather(rank_report(group, out))
+        return 0
+    except BaseException as e:
+        traceback.print_exc()
+        write_error(run_dir, group.rank, one_line(e))
+        return 1
+
+
+def lead(project: Project, run_id: str, group: Group) -> int:
+    """Rank 0: the run's worker, as on one process."""
+    state = execute(project, run_id, group, pid=int(os.environ.get("STCORE_SUPERVISOR") or 0) or None)
+    if state == "failed":
+        write_error(project.run_dir(run_id), 0, project.store.run(run_id)["error"] or "failed")
+    return 0 if state in ("finished", "cancelled") else 1
+
+
+def supervise(project: Project, run_id: str) -> str:
+    """A run on several processes of this machine: start its ranks and wait for them. When a rank
+    fails, the run fails with that rank's reason (the first rank to fail, when one failure made
+    the others fail too). Returns the run's final state."""
+    from .distributed import launch
+    from .store import ACTIVE_STATES, world_size
+    run = project.store.run(run_id)
+    nproc = int(run["config"].get("nproc") or 1)
+    me = os.getpid()
+    # This process stands for the run: it is the run's pid while queued and, once rank 0 claims the
+    # run, while running. A resume of this run starts another process; from then on this one
+    # changes nothing, even if it is still winding down.
+    project.store.transition(run_id, ["queued"], pid=me)
+    before = os.environ.get("STCORE_SUPERVISOR")
+    os.environ["STCORE_SUPERVISOR"] = str(me)
+    try:
+        failure = launch(project.path, run_id, nproc, run["config"]["device"])
+    finally:
+        if before is None:
+            os.environ.pop("STCORE_SUPERVISOR")
+        else:
+            os.environ["STCORE_SUPERVISOR"] = before
+    if failure is not None:
+        rank, reason = failure
+        prefix = f"rank {rank} of {world_size(run['config'])} failed: "
+        if rank != 0 or project.store.run(run_id)["state"] in ACTIVE_STATES:
+            project.store.transition(run_id, [*ACTIVE_STATES, "failed", "cancelled"], owner=me, state="failed",
+                                     ended=time.time(), error=prefix + reason.removeprefix(prefix))
+    else:
+        project.store.transition(run_id, ACTIVE_STATES, owner=me, state="failed", ended=time.time(),
+                                 error="the ranks ended without rank 0 finishing the run; see the run's log.txt")
+    return project.store.run(run_id)["state"]
 
 
 def _train_head(project: Project, run: dict, cfg, data, teacher: dict | None, total: int, reporter: Reporter) -> dict:
@@ -380,13 +462,40 @@ JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "ev
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One run's worker. Under torchrun, one rank of it (--device: the run's device, read by each
+    rank for its own); a run on several processes started without torchrun supervises its ranks."""
     argv = sys.argv[1:] if argv is None else argv
+    device = None
+    if len(argv) == 4 and argv[2] == "--device":
+        argv, device = argv[:2], argv[3]
     if len(argv) != 2:
-        print("usage: python -m stcore.worker PROJECT RUN_ID", file=sys.stderr)
+        print("usage: python -m stcore.worker PROJECT RUN_ID [--device DEVICE]", file=sys.stderr)
         return 2
-    torch.set_num_threads(int(os.environ.get("STCORE_THREADS", torch.get_num_threads())))
-    state = execute(Project(argv[0]), argv[1])
+    # The ranks of a run on the CPU share this machine's cores rather than each taking all of them.
+    shared = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    torch.set_num_threads(int(os.environ.get("STCORE_THREADS") or min(torch.get_num_threads(), shared)))
+    if under_torchrun():
+        group = join(device or "cpu")
+        try:
+            return lead(Project(argv[0]), argv[1], group) if group.lead else follow(argv[0], argv[1], group)
+        finally:
+            leave()
+    try:
+        state = run(Project(argv[0]), argv[1])
+    except StcoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0 if state in ("finished", "cancelled") else 1
+
+
+def run(project: Project, run_id: str) -> str:
+    """Run a queued run in this process (or its ranks, for several processes); its final state."""
+    from .errors import UsageError
+    config = project.store.run(run_id)["config"]
+    if int(config.get("nnodes") or 1) > 1:
+        raise UsageError(f"run {run_id} spans {config['nnodes']} machines: each one runs its torchrun line "
+                         f"(stcore nodes {project.path} {run_id} prints them)")
+    return supervise(project, run_id) if int(config.get("nproc") or 1) > 1 else execute(project, run_id)
 
 
 if __name__ == "__main__":

@@ -344,7 +344,7 @@ def test_train_start_a_teacher_then_cancel_it_from_the_page(app, trained_project
     at = app(p, "train")
     before = len(api.runs(p))
     at.number_input(key="tr_t_steps").set_value(5000)  # far more than the test lasts
-    at.button(key="FormSubmitter:tr_teacher_form-Start teacher").click().run()
+    at.button(key="tr_start_teacher").click().run()
     runs = api.runs(p)
     run_id = runs[-1]["id"]
     try:
@@ -358,6 +358,47 @@ def test_train_start_a_teacher_then_cancel_it_from_the_page(app, trained_project
     finally:
         api.cancel(p, run_id)
         _wait_stopped(p, run_id)
+
+
+def test_train_a_teacher_on_two_cpu_processes_from_the_page(app, trained_project):
+    p = trained_project
+    at = app(p, "train")
+    at.number_input(key="tr_t_steps").set_value(5000)
+    at.number_input(key="tr_t_device_nproc").set_value(2)
+    at.button(key="tr_start_teacher").click().run()
+    run = api.runs(p)[-1]
+    try:
+        assert (run["role"], run["device"], run["config"]["nproc"]) == ("teacher", "cpu", 2)
+        no_errors(at, "train")
+        batch = run["config"]["batch_size"] // 2
+        assert any(f"2 processes (cpu), batch {batch} each" in m.value for m in at.markdown)
+        table = next(d.value for d in at.dataframe)
+        assert table.loc[table["run"] == run["id"], "processes"].item() == 2
+    finally:
+        api.cancel(p, run["id"])
+        assert _wait_stopped(p, run["id"]) == "cancelled"
+
+
+def test_train_picks_several_gpus_one_process_each(app, trained_project, monkeypatch):
+    import streamlit as st
+    gpus = [{"name": "cpu", "label": "cpu (2 threads)", "free": None, "total": None}] + [
+        {"name": f"cuda:{i}", "label": f"cuda:{i} GPU ({i + 10}.0 of 80.0 GiB free)", "free": 1, "total": 2}
+        for i in range(3)]
+    monkeypatch.setattr(api, "devices", lambda: gpus)
+    st.cache_data.clear()  # the page keeps the device list for a few seconds
+    started = []
+    monkeypatch.setattr(api, "start_training", lambda project, values: started.append(values) or "teacher-9")
+    at = app(trained_project, "train")
+    assert at.selectbox(key="tr_t_device_kind").value == "cuda"  # a GPU by default where there is one
+    assert at.multiselect(key="tr_t_device_gpus").value == ["cuda:0"]
+    at.multiselect(key="tr_t_device_gpus").set_value(["cuda:2", "cuda:0"])
+    at.button(key="tr_start_teacher").click().run()
+    assert (started[-1]["device"], started[-1]["nproc"]) == ("cuda:2,cuda:0", 2)
+    at.selectbox(key="tr_t_device_kind").set_value("cpu").run()
+    assert not [m for m in at.multiselect if m.key == "tr_t_device_gpus"]
+    at.button(key="tr_start_teacher").click().run()
+    assert (started[-1]["device"], started[-1]["nproc"]) == ("cpu", 1)
+    st.cache_data.clear()
 
 
 def test_train_student_form_shows_the_methods_defaults_and_only_its_options(app, trained_project):

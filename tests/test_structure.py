@@ -19,7 +19,7 @@ LAYERS = {
     "api": ("api",),
     "jobs": ("jobs", "worker"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
-                 "metrics", "devices", "backbones", "ssl", "head", "quality", "projection"),
+                 "metrics", "devices", "backbones", "ssl", "head", "quality", "projection", "distributed"),
     "data": ("data", "project", "store", "errors", "access", "__init__"),
 }
 RANK = {m: i for i, layer in enumerate(reversed(list(LAYERS.values()))) for m in layer}

@@ -66,7 +66,7 @@ def live(run_id: str, was_active: bool) -> None:
     if was_active and not is_active:
         st.rerun(scope="app")  # the run ended: redraw the page and stop polling
     head = st.columns([4, 1], vertical_alignment="center")
-    head[0].markdown(f"**{run['id']}** · {run['role']} · {run['state']} · {run['device']}"
+    head[0].markdown(f"**{run['id']}** · {run['role']} · {run['state']} · {api.placement(run)}"
                      + (f" · {util.fmt_duration(api.duration(run))}" if run["started"] else ""))
     if is_active:
         head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:", width="stretch",
@@ -136,7 +136,7 @@ def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
     for r in reversed(run_list):
         acc, final = api.accuracy_of(project, r)
         rows.append({"run": r["id"], "role": r["role"], "state": r["state"], "device": r["device"],
-                     "progress": f"{r['step']:,}/{r['total']:,}",
+                     "processes": api.world_size(r), "progress": f"{r['step']:,}/{r['total']:,}",
                      "started": datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M") if r["started"] else "",
                      "duration": util.fmt_duration(api.duration(r)), "accuracy": acc,
                      "accuracy is": "" if acc is None else "final" if final else "last evaluation",
@@ -245,17 +245,16 @@ def student_options(d: dict, options: tuple[str, ...]) -> dict:
 
 
 def teacher_tab() -> None:
-    with st.form("tr_teacher_form"):
-        st.caption("The teacher learns from the labeled images only (supervised, with weak augmentation), "
-                   "and from the items you accepted or corrected.")
-        d = api.train_config({"role": "teacher"})
-        v = {"role": "teacher", **budget_ui("tr_t", d), **model_ui("tr_t", d)}
-        if api.has_ssl_encoder(project):
-            v["init"] = st.selectbox("Start from", ["scratch", "ssl"], key="tr_t_init",
-                                     help="ssl: the encoder pretrained on this project's images (Embed tab)")
-        v["device"] = common.device_picker("tr_t_device")
-        if st.form_submit_button("Start teacher", type="primary", icon=":material/play_arrow:"):
-            start(v)
+    st.caption("The teacher learns from the labeled images only (supervised, with weak augmentation), "
+               "and from the items you accepted or corrected.")
+    d = api.train_config({"role": "teacher"})
+    v = {"role": "teacher", **budget_ui("tr_t", d), **model_ui("tr_t", d)}
+    if api.has_ssl_encoder(project):
+        v["init"] = st.selectbox("Start from", ["scratch", "ssl"], key="tr_t_init",
+                                 help="ssl: the encoder pretrained on this project's images (Embed tab)")
+    v.update(common.training_device_picker("tr_t_device"))
+    if st.button("Start teacher", type="primary", icon=":material/play_arrow:", key="tr_start_teacher"):
+        start(v)
 
 
 def student_tab(teacher: dict | None) -> None:
@@ -273,7 +272,7 @@ def student_tab(teacher: dict | None) -> None:
     v = {"role": "student", "method": method, "init": init, **budget_ui("tr_s", d), **model_ui("tr_s", d),
          **student_options(d, METHODS[method]["options"])}
     v["use_unreviewed"] = st.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
-    v["device"] = common.device_picker("tr_s_device")
+    v.update(common.training_device_picker("tr_s_device"))
     if st.button("Start student", type="primary", icon=":material/play_arrow:", key="tr_start_student"):
         start(v)
 
