@@ -69,6 +69,24 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         add("  its peak memory (RSS)", r["graph_1m_peak_rss_gb"], "≤ 8 GB", lambda v: v <= 8, " GB", 1)
         add("  recall@10 against the exact search (1,000 rows)", r["graph_recall_at_10"], "≥ 0.9",
             lambda v: v >= 0.9, "", 3)
+    if "ddp_images_per_s_2" in r:
+        add("Training on 2 CPU processes (DDP, gloo), images/s", r["ddp_images_per_s_2"], "", None, "", 0)
+        add("  on 1 process, images/s", r["ddp_images_per_s_1"], "", None, "", 0)
+        add("  2 processes / 1 process", r["ddp_scaling_2_vs_1"], "", None, "", 2)
+        add("  stcore / bare PyTorch DDP, 2 processes", r["ddp_ratio_vs_bare_2"], ">= 0.9", lambda v: v >= 0.9)
+    for key in [k for k in r if k.startswith("loop_")]:
+        lp, size = r[key], key.removeprefix("loop_")
+        for step in ("init", "embed", "teacher", "pseudo_label", "student"):
+            if f"{step}_s" in lp:
+                add(f"Loop at {size} pool images: {step.replace('_', '-')}, wall time (peak RSS "
+                    f"{_fmt(lp[f'{step}_peak_rss_gb'], ' GB', 1)})", lp[f"{step}_s"],
+                    "≤ 24 GB" if step == "student" else "", (lambda v, g=lp[f"{step}_peak_rss_gb"]: g <= 24)
+                    if step == "student" else None, " s", 0)
+        add(f"  student (labelprop) test accuracy, {size} pool", lp.get("student_accuracy"), "", None, "", 4)
+        add(f"  review page query p95 (default page), {size} pool", lp.get("review_page_p95_ms"), "", None, " ms", 1)
+        if lp.get("review_click_p95_s") is not None:
+            add(f"  Review page: click to updated card p95, {size} pool", lp["review_click_p95_s"], "≤ 0.3 s",
+                lambda v: v <= 0.3, " s", 2)
     d = r.get("dashboard")
     if d:
         if "skipped" in d:

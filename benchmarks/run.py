@@ -6,6 +6,8 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
   review     review-query latency at 60,000 and 1,000,000 items; bulk accept; overview counts
   dashboard  streamlit start to first Review page, Accept click to updated page, peak memory
   graph      the approximate k-NN graph of a million images: build time, peak memory, recall@10
+  loop       the whole loop on a million-image pool, step by step: wall time and peak memory of each
+  ddp        training throughput on 1 and 2 CPU processes (DDP under torchrun), stcore / a bare DDP loop
   accuracy   teacher, student without and with 200 simulated reviews, and the supervised ceiling
 --quick shrinks every part to a few seconds (CI's smoke run).
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "dashboard", "graph", "accuracy")
+PARTS = ("train", "pseudo", "embed", "review", "dashboard", "graph", "ddp", "loop", "accuracy")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -35,6 +37,9 @@ def settings(quick: bool) -> dict:
                 "pseudo": {"repeats": 2},
                 "embed": {"repeats": 2, "n": 64, "image_size": 32},
                 "dashboard": {"clicks": 3}, "graph": {"n": 20_000},
+                "ddp": {"steps": 6, "repeats": 1, "log_every": 2, "overrides": {"batch_size": 8}},
+                "loop": {"n": 3_000, "teacher": ["--steps", "3", "--batch-size", "16"],
+                         "student": ["--steps", "4", "--batch-size", "16", "--rounds", "1"], "clicks": 0, "repeats": 5},
                 "review": {"sizes": {"60k": 5_000, "1m": 20_000}, "repeats": 20, "bulk": 10_000, "bulk_repeats": 1},
                 "accuracy": {"seeds": [0], "limit": 600, "budget": ["--steps", "3", "--batch-size", "16"],
                              "review_n": 20, "ceiling": (["--labeled", "599"], ["--steps", "3", "--batch-size", "16"])}}
@@ -43,6 +48,9 @@ def settings(quick: bool) -> dict:
             "pseudo": {"repeats": 3},
             "embed": {"repeats": 3, "n": 1024, "image_size": 128},
             "dashboard": {"clicks": 20}, "graph": {"n": 1_000_000},
+            "ddp": {"steps": 60, "repeats": 3, "log_every": 10, "overrides": {}},
+            # The CLI's defaults at every step, as a user would run them.
+            "loop": {"n": 1_000_000, "teacher": [], "student": [], "clicks": 20, "repeats": 50},
             "review": {"sizes": {"60k": 60_000, "1m": 1_000_000}, "repeats": 200, "bulk": 10_000,
                        "bulk_repeats": 5},
             # CLI defaults for everything the user would not type; the ceiling gets a stated budget.
@@ -82,6 +90,18 @@ def headline(part: str, res: dict) -> dict:
             size = "1m" if res["n"] == 1_000_000 else f"{res['n'] // 1000}k"
             return {f"graph_{size}_build_s": res["build_s"], f"graph_{size}_peak_rss_gb": res["peak_rss_gb"],
                     "graph_recall_at_10": res["recall_at_10"]}
+        case "ddp":
+            return {"ddp_images_per_s_1": res["images_per_s"]["stcore_1"]["median"],
+                    "ddp_images_per_s_2": res["images_per_s"]["stcore_2"]["median"],
+                    "ddp_scaling_2_vs_1": res["scaling_2_vs_1"]["stcore"]["median"],
+                    "ddp_ratio_vs_bare_2": res["ratio_vs_bare"]["2"]["median"]}
+        case "loop":
+            size = "1m" if res["n"] == 1_000_000 else f"{res['n'] // 1000}k"
+            return {f"loop_{size}": {**{f"{k}_s": v["s"] for k, v in res["steps"].items()},
+                                     **{f"{k}_peak_rss_gb": v["peak_rss_gb"] for k, v in res["steps"].items()},
+                                     "student_accuracy": res["student_accuracy"],
+                                     "review_page_p95_ms": res["review_queries"]["page_default"]["p95"],
+                                     "review_click_p95_s": (res.get("dashboard") or {}).get("accept_click_p95_s")}}
         case "accuracy":
             return {"accuracy": res}
     return {}
@@ -122,6 +142,12 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "graph":
                     from .graph import bench_graph
                     res = bench_graph(say=say, **s["graph"])
+                case "ddp":
+                    from .ddp import bench_ddp
+                    res = bench_ddp(project()[0], say=say, **s["ddp"])
+                case "loop":
+                    from .loop import bench_loop
+                    res = bench_loop(workdir, say=say, **s["loop"])
                 case "dashboard":
                     from .dashboard import bench_dashboard
                     res = bench_dashboard(project()[0].path, say=say, **s["dashboard"])

@@ -198,7 +198,7 @@ def devices() -> list[dict]:
 
 
 def device_picker(key: str, label: str = "Device") -> str:
-    """A selectbox of the devices really there (cpu, each cuda:N with its free memory, mps)."""
+    """A selectbox of the devices really there (cpu, each cuda:N with its free memory, mps), for a job in one process."""
     devs = devices()
     names = [d["name"] for d in devs]
     labels = {d["name"]: d["label"] for d in devs}
@@ -206,8 +206,8 @@ def device_picker(key: str, label: str = "Device") -> str:
     return st.selectbox(label, names, index=default, format_func=labels.get, key=key)
 
 
-def training_device_picker(key: str) -> dict:
-    """Where a run trains: {'device', 'nproc'}. One device, or several processes under torchrun
+def parallel_device_picker(key: str) -> dict:
+    """Where a run trains or embeds: {"device", "nproc"}. One device, or several processes under torchrun
     (DDP): a number of processes on the CPU, or several GPUs picked by name, one process each."""
     devs = devices()
     labels = {d["name"]: d["label"] for d in devs}
@@ -221,13 +221,13 @@ def training_device_picker(key: str) -> dict:
     if kind == "cpu":
         n = int(c2.number_input("Processes", min_value=1, max_value=max(1, os.cpu_count() or 1), value=1, step=1,
                                 key=f"{key}_nproc",
-                                help="More than 1: data-parallel training (DDP under torchrun, gloo), the batch "
-                                     "split among the processes and the CPU's cores shared by them."))
+                                help="More than 1: the processes (torchrun, gloo; DDP for training) split each "
+                                     "batch among them and share the CPU's cores."))
         return {"device": "cpu", "nproc": n}
     if kind == "cuda" and len(gpus) > 1:
         picked = c2.multiselect("GPUs", gpus, default=gpus[:1], format_func=labels.get, key=f"{key}_gpus",
-                                help="Several: one process per GPU (DDP under torchrun, NCCL), the batch "
-                                     "split among them.")
+                                help="Several: one process per GPU (torchrun, NCCL; DDP for training), each "
+                                     "batch split among them.")
         picked = picked or gpus[:1]
         return {"device": ",".join(picked), "nproc": len(picked)}
     return {"device": gpus[0] if kind == "cuda" else kind, "nproc": 1}

@@ -353,13 +353,23 @@ BACKBONES = ("pixels", "ssl", "efficientnet-lite0", "torchvision:ARCH", "file:PA
 
 def start_embedding(project: Project, backbone: str | None = None, *, device: str = "cpu", weights: str | None = None,
                     image_size: int | None = None, batch_size: int = 256, epochs: float | None = None,
-                    minutes: float | None = None, seed: int = 0, detach: bool = True) -> str:
+                    minutes: float | None = None, seed: int = 0, nproc: int | None = None, detach: bool = True) -> str:
     """Embed every image of the project with a backbone (by default the one recommended for its
     images), in a worker; once it finishes, the graph and the pseudo-labels read this embedding.
     The ssl backbone first pretrains on the project's images for epochs or minutes, whichever
-    ends first."""
+    ends first. nproc (or several GPUs in device): a network backbone's batches shared among
+    that many processes."""
     from . import embed, ssl
+    from .devices import resolve_many
     backbone = backbone or recommended_backbone(project)
+    if nproc is not None and nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, not {nproc}")
+    device, nproc = resolve_many(device, nproc)
+    if nproc > 1 and backbone in ("pixels", "ssl"):
+        raise UsageError(f"the {backbone} backbone embeds in one process ("
+                         + ("one PCA over every image, in seconds" if backbone == "pixels" else
+                            "its self-supervised pretraining trains on one device")
+                         + "); leave out --nproc, or pick a pretrained backbone")
     if batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, not {batch_size}")
     if image_size is not None and not 16 <= image_size <= 512:
@@ -369,7 +379,7 @@ def start_embedding(project: Project, backbone: str | None = None, *, device: st
     if backbone == "ssl" and image_size is not None:
         raise UsageError("--image-size is for pretrained backbones; ssl learns on the images as they are")
     embed.check(backbone, weights)
-    config = {"device": resolve_device(device), "backbone": backbone, "batch_size": batch_size,
+    config = {"device": device, "nproc": nproc, "backbone": backbone, "batch_size": batch_size,
               "weights": str(Path(weights).expanduser().resolve()) if weights else None, "image_size": image_size}
     c = project.counts()
     total = c["labeled"] + c["pool"] + c["test"]

@@ -175,7 +175,7 @@ def cmd_embed(a):
     p = api.open_project(a.project)
     start = lambda detach: api.start_embedding(p, a.backbone, device=a.device, weights=a.weights,
                                                image_size=a.image_size, batch_size=a.batch_size, epochs=a.epochs,
-                                               minutes=a.minutes, seed=a.seed, detach=detach)
+                                               minutes=a.minutes, seed=a.seed, nproc=a.nproc, detach=detach)
 
     def summary(e):
         pre = e.get("pretraining")
@@ -504,7 +504,9 @@ def _run_commands(cmd) -> None:
     s.add_argument("--epochs", type=float, help="ssl: pretraining passes over the images (default 100) ...")
     s.add_argument("--minutes", type=float, help="... or minutes, whichever ends first (default 10)")
     s.add_argument("--seed", type=int, default=0, help="ssl: the pretraining's random seed")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, several GPUs (cuda:0,cuda:1), mps or auto")
+    s.add_argument("--nproc", type=int, help="pretrained backbones: share the batches among N processes (torchrun): "
+                                             "on the CPU, or one GPU each")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--detach", action="store_true")
     s = cmd("pseudo-label", cmd_pseudo_label, "pseudo-label the pool with the current teacher")

@@ -605,7 +605,7 @@ def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
         arrays.train_y, per_class=labels_per_class, total=labeled, seed=seed, num_classes=len(arrays.classes))
     created_dir = not path.exists()
     try:
-        _write_project(path, arrays, lab, say, dataset=dataset, seed=seed, labels_per_class=labels_per_class,
+        write_project(path, arrays, lab, say, dataset=dataset, seed=seed, labels_per_class=labels_per_class,
                        data_root=str(Path(data_root).expanduser().resolve()) if data_root else None)
     except BaseException:
         if created_dir:
@@ -624,8 +624,9 @@ def _keep_first(arrays: Arrays, limit: int) -> None:
         arrays.labeled = [i for i in arrays.labeled if i < limit]
 
 
-def _write_project(path: Path, arrays: Arrays, lab: list[int], say, **meta) -> None:
-    """The image cache, then the store under a temporary name, renamed once it is complete."""
+def write_project(path: Path, arrays: Arrays, lab: list[int], say, **meta) -> None:
+    """A new project folder from decoded arrays (lab: the labeled rows; meta: dataset, seed, ...):
+    the image cache, then the store under a temporary name, renamed once it is complete."""
     (path / "images").mkdir(parents=True, exist_ok=True)
     (path / "runs").mkdir(exist_ok=True)
     say("writing the image cache")

@@ -1,4 +1,5 @@
-"""Training on several processes: torchrun (torch.distributed.run) with DistributedDataParallel.
+"""Training and embedding on several processes: torchrun (torch.distributed.run), with
+DistributedDataParallel for training.
 
 A run whose config asks for more than one process is started like any other run, as
 `python -m stcore.worker PROJECT RUN`. That process is the supervisor: it launches the ranks
@@ -10,7 +11,8 @@ heartbeats and the checkpoints. It sends every other rank what it has read (the 
 starting weights, the data, the config, the checkpoint to resume from), so the other ranks never
 touch the store and need no view of the project folder but its runs/ folder for their reports.
 The ranks agree on stopping at every metric row (one all-reduce), so a cancel stops them all at
-the same step.
+the same step. An embedding's ranks take turns at the batches and write their rows into the
+file rank 0 created (embed.encode_rows).
 
 NCCL on CUDA, gloo on the CPU. SyncBatchNorm on CUDA only: it does not run on the CPU.
 """

@@ -236,10 +236,15 @@ def paths(project, backbone: str) -> tuple[Path, Path]:
 
 
 def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = "cpu", batch_size: int = 256,
-            start: int = 0, progress: Progress | None = None) -> tuple[np.ndarray, int]:
+            start: int = 0, progress: Progress | None = None, group=None,
+            job: dict | None = None) -> tuple[np.ndarray, int]:
     """Embed images (all of the project's, train then test) into a partial file, resuming at row
     start. progress(rows written, N) is called after each batch is flushed to disk, so a job
-    killed at any point resumes from its last report. Returns (the array, feature dims)."""
+    killed at any point resumes from its last report. Returns (the array, feature dims).
+
+    group: rank 0 of several processes (a network backbone only). It creates the file, sends the
+    others job (how they find the images) with the backbone and the file, and the ranks then
+    take turns at the batches (see encode_rows)."""
     npy, _ = paths(project, backbone.name)
     npy.parent.mkdir(parents=True, exist_ok=True)
     partial = npy.with_name("." + npy.name + ".partial")
@@ -258,13 +263,57 @@ def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = 
         mode = "r+" if start and partial.exists() else "w+"
         out = np.lib.format.open_memmap(partial, mode=mode, dtype=np.float16, shape=(n, dims))
         start = start if mode == "r+" else 0
-        for i in range(start, n, batch_size):
-            z = backbone.encode(images[i:i + batch_size].to(device, non_blocking=True))
-            out[i:i + len(z)] = z.half().cpu().numpy()
-            out.flush()
-            if progress:
-                progress(min(i + batch_size, n), n)
+        if group is not None:
+            batch_size = group.local_batch(batch_size)  # each process takes its share of the batch, as in training
+            out.flush()  # the whole file exists before the other ranks open it
+            backbone.module.cpu()
+            group.share({**(job or {}), "backbone": backbone, "partial": str(partial), "start": start,
+                         "batch_size": batch_size})
+            backbone.module.to(device, memory_format=torch.channels_last)
+        if not encode_rows(backbone, images, out, start=start, device=device, batch_size=batch_size,
+                           progress=progress, group=group):
+            raise KeyboardInterrupt("stopped")  # every rank agreed to stop: rank 0 was cancelled or a rank stopped
     return out, dims
+
+
+def encode_rows(backbone: Backbone, images: torch.Tensor, out: np.ndarray, *, start: int, device: str,
+                batch_size: int, progress: Progress | None = None, group=None) -> bool:
+    """Write the features of images[start:] into out, a batch at a time, each flushed to disk.
+    On several processes the ranks take turns (rank r the r-th batch of each round of one batch
+    per rank) and meet after every round, before rank 0 reports the rows written, so a report
+    never counts a row that a rank has not flushed; a cancel (progress raises KeyboardInterrupt
+    on rank 0) stops every rank at the next meeting. False if the ranks stopped before the end."""
+    n, rank, world = len(images), (group.rank if group else 0), (group.world if group else 1)
+    stop = False
+    for i in range(start, n, batch_size * world):
+        j = i + rank * batch_size
+        if j < n:
+            z = backbone.encode(images[j:j + batch_size].to(device, non_blocking=True))
+            out[j:j + len(z)] = z.half().cpu().numpy()
+            out.flush()
+        if group is not None and group.any_stop(stop):
+            return False
+        if progress:
+            try:
+                progress(min(i + batch_size * world, n), n)
+            except KeyboardInterrupt:
+                if group is None:
+                    raise
+                stop = True  # agreed at the next meeting; after the last round there is nothing left to stop
+    return True
+
+
+def follow(job: dict, group) -> bool:
+    """A rank other than 0 of an embedding on several processes: its turns at the batches, into the
+    file rank 0 created. False if the ranks stopped before the end."""
+    parts = [torch.load(p, mmap=True, weights_only=True) for p in job["images"]]
+    images = torch.cat(parts) if len(parts) > 1 else parts[0]
+    backbone = job["backbone"]
+    backbone.module.to(group.device, memory_format=torch.channels_last).eval()
+    out = np.lib.format.open_memmap(job["partial"], mode="r+")
+    with torch.inference_mode():
+        return encode_rows(backbone, images, out, start=job["start"], device=group.device,
+                           batch_size=job["batch_size"], group=group)
 
 
 def _pixels(images: torch.Tensor) -> torch.Tensor:

@@ -135,7 +135,7 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
     try:
         with reporter:
             result = JOBS[run["role"]](project, run, reporter) if group is None else \
-                _train(project, run, reporter, group)
+                (_embed if run["role"] == "embed" else _train)(project, run, reporter, group)
         if result.get("stopped"):
             store.transition(run_id, ["running"], state="cancelled", ended=time.time())
         else:
@@ -210,7 +210,7 @@ def _train(project: Project, run: dict, reporter: Reporter, group: Group | None 
             from .ssl import start_from_encoder
             start_from_encoder(project, model, cfg.model)
     if group is not None:  # the other ranks train the same model on the same data
-        group.share({"model": model, "data": data, "cfg": cfg, "resume": resume})
+        group.share({"kind": "train", "model": model, "data": data, "cfg": cfg, "resume": resume})
     out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir, resume=resume,
               extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")}, group=group)
     if group is not None:
@@ -235,12 +235,16 @@ def write_ranks(run_dir: Path, reports: list[dict]) -> None:
 
 
 def follow(project_path: str, run_id: str, group: Group) -> int:
-    """A rank other than 0: train what rank 0 sends, report to it, and write this rank's reason
-    if it fails (it never touches the store)."""
+    """A rank other than 0: train (or embed) what rank 0 sends, report to it, and write this rank's
+    reason if it fails (it never touches the store)."""
     from .train import fit
     run_dir = Path(project_path) / "runs" / run_id
     try:
         job = group.share()
+        if job.get("kind") == "embed":
+            from .embed import follow as embed_rows
+            embed_rows(job, group)
+            return 0
         out = fit(job["model"], job["data"], job["cfg"], device=group.device, resume=job["resume"],
                   callback=lambda *_: group.stop.is_set(), group=group)
         group.gather(rank_report(group, out))
@@ -381,14 +385,14 @@ def _evaluate(project: Project, run: dict, reporter: Reporter) -> dict:
     return {"eval": result, "done": len(labels)}
 
 
-def _embed(project: Project, run: dict, reporter: Reporter) -> dict:
+def _embed(project: Project, run: dict, reporter: Reporter, group: Group | None = None) -> dict:
     """Embed every image of the project (train then test) with a backbone; a resumed job goes on
-    from the last rows it reported as written."""
+    from the last rows it reported as written. group: rank 0 of several processes."""
     from . import embed
     from .data import images
     from .devices import resolve
     cfg = run["config"]
-    device = resolve(cfg.get("device", "cpu"))
+    device = group.device if group else resolve(cfg.get("device", "cpu"))
     train, test = images(project, "train"), images(project, "test")
     everything = torch.cat([train, test]) if len(test) else train
     started, start, batch = time.time(), int(run.get("step") or 0), int(cfg.get("batch_size", 256))
@@ -401,7 +405,9 @@ def _embed(project: Project, run: dict, reporter: Reporter) -> dict:
     else:
         project.store.update_run(run["id"], total=len(everything))
     backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
-    embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress)
+    caches = [str(project.image_cache(split)) for split, x in (("train", train), ("test", test)) if len(x)]
+    embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress,
+                  group=group, job={"kind": "embed", "images": caches})
     info = embed.finish(project, backbone, {"train": len(train), "test": len(test)}, device=device,
                         seconds=time.time() - started + float(run.get("earlier_seconds") or 0),
                         extra={"pretraining": pretrained} if pretrained else None)

@@ -61,15 +61,16 @@ def test_markdown_table_flags_a_missed_target():
 @pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs Fashion-MNIST")
 def test_quick_run_writes_every_key(tmp_path):
     out = tmp_path / "results.json"
-    r = bench("--quick", "--only", "train,pseudo,embed,review,accuracy", "--out", out)
+    r = bench("--quick", "--only", "train,pseudo,embed,review,ddp,accuracy", "--out", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("train_ratio", "pseudo_label_ratio", "embed_ratio", "page_p95_ms_60k", "page_p95_ms_1m", "bulk_accept_10k_s",
-                "default_page_p95_ms_60k", "default_page_p95_ms_1m",
-                "accuracy", "machine", "date"):
+                "default_page_p95_ms_60k", "default_page_p95_ms_1m", "ddp_images_per_s_1", "ddp_images_per_s_2",
+                "ddp_scaling_2_vs_1", "ddp_ratio_vs_bare_2", "accuracy", "machine", "date"):
         assert key in res, key
     assert res["train_ratio"] > 0 and res["pseudo_label_ratio"] > 0 and res["page_p95_ms_1m"] > 0
     assert res["embed_ratio"] > 0 and res["details"]["embed"]["images"] == 64
+    assert res["ddp_images_per_s_2"] > 0 and res["ddp_ratio_vs_bare_2"] > 0
     assert {"cpu", "cores", "torch", "device"} <= set(res["machine"])
     for setting in ACCURACY_SETTINGS:
         a = res["accuracy"][setting]

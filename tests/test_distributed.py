@@ -17,7 +17,7 @@ import pytest
 from conftest import stcore
 from stcore import api
 from stcore.config import TrainConfig
-from stcore.errors import ConfigError, DeviceBusy, DeviceError
+from stcore.errors import ConfigError, DeviceBusy, DeviceError, UsageError
 
 
 def wait_for(pred, timeout=240.0, every=0.2):
@@ -217,3 +217,36 @@ def test_a_run_on_several_machines_is_only_queued_here(small_project):
     assert all("head:29400" in c and run_id in c for c in lines)
     r = stcore("train", p.path, "--role", "teacher", "--nproc", "2", "--model", "head", check=False)
     assert r.returncode == 2 and "a head trains in one process" in r.stderr
+
+
+# ------------------------------------------------------------------ embedding on two processes
+@pytest.mark.needs_fmnist
+def test_an_embedding_on_two_processes_equals_one_and_stops_and_resumes(small_project):
+    import numpy as np
+    p = small_project
+    opts = {"device": "cpu", "image_size": 64, "batch_size": 8}
+    one = api.start_embedding(p, "efficientnet-lite0", **opts, detach=False)
+    assert p.store.run(one)["state"] == "finished", p.store.run(one)["error"]
+    npy = p.path / "embeddings" / "efficientnet-lite0.npy"
+    single = np.load(npy)
+    two = api.start_embedding(p, "efficientnet-lite0", **opts, nproc=2, detach=True)
+    wait_for(lambda: p.store.run(two)["step"] >= 160)
+    assert len(rank_pids(two)) == 2
+    api.cancel(p, two)
+    wait_for(lambda: p.store.run(two)["state"] == "cancelled", timeout=120)
+    wait_for(lambda: not rank_pids(two), timeout=60)
+    assert 160 <= p.store.run(two)["step"] < len(single)
+    api.resume(p, two, detach=False)
+    run = p.store.run(two)
+    assert run["state"] == "finished", run["error"]
+    assert api.world_size(run) == 2 and api.placement(run) == "2 processes (cpu), batch 4 each"
+    # Every row, from either rank, before and after the resume; a batch of 4 instead of 8 changes the
+    # convolutions' rounding only.
+    np.testing.assert_allclose(np.load(npy).astype(np.float32), single.astype(np.float32), atol=0.02, rtol=0.01)
+
+
+def test_an_embedding_that_runs_in_one_process_refuses_several(small_project):
+    for backbone, says in (("pixels", "one PCA over every image"), ("ssl", "trains on one device")):
+        with pytest.raises(UsageError, match=says):
+            api.start_embedding(small_project, backbone, nproc=2)
+    assert not api.runs(small_project)

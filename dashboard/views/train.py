@@ -252,7 +252,7 @@ def teacher_tab() -> None:
     if api.has_ssl_encoder(project):
         v["init"] = st.selectbox("Start from", ["scratch", "ssl"], key="tr_t_init",
                                  help="ssl: the encoder pretrained on this project's images (Embed tab)")
-    v.update(common.training_device_picker("tr_t_device"))
+    v.update(common.parallel_device_picker("tr_t_device"))
     if st.button("Start teacher", type="primary", icon=":material/play_arrow:", key="tr_start_teacher"):
         start(v)
 
@@ -272,7 +272,7 @@ def student_tab(teacher: dict | None) -> None:
     v = {"role": "student", "method": method, "init": init, **budget_ui("tr_s", d), **model_ui("tr_s", d),
          **student_options(d, METHODS[method]["options"])}
     v["use_unreviewed"] = st.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
-    v.update(common.training_device_picker("tr_s_device"))
+    v.update(common.parallel_device_picker("tr_s_device"))
     if st.button("Start student", type="primary", icon=":material/play_arrow:", key="tr_start_student"):
         start(v)
 
@@ -310,7 +310,11 @@ def embed_tab() -> None:
                                                         "whichever come first"))
     elif kind not in ("pixels", "file:PATH"):
         options["image_size"] = int(c3.number_input("Image size (px)", 32, 512, 128, step=32, key="tr_e_size"))
-    dev = common.device_picker("tr_e_device")
+    if kind in ("pixels", "ssl"):  # one process: a PCA in seconds, or a pretraining on one device
+        dev = common.device_picker("tr_e_device")
+    else:  # a pretrained network: its batches can be shared among processes or GPUs
+        where = common.parallel_device_picker("tr_e_device")
+        dev, options["nproc"] = where["device"], where["nproc"]
     if st.button("Embed", type="primary", key="tr_embed", icon=":material/scatter_plot:"):
         if common.start_embed(project, backbone, dev, **options):
             time.sleep(0.2)
