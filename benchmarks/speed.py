@@ -131,8 +131,12 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
 
     def fit_reporter() -> float:
         run_id = project.store.create_run("student", "cpu", to_dict(cfg), steps, busy_check=False)
-        with Reporter(project.store.path, run_id) as rep:
-            return fit_images_per_s(fresh_model(), data, cfg, rep.report)
+        try:
+            with Reporter(project.store.path, run_id) as rep:
+                return fit_images_per_s(fresh_model(), data, cfg, rep.report)
+        finally:
+            # a timing run keeps no model; left queued, it would hold the CPU against later runs
+            project.store.transition(run_id, ["queued"], state="cancelled", ended=time.time())
 
     runs = alternate({"bare": bare, "fit_noop": fit_noop, "fit_reporter": fit_reporter}, repeats)
     for k, v in runs.items():
