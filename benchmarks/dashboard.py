@@ -1,7 +1,7 @@
 """The dashboard in a real browser: time to the first rendered Review page, time from a click on
-Accept to the updated page, and the server's peak memory (RSS of the streamlit process tree).
+Accept to the updated card, and the server's peak memory (RSS of the streamlit process tree).
 
-Started as a user starts it: `streamlit run dashboard/app.py -- --project PATH`. Driven with
+Started as `stcore dashboard` starts it (stcore.launch.command). Driven with
 Playwright and Debian's chromium (Playwright's own browser download is not needed).
 """
 from __future__ import annotations
@@ -28,12 +28,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 _IDLE_JS = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
             " return !!a && !['running', 'rerunRequested'].includes(a.getAttribute('data-test-script-state'))"
             " && a.getAttribute('data-test-script-state') !== 'initial'; }")
-# Record whether the app turned busy after this point (a fast rerun may end between two polls).
-_WATCH_JS = ("() => { window.__benchBusy = false; const a = document.querySelector('[data-testid=\"stApp\"]');"
-             " if (window.__benchObs) window.__benchObs.disconnect();"
-             " window.__benchObs = new MutationObserver(() => { if (['running', 'rerunRequested'].includes("
-             "a.getAttribute('data-test-script-state'))) window.__benchBusy = true; });"
-             " window.__benchObs.observe(a, {attributes: true}); }")
 
 
 def tree_rss_bytes(root: int) -> int:
@@ -97,67 +91,69 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise TimeoutError(f"streamlit did not answer {url} within {timeout:.0f} s")
 
 
-def _decisions(project: Path) -> int:
+def _count(project: Path, table: str) -> int:
     with sqlite3.connect(f"file:{project / 'project.db'}?mode=ro", uri=True) as db:
-        return db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def _decisions(project: Path) -> int:
+    return _count(project, "history")
+
+
+# The Review grid is one component in a shadow root; these run in the page.
+_GRID = "document.querySelector('[data-testid=stBidiComponentIsolated]')?.shadowRoot"
+# The browser's time of each click, taken before anything on the page handles it.
+_CLOCK_JS = ("() => { if (!window.__benchClock) { window.__benchClock = true;"
+             " document.addEventListener('click', () => { window.__clickAt = performance.now(); }, true); } }")
+# Milliseconds from the click to the frame in which the item's card shows the server's answer:
+# decided (its status no longer pending, not marked as being saved) or gone from the grid.
+_SHOWN_JS = ("(id) => new Promise((resolve) => { const tick = () => { const root = " + _GRID + ";"
+             " const card = root && root.querySelector(`.card[data-id=\"${id}\"]`);"
+             " if (root && (!card || (card.dataset.status !== 'pending' && !card.classList.contains('saving'))))"
+             " resolve(performance.now() - window.__clickAt); else requestAnimationFrame(tick); }; tick(); })")
 
 
 def _accept_button(page):
-    """The button that accepts one item: 'Accept next' if the page has it, else a button whose
-    text is 'Accept' (icons aside), else one that mentions accept but is not a bulk action."""
-    buttons = page.locator("button")
-    found: dict[int, object] = {}
-    for i in range(buttons.count()):
-        b = buttons.nth(i)
-        try:
-            if not b.is_visible():
-                continue
-            text = re.sub(r"[^a-z ]", "", b.inner_text().lower()).strip()
-        except Exception:  # a button re-rendered while we looked; try the next one
-            continue
-        if "accept next" in text:  # a stable locator: the nth button may be another one after a rerun
-            return page.locator("button").filter(has_text=re.compile("accept next", re.I)).first
-        if text.endswith("accept"):
-            found.setdefault(1, b)
-        elif "accept" in text and not re.search(r"all|above|page|selected|bulk|cancel", text):
-            found.setdefault(2, b)
-    return found.get(1) or found.get(2)
+    """The toolbar's Accept (key A) and the item it decides: the marked card."""
+    item = page.evaluate(f"() => {_GRID}?.querySelector('.card.focus')?.dataset.id")
+    button = page.locator(".bar button.primary")
+    return (button, int(item)) if item and button.count() else None
 
 
 def _card_accept_button(page):
-    """The accept button of the first card that can still be accepted, or None."""
-    b = page.locator("[class*='st-key-rv_acc_'] button:enabled").first
-    return b if b.count() else None
+    """The accept button of the first card still to decide, and its item."""
+    item = page.evaluate(f"() => {_GRID}?.querySelector('.card[data-status=pending]:not(.saving)')?.dataset.id")
+    return (page.locator(f".card[data-id='{item}'] button.accept"), int(item)) if item else None
 
 
-def _time_clicks(page, project: Path, find, clicks: int, timeout_s: float, times: list[float]) -> str | None:
-    """Click the button find(page) returns, clicks times, appending each click's seconds to
-    the page's being idle again with the decision stored; a note when the button ran out."""
-    button = find(page)
+def _time_clicks(page, project: Path, find, clicks: int, timeout_s: float, shown: list[float],
+                 wall: list[float]) -> str | None:
+    """Click the button find(page) returns, clicks times. shown gets each click's seconds from
+    the browser's click event to its card showing the decision, measured in the page; wall gets
+    the seconds from this script's click to the store holding the decision and the page idle
+    (it includes Playwright's own checks before a click). A note when the button ran out."""
+    page.evaluate(_CLOCK_JS)
     for _ in range(clicks):
-        if button is None:
+        found = None
+        for _ in range(25):  # the page may still be settling after the last click
+            found = find(page)
+            if found is not None:
+                break
+            time.sleep(0.2)
+        if found is None:
             return "no Accept button left to click (nothing left to accept?)"
-        page.evaluate(_WATCH_JS)
+        button, item = found
         n_before = _decisions(project)
         t1 = time.perf_counter()
         button.click()
-        # The rerun is done once the app has been busy and is idle again, or, for a rerun too
-        # quick for the running indicator to show, once the store has the decision and the
-        # page is idle.
+        shown.append(page.evaluate(_SHOWN_JS, item) / 1000)
         end = time.monotonic() + timeout_s
-        while not (page.evaluate(f"() => window.__benchBusy && ({_IDLE_JS})()")
-                   or (_decisions(project) > n_before and page.evaluate(f"() => ({_IDLE_JS})()"))):
+        while not (_decisions(project) > n_before and page.evaluate(f"() => ({_IDLE_JS})()")):
             if time.monotonic() > end:
-                raise TimeoutError(f"the page did not change within {timeout_s} s of a click on Accept")
-            time.sleep(0.02)
-        times.append(time.perf_counter() - t1)
+                raise TimeoutError(f"the decision was not stored within {timeout_s} s of a click on Accept")
+            time.sleep(0.01)
+        wall.append(time.perf_counter() - t1)
         _raise_app_exception(page)
-        button = None
-        for _ in range(25):  # the page may still be settling right after the rerun
-            button = find(page)
-            if button is not None:
-                break
-            time.sleep(0.2)
     return None
 
 
@@ -172,7 +168,8 @@ def _raise_app_exception(page) -> None:
 
 
 def _open_review(page, base: str, timeout_s: float):
-    """Go to the Review page (through the navigation, else by URL); returns its Accept button."""
+    """Go to the Review page (through the navigation, else by URL); returns its Accept button
+    and the item it decides."""
     deadline = time.monotonic() + timeout_s
     page.goto(base)
     page.wait_for_function(_IDLE_JS, timeout=timeout_s * 1000)
@@ -203,11 +200,10 @@ def bench_dashboard(project: Path, *, clicks: int = 20, timeout_s: float = 180, 
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--", "--project", str(project)]
+    from stcore.launch import command  # the dashboard as `stcore dashboard` starts it
+    cmd = command(project, port=port, address="127.0.0.1", headless=True)
     log = project.parent / "dashboard-bench.log"
-    out: dict = {"project": str(project)}
+    out: dict = {"project": str(project), "items": _count(project, "pool")}
     with sync_playwright() as pw:
         # Launch the browser first: its start-up is not the dashboard's.
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -225,10 +221,10 @@ def bench_dashboard(project: Path, *, clicks: int = 20, timeout_s: float = 180, 
             say(f"  dashboard: server up in {out['server_ready_s']} s, Review page in "
                 f"{out['first_review_page_s']} s")
             before = _decisions(project)
-            # The toolbar's Accept next redraws the grid; a card's own accept redraws that card.
-            for name, find in (("accept_click_s", _accept_button), ("card_accept_click_s", _card_accept_button)):
-                out[name] = []  # filled as we go: kept if a later click fails
-                note = _time_clicks(page, project, find, clicks, timeout_s, out[name])
+            # The toolbar's Accept (key A) decides the marked card; each card has its own accept.
+            for name, find in (("accept_click", _accept_button), ("card_accept_click", _card_accept_button)):
+                out[f"{name}_s"], out[f"{name}_wall_s"] = [], []  # filled as we go: kept if a later click fails
+                note = _time_clicks(page, project, find, clicks, timeout_s, out[f"{name}_s"], out[f"{name}_wall_s"])
                 if note:
                     out["note"] = note
                     break
@@ -240,7 +236,7 @@ def bench_dashboard(project: Path, *, clicks: int = 20, timeout_s: float = 180, 
             except Exception:
                 pass
         finally:
-            for name in ("accept_click", "card_accept_click"):
+            for name in ("accept_click", "card_accept_click", "accept_click_wall", "card_accept_click_wall"):
                 if out.get(f"{name}_s"):
                     t = sorted(out[f"{name}_s"])
                     out[f"{name}_median_s"] = round(t[len(t) // 2], 3)

@@ -120,13 +120,31 @@ def thumbs(project: api.Project, split: str, ids: list[int], target: int = 140) 
     return thumbnails(str(project.path), project.meta["project_id"], split, tuple(int(i) for i in ids), target)
 
 
-def item_thumbs(project: api.Project, rows: list[dict], target: int = 140) -> list[bytes]:
-    """Thumbnails of review rows of any split ('split' in each row, the pool by default), in order."""
-    out: dict[tuple[str, int], bytes] = {}
+@st.cache_data(show_spinner=False, max_entries=64)
+def thumbnail_uris(path: str, project_id: str, split: str, ids: tuple[int, ...], target: int) -> list[str]:
+    """data: URIs of items at their own size up to target (see util.thumb_uri); cached as thumbnails."""
+    return [util.thumb_uri(im, target) for im in api.images(open_project(path), list(ids), split)]
+
+
+def _per_split(rows: list[dict], fetch) -> list:
+    """fetch(split, ids) for the rows of each split ('split' in each row, the pool by default),
+    back in the rows' order."""
+    out: dict[tuple[str, int], object] = {}
     for split in dict.fromkeys(r.get("split", "pool") for r in rows):
-        ids = [r["id"] for r in rows if r.get("split", "pool") == split]
-        out.update({(split, i): png for i, png in zip(ids, thumbs(project, split, ids, target))})
-    return [out[(r.get("split", "pool"), r["id"])] for r in rows]
+        ids = [int(r["id"]) for r in rows if r.get("split", "pool") == split]
+        out.update({(split, i): x for i, x in zip(ids, fetch(split, ids))})
+    return [out[(r.get("split", "pool"), int(r["id"]))] for r in rows]
+
+
+def item_thumbs(project: api.Project, rows: list[dict], target: int = 140) -> list[bytes]:
+    """PNG thumbnails of review rows of any split, in order."""
+    return _per_split(rows, lambda split, ids: thumbs(project, split, ids, target))
+
+
+def item_uris(project: api.Project, rows: list[dict], target: int = 140) -> list[str]:
+    """Thumbnails of review rows of any split as data: URIs, in order."""
+    return _per_split(rows, lambda split, ids: thumbnail_uris(str(project.path), project.meta["project_id"], split,
+                                                              tuple(ids), target))
 
 
 def active_job(project: api.Project, role: str) -> dict | None:

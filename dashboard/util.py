@@ -2,6 +2,7 @@
 file names, durations, colours and thumbnails. No streamlit here, so each is unit-tested."""
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -94,3 +95,19 @@ def png_bytes(image: np.ndarray, target: int = 140) -> bytes:
     buf = io.BytesIO()
     upscale(image, target).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def thumb_uri(image: np.ndarray, target: int = 140) -> str:
+    """A data: URI of a PNG of image, uint8 (C, H, W), no larger than target on its longer
+    side. A small image keeps its own pixels (the browser enlarges it without blur), so the
+    page carries about a kilobyte an image instead of an upscaled copy."""
+    arr = np.asarray(image)
+    c, h, w = arr.shape
+    pil = Image.fromarray(arr[0] if c == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0)),
+                          mode="L" if c == 1 else "RGB")
+    if max(h, w) > target:
+        k = target / max(h, w)
+        pil = pil.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

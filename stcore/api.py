@@ -110,20 +110,6 @@ def review(project: Project, ids, action: str, label: str | int | None = None, *
     return project.store.decide(ids, ACTIONS[action], lab, reviewer=reviewer or default_reviewer())
 
 
-def review_next(project: Project, ids: list[int], action: str, label: str | int | None = None, *,
-                reviewer: str | None = None) -> int | None:
-    """Decide the first of ids (a page, in its order) that is still pending (correct: to label):
-    a key pressed twice before the page is drawn again decides the next item, not the same one
-    twice. Returns the item decided, or None when none of ids is pending."""
-    if not ids:
-        return None
-    pending = {r["id"] for r in project.store.page(statuses=["pending"], ids=ids, limit=len(ids))}
-    item = next((int(i) for i in ids if int(i) in pending), None)
-    if item is not None:
-        review(project, [item], action, label, reviewer=reviewer)
-    return item
-
-
 def still_pending(project: Project, ids: list[int]) -> list[int]:
     """Those of ids (pool items) that are still pending and pseudo-labeled, in their order."""
     pending: set[int] = set()

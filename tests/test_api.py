@@ -46,19 +46,6 @@ def test_review_refuses_bad_actions_classes_and_ids_and_changes_nothing(trained_
 
 
 @needs_fmnist
-def test_review_next_decides_the_first_item_still_pending(trained_project):
-    p = trained_project
-    ids = pending_ids(p, 4)
-    api.review(p, [ids[0]], "reject")
-    assert api.review_next(p, ids, "accept") == ids[1]
-    assert api.review_next(p, ids, "accept") == ids[2]  # the same page twice: the next item
-    assert api.review_next(p, ids, "reject") == ids[3]
-    assert api.review_next(p, ids, "accept") is None
-    status = {r["id"]: r["status"] for r in p.store.page(ids=ids, limit=4)}
-    assert status == {ids[0]: "rejected", ids[1]: "accepted", ids[2]: "accepted", ids[3]: "rejected"}
-
-
-@needs_fmnist
 def test_accept_above_checks_its_threshold_and_matches_its_count(trained_project):
     p = trained_project
     with pytest.raises(UsageError, match="threshold"):

@@ -100,5 +100,7 @@ def test_quick_dashboard_run_clicks_accept(tmp_path):
     d = json.loads(out.read_text())["dashboard"]
     assert "error" not in d, d["error"]
     assert d["first_review_page_s"] > 0 and d["accept_click_median_s"] > 0 and d["peak_rss_mb"] > 0
-    assert d["decisions_written"] >= 1, d
+    # each click waits for its own decision in the store: every one was recorded, none twice
+    assert d["decisions_written"] == len(d["accept_click_s"]) + len(d["card_accept_click_s"]) == 6, d
+    assert all(0 < s <= w for s, w in zip(d["accept_click_s"], d["accept_click_wall_s"])), d
     assert r.returncode == 0

@@ -144,6 +144,38 @@ def no_errors(at, page: str) -> None:
     assert not at.error, f"{page}: {[e.value for e in at.error]}"
 
 
+# The Review grid is one component (dashboard/grid.py, review_grid.js). AppTest cannot run its
+# JavaScript, so these read what the page gave it and send operations as its JavaScript does.
+def _grid(at):
+    found = [e for e in at.get("bidi_component") if e.proto.component_name == "stcore_review_grid"]
+    assert len(found) == 1, f"{len(found)} Review grids on the page"
+    return found[0]
+
+
+def grid_data(at) -> dict:
+    """The data the Review grid was drawn with: cards, classes, toolbar, message, ack."""
+    return json.loads(_grid(at).proto.json)
+
+
+def grid_send(at, *ops, instance: str = "tab-1", resend: list[dict] = ()):
+    """Send operations from the grid and rerun, as the browser does: every operation not yet
+    acknowledged goes again with the new ones (resend), each with the next sequence number."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates  # noqa: F401 (the type at._tree returns)
+    seq = at.__dict__.setdefault("_grid_seq", {}).get(instance, 0)
+    numbered = [{**op, "seq": seq + k} for k, op in enumerate(ops, 1)]
+    at._grid_seq[instance] = seq + len(ops)
+    states = at._tree.get_widget_states()
+    w = states.widgets.add()
+    w.id = _grid(at).proto.id
+    w.json_value = json.dumps({"ops": {"instance": instance, "ops": [*resend, *numbered], "at": time.time()}})
+    at._run(states)
+    return numbered
+
+
+def decide_op(ids, action: str, label: int | None = None) -> dict:
+    return {"kind": "decide", "ids": [int(i) for i in ids], "action": action, "label": label}
+
+
 def test_every_page_renders_on_an_empty_project_and_says_what_to_do(app, small_project):
     """The first step is the embedding (with a way to skip it); once there is one, the teacher."""
     at = app(small_project)
@@ -171,7 +203,7 @@ def test_every_page_renders_on_a_trained_project(app, trained_project):
         at.switch_page(f"views/{page}.py").run()
         no_errors(at, page)
     at.switch_page("views/review.py").run()
-    assert len([b for b in at.button if b.key and b.key.startswith("rv_acc_")]) == 24
+    assert len(_shown(at)) == 24 and all(c["can_accept"] and c["pending"] for c in grid_data(at)["cards"])
 
 
 def test_evaluate_shows_the_test_images_of_the_chosen_confusion_cell(app, trained_project):
@@ -228,7 +260,11 @@ def _pool_row(project, item_id):
 
 
 def _shown(at) -> list[int]:
-    return [int(b.key.removeprefix("rv_acc_")) for b in at.button if b.key and b.key.startswith("rv_acc_")]
+    return [c["id"] for c in grid_data(at)["cards"]]
+
+
+def _card(at, item: int) -> dict:
+    return next(c for c in grid_data(at)["cards"] if c["id"] == item)
 
 
 def test_review_accept_correct_reject_and_undo_write_the_store(app, trained_project):
@@ -236,23 +272,46 @@ def test_review_accept_correct_reject_and_undo_write_the_store(app, trained_proj
     at = app(p, "review")
     a, c, r = _shown(at)[:3]
 
-    at.button(key=f"rv_acc_{a}").click().run()
+    grid_send(at, decide_op([a], "accept"))
     assert _pool_row(p, a)["status"] == "accepted" and _pool_row(p, a)["label"] == _pool_row(p, a)["pred"]
-    at.selectbox(key=f"rv_cor_{c}").set_value(4).run()
+    assert grid_data(at)["message"] == {"kind": "success", "text": f"Accepted #{a}"}
+    grid_send(at, decide_op([c], "correct", 4))
     assert tuple(_pool_row(p, c))[:2] == ("corrected", 4)
-    at.button(key=f"rv_rej_{r}").click().run()
+    grid_send(at, decide_op([r], "reject"))
     assert _pool_row(p, r)["status"] == "rejected"
     no_errors(at, "review")
     # the default filter shows pending items only: decided items leave the grid
     assert not set(_shown(at)) & {a, c, r}
 
-    at.button(key="rv_undo").click().run()
+    assert grid_data(at)["toolbar"]["undo"] == "rejected 1 item"
+    grid_send(at, {"kind": "undo"})
     assert _pool_row(p, r)["status"] == "pending"
     assert _pool_row(p, c)["status"] == "corrected"  # only the last action is undone
     # a new session (a refresh, another tab) sees the same store
     fresh = app(p, "review")
     assert api.counts(p)["accepted"] == 1 and api.counts(p)["corrected"] == 1
     assert r in _shown(fresh)
+
+
+def test_the_grids_operations_apply_once_and_in_order_however_often_they_come(app, trained_project):
+    """The browser sends every operation the server has not acknowledged with each new one, and
+    sends them again after a while: each applies once. A malformed one is skipped."""
+    p = trained_project
+    at = app(p, "review")
+    a, b, c = _shown(at)[:3]
+    first = grid_send(at, decide_op([a], "accept"))
+    assert grid_data(at)["ack"] == {"tab-1": 1}
+    grid_send(at, decide_op([a], "reject"), decide_op([b], "accept"), resend=first)  # op 1 came again
+    assert [_pool_row(p, i)["status"] for i in (a, b)] == ["rejected", "accepted"]
+    assert len(api.history(p)) == 3 and grid_data(at)["ack"] == {"tab-1": 3}
+    grid_send(at, {"kind": "decide", "ids": ["1; DROP TABLE pool"], "action": "accept"},
+              {"kind": "decide", "ids": [c], "action": "correct", "label": 99}, {"kind": "page", "page": 2})
+    assert _pool_row(p, c)["status"] == "pending" and grid_data(at)["toolbar"]["page"] == 2
+    assert at.query_params["page"] == "2" and grid_data(at)["ack"] == {"tab-1": 6}
+    # another tab (its own grid instance) numbers its own operations
+    grid_send(at, decide_op([c], "accept"), instance="tab-2")
+    assert _pool_row(p, c)["status"] == "accepted" and grid_data(at)["ack"] == {"tab-1": 6, "tab-2": 1}
+    no_errors(at, "review")
 
 
 def test_a_corrected_card_shows_the_human_label_with_the_teachers_guess_beside_it(app, trained_project):
@@ -263,10 +322,10 @@ def test_a_corrected_card_shows_the_human_label_with_the_teachers_guess_beside_i
     at = app(p, "review")
     at.button_group(key="rv_status").set_value(["corrected"]).run()
     assert _shown(at) == [item["id"]]
-    texts = [m.value for m in at.markdown]
-    assert any(t.startswith(f"**{util.md_escape(p.classes[human])}**") and "corrected" in t for t in texts), texts
-    assert any(f"teacher: {util.md_escape(p.classes[pred])}" in c.value for c in at.caption)
-    assert at.button(key=f"rv_acc_{item['id']}").disabled  # the teacher's class is not one click away
+    card = _card(at, item["id"])
+    assert card["title"] == p.classes[human] and card["badge"]["text"] == "corrected"
+    assert card["sub"] == f"teacher: {p.classes[pred]} {item['confidence']:.2f}"
+    assert not card["can_accept"] and card["can_reject"]  # the teacher's class is not one click away
 
 
 def test_review_sort_options_show_the_store_order(app, trained_project):
@@ -281,29 +340,13 @@ def test_review_sort_options_show_the_store_order(app, trained_project):
         assert shown == [r["id"] for r in p.store.page(statuses=["pending"], order=order, limit=len(shown))], order
 
 
-def test_accept_next_decides_the_first_item_still_pending_on_the_page(app, trained_project):
-    """A second press before the page is drawn again carries the same page: it must decide the next
-    item, not the first one again (the click would be lost)."""
-    p = trained_project
-    at = app(p, "review")
-    first, second = _shown(at)[:2]
-    page = _shown(at)
-    at.button(key="rv_accept_next").click().run()
-    assert _pool_row(p, first)["status"] == "accepted"
-    assert any("A** accept next" in c.value for c in at.caption)  # the shortcuts are listed on the page
-    assert api.review_next(p, page, "reject") == second  # the stale page's next pending item
-    assert _pool_row(p, second)["status"] == "rejected"
-    at.button(key="rv_next").click().run()
-    assert at.number_input(key="rv_page").value == 2
-
-
 def test_review_bulk_page_and_threshold_with_confirmation(app, trained_project):
     p = trained_project
     at = app(p, "review")
     at.selectbox(key="rv_size").set_value(12).run()
     at.button(key="rv_accept_page").click().run()
     assert api.counts(p)["accepted"] == 12
-    assert any("Accepted 12 items" in m.value for m in at.success)
+    assert grid_data(at)["message"]["text"] == "Accepted 12 items"
 
     lo = p.store.db.execute("SELECT confidence FROM pool WHERE status='pending' ORDER BY confidence DESC "
                             "LIMIT 1 OFFSET 20").fetchone()[0]
@@ -316,11 +359,12 @@ def test_review_bulk_page_and_threshold_with_confirmation(app, trained_project):
     assert at.session_state["rv_bulk_open"]  # the panel holding the confirmation stays open
     at.button(key="rv_bulk_yes").click().run()
     assert api.counts(p)["accepted"] == 12 + expected
-    at.button(key="rv_undo").click().run()
+    grid_send(at, {"kind": "undo"})
     assert api.counts(p)["accepted"] == 12
 
 
 def test_review_escapes_hostile_class_names(app, trained_project):
+    """Class names reach the grid as data, and its script sets text only, never HTML."""
     p = trained_project
     hostile = ["<script>alert(1)</script>", "../../x", "[x](javascript:alert(1))"] + p.classes[3:]
     p.store.set_meta(classes=hostile)
@@ -329,6 +373,9 @@ def test_review_escapes_hostile_class_names(app, trained_project):
     texts = [m.value for m in at.markdown]
     assert not any("<script>" in t for t in texts)
     assert not any("](javascript" in t for t in texts)
+    assert grid_data(at)["classes"] == hostile
+    script = (Path(APP).parent / "review_grid.js").read_text()
+    assert not any(sink in script for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"))
 
 
 def _wait_stopped(p, run_id, timeout=120):
@@ -567,20 +614,17 @@ def test_train_embed_tab_pretrains_ssl_shows_its_loss_and_offers_it_to_the_teach
     assert "ssl" in at.selectbox(key="tr_s_init").options
 
 
-def test_review_number_keys_correct_the_next_item_to_their_class(app, trained_project):
+def test_review_number_keys_are_offered_for_ten_classes_or_fewer(app, trained_project):
+    """Keys 1-9 and 0 stand for the first ten classes (the browser test presses one); what a key
+    sends is a correction of the marked card."""
     p = trained_project
     at = app(p, "review")
+    data = grid_data(at)
+    assert data["number_keys"] == "1234567890" and data["classes"] == p.classes
     first = _shown(at)[0]
-    keys = [at.button(key=f"rv_key_{k}") for k in range(len(p.classes))]
-    assert [b.label for b in keys] == p.classes
-    assert [b.proto.shortcut for b in keys] == list("1234567890")
-    keys[2].click().run()  # key 3: the third class
+    grid_send(at, decide_op([first], "correct", 2))  # key 3 on the first card
     assert tuple(_pool_row(p, first))[:2] == ("corrected", 2)
-    assert any(f"Corrected #{first} as {p.classes[2]}" in s.value for s in at.success)
-    second = _shown(at)[0]  # the page's next pending item (▶)
-    at.button(key="rv_key_9").click().run()  # key 0: the tenth class
-    assert tuple(_pool_row(p, second))[:2] == ("corrected", 9)
-    assert any("**1**-**9**, **0** correct next to a class" in c.value for c in at.caption)
+    assert grid_data(at)["message"]["text"] == f"Corrected #{first} as {p.classes[2]}"
     no_errors(at, "review")
 
 
@@ -632,19 +676,20 @@ def test_review_similar_on_a_card_shows_its_neighbours_and_decides_them_at_once(
     api.start_embedding(p, "pixels", detach=False)
     at = app(p, "review")
     first = _shown(at)[0]
-    at.button(key=f"rv_sim_{first}").click().run()
+    assert _card(at, first)["can_similar"]
+    grid_send(at, {"kind": "similar", "id": first})
     assert at.segmented_control(key="rv_view").value == "similar"
     want = [n["id"] for n in api.similar(p, first, 23)["neighbours"]]
-    shown = [int(b.key.removeprefix("rv_rej_")) for b in at.button if b.key and b.key.startswith("rv_rej_")]
+    shown = _shown(at)
     assert shown == [first] + want
-    assert any(c.value.startswith("similarity ") for c in at.caption)
+    assert [c["note"].split()[0] for c in grid_data(at)["cards"]] == ["the"] + ["similarity"] * len(want)
     assert at.query_params["view"] == "similar" and at.query_params["similar"] == str(first)
     at.selectbox(key="rv_list_class").set_value(3).run()
     at.button(key="rv_list_correct").click().run()
     at.button(key="rv_list_yes").click().run()
     pool = [i for i in shown if i in set(p.store.pool_order()[0])]
     assert {tuple(_pool_row(p, i))[:2] for i in pool} == {("corrected", 3)}
-    at.button(key="rv_undo").click().run()
+    grid_send(at, {"kind": "undo"})
     assert {tuple(_pool_row(p, i))[0] for i in pool} == {"pending"}  # one action
     no_errors(at, "review")
 
@@ -660,13 +705,13 @@ def test_review_likely_wrong_labels_fix_in_one_click(app, trained_project):
     at = app(p, "review")
     at.segmented_control(key="rv_view").set_value("likely wrong").run()
     issues = api.label_issues(p)["issues"]
-    fixes = [b for b in at.button if b.key and b.key.startswith("rv_fix_")]
+    fixes = [c for c in grid_data(at)["cards"] if c["fix"]]
     first = issues[0]
-    assert fixes[0].key == f"rv_fix_{first['id']}" and fixes[0].label == f"Fix: {first['suggested']}"
-    fixes[0].click().run()
+    assert fixes[0]["id"] == first["id"] and fixes[0]["fix"]["name"] == first["suggested"]
+    grid_send(at, decide_op([first["id"]], "correct", fixes[0]["fix"]["k"]))  # its Fix button
     now = {i: c for i, _, c, _ in p.store.human_labels()}
     assert p.classes[now[first["id"]]] == first["suggested"]
-    assert f"rv_fix_{first['id']}" not in [b.key for b in at.button]  # fixed: off the list
+    assert first["id"] not in _shown(at)  # fixed: off the list
     assert any("fixed since the check" in c.value for c in at.caption)
     no_errors(at, "review")
 
@@ -676,7 +721,7 @@ def test_review_view_filters_and_page_live_in_the_url(app, trained_project):
     at = app(p, "review")
     at.selectbox(key="rv_order").set_value("entropy").run()
     at.pills(key="rv_status").set_value(["pending", "accepted"]).run()
-    at.button(key="rv_next").click().run()
+    grid_send(at, {"kind": "page", "page": 2})
     qp = dict(at.query_params)
     assert qp["order"] == "entropy" and qp["status"] == "pending,accepted" and qp["page"] == "2"
     shown = _shown(at)
@@ -686,7 +731,7 @@ def test_review_view_filters_and_page_live_in_the_url(app, trained_project):
         fresh.query_params[k] = v
     fresh.run()
     fresh.switch_page("views/review.py").run()
-    assert fresh.selectbox(key="rv_order").value == "entropy" and fresh.number_input(key="rv_page").value == 2
+    assert fresh.selectbox(key="rv_order").value == "entropy" and grid_data(fresh)["toolbar"]["page"] == 2
     assert _shown(fresh) == shown
     at.pills(key="rv_status").set_value([]).run()  # no status chosen: all, which the URL keeps too
     assert at.query_params["status"] == ""
@@ -707,12 +752,10 @@ def test_more_classes_than_number_keys_open_the_class_picker(app, tmp_path):
     api.start_training(p, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=False)
     api.start_pseudo_label(p, detach=False)
     at = app(p, "review")
-    assert not [b for b in at.button if b.key and b.key.startswith("rv_key_")]
-    assert at.button(key="rv_picker").proto.shortcut.upper() == "L"
-    assert any("**L** correct next to a class" in c.value for c in at.caption)
+    data = grid_data(at)
+    assert data["number_keys"] is None and data["classes"] == names  # the grid's L opens its class picker
     first = _shown(at)[0]
-    at.button(key="rv_picker").click().run()
-    at.selectbox(key="rv_pick").set_value(11).run()
+    grid_send(at, decide_op([first], "correct", 11))  # what the picker sends for the twelfth class
     assert tuple(_pool_row(p, first))[:2] == ("corrected", 11)
     no_errors(at, "review")
 
@@ -727,9 +770,10 @@ def test_review_near_duplicates_show_each_pair_even_when_an_image_is_in_two(app,
     at = app(p, "review")
     at.segmented_control(key="rv_view").set_value("near-duplicates").run()
     no_errors(at, "review")
-    rejects = [k for k in (b.key for b in at.button) if k and k.startswith("rv_rej_")]
-    assert rejects == [f"rv_rej_{a}_1a", f"rv_rej_{b}_1b", f"rv_rej_{a}_2a"]  # the test image: no buttons
-    assert any(m.value.startswith("**test image** #0") for m in at.markdown)
-    at.button(key=f"rv_rej_{a}_2a").click().run()
+    cards = grid_data(at)["cards"]
+    assert [x["slot"] for x in cards] == [f"{a}_1a", f"{b}_1b", f"{a}_2a", "0_2b"]  # an image in two pairs
+    test = cards[3]
+    assert test["split"] == "test" and test["title"] == "test image" and not test["can_reject"]  # no buttons
+    grid_send(at, decide_op([a], "reject"))
     assert tuple(_pool_row(p, a))[0] == "rejected"
-    assert c not in [int(k.split("_")[2]) for k in rejects]
+    assert c not in [x["id"] for x in cards]

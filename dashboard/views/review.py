@@ -2,12 +2,12 @@
 the images similar to one, the likely wrong labels, the near-duplicates); accept, correct or
 reject each one, or in bulk.
 
-Every decision is one store transaction made in a button callback, before the grid is drawn
-again, so the grid, a refresh and a second tab all show the store's state. "Accept next" and
-"Reject next" carry the page's pending items and decide the first one still pending, so a key
-pressed twice before the page is redrawn decides two items, not one twice. The grid is a
-fragment: a decision redraws it alone, not the filters or the sidebar. The view, filters, sort
-and page live in the URL, so a refresh or a shared link shows the same items.
+The grid, its toolbar and its keyboard are one component (dashboard/grid.py) inside a fragment:
+a decision reruns the fragment alone, and the browser redraws only the cards that changed. Each
+decision is one store transaction, made in the component's callback before the grid is drawn
+again, so the grid, a refresh and a second tab all show the store's state; the component sends
+every action until the server has acknowledged it, so none is lost. The view, filters, sort and
+page live in the URL, so a refresh or a shared link shows the same items.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import math
 
 import streamlit as st
 
-from dashboard import common, util
+from dashboard import common, grid, util
 from stcore import api
 from stcore.errors import message
 
@@ -24,11 +24,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
-COLUMNS = 4  # cards wide enough at 1280 px for the class picker and two-line labels
-SHORTCUTS = {"accept": "A", "reject": "X", "next": "N", "prev": "P", "undo": "U", "picker": "L"}  # Streamlit keeps C and R
-NUMBER_KEYS = "1234567890"  # correct the next item to the first ten classes
 VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected", "reset": "Reset"}
-STATUS_STYLE = {"accepted": "blue", "corrected": "violet", "rejected": "gray", "labeled": "orange"}
 VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
 # UI state only, kept for the session while the user visits other pages.
@@ -66,32 +62,15 @@ def flash(text: str) -> None:
 
 
 def decide(ids: list[int], action: str, label: int | None = None) -> None:
-    """Button callback: write one decision (one transaction) for ids."""
+    """Write one decision (one transaction) for ids, and say what it did."""
     try:
         n = api.review(project, ids, action, label) if action != "correct" else api.set_label(project, ids, label)
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
-    flash(f"{VERBS[action]} {n:,} item{'s' * (n != 1)}" + (f" as {classes[label]}" if action == "correct" else ""))
-
-
-def decide_next(ids: list[int], action: str, label: int | None = None) -> None:
-    """Toolbar callback: decide the first of the page's items that is still pending."""
-    try:
-        item = api.review_next(project, ids, action, label)
-    except common.USER_ERRORS as e:
-        flash("error: " + message(e))
-        return
-    flash(f"{VERBS[action]} #{item}" + (f" as {classes[label]}" if label is not None else "") if item is not None
-          else "Every item on this page is decided; go to the next page")
-
-
-def correct(item_id: int, slot: str | int) -> None:
-    key = f"rv_cor_{slot}"
-    label = st.session_state.get(key)
-    if label is not None:
-        decide([item_id], "correct", label)
-    st.session_state[key] = None  # the picker is an action, not a setting
+    what = f"#{ids[0]}" if len(ids) == 1 else f"{n:,} item{'s' * (n != 1)}"
+    flash(f"{VERBS[action]} {what}" + (f" as {classes[label]}" if action == "correct" else "")
+          + (" (no change: it was already so)" if n == 0 else ""))
 
 
 def undo() -> None:
@@ -99,15 +78,25 @@ def undo() -> None:
     flash(f"Undid the last action ({n:,} item{'s' * (n != 1)})" if n else "Nothing to undo")
 
 
-def turn(delta: int, n_pages: int) -> None:
-    st.session_state["rv_page"] = min(max(1, st.session_state["rv_page"] + delta), n_pages)
-
-
 def show_similar(item_id: int) -> None:
     """Card callback: show the images nearest to this one (the view selector is outside the grid,
     so the whole page is drawn again)."""
     st.session_state.update(rv_view="similar", rv_similar=int(item_id), rv_page=1, rv_whole_page=True)
     st.session_state.pop("rv_list_confirm", None)
+
+
+def on_grid() -> None:
+    """The grid's callback: apply, in order, each operation it sent that is not applied yet."""
+    done = st.session_state.setdefault("rv_done", {})
+    for op in grid.new_ops(st.session_state.get("rv_grid"), done, len(classes)):
+        if op["kind"] == "decide":
+            decide(op["ids"], op["action"], op["label"])
+        elif op["kind"] == "page":
+            st.session_state["rv_page"] = max(1, op["page"])  # page_of keeps it within the pages
+        elif op["kind"] == "undo":
+            undo()
+        else:
+            show_similar(op["id"])
 
 
 # ------------------------------------------------------------------ the URL
@@ -167,69 +156,6 @@ def filters_ui() -> dict:
         size = c5.selectbox("Per page", PAGE_SIZES, key="rv_size", on_change=reset_page, persist_state=KEEP)
     return {"classes": list(sel) or None, "statuses": list(statuses) or None, "conf_min": cmin, "conf_max": cmax,
             "order": order, "size": size}
-
-
-def toolbar_ui(pending_here: list[int], page: int, n_pages: int) -> None:
-    """Accept/reject next, page turning and undo, each with its keyboard shortcut."""
-    last = api.last_action(project)
-    focus = pending_here[0] if pending_here else None
-    with st.container(horizontal=True, vertical_alignment="bottom"):
-        st.button("Accept next", key="rv_accept_next", shortcut=SHORTCUTS["accept"], icon=":material/check:",
-                  disabled=focus is None, on_click=decide_next, args=(pending_here, "accept"),
-                  help="Accept the first pending item on this page (marked ▶)")
-        st.button("Reject next", key="rv_reject_next", shortcut=SHORTCUTS["reject"], icon=":material/close:",
-                  disabled=focus is None, on_click=decide_next, args=(pending_here, "reject"),
-                  help="Reject the first pending item on this page (marked ▶)")
-        if len(classes) > len(NUMBER_KEYS) and st.button(
-                "Correct next…", key="rv_picker", shortcut=SHORTCUTS["picker"], icon=":material/edit:",
-                disabled=focus is None, help="Choose the class of the item marked ▶"):
-            picker(pending_here)
-        st.button("Previous", key="rv_prev", shortcut=SHORTCUTS["prev"], icon=":material/chevron_left:",
-                  disabled=page <= 1, on_click=turn, args=(-1, n_pages))
-        st.button("Next", key="rv_next", shortcut=SHORTCUTS["next"], icon=":material/chevron_right:",
-                  disabled=page >= n_pages, on_click=turn, args=(1, n_pages))
-        st.number_input("Page", min_value=1, max_value=n_pages, step=1, key="rv_page", width=130)
-        st.button("Undo", key="rv_undo", shortcut=SHORTCUTS["undo"], icon=":material/undo:", disabled=last is None,
-                  on_click=undo, help=(f"Revert the last decision: {last['new_status']} {last['n']:,} "
-                                       f"item{'s' * (last['n'] != 1)}" if last else "Nothing to undo yet"))
-    few = len(classes) <= len(NUMBER_KEYS)
-    if few:
-        class_keys_ui(pending_here, focus)
-    st.caption((f"Last action: {last['new_status']} {last['n']:,} item{'s' * (last['n'] != 1)} · " if last else "")
-               + f"keyboard: **{SHORTCUTS['accept']}** accept next · **{SHORTCUTS['reject']}** reject next · "
-               f"**{SHORTCUTS['next']}** next page · **{SHORTCUTS['prev']}** previous page · "
-               f"**{SHORTCUTS['undo']}** undo"
-               + (" · **1**-**9**, **0** correct next to a class" if few
-                  else f" · **{SHORTCUTS['picker']}** correct next to a class"))
-
-
-def class_keys_ui(pending_here: list[int], focus: int | None) -> None:
-    """A button per class with its number key (1-9, then 0, shown on the button): correct the next
-    pending item (▶) to that class."""
-    with st.container(horizontal=True, vertical_alignment="center", key="rv_class_keys"):
-        st.caption("Correct next to:")
-        for k, name in enumerate(classes):
-            st.button(name, key=f"rv_key_{k}", shortcut=NUMBER_KEYS[k], type="tertiary",
-                      disabled=focus is None, on_click=decide_next, args=(pending_here, "correct", k),
-                      help=f"Key {NUMBER_KEYS[k]}: correct the item marked ▶ to {name}")
-
-
-def picked(pending_here: list[int]) -> None:
-    """The picker's callback: choosing a class corrects the item marked ▶ at once."""
-    k = st.session_state.get("rv_pick")
-    if k is not None:
-        decide_next(pending_here, "correct", k)
-        st.session_state["rv_pick"] = None
-        st.session_state["rv_picked"] = True
-
-
-@st.dialog("Correct the next item")
-def picker(pending_here: list[int]) -> None:
-    """More classes than number keys: type to find the class of the item marked ▶ (Enter picks it)."""
-    st.selectbox("Class", range(len(classes)), index=None, format_func=lambda i: classes[i], key="rv_pick",
-                 placeholder="Type a class name…", on_change=picked, args=(pending_here,))
-    if st.session_state.pop("rv_picked", False):
-        st.rerun()  # closes the dialog
 
 
 def ask_confirmation(threshold: float, n: int) -> None:
@@ -381,62 +307,21 @@ def duplicate_rows() -> list[dict] | None:
 
 
 # ------------------------------------------------------------------ the grid
-def card(r: dict, png: bytes, focus: int | None, searchable: bool) -> None:
-    """One item: its image, its label (the human's once decided, with the teacher's guess), the
-    accept, reject and similar buttons and the class picker."""
-    i, status, split = r["id"], r["status"], r.get("split", "pool")
-    slot = r.get("slot", i)  # the widgets' keys: an item shown twice (near-duplicates) has two slots
-    st.image(png, width="content")
-    if split == "test":
-        st.markdown(f"**test image** #{i}")
-        st.caption(r["note"])
-        return
-    guess = classes[r["pred"]] if r["pred"] is not None else "not predicted"
-    conf = r["confidence"]
-    badge = f" :{util.conf_color(conf)}-badge[{conf:.2f}]" if conf is not None else ""
-    if status in ("corrected", "labeled"):
-        st.markdown(f"**{util.md_escape(classes[r['label']])}** :{STATUS_STYLE[status]}-badge"
-                    f"[{'labeled set' if status == 'labeled' else 'corrected'}]")
-        st.caption(f"#{i}" if status == "labeled" else
-                   f"teacher: {util.md_escape(guess)} {conf:.2f}" if conf is not None else "teacher: none")
-    else:
-        st.markdown(f"**{util.md_escape(guess)}**{badge}")
-        st.caption(f":{STATUS_STYLE[status]}[{status}] · #{i}" if status != "pending"
-                   else f"#{i}" + (" · ▶ next" if i == focus else ""))
-    if r.get("note"):
-        st.caption(util.md_escape(r["note"]))
-    if r.get("fix") is not None:
-        st.button(f"Fix: {classes[r['fix']]}", key=f"rv_fix_{slot}", type="primary", width="stretch",
-                  icon=":material/auto_fix_high:", on_click=decide, args=([i], "correct", r["fix"]),
-                  help="Give this item the class its neighbours say")
-    a, x, s = st.columns(3)
-    a.button("", key=f"rv_acc_{slot}", icon=":material/check:", help="Accept the teacher's class", width="stretch",
-             on_click=decide, args=([i], "accept"),
-             disabled=r["pred"] is None or status in ("accepted", "corrected", "labeled"),
-             type="primary" if i == focus else "secondary")
-    x.button("", key=f"rv_rej_{slot}", icon=":material/close:", help="Reject: not a usable image", width="stretch",
-             on_click=decide, args=([i], "reject"), disabled=status in ("rejected", "labeled"))
-    s.button("", key=f"rv_sim_{slot}", icon=":material/image_search:", width="stretch", disabled=not searchable,
-             on_click=show_similar, args=(i,),
-             help="Similar: the images nearest to this one" if searchable else "Similar needs an embedding "
-                  "(Train page, Embed)")
-    st.selectbox("Correct to", range(len(classes)), index=None, format_func=lambda k: classes[k],
-                 key=f"rv_cor_{slot}", on_change=correct, args=(i, slot), placeholder="Correct to…",
-                 label_visibility="collapsed")
-
-
-def grid(rows: list[dict], focus: int | None) -> None:
-    images = common.item_thumbs(project, rows)
+def grid_ui(rows: list[dict], page: int, n_pages: int, total: int) -> None:
     searchable = bool(api.embeddings(project))
-    for start in range(0, len(rows), COLUMNS):
-        for col, r, png in zip(st.columns(COLUMNS), rows[start:start + COLUMNS], images[start:start + COLUMNS]):
-            with col.container(border=True):
-                card(r, png, focus, searchable)
+    cards = [grid.card(r, classes, uri, searchable=searchable) for r, uri in zip(rows, common.item_uris(project, rows))]
+    last = api.last_action(project)
+    flashed = st.session_state.pop("rv_flash", None)
+    grid.draw(key="rv_grid", project_id=project.meta["project_id"], cards=cards, classes=classes, page=page,
+              n_pages=n_pages, total=total, done=st.session_state.setdefault("rv_done", {}), on_ops=on_grid,
+              undo=f"{last['new_status']} {last['n']:,} item{'s' * (last['n'] != 1)}" if last else None,
+              message={"kind": "error" if flashed.startswith("error: ") else "success",
+                       "text": flashed.removeprefix("error: ")} if flashed else None)
 
 
-def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, int] | None:
-    """(this page's rows, the whole list for a list view, the number of pages), or None when a
-    list view has nothing to show yet."""
+def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, int, int] | None:
+    """(this page's rows, the whole list for a list view, the number of pages, the number of
+    items), or None when a list view has nothing to show yet."""
     size = f["size"] if f else int(st.session_state["rv_size"])
     if view == "pseudo-labels":
         query = {k: f[k] for k in ("classes", "statuses", "conf_min", "conf_max")}
@@ -451,8 +336,7 @@ def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, i
     offset = (st.session_state["rv_page"] - 1) * size
     rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size) if listed is None
             else listed[offset:offset + size])
-    st.caption(f"{total:,} item{'s' * (total != 1)} · page {st.session_state['rv_page']:,} of {n_pages:,}")
-    return rows, listed, n_pages
+    return rows, listed, n_pages, total
 
 
 @st.fragment
@@ -464,21 +348,16 @@ def body(view: str, f: dict | None) -> None:
     state_to_url()
     if got is None:
         return
-    rows, listed, n_pages = got
+    rows, listed, n_pages, total = got
     pending_here = [r["id"] for r in rows if r["status"] == "pending" and r["pred"] is not None]
-    toolbar_ui(pending_here, st.session_state["rv_page"], n_pages)
-    # A fixed slot for the message, so that the panels below keep their place (and their state).
-    flashed = st.session_state.pop("rv_flash", None)
-    with st.container(key="rv_message"):
-        if flashed:
-            (st.error if flashed.startswith("error: ") else st.success)(flashed.removeprefix("error: "))
     if view == "pseudo-labels":
         bulk_ui(f, pending_here)
     elif view in ("similar", "map selection"):
         list_bulk_ui(listed)
+    grid_ui(rows, st.session_state["rv_page"], n_pages, total)  # also with no rows: its Undo stays at hand
     if rows:
-        grid(rows, pending_here[0] if pending_here else None)
-    elif view == "pseudo-labels":
+        return
+    if view == "pseudo-labels":
         st.info("No items match these filters. Widen the confidence range, choose more statuses or classes"
                 + (", or go back a page." if st.session_state["rv_page"] > 1 else "."))
         if api.counts(project)["pending"] == 0:

@@ -1,0 +1,111 @@
+"""The Review grid as one Streamlit component (review_grid.js and .css): the toolbar, the class
+keys and the cards, drawn in the browser, sending each action back as a numbered operation.
+
+The browser keeps every operation the server has not acknowledged and sends them all each time
+(see review_grid.js), so this side applies each one exactly once, in order: `new_ops` returns
+those past the last sequence number applied for that grid, and the data sent back (`ack`)
+tells the grid where that is. The card builders here are pure, so tests read them without a
+browser.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import util
+
+_HERE = Path(__file__).resolve().parent
+_component = st.components.v2.component(
+    "stcore_review_grid", js=(_HERE / "review_grid.js").read_text(), css=(_HERE / "review_grid.css").read_text())
+
+NUMBER_KEYS = "1234567890"  # correct the marked card to the first ten classes
+ACTIONS = ("accept", "reject", "correct")
+STATUS_COLOR = {"accepted": "blue", "corrected": "violet", "rejected": "gray", "labeled": "orange"}
+
+
+def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict:
+    """What one card shows and allows, from a review row (a pool, labeled or test item).
+
+    The human's label once decided, with the teacher's guess beside it; otherwise the teacher's
+    class and its confidence as a coloured badge."""
+    i, status, split = int(row["id"]), row["status"], row.get("split", "pool")
+    out = {"id": i, "slot": str(row.get("slot", i)), "split": split, "status": status, "img": thumb,
+           "note": row.get("note"), "fix": None, "badge": None, "sub_status": None, "pending": False,
+           "can_accept": False, "can_reject": False, "can_correct": False, "can_similar": False}
+    if split == "test":
+        return {**out, "title": "test image", "sub": f"#{i}"}
+    guess = classes[row["pred"]] if row["pred"] is not None else "not predicted"
+    conf = row["confidence"]
+    if status in ("corrected", "labeled"):
+        out.update(title=classes[row["label"]],
+                   badge={"text": "labeled set" if status == "labeled" else "corrected", "color": STATUS_COLOR[status]},
+                   sub=f"#{i}" if status == "labeled" else f"teacher: {guess}" + (f" {conf:.2f}" if conf is not None else ""))
+    else:
+        out.update(title=guess, sub=f"#{i}",
+                   badge={"text": f"{conf:.2f}", "color": util.conf_color(conf)} if conf is not None else None,
+                   sub_status={"text": status, "color": STATUS_COLOR[status]} if status != "pending" else None)
+    if row.get("fix") is not None:
+        out["fix"] = {"k": int(row["fix"]), "name": classes[row["fix"]]}
+    out.update(pending=status == "pending" and row["pred"] is not None,
+               can_accept=row["pred"] is not None and status not in ("accepted", "corrected", "labeled"),
+               can_reject=status not in ("rejected", "labeled"), can_correct=True, can_similar=searchable)
+    return out
+
+
+def new_ops(state: dict | None, done: dict[str, int], n_classes: int) -> list[dict]:
+    """The grid's operations not yet applied, oldest first, each checked (the browser is not
+    trusted): decide {ids, action, label}, page {page}, undo, similar {id}. Marks them applied
+    in done ({grid instance: last sequence number}); a malformed operation is skipped."""
+    box = (state or {}).get("ops") or {}
+    instance = str(box.get("instance", ""))[:64]
+    if not instance:
+        return []
+    last = done.get(instance, 0)
+    out = []
+    for op in sorted((o for o in box.get("ops") or [] if isinstance(o, dict)), key=lambda o: _int(o.get("seq"))):
+        seq = _int(op.get("seq"))
+        if seq <= last:
+            continue
+        last = seq
+        if checked := _check(op, n_classes):
+            out.append(checked)
+    done[instance] = last
+    return out
+
+
+def _int(v) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _check(op: dict, n_classes: int) -> dict | None:
+    kind = op.get("kind")
+    if kind == "decide":
+        ids = op.get("ids")
+        label = op.get("label")
+        if (not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids)
+                or op.get("action") not in ACTIONS):
+            return None
+        if op["action"] == "correct" and not (isinstance(label, int) and 0 <= label < n_classes):
+            return None
+        return {"kind": kind, "ids": ids, "action": op["action"], "label": label if op["action"] == "correct" else None}
+    if kind == "page" and isinstance(op.get("page"), int):
+        return {"kind": kind, "page": op["page"]}
+    if kind == "similar" and isinstance(op.get("id"), int):
+        return {"kind": kind, "id": op["id"]}
+    if kind == "undo":
+        return {"kind": kind}
+    return None
+
+
+def draw(*, key: str, project_id: str, cards: list[dict], classes: list[str], page: int, n_pages: int, total: int,
+         undo: str | None, message: dict | None, done: dict[str, int], on_ops) -> None:
+    """Draw the grid; on_ops() runs (as a callback, before the next run) when it sends operations."""
+    _component(key=key, on_ops_change=on_ops, data={
+        "project": project_id, "cards": cards, "classes": classes,
+        "number_keys": NUMBER_KEYS if len(classes) <= len(NUMBER_KEYS) else None,
+        "toolbar": {"page": page, "n_pages": n_pages, "total": total, "undo": undo},
+        "message": message, "ack": done})

@@ -1,0 +1,430 @@
+// The Review grid: the toolbar, the class keys and the cards, drawn in the browser.
+//
+// Why a component: a decision redraws only the cards whose data changed, instead of Streamlit
+// redrawing some 200 widgets, so a click shows its result in a fraction of the time.
+//
+// No decision is ever lost. Every action goes into an outbox of operations numbered in order
+// (this grid's instance id plus a sequence number), and the whole unacknowledged outbox is sent
+// as the component's state. A newer state carries every older operation that the server has
+// not yet acknowledged, so a rerun that Streamlit merges or drops loses nothing. The server
+// applies each operation once, in order, and returns the last sequence number it applied; the
+// outbox then drops those. Unacknowledged decisions are also kept in sessionStorage, so a
+// reload sends them again (a decision names its items and its new state, so applying it twice
+// changes nothing).
+//
+// All text from the project (class names, notes) is set with textContent, never as HTML.
+
+const STORE_KEY = "stcore-review-unacked";
+const RESEND_MS = 3000;
+const grids = new Set();  // the mounted grids; the keyboard drives the newest one
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function button(label, cls, title, onClick) {
+  const b = el("button", "btn " + (cls || ""), label);
+  b.type = "button";
+  if (title) b.title = title;
+  b.addEventListener("click", (ev) => { ev.stopPropagation(); onClick(ev); });
+  return b;
+}
+
+function keyHint(k) {
+  return el("kbd", "", k);
+}
+
+function typing(ev) {
+  const t = ev.composedPath ? ev.composedPath()[0] : ev.target;
+  return !!t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
+}
+
+function onKey(ev) {
+  if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev)) return;
+  const g = [...grids].pop();
+  if (g && g.key(ev.key)) ev.preventDefault();
+}
+
+class Grid {
+  constructor(root) {
+    this.root = root;
+    this.instance = Math.random().toString(36).slice(2, 10) + Date.now().toString(36);
+    this.seq = 0;
+    this.outbox = [];   // unacknowledged operations, oldest first
+    this.keepAfter = 0; // decisions after this sequence number are kept for a reload
+    this.focusId = null;
+    this.autoFocus = true;  // the mark is on the first card left to decide until the user moves it
+    this.data = null;
+    this.sentAt = 0;
+    this.build();
+    this.timer = setInterval(() => this.resend(), 1000);
+  }
+
+  // ------------------------------------------------------------------ the outbox
+  push(op) {
+    op.seq = ++this.seq;
+    // After an undo, a reload must not replay the decisions before it: undo may have reverted them.
+    if (op.kind === "undo") this.keepAfter = op.seq;
+    this.outbox.push(op);
+    this.keep();
+    this.send();
+  }
+
+  send() {
+    this.sentAt = Date.now();
+    this.setStateValue("ops", {instance: this.instance, ops: this.outbox, at: this.sentAt});
+  }
+
+  resend() {
+    if (this.outbox.length && Date.now() - this.sentAt > RESEND_MS) this.send();
+  }
+
+  acknowledge(ack) {
+    const done = (ack || {})[this.instance];
+    if (done === undefined || done === null) return;
+    this.outbox = this.outbox.filter((op) => op.seq > done);
+    this.keep();
+  }
+
+  keep() {
+    // Decisions not yet acknowledged survive a reload of the tab.
+    try {
+      const decisions = this.outbox.filter((op) => op.kind === "decide" && op.seq > this.keepAfter);
+      if (decisions.length) sessionStorage.setItem(STORE_KEY, JSON.stringify({project: this.project, ops: decisions}));
+      else sessionStorage.removeItem(STORE_KEY);
+    } catch (e) { /* storage off: the outbox still holds them for this page's life */ }
+  }
+
+  replay() {
+    let saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null"); } catch (e) { saved = null; }
+    if (!saved || saved.project !== this.project || !Array.isArray(saved.ops) || !saved.ops.length) return;
+    for (const op of saved.ops) this.push({kind: "decide", ids: op.ids, action: op.action, label: op.label});
+  }
+
+  inFlight(id) {
+    return this.outbox.some((op) => op.kind === "decide" && op.ids.includes(id));
+  }
+
+  // ------------------------------------------------------------------ actions
+  decide(ids, action, label) {
+    this.push({kind: "decide", ids: ids, action: action, label: label === undefined ? null : label});
+    for (const id of ids) {
+      const card = this.cardEl(id);
+      if (card) card.classList.add("saving");
+    }
+    if (ids.includes(this.focusId)) {
+      this.moveFocus(1, true);
+      this.autoFocus = true;  // the mark follows the decisions: on the next data, the first card left to decide
+    }
+    this.drawToolbar();
+  }
+
+  focused() {
+    return this.data && this.data.cards.find((c) => c.id === this.focusId && c.slot === this.focusSlot);
+  }
+
+  onFocused(action, label) {
+    const c = this.focused();
+    if (!c) return false;
+    if (action === "accept" && !c.can_accept) return false;
+    if (action === "reject" && !c.can_reject) return false;
+    if (action === "correct" && !c.can_correct) return false;
+    this.decide([c.id], action, label);
+    return true;
+  }
+
+  turn(delta) {
+    const t = this.data.toolbar;
+    const page = Math.min(Math.max(1, t.page + delta), t.n_pages);
+    if (page !== t.page) this.push({kind: "page", page: page});
+  }
+
+  key(k) {
+    if (!this.data) return false;
+    const lower = k.toLowerCase();
+    const keys = this.data.number_keys;
+    if (lower === "a") return this.onFocused("accept") || true;
+    if (lower === "x") return this.onFocused("reject") || true;
+    if (lower === "n") { this.turn(1); return true; }
+    if (lower === "p") { this.turn(-1); return true; }
+    if (lower === "u") { if (this.data.toolbar.undo) this.push({kind: "undo"}); return true; }
+    if (lower === "s") { const c = this.focused(); if (c && c.can_similar) this.push({kind: "similar", id: c.id}); return true; }
+    if (lower === "f") { const c = this.focused(); if (c && c.fix) this.decide([c.id], "correct", c.fix.k); return true; }
+    if (k === "ArrowRight" || k === "ArrowDown" || lower === "j") { this.autoFocus = false; this.moveFocus(1, false); return true; }
+    if (k === "ArrowLeft" || k === "ArrowUp" || lower === "k") { this.autoFocus = false; this.moveFocus(-1, false); return true; }
+    if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
+      return this.onFocused("correct", keys.indexOf(k)) || true;
+    }
+    if (lower === "l" && !keys) { this.openPicker(); return true; }
+    return false;
+  }
+
+  // ------------------------------------------------------------------ focus
+  decidable(c) {
+    return c.can_accept || c.can_reject || c.can_correct;
+  }
+
+  firstFocus() {
+    const cards = this.data.cards;
+    const open = cards.find((c) => c.pending && !this.inFlight(c.id)) || cards.find((c) => this.decidable(c));
+    return open || null;
+  }
+
+  moveFocus(step, pendingOnly) {
+    const cards = this.data ? this.data.cards : [];
+    if (!cards.length) return;
+    let i = cards.findIndex((c) => c.id === this.focusId && c.slot === this.focusSlot);
+    for (let n = 0; n < cards.length; n++) {
+      i = i + step;
+      if (i < 0 || i >= cards.length) break;
+      const c = cards[i];
+      if (pendingOnly ? c.pending && !this.inFlight(c.id) : this.decidable(c)) { this.setFocus(c); return; }
+    }
+    if (pendingOnly) this.setFocus(null);
+  }
+
+  setFocus(c) {
+    this.focusId = c ? c.id : null;
+    this.focusSlot = c ? c.slot : null;
+    for (const card of this.cardsEl.children) {
+      const on = c !== null && card.dataset.slot === String(c.slot);
+      card.classList.toggle("focus", on);
+      if (on && card.getBoundingClientRect().top > window.innerHeight) card.scrollIntoView({block: "nearest"});
+    }
+    this.drawToolbar();
+  }
+
+  // ------------------------------------------------------------------ drawing
+  build() {
+    this.root.replaceChildren();
+    this.bar = el("div", "bar");
+    this.keysRow = el("div", "keys");
+    this.legend = el("div", "legend");
+    this.message = el("div", "message");
+    this.message.setAttribute("role", "status");
+    this.pickerRow = el("div", "picker hidden");
+    this.cardsEl = el("div", "cards");
+    this.root.append(this.bar, this.keysRow, this.legend, this.message, this.pickerRow, this.cardsEl);
+  }
+
+  cardEl(id) {
+    return [...this.cardsEl.children].find((e) => e.dataset.id === String(id));
+  }
+
+  render(data) {
+    const first = this.data === null;
+    this.project = data.project;
+    this.data = data;
+    this.acknowledge(data.ack);
+    if (first) this.replay();
+    const focus = this.focused();
+    if (this.autoFocus || !focus || !(focus.pending ? !this.inFlight(focus.id) : this.decidable(focus))) {
+      const f = this.firstFocus();
+      this.focusId = f ? f.id : null;
+      this.focusSlot = f ? f.slot : null;
+    }
+    this.drawToolbar();
+    this.drawKeys();
+    this.drawMessage();
+    this.drawCards();
+  }
+
+  drawToolbar() {
+    if (!this.data) return;
+    const t = this.data.toolbar;
+    const c = this.focused();
+    this.bar.replaceChildren();
+    const acc = button("✓ Accept", "primary", "Accept the teacher's class of the marked card (A)", () => this.onFocused("accept"));
+    acc.append(keyHint("A"));
+    acc.disabled = !c || !c.can_accept;
+    const rej = button("✗ Reject", "", "Reject the marked card: not a usable image (X)", () => this.onFocused("reject"));
+    rej.append(keyHint("X"));
+    rej.disabled = !c || !c.can_reject;
+    const prev = button("‹ Previous", "", "Previous page (P)", () => this.turn(-1));
+    prev.append(keyHint("P"));
+    prev.disabled = t.page <= 1;
+    const next = button("Next ›", "", "Next page (N)", () => this.turn(1));
+    next.append(keyHint("N"));
+    next.disabled = t.page >= t.n_pages;
+    const page = el("input", "page");
+    page.type = "number";
+    page.min = 1;
+    page.max = t.n_pages;
+    page.value = t.page;
+    page.title = "Page: type a number, then Enter";
+    page.setAttribute("aria-label", "Page");
+    page.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter") return;
+      const p = Math.min(Math.max(1, parseInt(page.value, 10) || 1), t.n_pages);
+      if (p !== t.page) this.push({kind: "page", page: p});
+    });
+    const undo = button("↶ Undo", "", t.undo ? `Revert the last decision: ${t.undo} (U)` : "Nothing to undo yet",
+      () => this.push({kind: "undo"}));
+    undo.append(keyHint("U"));
+    undo.disabled = !t.undo;
+    const waiting = this.outbox.filter((op) => op.kind === "decide").length;
+    const count = el("span", "count", `${t.total.toLocaleString("en-US")} item${t.total === 1 ? "" : "s"}`
+      + (waiting ? ` · saving ${waiting}…` : ""));
+    this.bar.append(acc, rej, undo, el("span", "gap"), count, prev, page,
+      el("span", "pages", `of ${t.n_pages.toLocaleString("en-US")}`), next);
+  }
+
+  drawKeys() {
+    const keys = this.data.number_keys;
+    this.keysRow.replaceChildren();
+    this.legend.textContent = "";
+    const parts = ["A accept", "X reject", "←/→ move the mark", "S similar", "N next page", "P previous page", "U undo"];
+    if (this.data.cards.some((c) => c.fix)) parts.splice(2, 0, "F fix");
+    if (keys) {
+      this.keysRow.append(el("span", "label", "Correct the marked card to:"));
+      this.data.classes.slice(0, keys.length).forEach((name, k) => {
+        const b = button("", "class", `Key ${keys[k]}: correct the marked card to ${name}`, () => this.onFocused("correct", k));
+        b.append(keyHint(keys[k]), el("span", "", name));
+        b.disabled = !this.focused() || !this.focused().can_correct;
+        this.keysRow.append(b);
+      });
+      parts.splice(2, 0, "1-9, 0 correct to a class");
+    } else {
+      const b = button("Correct to a class…", "", "Choose the class of the marked card (L)", () => this.openPicker());
+      b.append(keyHint("L"));
+      b.disabled = !this.focused() || !this.focused().can_correct;
+      this.keysRow.append(b);
+      parts.splice(2, 0, "L correct to a class");
+    }
+    this.legend.textContent = "Keyboard: " + parts.join(" · ") + ". The marked card (▶) is the next to decide.";
+  }
+
+  drawMessage() {
+    const m = this.data.message;
+    this.message.className = "message" + (m ? " " + m.kind : "");
+    this.message.textContent = m ? m.text : "";
+  }
+
+  openPicker() {
+    const c = this.focused();
+    if (!c || !c.can_correct) return;
+    const row = this.pickerRow;
+    row.replaceChildren();
+    row.classList.remove("hidden");
+    const input = el("input", "find");
+    input.placeholder = `Class of #${c.id}: type to find it, Enter picks the first`;
+    const list = el("div", "options");
+    const close = () => { row.classList.add("hidden"); row.replaceChildren(); };
+    const show = () => {
+      const q = input.value.trim().toLowerCase();
+      list.replaceChildren();
+      this.data.classes.map((name, k) => [name, k]).filter(([name]) => name.toLowerCase().includes(q)).slice(0, 30)
+        .forEach(([name, k]) => list.append(button(name, "class", `Correct #${c.id} to ${name}`, () => { close(); this.decide([c.id], "correct", k); })));
+    };
+    input.addEventListener("input", show);
+    input.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") close();
+      if (ev.key === "Enter") { const b = list.querySelector("button"); if (b) b.click(); }
+    });
+    row.append(input, button("Cancel", "", "Close (Esc)", close), list);
+    show();
+    input.focus();
+  }
+
+  drawCards() {
+    const cards = this.data.cards;
+    const have = new Map([...this.cardsEl.children].map((e) => [e.dataset.slot, e]));
+    const order = [];
+    for (const c of cards) {
+      const slot = String(c.slot);
+      let e = have.get(slot);
+      const sig = JSON.stringify(c);
+      if (!e || e.__sig !== sig) {
+        const fresh = this.drawCard(c, e);
+        fresh.__sig = sig;
+        e = fresh;
+      }
+      e.classList.toggle("saving", this.inFlight(c.id));
+      e.classList.toggle("focus", c.id === this.focusId && c.slot === this.focusSlot);
+      order.push(e);
+    }
+    this.cardsEl.replaceChildren(...order);
+  }
+
+  drawCard(c, old) {
+    const card = el("div", "card");
+    card.dataset.id = c.id;
+    card.dataset.slot = c.slot;
+    card.dataset.status = c.status;
+    card.addEventListener("click", () => { if (this.decidable(c)) { this.autoFocus = false; this.setFocus(c); } });
+    const img = el("img", "thumb");
+    const oldImg = old && old.querySelector("img.thumb");
+    img.src = oldImg && oldImg.dataset.src === c.img ? oldImg.src : c.img;  // keep a decoded image
+    img.dataset.src = c.img;
+    img.alt = `#${c.id}`;
+    card.append(img);
+    const title = el("div", "title");
+    title.append(el("strong", "", c.title));
+    if (c.badge) title.append(el("span", "badge " + c.badge.color, c.badge.text));
+    card.append(title);
+    const sub = el("div", "sub");
+    if (c.sub_status) sub.append(el("span", "status " + c.sub_status.color, c.sub_status.text), " · ");
+    sub.append(c.sub);
+    sub.append(el("span", "mark", " · ▶ next"));
+    card.append(sub);
+    if (c.note) card.append(el("div", "note", c.note));
+    if (c.fix) {
+      card.append(button(`Fix: ${c.fix.name}`, "primary wide fix", "Give this item the class its neighbours say (F)",
+        () => this.decide([c.id], "correct", c.fix.k)));
+    }
+    if (c.split === "test") return card;
+    const row = el("div", "actions");
+    const acc = button("✓", "accept", "Accept the teacher's class (A)", () => { this.setFocus(c); this.decide([c.id], "accept"); });
+    acc.disabled = !c.can_accept;
+    acc.setAttribute("aria-label", `Accept #${c.id}`);
+    const rej = button("✗", "reject", "Reject: not a usable image (X)", () => { this.setFocus(c); this.decide([c.id], "reject"); });
+    rej.disabled = !c.can_reject;
+    rej.setAttribute("aria-label", `Reject #${c.id}`);
+    const sim = button("Similar", "similar", c.can_similar ? "The images nearest to this one (S)"
+      : "Similar needs an embedding (Train page, Embed)", () => this.push({kind: "similar", id: c.id}));
+    sim.disabled = !c.can_similar;
+    row.append(acc, rej, sim);
+    card.append(row);
+    const pick = el("select", "correct");
+    pick.setAttribute("aria-label", `Correct #${c.id} to`);
+    pick.append(el("option", "", "Correct to…"));
+    pick.options[0].value = "";
+    this.data.classes.forEach((name, k) => { const o = el("option", "", name); o.value = k; pick.append(o); });
+    pick.disabled = !c.can_correct;
+    pick.addEventListener("click", (ev) => ev.stopPropagation());
+    pick.addEventListener("change", () => {
+      if (pick.value === "") return;
+      const k = parseInt(pick.value, 10);
+      pick.value = "";
+      this.setFocus(c);
+      this.decide([c.id], "correct", k);
+    });
+    card.append(pick);
+    return card;
+  }
+
+  destroy() {
+    clearInterval(this.timer);
+    grids.delete(this);
+    if (!grids.size) document.removeEventListener("keydown", onKey);
+  }
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  let g = parentElement.__stcoreGrid;
+  if (!g) {
+    const root = el("div", "grid-root");
+    parentElement.append(root);
+    g = parentElement.__stcoreGrid = new Grid(root);
+    if (!grids.size) document.addEventListener("keydown", onKey);
+    grids.add(g);
+  }
+  g.setStateValue = setStateValue;
+  g.render(data);
+  return () => { g.destroy(); parentElement.__stcoreGrid = null; };
+}
