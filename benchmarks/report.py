@@ -63,6 +63,11 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         if f"overview_ms_{size}" in r:
             add(f"Overview counts, {label} items", r[f"overview_ms_{size}"], "< 1000 ms", lambda v: v < 1000,
                 " ms", 1)
+    if "light_commands" in r:
+        lc = r["light_commands"]
+        add(f"Light commands (status, runs, review, cancel, export --labels), {lc['items']:,} items: slowest median",
+            lc["worst_median_s"], "≤ 0.6 s", lambda v: v <= 0.6, " s", 2)
+        add("  their largest peak memory (RSS)", lc["worst_peak_rss_mb"], "≤ 200 MB", lambda v: v <= 200, " MB", 0)
     if "graph_1m_build_s" in r:
         add("k-NN graph of 1,000,000 images (approximate), build", r["graph_1m_build_s"], "≤ 900 s",
             lambda v: v <= 900, " s", 0)
@@ -129,10 +134,22 @@ def machine_line(r: dict) -> str:
             f"device {m.get('device', '?')}; {r.get('date', '?')}" + (" (--quick)" if r.get("quick") else ""))
 
 
+def ran_line(r: dict) -> str:
+    """Which machine ran each part, and when (parts of one file may come from several runs)."""
+    groups: dict[tuple, list[str]] = {}
+    for part, where in (r.get("ran") or {}).items():
+        groups.setdefault((where.get("cpu", "?"), where.get("cores", "?"), where.get("date", "?")), []).append(part)
+    return "; ".join(f"{', '.join(parts)} on {cpu} ({cores} cores), {date}"
+                     for (cpu, cores, date), parts in sorted(groups.items(), key=lambda kv: str(kv[0][2])))
+
+
 def markdown(r: dict) -> str:
     """The README's results section, from results r."""
-    out = [f"Measured on {machine_line(r)}. Reproduce with `python -m benchmarks.run` "
-           f"(`python -m benchmarks.run --table` prints this table).", ""]
+    out = [f"Latest run: {machine_line(r)}. Reproduce with `python -m benchmarks.run` "
+           f"(`python -m benchmarks.run --table` prints this table)."]
+    if r.get("ran"):
+        out += ["", f"Where each part ran: {ran_line(r)}."]
+    out += [""]
     rows = speed_rows(r)
     if rows:
         out += ["| Measure | Result | Target | Met |", "| --- | --- | --- | --- |"]

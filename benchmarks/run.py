@@ -8,6 +8,7 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
   graph      the approximate k-NN graph of a million images: build time, peak memory, recall@10
   loop       the whole loop on a million-image pool, step by step: wall time and peak memory of each
   ddp        training throughput on 1 and 2 CPU processes (DDP under torchrun), stcore / a bare DDP loop
+  light      status, runs, review, cancel and export --labels as fresh processes: wall time, peak memory
   accuracy   teacher, student without and with 200 simulated reviews, and the supervised ceiling
 --quick shrinks every part to a few seconds (CI's smoke run).
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "dashboard", "graph", "ddp", "loop", "accuracy")
+PARTS = ("train", "pseudo", "embed", "review", "light", "dashboard", "graph", "ddp", "loop", "accuracy")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -36,7 +37,7 @@ def settings(quick: bool) -> dict:
                 "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
                 "pseudo": {"repeats": 2},
                 "embed": {"repeats": 2, "n": 64, "image_size": 32},
-                "dashboard": {"clicks": 3}, "graph": {"n": 20_000},
+                "dashboard": {"clicks": 3}, "graph": {"n": 20_000}, "light": {"repeats": 1},
                 "ddp": {"steps": 6, "repeats": 1, "log_every": 2, "overrides": {"batch_size": 8}},
                 "loop": {"n": 3_000, "teacher": ["--steps", "3", "--batch-size", "16"],
                          "student": ["--steps", "4", "--batch-size", "16", "--rounds", "1"], "clicks": 0, "repeats": 5},
@@ -47,7 +48,7 @@ def settings(quick: bool) -> dict:
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
             "embed": {"repeats": 3, "n": 1024, "image_size": 128},
-            "dashboard": {"clicks": 20}, "graph": {"n": 1_000_000},
+            "dashboard": {"clicks": 20}, "graph": {"n": 1_000_000}, "light": {"repeats": 5},
             "ddp": {"steps": 60, "repeats": 3, "log_every": 10, "overrides": {}},
             # The CLI's defaults at every step, as a user would run them.
             "loop": {"n": 1_000_000, "teacher": [], "student": [], "clicks": 20, "repeats": 50},
@@ -86,6 +87,9 @@ def headline(part: str, res: dict) -> dict:
             return out
         case "dashboard":
             return {"dashboard": res}
+        case "light":
+            return {"light_commands": {"items": res["items"], "worst_median_s": res["worst_median_s"],
+                                       "worst_peak_rss_mb": res["worst_peak_rss_mb"]}}
         case "graph":
             size = "1m" if res["n"] == 1_000_000 else f"{res['n'] // 1000}k"
             return {f"graph_{size}_build_s": res["build_s"], f"graph_{size}_peak_rss_gb": res["peak_rss_gb"],
@@ -148,6 +152,9 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "loop":
                     from .loop import bench_loop
                     res = bench_loop(workdir, say=say, **s["loop"])
+                case "light":
+                    from .light import bench_light
+                    res = bench_light(project()[0], workdir, say=say, **s["light"])
                 case "dashboard":
                     from .dashboard import bench_dashboard
                     res = bench_dashboard(project()[0].path, say=say, **s["dashboard"])
@@ -165,6 +172,9 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
             say(f"  {part} failed: {res['error']}")
         results["seconds"][part] = round(time.perf_counter() - t0, 1)
         results["details"][part] = res
+        m = results["machine"]
+        results.setdefault("ran", {})[part] = {"date": now_iso(), "cpu": m["cpu"], "cores": m["cores"],
+                                              "load_average_at_start": m["load_average_at_start"]}
         if "error" not in res or part == "dashboard":
             results.update(headline(part, res))
         save(results)
@@ -178,6 +188,7 @@ def merge(old: dict, new: dict) -> dict:
     out = {**old, **{k: v for k, v in new.items() if k not in ("details", "seconds")}}
     out["details"] = {**old.get("details", {}), **new["details"]}
     out["seconds"] = {**old.get("seconds", {}), **new["seconds"]}
+    out["ran"] = {**old.get("ran", {}), **new.get("ran", {})}  # each part keeps its own machine and date
     return out
 
 

@@ -43,6 +43,8 @@ def test_merge_keeps_earlier_parts_of_the_same_kind():
     m = merge(old, new)
     assert m["train_ratio"] == 0.95 and m["pseudo_label_ratio"] == 0.97
     assert set(m["details"]) == {"train", "pseudo"}
+    ran = merge({**old, "ran": {"train": {"cpu": "A"}}}, {**new, "ran": {"pseudo": {"cpu": "B"}}})["ran"]
+    assert ran == {"train": {"cpu": "A"}, "pseudo": {"cpu": "B"}}  # each part keeps where it ran
     assert merge({**old, "quick": True}, new) == new  # a quick run never mixes with a full one
 
 
@@ -61,7 +63,7 @@ def test_markdown_table_flags_a_missed_target():
 @pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs Fashion-MNIST")
 def test_quick_run_writes_every_key(tmp_path):
     out = tmp_path / "results.json"
-    r = bench("--quick", "--only", "train,pseudo,embed,review,ddp,accuracy", "--out", out)
+    r = bench("--quick", "--only", "train,pseudo,embed,review,light,ddp,accuracy", "--out", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("train_ratio", "pseudo_label_ratio", "embed_ratio", "page_p95_ms_60k", "page_p95_ms_1m", "bulk_accept_10k_s",
@@ -71,6 +73,10 @@ def test_quick_run_writes_every_key(tmp_path):
     assert res["train_ratio"] > 0 and res["pseudo_label_ratio"] > 0 and res["page_p95_ms_1m"] > 0
     assert res["embed_ratio"] > 0 and res["details"]["embed"]["images"] == 64
     assert res["ddp_images_per_s_2"] > 0 and res["ddp_ratio_vs_bare_2"] > 0
+    light = res["details"]["light"]["commands"]
+    assert set(light) == {"status", "runs", "review", "undo", "cancel", "export_csv", "export_json"}
+    assert all(c["median_s"] > 0 and c["peak_rss_mb"] > 0 for c in light.values())
+    assert set(res["ran"]) == {"train", "pseudo", "embed", "review", "light", "ddp", "accuracy"}
     assert {"cpu", "cores", "torch", "device"} <= set(res["machine"])
     for setting in ACCURACY_SETTINGS:
         a = res["accuracy"][setting]

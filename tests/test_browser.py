@@ -10,6 +10,7 @@ set, else the test's tmp dir).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,15 +50,16 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
 
 
-@pytest.fixture
-def server(trained_project, tmp_path):
+@contextmanager
+def serve(project, tmp_path):
+    """The dashboard on project, as `stcore dashboard` starts it; yields its URL."""
     port = free_port()
     env = {**os.environ, "STCORE_HOME": str(tmp_path / "home"), "STCORE_DATA_ROOTS": str(tmp_path),
            "STCORE_THREADS": "1"}
     env.pop("STCORE_PASSWORD", None)
     log = open(tmp_path / "streamlit.log", "wb")
     from stcore.launch import command
-    proc = subprocess.Popen(command(trained_project.path, port=port, address="127.0.0.1", headless=True),
+    proc = subprocess.Popen(command(project.path, port=port, address="127.0.0.1", headless=True),
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def healthy():
@@ -67,16 +70,22 @@ def server(trained_project, tmp_path):
             return False
     try:
         wait_until(healthy, 60, "streamlit to start")
-        yield f"http://127.0.0.1:{port}", trained_project
+        yield f"http://127.0.0.1:{port}"
     finally:
-        for r in api.runs(trained_project):
+        for r in api.runs(project):
             if r["state"] in ("queued", "running"):
-                api.cancel(trained_project, r["id"])
-        wait_until(lambda: all(r["state"] not in ("queued", "running") for r in api.runs(trained_project)),
+                api.cancel(project, r["id"])
+        wait_until(lambda: all(r["state"] not in ("queued", "running") for r in api.runs(project)),
                    90, "the test's runs to stop")
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture
+def server(trained_project, tmp_path):
+    with serve(trained_project, tmp_path) as url:
+        yield url, trained_project
 
 
 @pytest.fixture
@@ -315,3 +324,46 @@ def test_map_similar_and_likely_wrong_labels_in_a_real_browser(server, page, tmp
                == issue["suggested"], 20, "the fix to reach the store")
     pg.reload()
     pg.get_by_text("fixed since the check").first.wait_for(timeout=30_000)  # the view came back from the URL
+
+
+def test_a_decision_not_yet_acknowledged_is_sent_again_after_a_reload(server, page):
+    """The grid keeps the decisions the server has not acknowledged in the tab's sessionStorage:
+    a reload sends them again (a decision applied twice changes nothing)."""
+    url, project = server
+    pg = page
+    pg.goto(f"{url}/review")
+    pg.locator(".card").first.wait_for()
+    item = api.review_page(project, statuses=["pending"], limit=30)[-1]["id"]  # not on the first page
+    unacked = {"project": project.meta["project_id"],
+               "ops": [{"kind": "decide", "ids": [item], "action": "reject", "label": None, "seq": 7}]}
+    pg.evaluate("([k, v]) => sessionStorage.setItem(k, v)", ["stcore-review-unacked", json.dumps(unacked)])
+    pg.reload()
+    wait_until(lambda: status_of(project, item)[0] == "rejected", 30, "the kept decision to reach the store")
+    pg.get_by_text(f"Rejected #{item}").wait_for()
+    wait_until(lambda: pg.evaluate("() => sessionStorage.getItem('stcore-review-unacked')") is None, 10,
+               "the acknowledged decision to leave sessionStorage")
+    assert len(api.history(project)) == 1
+
+
+def test_past_ten_classes_key_l_opens_a_class_picker(page, tmp_path):
+    from test_robustness_data import make_folder
+    names = [f"class {k:02d}" for k in range(12)]
+    root = make_folder(tmp_path / "data", classes=names, per_class=2, pool=8)
+    project = api.create_project(tmp_path / "many", dataset="folder", data_root=root)
+    api.start_training(project, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=False)
+    api.start_pseudo_label(project, detach=False)
+    pg = page
+    with serve(project, tmp_path) as url:
+        pg.goto(f"{url}/review")
+        pg.locator(".card.focus").first.wait_for()
+        assert pg.locator(".keys button.class").count() == 0  # no number keys for twelve classes
+        marked = int(pg.locator(".card.focus").first.get_attribute("data-id"))
+        pg.get_by_role("heading", name="Review").click()
+        pg.keyboard.press("l")
+        find = pg.locator(".picker input.find")
+        find.wait_for()
+        find.fill("class 11")
+        find.press("Enter")
+        wait_until(lambda: tuple(status_of(project, marked)) == ("corrected", 11), 30, "the picked class")
+        pg.get_by_text(f"Corrected #{marked} as class 11").wait_for()
+        assert not cut_text(pg), cut_text(pg)
