@@ -90,6 +90,19 @@ def trained_project(tmp_path, trained_project_template):
     return Project(dst)
 
 
+@pytest.fixture
+def many_classes_project(tmp_path):
+    """A folder project of twelve classes ('class 00' to 'class 11': more than the ten number
+    keys), with a two-step teacher and pseudo-labels."""
+    from stcore import api
+    from test_robustness_data import make_folder
+    root = make_folder(tmp_path / "data", classes=[f"class {k:02d}" for k in range(12)], per_class=2, pool=8)
+    p = api.create_project(tmp_path / "many", dataset="folder", data_root=root)
+    api.start_training(p, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=False)
+    api.start_pseudo_label(p, detach=False)
+    return p
+
+
 def make_store(path: Path, n: int, *, classes: int = 10, seed: int = 0):
     """A synthetic store with n pool items, all pseudo-labeled with random confidences."""
     import random

@@ -345,14 +345,8 @@ def test_a_decision_not_yet_acknowledged_is_sent_again_after_a_reload(server, pa
     assert len(api.history(project)) == 1
 
 
-def test_past_ten_classes_key_l_opens_a_class_picker(page, tmp_path):
-    from test_robustness_data import make_folder
-    names = [f"class {k:02d}" for k in range(12)]
-    root = make_folder(tmp_path / "data", classes=names, per_class=2, pool=8)
-    project = api.create_project(tmp_path / "many", dataset="folder", data_root=root)
-    api.start_training(project, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=False)
-    api.start_pseudo_label(project, detach=False)
-    pg = page
+def test_past_ten_classes_key_l_opens_a_class_picker(page, many_classes_project, tmp_path):
+    project, pg = many_classes_project, page
     with serve(project, tmp_path) as url:
         pg.goto(f"{url}/review")
         pg.locator(".card.focus").first.wait_for()

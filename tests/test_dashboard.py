@@ -744,16 +744,11 @@ def test_review_view_filters_and_page_live_in_the_url(app, trained_project):
     assert again.pills(key="rv_status").value == [] and again.multiselect(key="rv_classes").value == [1]
 
 
-def test_more_classes_than_number_keys_open_the_class_picker(app, tmp_path):
-    from test_robustness_data import make_folder
-    names = [f"c{k:02d}" for k in range(12)]
-    root = make_folder(tmp_path / "data", classes=names, per_class=2, pool=8)
-    p = api.create_project(tmp_path / "many", dataset="folder", data_root=root)
-    api.start_training(p, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=False)
-    api.start_pseudo_label(p, detach=False)
+def test_more_classes_than_number_keys_open_the_class_picker(app, many_classes_project):
+    p = many_classes_project
     at = app(p, "review")
     data = grid_data(at)
-    assert data["number_keys"] is None and data["classes"] == names  # the grid's L opens its class picker
+    assert data["number_keys"] is None and data["classes"] == p.classes  # the grid's L opens its class picker
     first = _shown(at)[0]
     grid_send(at, decide_op([first], "correct", 11))  # what the picker sends for the twelfth class
     assert tuple(_pool_row(p, first))[:2] == ("corrected", 11)
