@@ -5,6 +5,11 @@ One page per step of the loop, all on the session's project (see common.current_
 """
 from __future__ import annotations
 
+# pandas is imported here, whole, before any page runs. Streamlit and Plotly import it lazily, and
+# a page run that a navigation cut short could leave it half-imported for the next page, which
+# then failed ("partially initialized module 'pandas'": 4 of 6 walks from Train to Evaluate on a
+# fresh server).
+import pandas  # noqa: F401
 import streamlit as st
 
 from dashboard import common

@@ -15,7 +15,8 @@
 // All text from the project (class names, notes) is set with textContent, never as HTML.
 
 const STORE_KEY = "stcore-review-unacked";
-const RESEND_MS = 3000;
+const RESEND_MS = 3000;  // send the unacknowledged operations again after this long
+const STALE_MS = 10000;  // then say that decisions are waiting
 const grids = new Set();  // the mounted grids; the keyboard drives the newest one
 
 function el(tag, cls, text) {
@@ -56,7 +57,6 @@ class Grid {
     this.outbox = [];   // unacknowledged operations, oldest first
     this.keepAfter = 0; // decisions after this sequence number are kept for a reload
     this.focusId = null;
-    this.autoFocus = true;  // the mark is on the first card left to decide until the user moves it
     this.data = null;
     this.sentAt = 0;
     this.build();
@@ -66,6 +66,7 @@ class Grid {
   // ------------------------------------------------------------------ the outbox
   push(op) {
     op.seq = ++this.seq;
+    op.at = Date.now();
     // After an undo, a reload must not replay the decisions before it: undo may have reverted them.
     if (op.kind === "undo") this.keepAfter = op.seq;
     this.outbox.push(op);
@@ -80,6 +81,7 @@ class Grid {
 
   resend() {
     if (this.outbox.length && Date.now() - this.sentAt > RESEND_MS) this.send();
+    this.drawMessage();
   }
 
   acknowledge(ack) {
@@ -116,10 +118,7 @@ class Grid {
       const card = this.cardEl(id);
       if (card) card.classList.add("saving");
     }
-    if (ids.includes(this.focusId)) {
-      this.moveFocus(1, true);
-      this.autoFocus = true;  // the mark follows the decisions: on the next data, the first card left to decide
-    }
+    if (ids.includes(this.focusId)) this.moveFocus(1, true);
     this.drawToolbar();
   }
 
@@ -154,8 +153,8 @@ class Grid {
     if (lower === "u") { if (this.data.toolbar.undo) this.push({kind: "undo"}); return true; }
     if (lower === "s") { const c = this.focused(); if (c && c.can_similar) this.push({kind: "similar", id: c.id}); return true; }
     if (lower === "f") { const c = this.focused(); if (c && c.fix) this.decide([c.id], "correct", c.fix.k); return true; }
-    if (k === "ArrowRight" || k === "ArrowDown" || lower === "j") { this.autoFocus = false; this.moveFocus(1, false); return true; }
-    if (k === "ArrowLeft" || k === "ArrowUp" || lower === "k") { this.autoFocus = false; this.moveFocus(-1, false); return true; }
+    if (k === "ArrowRight" || k === "ArrowDown" || lower === "j") { this.moveFocus(1, false); return true; }
+    if (k === "ArrowLeft" || k === "ArrowUp" || lower === "k") { this.moveFocus(-1, false); return true; }
     if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
       return this.onFocused("correct", keys.indexOf(k)) || true;
     }
@@ -222,7 +221,9 @@ class Grid {
     this.acknowledge(data.ack);
     if (first) this.replay();
     const focus = this.focused();
-    if (this.autoFocus || !focus || !(focus.pending ? !this.inFlight(focus.id) : this.decidable(focus))) {
+    // The mark stays on its card while that card is on the page and undecided, even if new data
+    // moves it (the default order interleaves classes): a key always acts on the card marked.
+    if (!focus || !(focus.pending ? !this.inFlight(focus.id) : this.decidable(focus))) {
       const f = this.firstFocus();
       this.focusId = f ? f.id : null;
       this.focusSlot = f ? f.slot : null;
@@ -299,6 +300,16 @@ class Grid {
   }
 
   drawMessage() {
+    if (!this.data) return;
+    const oldest = this.outbox.find((op) => op.kind === "decide");
+    if (oldest && Date.now() - oldest.at > STALE_MS) {
+      // The server has not answered for a while (a lost connection, a page run that went wrong).
+      const n = this.outbox.filter((op) => op.kind === "decide").length;
+      this.message.className = "message error";
+      this.message.textContent = `${n} decision${n === 1 ? " is" : "s are"} not saved yet: still sending. `
+        + "They are kept in this tab; reloading the page sends them again.";
+      return;
+    }
     const m = this.data.message;
     this.message.className = "message" + (m ? " " + m.kind : "");
     this.message.textContent = m ? m.text : "";
@@ -355,7 +366,7 @@ class Grid {
     card.dataset.id = c.id;
     card.dataset.slot = c.slot;
     card.dataset.status = c.status;
-    card.addEventListener("click", () => { if (this.decidable(c)) { this.autoFocus = false; this.setFocus(c); } });
+    card.addEventListener("click", () => { if (this.decidable(c)) this.setFocus(c); });
     const img = el("img", "thumb");
     const oldImg = old && old.querySelector("img.thumb");
     img.src = oldImg && oldImg.dataset.src === c.img ? oldImg.src : c.img;  // keep a decoded image

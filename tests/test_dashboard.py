@@ -224,6 +224,14 @@ def test_evaluate_shows_the_test_images_of_the_chosen_confusion_cell(app, traine
     assert len(at.image[-1].value) == min(30, n)
 
 
+def test_evaluate_table_counts_test_images_as_whole_numbers(app, trained_project):
+    at = app(trained_project, "evaluate")
+    table = at.dataframe[0]
+    config = json.loads(table.proto.columns)
+    assert config["test images"]["type_config"]["format"] == "%d", config
+    assert {c["type_config"]["format"] for k, c in config.items() if k not in ("test images", "_index")} == {"%.3f"}
+
+
 def test_evaluate_offers_to_evaluate_a_run_that_saved_no_predictions(app, trained_project):
     p = trained_project
     run = api.evaluation(p)["teacher"]["run"]
@@ -253,6 +261,10 @@ def test_project_page_counts_have_thousands_separators(app, trained_project):
     pending = api.counts(trained_project)["pending"]
     assert next(m for m in at.metric if m.label == "Pending review").value == f"{pending:,}"
     assert any(f"{pending:,} pending" in c.value for c in at.sidebar.caption)
+    api.accept_above(trained_project, 0.0)
+    at = app(trained_project, "project")
+    reviewed = api.counts(trained_project)["accepted"]
+    assert reviewed >= 1000 and any(f"{reviewed:,} reviewed" in c.value for c in at.sidebar.caption)
 
 
 def _pool_row(project, item_id):

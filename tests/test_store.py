@@ -229,3 +229,16 @@ def test_write_predictions_with_reindex_keeps_indexes_and_values(store):
     plan = " ".join(r[3] for r in store.db.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM pool WHERE status='pending' AND pred=9 ORDER BY confidence LIMIT 10"))
     assert "USING INDEX" in plan or "USING COVERING INDEX" in plan
+
+
+def test_class_counts_put_each_decision_under_its_decided_class(store):
+    """The Project page's class chart: accepted items under their predicted class, corrected
+    ones under the class the person gave (not the teacher's)."""
+    rows = store.page(statuses=["pending"], limit=3)
+    a, c = rows[0], rows[1]
+    store.decide([a["id"]], "accepted")
+    store.decide([c["id"]], "corrected", (c["pred"] + 1) % 10)
+    counts = store.class_counts()
+    assert counts["accepted"] == {a["pred"]: 1}
+    assert counts["corrected"] == {(c["pred"] + 1) % 10: 1}
+    assert sum(counts["pseudo"].values()) == 1000

@@ -122,3 +122,11 @@ def test_light_commands_import_neither_torch_nor_torchvision(trained_project, tm
     rc, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert rc == 0, out.stderr
     assert "torch" not in heavy and "torchvision" not in heavy, heavy
+
+
+def test_the_app_imports_pandas_whole_before_any_page_runs():
+    """Streamlit and Plotly import pandas lazily; two page runs overlapping at a navigation
+    could leave it half-imported for the second (see dashboard/app.py)."""
+    tree = ast.parse((REPO / "dashboard" / "app.py").read_text())
+    top = [n.names[0].name for n in tree.body if isinstance(n, ast.Import)]
+    assert "pandas" in top and top.index("pandas") < top.index("streamlit")

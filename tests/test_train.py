@@ -1,4 +1,5 @@
 """The training loop on a tiny dataset: what it reports, evaluates, checkpoints and resumes."""
+import dataclasses
 import math
 
 import pytest
@@ -88,11 +89,20 @@ def test_fit_reports_train_rows_and_evaluations_on_schedule(overrides):
 
 
 def test_evaluations_along_the_way_use_the_stratified_subset_and_the_last_all_of_the_test_set(monkeypatch):
+    """On a test set stored class by class (as a folder's is), the evaluations during the run
+    still measure every class alike; the last one measures all of the test set."""
     monkeypatch.setattr(T, "EVAL_SUBSET", 9)
-    seen = []
+    data = tiny_data()
+    order = data.y_test.argsort(stable=True)  # class 0 first, then 1, then 2
+    data = dataclasses.replace(data, x_test=data.x_test[order], y_test=data.y_test[order])
+    seen, measured = [], []
+    real = T.evaluate
+    monkeypatch.setattr(T, "evaluate", lambda model, x, y, *a, **k: measured.append(y.bincount(minlength=3).tolist())
+                        or real(model, x, y, *a, **k))
     cfg = make_config(role="teacher", steps=4, batch_size=4, eval_every=2)
-    T.fit(build("cnn", 1, 3, 28), tiny_data(), cfg, callback=lambda k, s, v: k == "eval" and seen.append(v["n"]))
+    T.fit(build("cnn", 1, 3, 28), data, cfg, callback=lambda k, s, v: k == "eval" and seen.append(v["n"]))
     assert seen == [9, 20]
+    assert measured == [[3, 3, 3], data.y_test.bincount(minlength=3).tolist()]
 
 
 def test_fit_keeps_only_the_latest_checkpoint_never_one_chosen_on_test_images(tmp_path):
