@@ -39,8 +39,10 @@ function keyHint(k) {
 }
 
 function typing(ev) {
+  // Keys typed into a field, or arrows on a slider or a list elsewhere on the page, are theirs.
   const t = ev.composedPath ? ev.composedPath()[0] : ev.target;
-  return !!t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
+  return !!t && !!t.tagName && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)
+    || !!t.closest("[role=slider], [role=listbox], [role=combobox], [role=option], [role=dialog]"));
 }
 
 function onKey(ev) {
@@ -281,7 +283,7 @@ class Grid {
     const parts = ["A accept", "X reject", "←/→ move the mark", "S similar", "N next page", "P previous page", "U undo"];
     if (this.data.cards.some((c) => c.fix)) parts.splice(2, 0, "F fix");
     if (keys) {
-      this.keysRow.append(el("span", "label", "Correct the marked card to:"));
+      this.keysRow.append(el("span", "label", "Correct to:"));
       this.data.classes.slice(0, keys.length).forEach((name, k) => {
         const b = button("", "class", `Key ${keys[k]}: correct the marked card to ${name}`, () => this.onFocused("correct", k));
         b.append(keyHint(keys[k]), el("span", "", name));
