@@ -10,6 +10,7 @@ browser.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import streamlit as st
 
@@ -31,6 +32,7 @@ def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict
     class and its confidence as a coloured badge."""
     i, status, split = int(row["id"]), row["status"], row.get("split", "pool")
     out = {"id": i, "slot": str(row.get("slot", i)), "split": split, "status": status, "img": thumb,
+           "pred": row.get("pred"),
            "note": row.get("note"), "fix": None, "badge": None, "sub_status": None, "pending": False,
            "can_accept": False, "can_reject": False, "can_correct": False, "can_similar": False}
     if split == "test":
@@ -53,48 +55,51 @@ def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict
     return out
 
 
-def new_ops(state: dict | None, done: dict[str, int], n_classes: int) -> list[dict]:
+MAX_OPS = 1000  # operations in one message; the browser sends a handful
+MAX_IDS = 10_000  # items in one decision; the grid's cards decide one at a time
+
+
+def new_ops(state: dict | None, done: dict[str, int], n_classes: int) -> Iterator[dict]:
     """The grid's operations not yet applied, oldest first, each checked (the browser is not
-    trusted): decide {ids, action, label}, page {page}, undo, similar {id}. Marks them applied
-    in done ({grid instance: last sequence number}); a malformed operation is skipped."""
+    trusted): decide {ids, action, label, expect}, page {page}, undo, similar {id}. An operation
+    counts as applied in done ({grid instance: last sequence number}) once the caller has taken
+    the next one or finished the loop: one that raised is sent again by the browser. A malformed
+    operation is skipped."""
     box = (state or {}).get("ops") or {}
     instance = str(box.get("instance", ""))[:64]
-    if not instance:
-        return []
+    ops = box.get("ops")
+    if not instance or not isinstance(ops, list):
+        return
     last = done.get(instance, 0)
-    out = []
-    for op in sorted((o for o in box.get("ops") or [] if isinstance(o, dict)), key=lambda o: _int(o.get("seq"))):
-        seq = _int(op.get("seq"))
-        if seq <= last:
+    for op in sorted((o for o in ops[:MAX_OPS] if isinstance(o, dict) and _is_int(o.get("seq"))),
+                     key=lambda o: o["seq"]):
+        if op["seq"] <= last:
             continue
-        last = seq
         if checked := _check(op, n_classes):
-            out.append(checked)
-    done[instance] = last
-    return out
+            yield checked
+        last = done[instance] = op["seq"]
 
 
-def _int(v) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return 0
+def _is_int(v) -> bool:
+    return type(v) is int  # JSON true and false arrive as bool, which Python counts as int
 
 
 def _check(op: dict, n_classes: int) -> dict | None:
     kind = op.get("kind")
     if kind == "decide":
-        ids = op.get("ids")
-        label = op.get("label")
-        if (not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids)
+        ids, label, expect = op.get("ids"), op.get("label"), op.get("expect")
+        if (not isinstance(ids, list) or not 0 < len(ids) <= MAX_IDS or not all(_is_int(i) for i in ids)
                 or op.get("action") not in ACTIONS):
             return None
-        if op["action"] == "correct" and not (isinstance(label, int) and 0 <= label < n_classes):
+        if op["action"] == "correct" and not (_is_int(label) and 0 <= label < n_classes):
             return None
-        return {"kind": kind, "ids": ids, "action": op["action"], "label": label if op["action"] == "correct" else None}
-    if kind == "page" and isinstance(op.get("page"), int):
+        return {"kind": kind, "ids": ids, "action": op["action"],
+                "label": label if op["action"] == "correct" else None,
+                # accept: the class the card showed, so that a newer prediction is not accepted unseen
+                "expect": expect if op["action"] == "accept" and _is_int(expect) else None}
+    if kind == "page" and _is_int(op.get("page")):
         return {"kind": kind, "page": op["page"]}
-    if kind == "similar" and isinstance(op.get("id"), int):
+    if kind == "similar" and _is_int(op.get("id")):
         return {"kind": kind, "id": op["id"]}
     if kind == "undo":
         return {"kind": kind}

@@ -6,18 +6,21 @@
 // No decision is ever lost. Every action goes into an outbox of operations numbered in order
 // (this grid's instance id plus a sequence number), and the whole unacknowledged outbox is sent
 // as the component's state. A newer state carries every older operation that the server has
-// not yet acknowledged, so a rerun that Streamlit merges or drops loses nothing. The server
-// applies each operation once, in order, and returns the last sequence number it applied; the
-// outbox then drops those. Unacknowledged decisions are also kept in sessionStorage, so a
-// reload sends them again (a decision names its items and its new state, so applying it twice
-// changes nothing).
+// not yet acknowledged, so a rerun that Streamlit merges or drops loses nothing; unanswered, the
+// outbox is sent again, less and less often. The server applies each operation once, in order,
+// and returns the last sequence number it applied; the outbox then drops those. Unacknowledged
+// decisions are also kept in sessionStorage, so a reload sends them again (a decision names its
+// items and its new state, so applying it twice changes nothing).
 //
 // All text from the project (class names, notes) is set with textContent, never as HTML.
 
 const STORE_KEY = "stcore-review-unacked";
-const RESEND_MS = 3000;  // send the unacknowledged operations again after this long
-const STALE_MS = 10000;  // then say that decisions are waiting
-const grids = new Set();  // the mounted grids; the keyboard drives the newest one
+const RESEND_MS = 3000;      // send the unacknowledged operations again after this long, then twice as long...
+const RESEND_MAX_MS = 30000; // ...up to this: a slow server is not kept busy restarting its runs
+const STALE_MS = 10000;      // then say that decisions are waiting
+const KEEP_MS = 600000;      // a decision kept for a reload expires after ten minutes
+const REPEATING = ["ArrowLeft", "ArrowRight", "j", "J", "k", "K"]; // keys that may repeat when held
+const grids = new Set();     // the mounted grids; the keyboard drives the newest one
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -47,6 +50,7 @@ function typing(ev) {
 
 function onKey(ev) {
   if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev)) return;
+  if (ev.repeat && !REPEATING.includes(ev.key)) return;  // a held A must not decide card after card
   const g = [...grids].pop();
   if (g && g.key(ev.key)) ev.preventDefault();
 }
@@ -59,8 +63,11 @@ class Grid {
     this.outbox = [];   // unacknowledged operations, oldest first
     this.keepAfter = 0; // decisions after this sequence number are kept for a reload
     this.focusId = null;
+    this.focusSlot = null;
     this.data = null;
     this.sentAt = 0;
+    this.delay = RESEND_MS;
+    this.renders = 0;
     this.build();
     this.timer = setInterval(() => this.resend(), 1000);
   }
@@ -82,31 +89,44 @@ class Grid {
   }
 
   resend() {
-    if (this.outbox.length && Date.now() - this.sentAt > RESEND_MS) this.send();
+    if (this.outbox.length && Date.now() - this.sentAt > this.delay) {
+      this.delay = Math.min(2 * this.delay, RESEND_MAX_MS);
+      this.send();
+    }
     this.drawMessage();
   }
 
   acknowledge(ack) {
     const done = (ack || {})[this.instance];
     if (done === undefined || done === null) return;
+    const before = this.outbox.length;
     this.outbox = this.outbox.filter((op) => op.seq > done);
+    if (this.outbox.length < before) this.delay = RESEND_MS;  // the server answers again
     this.keep();
   }
 
   keep() {
     // Decisions not yet acknowledged survive a reload of the tab.
     try {
-      const decisions = this.outbox.filter((op) => op.kind === "decide" && op.seq > this.keepAfter);
+      const decisions = this.outbox.filter((op) => op.kind === "decide" && op.seq > this.keepAfter)
+        .map((op) => ({...op, instance: this.instance}));
       if (decisions.length) sessionStorage.setItem(STORE_KEY, JSON.stringify({project: this.project, ops: decisions}));
       else sessionStorage.removeItem(STORE_KEY);
     } catch (e) { /* storage off: the outbox still holds them for this page's life */ }
   }
 
-  replay() {
+  replay(ack) {
+    // Decisions an earlier grid of this tab sent but saw no answer to. The server's record of
+    // what it applied lasts as long as the session, so those it already has are not sent again.
     let saved = null;
     try { saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null"); } catch (e) { saved = null; }
-    if (!saved || saved.project !== this.project || !Array.isArray(saved.ops) || !saved.ops.length) return;
-    for (const op of saved.ops) this.push({kind: "decide", ids: op.ids, action: op.action, label: op.label});
+    if (!saved || saved.project !== this.project || !Array.isArray(saved.ops)) return;
+    const fresh = saved.ops.filter((op) => Date.now() - (op.at || 0) < KEEP_MS
+      && !((ack || {})[op.instance] >= op.seq));
+    for (const op of fresh) {
+      this.push({kind: "decide", ids: op.ids, action: op.action, label: op.label, expect: op.expect});
+    }
+    if (!fresh.length) this.keep();
   }
 
   inFlight(id) {
@@ -114,14 +134,12 @@ class Grid {
   }
 
   // ------------------------------------------------------------------ actions
-  decide(ids, action, label) {
-    this.push({kind: "decide", ids: ids, action: action, label: label === undefined ? null : label});
-    for (const id of ids) {
-      const card = this.cardEl(id);
-      if (card) card.classList.add("saving");
-    }
-    if (ids.includes(this.focusId)) this.moveFocus(1, true);
-    this.drawToolbar();
+  decide(c, action, label) {
+    this.push({kind: "decide", ids: [c.id], action: action, label: label === undefined ? null : label,
+               expect: action === "accept" ? c.pred : null});  // accept what this card shows
+    this.drawCards();
+    if (c.id === this.focusId) this.moveFocus(1, c.pending);
+    this.refresh();
   }
 
   focused() {
@@ -134,7 +152,7 @@ class Grid {
     if (action === "accept" && !c.can_accept) return false;
     if (action === "reject" && !c.can_reject) return false;
     if (action === "correct" && !c.can_correct) return false;
-    this.decide([c.id], action, label);
+    this.decide(c, action, label);
     return true;
   }
 
@@ -148,15 +166,16 @@ class Grid {
     if (!this.data) return false;
     const lower = k.toLowerCase();
     const keys = this.data.number_keys;
+    const c = this.focused();
     if (lower === "a") return this.onFocused("accept") || true;
     if (lower === "x") return this.onFocused("reject") || true;
+    if (lower === "f") { if (c && c.fix) this.decide(c, "correct", c.fix.k); return true; }
+    if (lower === "s") { if (c && c.can_similar) this.push({kind: "similar", id: c.id}); return true; }
     if (lower === "n") { this.turn(1); return true; }
     if (lower === "p") { this.turn(-1); return true; }
     if (lower === "u") { if (this.data.toolbar.undo) this.push({kind: "undo"}); return true; }
-    if (lower === "s") { const c = this.focused(); if (c && c.can_similar) this.push({kind: "similar", id: c.id}); return true; }
-    if (lower === "f") { const c = this.focused(); if (c && c.fix) this.decide([c.id], "correct", c.fix.k); return true; }
-    if (k === "ArrowRight" || k === "ArrowDown" || lower === "j") { this.moveFocus(1, false); return true; }
-    if (k === "ArrowLeft" || k === "ArrowUp" || lower === "k") { this.moveFocus(-1, false); return true; }
+    if (k === "ArrowRight" || lower === "j") { this.moveFocus(1, false); return true; }
+    if (k === "ArrowLeft" || lower === "k") { this.moveFocus(-1, false); return true; }
     if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
       return this.onFocused("correct", keys.indexOf(k)) || true;
     }
@@ -164,24 +183,22 @@ class Grid {
     return false;
   }
 
-  // ------------------------------------------------------------------ focus
+  // ------------------------------------------------------------------ the mark
   decidable(c) {
     return c.can_accept || c.can_reject || c.can_correct;
   }
 
   firstFocus() {
     const cards = this.data.cards;
-    const open = cards.find((c) => c.pending && !this.inFlight(c.id)) || cards.find((c) => this.decidable(c));
-    return open || null;
+    return cards.find((c) => c.pending && !this.inFlight(c.id)) || cards.find((c) => this.decidable(c)) || null;
   }
 
   moveFocus(step, pendingOnly) {
+    // The next card left to decide (pendingOnly), or the next that can be decided at all; with
+    // none, a pending-only move clears the mark (the next data puts it on the first card left).
     const cards = this.data ? this.data.cards : [];
-    if (!cards.length) return;
     let i = cards.findIndex((c) => c.id === this.focusId && c.slot === this.focusSlot);
-    for (let n = 0; n < cards.length; n++) {
-      i = i + step;
-      if (i < 0 || i >= cards.length) break;
+    for (i += step; i >= 0 && i < cards.length; i += step) {
       const c = cards[i];
       if (pendingOnly ? c.pending && !this.inFlight(c.id) : this.decidable(c)) { this.setFocus(c); return; }
     }
@@ -194,34 +211,55 @@ class Grid {
     for (const card of this.cardsEl.children) {
       const on = c !== null && card.dataset.slot === String(c.slot);
       card.classList.toggle("focus", on);
-      if (on && card.getBoundingClientRect().top > window.innerHeight) card.scrollIntoView({block: "nearest"});
+      if (on) card.scrollIntoView({block: "nearest"});
     }
-    this.drawToolbar();
+    this.refresh();
   }
 
   // ------------------------------------------------------------------ drawing
   build() {
-    this.root.replaceChildren();
     this.bar = el("div", "bar");
+    this.acc = button("✓ Accept", "primary", "Accept the teacher's class of the marked card (A)", () => this.onFocused("accept"));
+    this.acc.append(keyHint("A"));
+    this.rej = button("✗ Reject", "", "Reject the marked card: not a usable image (X)", () => this.onFocused("reject"));
+    this.rej.append(keyHint("X"));
+    this.undo = button("↶ Undo", "", "", () => this.push({kind: "undo"}));
+    this.undo.append(keyHint("U"));
+    this.count = el("span", "count");
+    this.prev = button("‹ Previous", "", "Previous page (P)", () => this.turn(-1));
+    this.prev.append(keyHint("P"));
+    this.next = button("Next ›", "", "Next page (N)", () => this.turn(1));
+    this.next.append(keyHint("N"));
+    this.page = el("input", "page");
+    this.page.type = "number";
+    this.page.min = 1;
+    this.page.title = "Page: type a number, then Enter";
+    this.page.setAttribute("aria-label", "Page");
+    this.page.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter") return;
+      const t = this.data.toolbar;
+      const p = Math.min(Math.max(1, parseInt(this.page.value, 10) || 1), t.n_pages);
+      if (p !== t.page) this.push({kind: "page", page: p});
+    });
+    this.pages = el("span", "pages");
+    this.bar.append(this.acc, this.rej, this.undo, el("span", "gap"), this.count, this.prev, this.page, this.pages, this.next);
     this.keysRow = el("div", "keys");
     this.legend = el("div", "legend");
     this.message = el("div", "message");
     this.message.setAttribute("role", "status");
     this.pickerRow = el("div", "picker hidden");
     this.cardsEl = el("div", "cards");
-    this.root.append(this.bar, this.keysRow, this.legend, this.message, this.pickerRow, this.cardsEl);
-  }
-
-  cardEl(id) {
-    return [...this.cardsEl.children].find((e) => e.dataset.id === String(id));
+    this.root.replaceChildren(this.bar, this.keysRow, this.legend, this.message, this.pickerRow, this.cardsEl);
   }
 
   render(data) {
     const first = this.data === null;
+    const keysChanged = first || JSON.stringify([data.classes, data.number_keys]) !==
+      JSON.stringify([this.data.classes, this.data.number_keys]) || data.cards.some((c) => c.fix) !== this.hasFix;
     this.project = data.project;
     this.data = data;
     this.acknowledge(data.ack);
-    if (first) this.replay();
+    if (first) this.replay(data.ack);
     const focus = this.focused();
     // The mark stays on its card while that card is on the page and undecided, even if new data
     // moves it (the default order interleaves classes): a key always acts on the card marked.
@@ -230,71 +268,49 @@ class Grid {
       this.focusId = f ? f.id : null;
       this.focusSlot = f ? f.slot : null;
     }
-    this.drawToolbar();
-    this.drawKeys();
+    if (keysChanged) this.drawKeys();
     this.drawMessage();
     this.drawCards();
+    this.refresh();
   }
 
-  drawToolbar() {
+  refresh() {
+    // What the toolbar and the class keys offer, for the data and the marked card now.
     if (!this.data) return;
     const t = this.data.toolbar;
     const c = this.focused();
-    this.bar.replaceChildren();
-    const acc = button("✓ Accept", "primary", "Accept the teacher's class of the marked card (A)", () => this.onFocused("accept"));
-    acc.append(keyHint("A"));
-    acc.disabled = !c || !c.can_accept;
-    const rej = button("✗ Reject", "", "Reject the marked card: not a usable image (X)", () => this.onFocused("reject"));
-    rej.append(keyHint("X"));
-    rej.disabled = !c || !c.can_reject;
-    const prev = button("‹ Previous", "", "Previous page (P)", () => this.turn(-1));
-    prev.append(keyHint("P"));
-    prev.disabled = t.page <= 1;
-    const next = button("Next ›", "", "Next page (N)", () => this.turn(1));
-    next.append(keyHint("N"));
-    next.disabled = t.page >= t.n_pages;
-    const page = el("input", "page");
-    page.type = "number";
-    page.min = 1;
-    page.max = t.n_pages;
-    page.value = t.page;
-    page.title = "Page: type a number, then Enter";
-    page.setAttribute("aria-label", "Page");
-    page.addEventListener("keydown", (ev) => {
-      if (ev.key !== "Enter") return;
-      const p = Math.min(Math.max(1, parseInt(page.value, 10) || 1), t.n_pages);
-      if (p !== t.page) this.push({kind: "page", page: p});
-    });
-    const undo = button("↶ Undo", "", t.undo ? `Revert the last decision: ${t.undo} (U)` : "Nothing to undo yet",
-      () => this.push({kind: "undo"}));
-    undo.append(keyHint("U"));
-    undo.disabled = !t.undo;
+    this.acc.disabled = !c || !c.can_accept;
+    this.rej.disabled = !c || !c.can_reject;
+    this.undo.disabled = !t.undo;
+    this.undo.title = t.undo ? `Revert the last decision: ${t.undo} (U)` : "Nothing to undo yet";
+    this.prev.disabled = t.page <= 1;
+    this.next.disabled = t.page >= t.n_pages;
+    this.page.max = t.n_pages;
+    if (this.page.getRootNode().activeElement !== this.page) this.page.value = t.page;  // not while typed into
+    this.pages.textContent = `of ${t.n_pages.toLocaleString("en-US")}`;
     const waiting = this.outbox.filter((op) => op.kind === "decide").length;
-    const count = el("span", "count", `${t.total.toLocaleString("en-US")} item${t.total === 1 ? "" : "s"}`
-      + (waiting ? ` · saving ${waiting}…` : ""));
-    this.bar.append(acc, rej, undo, el("span", "gap"), count, prev, page,
-      el("span", "pages", `of ${t.n_pages.toLocaleString("en-US")}`), next);
+    this.count.textContent = `${t.total.toLocaleString("en-US")} item${t.total === 1 ? "" : "s"}`
+      + (waiting ? ` · saving ${waiting}…` : "");
+    for (const b of this.keysRow.querySelectorAll("button")) b.disabled = !c || !c.can_correct;
   }
 
   drawKeys() {
     const keys = this.data.number_keys;
+    this.hasFix = this.data.cards.some((c) => c.fix);
     this.keysRow.replaceChildren();
-    this.legend.textContent = "";
     const parts = ["A accept", "X reject", "←/→ move the mark", "S similar", "N next page", "P previous page", "U undo"];
-    if (this.data.cards.some((c) => c.fix)) parts.splice(2, 0, "F fix");
+    if (this.hasFix) parts.splice(2, 0, "F fix");
     if (keys) {
       this.keysRow.append(el("span", "label", "Correct to:"));
       this.data.classes.slice(0, keys.length).forEach((name, k) => {
         const b = button("", "class", `Key ${keys[k]}: correct the marked card to ${name}`, () => this.onFocused("correct", k));
         b.append(keyHint(keys[k]), el("span", "", name));
-        b.disabled = !this.focused() || !this.focused().can_correct;
         this.keysRow.append(b);
       });
       parts.splice(2, 0, "1-9, 0 correct to a class");
     } else {
       const b = button("Correct to a class…", "", "Choose the class of the marked card (L)", () => this.openPicker());
       b.append(keyHint("L"));
-      b.disabled = !this.focused() || !this.focused().can_correct;
       this.keysRow.append(b);
       parts.splice(2, 0, "L correct to a class");
     }
@@ -331,7 +347,7 @@ class Grid {
       const q = input.value.trim().toLowerCase();
       list.replaceChildren();
       this.data.classes.map((name, k) => [name, k]).filter(([name]) => name.toLowerCase().includes(q)).slice(0, 30)
-        .forEach(([name, k]) => list.append(button(name, "class", `Correct #${c.id} to ${name}`, () => { close(); this.decide([c.id], "correct", k); })));
+        .forEach(([name, k]) => list.append(button(name, "class", `Correct #${c.id} to ${name}`, () => { close(); this.decide(c, "correct", k); })));
     };
     input.addEventListener("input", show);
     input.addEventListener("keydown", (ev) => {
@@ -344,35 +360,34 @@ class Grid {
   }
 
   drawCards() {
-    const cards = this.data.cards;
+    // A card whose data is unchanged keeps its element, and an element already in its place is
+    // not moved: an open class list or the keyboard focus inside a card survives new data.
     const have = new Map([...this.cardsEl.children].map((e) => [e.dataset.slot, e]));
-    const order = [];
-    for (const c of cards) {
-      const slot = String(c.slot);
-      let e = have.get(slot);
+    const order = this.data.cards.map((c) => {
+      let e = have.get(String(c.slot));
       const sig = JSON.stringify(c);
       if (!e || e.__sig !== sig) {
-        const fresh = this.drawCard(c, e);
-        fresh.__sig = sig;
-        e = fresh;
+        e = this.drawCard(c);
+        e.__sig = sig;
       }
       e.classList.toggle("saving", this.inFlight(c.id));
       e.classList.toggle("focus", c.id === this.focusId && c.slot === this.focusSlot);
-      order.push(e);
-    }
-    this.cardsEl.replaceChildren(...order);
+      return e;
+    });
+    order.forEach((e, i) => {
+      if (this.cardsEl.children[i] !== e) this.cardsEl.insertBefore(e, this.cardsEl.children[i] || null);
+    });
+    while (this.cardsEl.children.length > order.length) this.cardsEl.lastChild.remove();
   }
 
-  drawCard(c, old) {
+  drawCard(c) {
     const card = el("div", "card");
     card.dataset.id = c.id;
     card.dataset.slot = c.slot;
     card.dataset.status = c.status;
     card.addEventListener("click", () => { if (this.decidable(c)) this.setFocus(c); });
     const img = el("img", "thumb");
-    const oldImg = old && old.querySelector("img.thumb");
-    img.src = oldImg && oldImg.dataset.src === c.img ? oldImg.src : c.img;  // keep a decoded image
-    img.dataset.src = c.img;
+    img.src = c.img;
     img.alt = `#${c.id}`;
     card.append(img);
     const title = el("div", "title");
@@ -387,14 +402,14 @@ class Grid {
     if (c.note) card.append(el("div", "note", c.note));
     if (c.fix) {
       card.append(button(`Fix: ${c.fix.name}`, "primary wide fix", "Give this item the class its neighbours say (F)",
-        () => this.decide([c.id], "correct", c.fix.k)));
+        () => { this.setFocus(c); this.decide(c, "correct", c.fix.k); }));
     }
     if (c.split === "test") return card;
     const row = el("div", "actions");
-    const acc = button("✓", "accept", "Accept the teacher's class (A)", () => { this.setFocus(c); this.decide([c.id], "accept"); });
+    const acc = button("✓", "accept", "Accept the teacher's class (A)", () => { this.setFocus(c); this.decide(c, "accept"); });
     acc.disabled = !c.can_accept;
     acc.setAttribute("aria-label", `Accept #${c.id}`);
-    const rej = button("✗", "reject", "Reject: not a usable image (X)", () => { this.setFocus(c); this.decide([c.id], "reject"); });
+    const rej = button("✗", "reject", "Reject: not a usable image (X)", () => { this.setFocus(c); this.decide(c, "reject"); });
     rej.disabled = !c.can_reject;
     rej.setAttribute("aria-label", `Reject #${c.id}`);
     const sim = button("Similar", "similar", c.can_similar ? "The images nearest to this one (S)"
@@ -414,7 +429,7 @@ class Grid {
       const k = parseInt(pick.value, 10);
       pick.value = "";
       this.setFocus(c);
-      this.decide([c.id], "correct", k);
+      this.decide(c, "correct", k);
     });
     card.append(pick);
     return card;
@@ -423,6 +438,7 @@ class Grid {
   destroy() {
     clearInterval(this.timer);
     grids.delete(this);
+    this.root.remove();
     if (!grids.size) document.removeEventListener("keydown", onKey);
   }
 }
@@ -439,5 +455,13 @@ export default function (component) {
   }
   g.setStateValue = setStateValue;
   g.render(data);
-  return () => { g.destroy(); parentElement.__stcoreGrid = null; };
+  // Streamlit keeps the newest render's cleanup for the unmount, and may call an older one late
+  // (a render still loading when the next began): only the newest may take the grid down.
+  const mine = ++g.renders;
+  return () => {
+    if (g.renders === mine && parentElement.__stcoreGrid === g) {
+      g.destroy();
+      parentElement.__stcoreGrid = null;
+    }
+  };
 }

@@ -344,8 +344,9 @@ def test_a_decision_not_yet_acknowledged_is_sent_again_after_a_reload(server, pa
     pg.goto(f"{url}/review")
     pg.locator(".card").first.wait_for()
     item = api.review_page(project, statuses=["pending"], limit=30)[-1]["id"]  # not on the first page
-    unacked = {"project": project.meta["project_id"],
-               "ops": [{"kind": "decide", "ids": [item], "action": "reject", "label": None, "seq": 7}]}
+    unacked = {"project": project.meta["project_id"],  # as an earlier grid of this tab kept it
+               "ops": [{"kind": "decide", "ids": [item], "action": "reject", "label": None, "expect": None,
+                        "seq": 7, "at": int(time.time() * 1000), "instance": "an-earlier-grid"}]}
     pg.evaluate("([k, v]) => sessionStorage.setItem(k, v)", ["stcore-review-unacked", json.dumps(unacked)])
     pg.reload()
     wait_until(lambda: status_of(project, item)[0] == "rejected", 30, "the kept decision to reach the store")

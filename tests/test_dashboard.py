@@ -317,12 +317,29 @@ def test_the_grids_operations_apply_once_and_in_order_however_often_they_come(ap
     assert [_pool_row(p, i)["status"] for i in (a, b)] == ["rejected", "accepted"]
     assert len(api.history(p)) == 3 and grid_data(at)["ack"] == {"tab-1": 3}
     grid_send(at, {"kind": "decide", "ids": ["1; DROP TABLE pool"], "action": "accept"},
-              {"kind": "decide", "ids": [c], "action": "correct", "label": 99}, {"kind": "page", "page": 2})
-    assert _pool_row(p, c)["status"] == "pending" and grid_data(at)["toolbar"]["page"] == 2
-    assert at.query_params["page"] == "2" and grid_data(at)["ack"] == {"tab-1": 6}
+              {"kind": "decide", "ids": [c], "action": "correct", "label": 99},
+              {"kind": "decide", "ids": [True], "action": "reject"}, {"kind": "page", "page": 2})
+    assert _pool_row(p, c)["status"] == "pending" and _pool_row(p, 1)["status"] == "pending"
+    assert grid_data(at)["toolbar"]["page"] == 2
+    assert at.query_params["page"] == "2" and grid_data(at)["ack"] == {"tab-1": 7}
     # another tab (its own grid instance) numbers its own operations
     grid_send(at, decide_op([c], "accept"), instance="tab-2")
-    assert _pool_row(p, c)["status"] == "accepted" and grid_data(at)["ack"] == {"tab-1": 6, "tab-2": 1}
+    assert _pool_row(p, c)["status"] == "accepted" and grid_data(at)["ack"] == {"tab-1": 7, "tab-2": 1}
+    no_errors(at, "review")
+
+
+def test_an_accept_takes_the_class_its_card_showed_or_nothing(app, trained_project):
+    """A card's accept carries the class it showed: if a new pseudo-label has replaced it since,
+    nothing is accepted and the grid says why."""
+    p = trained_project
+    at = app(p, "review")
+    a, b = (_card(at, i) for i in _shown(at)[:2])
+    grid_send(at, {**decide_op([a["id"]], "accept"), "expect": a["pred"]},
+              {**decide_op([b["id"]], "accept"), "expect": (b["pred"] + 1) % len(p.classes)})
+    assert tuple(_pool_row(p, a["id"]))[:2] == ("accepted", a["pred"])
+    assert _pool_row(p, b["id"])["status"] == "pending"
+    message = grid_data(at)["message"]
+    assert message["kind"] == "error" and f"#{b['id']}'s pseudo-label changed" in message["text"]
     no_errors(at, "review")
 
 

@@ -24,7 +24,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
-VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected", "reset": "Reset"}
+VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected"}
 VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
 # UI state only, kept for the session while the user visits other pages.
@@ -58,7 +58,10 @@ def reset_page() -> None:
 
 
 def flash(text: str) -> None:
-    st.session_state["rv_flash"] = text
+    """The message the grid shows after its next draw. Several actions applied at once: an error
+    stays over the successes after it."""
+    if not str(st.session_state.get("rv_flash", "")).startswith("error: ") or text.startswith("error: "):
+        st.session_state["rv_flash"] = text
 
 
 def decide(ids: list[int], action: str, label: int | None = None) -> None:
@@ -85,11 +88,26 @@ def show_similar(item_id: int) -> None:
     st.session_state.pop("rv_list_confirm", None)
 
 
+def accept_as_shown(ids: list[int], expect: int) -> None:
+    """Accept items whose prediction is still the class their card showed; a newer pseudo-label
+    (a teacher ran since the page was drawn) is shown first, not accepted unseen."""
+    now = {r["id"]: r["pred"] for r in api.items(project, ids)}
+    changed = [i for i in ids if now.get(i) != expect]
+    if len(changed) < len(ids):
+        decide([i for i in ids if i not in changed], "accept")
+    if changed:
+        flash(f"error: not accepted: #{changed[0]}'s pseudo-label changed since the page was drawn "
+              f"(now {classes[now[changed[0]]] if now.get(changed[0]) is not None else 'none'}); look again")
+
+
 def on_grid() -> None:
     """The grid's callback: apply, in order, each operation it sent that is not applied yet."""
+    st.session_state.pop("rv_flash", None)  # this batch's messages replace any earlier one
     done = st.session_state.setdefault("rv_done", {})
     for op in grid.new_ops(st.session_state.get("rv_grid"), done, len(classes)):
-        if op["kind"] == "decide":
+        if op["kind"] == "decide" and op["expect"] is not None:
+            accept_as_shown(op["ids"], op["expect"])
+        elif op["kind"] == "decide":
             decide(op["ids"], op["action"], op["label"])
         elif op["kind"] == "page":
             st.session_state["rv_page"] = max(1, op["page"])  # page_of keeps it within the pages
