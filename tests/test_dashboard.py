@@ -427,7 +427,18 @@ def test_train_start_a_teacher_then_cancel_it_from_the_page(app, trained_project
         assert len(runs) == before + 1 and runs[-1]["role"] == "teacher" and runs[-1]["total"] == 5000
         no_errors(at, "train")
         assert any(run_id in m.value for m in at.markdown)
+        deadline = time.time() + 90
+        while api.run(p, run_id)["state"] != "running" or api.run(p, run_id)["step"] == 0:
+            assert time.time() < deadline, api.run(p, run_id)
+            time.sleep(0.2)
         at.run()
+        # The Runs table and the live panel read the one store: both say running (the table once
+        # said "queued 0/100" while the panel said running).
+        table = next(d.value for d in at.dataframe if "run" in d.value.columns)
+        row = table[table["run"] == run_id].iloc[0]
+        live = next(m.value for m in at.markdown if m.value.startswith(f"**{run_id}**"))
+        assert row["state"] == "running" and " · running · " in live, (row, live)
+        assert 0 < int(row["progress"].split("/")[0].replace(",", "")) <= api.run(p, run_id)["step"]
         at.button(key=f"tr_cancel_live_{run_id}").click().run()
         assert api.run(p, run_id)["cancel_requested"] == 1
         assert _wait_stopped(p, run_id) == "cancelled"
