@@ -80,13 +80,18 @@ def conf_color(confidence: float | None) -> str:
 
 
 # ------------------------------------------------------------------ images
+def to_pil(image: np.ndarray) -> Image.Image:
+    """uint8 (C, H, W), one or three channels -> a PIL image."""
+    arr = np.asarray(image)
+    return Image.fromarray(arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0)),
+                           mode="L" if arr.shape[0] == 1 else "RGB")
+
+
 def upscale(image: np.ndarray, target: int = 140) -> Image.Image:
     """uint8 (C, H, W) -> a PIL image enlarged by a whole factor with nearest-neighbour,
     so each source pixel stays a sharp square (small images are not blurred)."""
-    arr = np.asarray(image)
-    c, h, w = arr.shape
-    pil = Image.fromarray(arr[0] if c == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0)),
-                          mode="L" if c == 1 else "RGB")
+    pil = to_pil(image)
+    w, h = pil.size
     k = max(1, round(target / max(h, w)))
     return pil.resize((w * k, h * k), Image.Resampling.NEAREST) if k > 1 else pil
 
@@ -101,10 +106,8 @@ def thumb_uri(image: np.ndarray, target: int = 140) -> str:
     """A data: URI of a PNG of image, uint8 (C, H, W), no larger than target on its longer
     side. A small image keeps its own pixels (the browser enlarges it without blur), so the
     page carries about a kilobyte an image instead of an upscaled copy."""
-    arr = np.asarray(image)
-    c, h, w = arr.shape
-    pil = Image.fromarray(arr[0] if c == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0)),
-                          mode="L" if c == 1 else "RGB")
+    pil = to_pil(image)
+    w, h = pil.size
     if max(h, w) > target:
         k = target / max(h, w)
         pil = pil.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.LANCZOS)

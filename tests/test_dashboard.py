@@ -76,6 +76,23 @@ def test_upscale_is_nearest_neighbour(shape):
     assert np.array_equal(big[k - 1::k, k - 1::k], src)
 
 
+@pytest.mark.parametrize("shape, size", [((1, 28, 28), (28, 28)), ((3, 32, 32), (32, 32)), ((3, 280, 560), (140, 70))])
+def test_a_thumbnail_keeps_a_small_image_whole_and_shrinks_a_large_one(shape, size):
+    """The grid's thumbnails: a small image travels at its own size (the browser enlarges it
+    without blur), a large one shrinks to 140 px on its longer side."""
+    import base64
+    import io
+    from PIL import Image
+    img = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    uri = util.thumb_uri(img, 140)
+    assert uri.startswith("data:image/png;base64,")
+    pil = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert pil.size == size and pil.mode == ("L" if shape[0] == 1 else "RGB")
+    if shape[1] <= 140:
+        src = img[0] if shape[0] == 1 else img.transpose(1, 2, 0)
+        assert np.array_equal(np.asarray(pil), src)
+
+
 # ------------------------------------------------------------------ launcher
 @pytest.mark.parametrize("addr,local", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                         ("127.0.0.2", True), ("0.0.0.0", False), ("192.168.1.5", False),

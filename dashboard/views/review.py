@@ -82,8 +82,8 @@ def undo() -> None:
 
 
 def show_similar(item_id: int) -> None:
-    """Card callback: show the images nearest to this one (the view selector is outside the grid,
-    so the whole page is drawn again)."""
+    """A card's Similar: show the images nearest to this one (the view selector is outside the
+    grid, so the whole page is drawn again)."""
     st.session_state.update(rv_view="similar", rv_similar=int(item_id), rv_page=1, rv_whole_page=True)
     st.session_state.pop("rv_list_confirm", None)
 
