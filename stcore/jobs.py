@@ -66,16 +66,26 @@ def notice_dead_workers(project: Project) -> list[str]:
 
 def spawn(project: Project, run_id: str) -> int:
     """Start `python -m stcore.worker PROJECT RUN` in a new session: it outlives the terminal or
-    page that started it. Its output goes to the run's log.txt."""
+    page that started it. Its output goes to the run's log.txt.
+
+    On POSIX the worker is not our child: a shell starts it in the background and exits at once
+    (a double fork), so the worker is adopted by init, which reaps it when it ends. A child of a
+    long-lived process (the dashboard's server) would stay a zombie until that process ends."""
     log = project.run_dir(run_id) / "log.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "stcore.worker", str(project.path), run_id],
-                                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=str(project.path),
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    project.store.update_run(run_id, pid=proc.pid)
-    return proc.pid
+    argv = [sys.executable, "-m", "stcore.worker", str(project.path), run_id]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if os.name == "posix":
+        out = subprocess.run(["/bin/sh", "-c", 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!', "sh",
+                              str(log), *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             start_new_session=True, cwd=str(project.path), env=env, check=True)
+        pid = int(out.stdout.split()[-1])
+    else:
+        with open(log, "ab") as f:
+            pid = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                   start_new_session=True, cwd=str(project.path), env=env).pid
+    project.store.update_run(run_id, pid=pid)
+    return pid
 
 
 def create(project: Project, role: str, config: dict, *, total: int = 0) -> str:
@@ -162,3 +172,19 @@ def duration(run: dict, now: float | None = None) -> float | None:
         return None
     end = run.get("ended") or (now if now is not None else time.time())
     return (run.get("earlier_seconds") or 0.0) + max(0.0, end - run["started"])
+
+
+def training_pace(run: dict, metrics: list[dict]) -> dict | None:
+    """How fast a teacher or student trained, from its metric rows: {'per_sample': seconds per
+    image a step sees, 'phases': seconds spent between steps (a graph, re-labelings)}; None
+    when it logged too few training rows to tell."""
+    train = sorted((m for m in metrics if m["kind"] == "train"), key=lambda m: m["at"])
+    if len(train) < 2 or train[-1]["step"] <= train[0]["step"]:
+        return None
+    phases = [m for m in metrics if m["kind"] == "phase" and m.get("started")]
+    inside = sum(max(0.0, p["at"] - p["started"]) for p in phases if train[0]["at"] < p["at"] <= train[-1]["at"])
+    cfg = run.get("config") or {}
+    per_step = int(cfg.get("batch_size") or 64) * (1 + int(cfg.get("unlabeled_ratio") or 3) * (run["role"] == "student"))
+    seconds = max(0.0, train[-1]["at"] - train[0]["at"] - inside)
+    return {"per_sample": seconds / (train[-1]["step"] - train[0]["step"]) / per_step,
+            "phases": sum(max(0.0, p["at"] - p["started"]) for p in phases)}

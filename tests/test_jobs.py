@@ -225,3 +225,33 @@ def test_the_progress_line_names_the_phase_of_a_running_run():
     assert "re-labeling" not in progress_line({**run, "state": "cancelled"}, metrics)
     metrics[1].update(done=40, total=100, started=time.time() - 5)  # with its progress
     assert progress_line(run, metrics).endswith("round 2 of 3 40/100...")
+
+
+def zombie_children(pid: int) -> list[int]:
+    """Pids of the exited, unreaped children of process pid (Linux /proc)."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(stat))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_a_finished_job_leaves_no_zombie_behind_the_process_that_started_it(trained_project):
+    """The dashboard's server starts every job: a worker that ended must not stay its <defunct> child."""
+    p = trained_project
+    run_id = api.start_training(p, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=True)
+    wait_for(lambda: state(p, run_id) == "finished")
+    pid = p.store.run(run_id)["pid"]
+    def ended():  # read from /proc: pid_alive would reap our own child and hide the zombie
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+    wait_for(ended, timeout=30)  # it exits just after it says finished
+    assert zombie_children(os.getpid()) == []
