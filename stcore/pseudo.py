@@ -35,9 +35,12 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, device: str = "cpu"
 
 
 def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int = 1024,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 progress: Callable[[int, int], None] | None = None,
+                 phase: Callable[[str], None] | None = None) -> dict:
     """Label the whole pool with a teacher run: store pred, confidence, margin, entropy and
-    probabilities of every pool item. Returns a summary (items, seconds, images/s)."""
+    probabilities of every pool item. Returns a summary (items, seconds, images/s). phase(text)
+    says what it does after the inference (spreading over the graph, writing the store)."""
+    phase = phase or (lambda text: None)
     import time
     from .checkpoints import run_model
     from .data import images
@@ -55,6 +58,8 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
     else:
         probs = torch.cat([p for _, p in predict(model, x, device=device, batch_size=batch_size, progress=progress)]
                           or [torch.zeros(0, len(project.classes))])
+    if project.store.meta().get("embedding"):
+        phase(f"spreading the teacher's labels with yours over the embedding's graph of {len(rows):,} pool images")
     spread = spread_over_embedding(project, rows, probs, device)
     if spread is not None:
         probs = spread
@@ -62,6 +67,7 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
     p16 = probs.half().numpy()
     pending = [(int(a), float(b), float(c), float(d), p16[k].tobytes(), teacher["id"], ids[k])
                for k, (a, b, c, d) in enumerate(zip(pred.tolist(), conf.tolist(), margin.tolist(), ent.tolist()))]
+    phase(f"writing {len(pending):,} pseudo-labels to the project's store")
     # One transaction that rebuilds the pool's indexes once: about a second for 60,000 items.
     # Readers keep their snapshot meanwhile (WAL); inference is over, so no heartbeat waits long.
     project.store.write_predictions(pending, reindex=True)

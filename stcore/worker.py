@@ -355,7 +355,9 @@ def _pseudo_label(project: Project, run: dict, reporter: Reporter) -> dict:
     from .pseudo import pseudo_label
     cfg = run["config"]
     summary = pseudo_label(project, project.store.run(cfg["teacher_run"]), device=resolve(cfg.get("device", "cpu")),
-                           batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress)
+                           batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress,
+                           phase=lambda text: reporter.report("phase", reporter.step, {
+                               "phase": text, "done": 0, "total": 0, "started": time.time()}))
     summary["accuracy"] = agreement(project.store.pseudo_label_agreement())
     return {"eval": summary, "done": summary["items"]}
 
