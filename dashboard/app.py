@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas  # noqa: F401
 import streamlit as st
 
-from dashboard import common
+from dashboard import common, util
 from stcore import api
 
 st.set_page_config(page_title="stcore", page_icon=":material/school:", layout="wide")
@@ -35,11 +35,10 @@ common.keep_project_in_url(path)
 with st.sidebar:
     project = common.current_project(required=False)
     if project is not None:
-        st.caption("Project")
+        # Always in view: which project every page of this tab reads and writes.
+        st.markdown(f"**Project: {util.md_escape(project.path.name)}**")
         st.code(str(project.path), language=None, wrap_lines=True)
-        c = api.counts(project)
-        teacher = api.teacher(project)
-        pending = f"{c['pending']:,} pending" if c["pseudo_labeled"] else "not yet pseudo-labeled"
-        st.caption(f"{c['labeled']:,} labeled · {c['pool']:,} pool · {pending} · "
-                   f"{c['accepted'] + c['corrected']:,} reviewed · teacher: {teacher['id'] if teacher else 'none yet'}")
+        common.sidebar_counts(project, st.empty())
+if project is not None:
+    st.set_page_config(page_title=f"{project.path.name} · stcore")
 page.run()

@@ -70,6 +70,9 @@ def project_choice() -> Path:
             real = Path(chosen).resolve()
             if real != launch_project():
                 util.resolve_under_roots(str(real), allowed_roots())
+            # A sidebar link clears the URL's parameters: the session keeps the project, so every
+            # navigation stays on it (keep_project_in_url then writes it back into the URL).
+            st.session_state["project_path"] = str(real)
             return real
         except ValueError as e:
             st.session_state.pop("project_path", None)
@@ -89,6 +92,21 @@ def keep_project_in_url(path: Path) -> None:
             st.query_params["project"] = str(path)
     elif "project" in st.query_params:
         del st.query_params["project"]
+
+
+def sidebar_counts(project: api.Project, slot=None) -> None:
+    """The project's counts in the sidebar. The app draws them into a slot; a page's fragment (the
+    Review grid, after a decision) calls this with no slot to draw them again there."""
+    slot = slot or st.session_state.get("_sidebar_counts")
+    if slot is None:
+        return
+    st.session_state["_sidebar_counts"] = slot  # a UI handle of this session's page, not data
+    c = api.counts(project)
+    teacher = api.teacher(project)
+    pending = f"{c['pending']:,} pending" if c["pseudo_labeled"] else "not yet pseudo-labeled"
+    reviewed = c["accepted"] + c["corrected"] + c["rejected"]
+    slot.caption(f"{c['labeled']:,} labeled · {c['pool']:,} pool · {pending} · {reviewed:,} reviewed "
+                 f"({c['rejected']:,} rejected) · teacher: {teacher['id'] if teacher else 'none yet'}")
 
 
 def current_project(*, required: bool = True) -> api.Project | None:
@@ -151,6 +169,37 @@ def active_job(project: api.Project, role: str) -> dict | None:
     """The latest queued or running run of a role (map, label-issues, duplicates), or None."""
     busy = [r for r in api.active(api.runs(project)) if r["role"] == role]
     return busy[-1] if busy else None
+
+
+def last_failure(project: api.Project, role: str) -> dict | None:
+    """The latest run of a role, when it ended without a result (failed or interrupted)."""
+    done = [r for r in api.runs(project) if r["role"] == role]
+    return done[-1] if done and done[-1]["state"] in ("failed", "interrupted") else None
+
+
+def follow(project: api.Project, run_id: str, what: str) -> None:
+    """A job's progress bar while it runs, re-read from the store every second; when the job
+    ends, the whole page runs again, so it shows the job's result or its error without a reload."""
+    st.fragment(_follow, run_every=1.0)(str(project.path), run_id, what)
+
+
+def _follow(path: str, run_id: str, what: str) -> None:
+    run = api.run(open_project(path), run_id)
+    if run["state"] not in api.ACTIVE_STATES:
+        st.rerun(scope="app")
+    text = f"{run_id} is {run['state']}: {what}"
+    if run["total"]:
+        text += f" · {run['step']:,}/{run['total']:,}"
+    st.progress(min(run["step"] / max(run["total"], 1), 1.0), text=text)
+
+
+def follow_default(key: str, default) -> None:
+    """Give the widget `key` the value `default`, unless the user chose another: a form's
+    default follows the project's state (a new embedding, a new teacher) while the page is open."""
+    shown = f"{key}__default"
+    if key not in st.session_state or st.session_state[key] == st.session_state.get(shown):
+        st.session_state[key] = default
+    st.session_state[shown] = default
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -299,8 +348,10 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
     box.markdown("**Next step**")
     if busy:
         r = busy[0]
-        box.info(f"{r['id']} is {r['state']} ({r['step']:,}/{r['total']:,}). Follow it on the Train page.")
-        box.page_link(PAGES["train"], label="Watch it on Train", icon=":material/monitoring:")
+        with box:
+            follow(project, r["id"], f"{r['role']} on {r['device']}")
+        if where != "train":
+            box.page_link(PAGES["train"], label="Watch it on Train", icon=":material/monitoring:")
     elif teacher is None and not api.embeddings(project) and not run_list:
         best = api.recommended_backbone(project)
         n = counts["labeled"] + counts["pool"] + counts["test"]

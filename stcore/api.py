@@ -731,3 +731,27 @@ def _atomic_write(dest: Path, blob: bytes) -> None:
                            f"another path") from e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def estimate_training(project: Project, values: dict) -> dict | None:
+    """How long a run with these values (as for start_training) would take, measured from the
+    newest run of the same role, model and device that logged its pace: {'seconds', 'per_step',
+    'steps', 'from_run'}; None when no such run has been measured yet."""
+    from .jobs import training_pace
+    cfg = train_config(values)
+    samples = cfg["batch_size"] * (1 + cfg["unlabeled_ratio"] * (cfg["role"] == "student"))
+    for r in reversed(runs(project)):
+        rc = r.get("config") or {}
+        if r["role"] != cfg["role"] or rc.get("model") != cfg["model"] or r["device"] != values.get("device", r["device"]):
+            continue
+        pace = training_pace(r, metrics(project, r["id"]))
+        if pace is None:
+            continue
+        steps = cfg["steps"]
+        if not steps:  # a budget in epochs: its steps follow from the data, in the worker
+            return None
+        per_step = pace["per_sample"] * samples
+        return {"seconds": per_step * steps + pace["phases"], "per_step": per_step, "phases": pace["phases"],
+                "steps": steps, "from_run": r["id"]}
+    return None
+

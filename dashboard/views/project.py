@@ -40,20 +40,30 @@ def overview(p: api.Project) -> None:
 
 
 def create_ui() -> dict | None:
-    """The create form; returns its values when submitted."""
+    """The create form; returns its values when submitted. The dataset is chosen outside the
+    form, so the form shows only the fields that dataset reads."""
+    dataset = st.selectbox("Dataset", api.DATASETS, index=0, key="pr_dataset")
+    folder_data = dataset == "folder"
     with st.form("create"):
         default_dir = api.stcore_home() / "projects" / "my-project"
         folder = st.text_input("New project folder", value=str(default_dir), key="pr_folder",
                                help="An empty or new folder; it will hold the store, the image cache and runs.")
-        c1, c2, c3 = st.columns(3)
-        dataset = c1.selectbox("Dataset", api.DATASETS, index=0, key="pr_dataset")
-        how = c2.radio("Labels", ["per class", "total"], horizontal=True)
-        n = c3.number_input("How many", min_value=1, value=10, step=1)
+        how, n, data_root = "per class", 10, ""
+        if folder_data:
+            data_root = st.text_input("Image folder", value="", key="pr_data_root",
+                                      placeholder="/path/to/images",
+                                      help="DIR/labeled/CLASS/*.png (or .jpg) for the labeled images, one folder "
+                                           "per class, and DIR/unlabeled/ for the pool; DIR/test/CLASS/ if "
+                                           "you have a test set.")
+            st.caption("The labels are the images in DIR/labeled/CLASS/: each class folder's images are its "
+                       "labeled examples.")
+        else:
+            c2, c3 = st.columns(2)
+            how = c2.radio("Labels", ["per class", "total"], horizontal=True)
+            n = c3.number_input("How many", min_value=1, value=10, step=1)
         c4, c5 = st.columns(2)
         seed = c4.number_input("Seed", min_value=0, value=0, step=1)
-        data_root = c5.text_input("Image folder (for 'folder': DIR/labeled/CLASS/*.png and DIR/unlabeled)",
-                                  value="", key="pr_data_root")
-        limit = st.number_input("Keep only the first N training images (0 = all; for a quick trial)",
+        limit = c5.number_input("Keep only the first N training images (0 = all; for a quick trial)",
                                 min_value=0, value=0, step=500, key="pr_limit")
         if not st.form_submit_button("Create project", type="primary"):
             return None

@@ -264,11 +264,14 @@ def similar_rows(item_id: int) -> list[dict] | None:
 
 
 def job_or_button(role: str, what: str, start) -> None:
-    """A list made by a job: its progress while it runs, else a button that starts it."""
+    """A list made by a job: its progress while it runs (the page shows the list, or the job's
+    error, as soon as it ends), else a button that starts it."""
     if r := common.active_job(project, role):
-        st.progress(min(r["step"] / max(r["total"], 1), 1.0), text=f"{r['id']} is {r['state']}: {what}…")
-        st.page_link(common.PAGES["train"], label="Follow it on Train", icon=":material/monitoring:")
-    elif st.button(f"Find {what}", key=f"rv_start_{role}", type="primary", icon=":material/search:"):
+        common.follow(project, r["id"], f"finding {what}")
+        return
+    if failed := common.last_failure(project, role):
+        st.error(f"{failed['id']} {failed['state']}: {failed['error'] or 'no reason was recorded'}")
+    if st.button(f"Find {what}", key=f"rv_start_{role}", type="primary", icon=":material/search:"):
         try:
             start(project, device=common.best_device())
         except common.USER_ERRORS as e:
@@ -373,6 +376,7 @@ def body(view: str, f: dict | None) -> None:
     elif view in ("similar", "map selection"):
         list_bulk_ui(listed)
     grid_ui(rows, st.session_state["rv_page"], n_pages, total)  # also with no rows: its Undo stays at hand
+    common.sidebar_counts(project)  # a decision changed them; the sidebar is outside this fragment
     if rows:
         return
     if view == "pseudo-labels":

@@ -17,6 +17,7 @@ project = common.current_project()
 METHODS = api.methods()
 STUDENT_DEFAULT = next(iter(METHODS))
 RESUMABLE = ("interrupted", "cancelled", "failed")
+RESUMES = ("teacher", "student", "embed")  # the roles a worker can continue from a checkpoint
 
 
 def shown_run(run_list: list[dict]) -> dict | None:
@@ -71,7 +72,7 @@ def live(run_id: str, was_active: bool) -> None:
     if is_active:
         head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:", width="stretch",
                        on_click=act, args=("cancel", run_id))
-    elif run["state"] in RESUMABLE and run["role"] in ("teacher", "student", "embed"):
+    elif run["state"] in RESUMABLE and run["role"] in RESUMES:
         head[1].button("Resume", key=f"tr_resume_live_{run_id}", icon=":material/replay:", width="stretch",
                        on_click=act, args=("resume", run_id), type="primary")
     rows = api.metrics(project, run_id)
@@ -109,10 +110,25 @@ def live(run_id: str, was_active: bool) -> None:
         return
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.loss_chart({run_id: rows}), key="tr_loss")
-    c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
+    if any(r["kind"] == "eval" for r in rows):
+        c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
+    else:  # empty axes say nothing: say when the first point comes
+        c2.info(first_evaluation(run, rows))
     st.caption(f"{n_points} loss points · {sum(1 for r in rows if r['kind'] == 'eval')} evaluations on a fixed, "
                f"class-balanced sample of the test set (the last one on all of it)"
                + (" · updates every second" if is_active else ""))
+
+
+def first_evaluation(run: dict, rows: list[dict]) -> str:
+    """When the accuracy chart gets its first point: the step of the first evaluation, and how
+    long until then at the run's pace so far."""
+    every = (run.get("config") or {}).get("eval_every") or max(1, (run["total"] or 10) // 10)
+    text = f"Test accuracy is measured every {every:,} steps: the first point comes at step {every:,}"
+    train = [r for r in rows if r["kind"] == "train"]
+    if run["state"] in api.ACTIVE_STATES and len(train) >= 2 and train[-1]["step"] > train[0]["step"]:
+        pace = (train[-1]["at"] - train[0]["at"]) / (train[-1]["step"] - train[0]["step"])
+        text += f", in about {util.fmt_duration(max(0.0, every - run['step']) * pace)}"
+    return text + "."
 
 
 def embed_view(run: dict, rows: list[dict], is_active: bool) -> None:
@@ -132,16 +148,30 @@ def embed_view(run: dict, rows: list[dict], is_active: bool) -> None:
 
 # ------------------------------------------------------------------ the runs table
 def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
+    """One row a run, newest first, in the order the columns are shown: what and whose first,
+    the error (long) last. Accuracy is text, so a run without one shows nothing, not 'None'."""
     rows = []
+    several = any(api.world_size(r) > 1 for r in run_list)
     for r in reversed(run_list):
         acc, final = api.accuracy_of(project, r)
-        rows.append({"run": r["id"], "role": r["role"], "state": r["state"], "device": r["device"],
-                     "processes": api.world_size(r), "progress": f"{r['step']:,}/{r['total']:,}",
-                     "started": datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M") if r["started"] else "",
-                     "duration": util.fmt_duration(api.duration(r)), "accuracy": acc,
-                     "accuracy is": "" if acc is None else "final" if final else "last evaluation",
-                     "teacher": "✓" if teacher and r["id"] == teacher["id"] else "", "error": r["error"] or ""})
+        rows.append({"run": r["id"], "teacher": "✓" if teacher and r["id"] == teacher["id"] else "",
+                     "role": r["role"], "state": r["state"],
+                     "accuracy": "" if acc is None else f"{acc:.1%}" + ("" if final else " (so far)"),
+                     "progress": f"{r['step']:,} / {r['total']:,}", "device": r["device"],
+                     **({"processes": api.world_size(r)} if several else {}),
+                     "started": datetime.fromtimestamp(r["started"]).strftime("%b %d %H:%M") if r["started"] else "",
+                     "duration": util.fmt_duration(api.duration(r)), "error": r["error"] or ""})
     return rows
+
+
+RUN_COLUMNS = {"run": st.column_config.TextColumn(width=110), "teacher": st.column_config.TextColumn(width=60),
+               "role": st.column_config.TextColumn(width=95), "state": st.column_config.TextColumn(width=85),
+               "accuracy": st.column_config.TextColumn(width=105, help="final test accuracy, or the last "
+                                                       "evaluation so far; a pseudo-label job's agreement with "
+                                                       "the hidden labels"),
+               "progress": st.column_config.TextColumn(width=135), "device": st.column_config.TextColumn(width=70),
+               "started": st.column_config.TextColumn(width=105), "duration": st.column_config.TextColumn(width=80),
+               "error": st.column_config.TextColumn(width="large")}
 
 
 def history(was_active: bool) -> None:
@@ -152,8 +182,7 @@ def history(was_active: bool) -> None:
         st.caption("Runs you start appear here, with their state, device, duration and accuracy.")
         return
     teacher = api.teacher(project)
-    st.dataframe(runs_table(run_list, teacher), hide_index=True, width="stretch",
-                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    st.dataframe(runs_table(run_list, teacher), hide_index=True, width="stretch", column_config=RUN_COLUMNS)
     for r in [r for r in reversed(run_list) if r["state"] == "failed" and r["error"]][:3]:
         st.error(f"{r['id']} failed: {r['error']}")
     by_id = {r["id"]: r for r in run_list}
@@ -163,7 +192,7 @@ def history(was_active: bool) -> None:
               icon=":material/stop:", on_click=act, args=("cancel", chosen["id"]))
     c3.button("Resume", key="tr_resume", width="stretch", icon=":material/replay:", on_click=act,
               args=("resume", chosen["id"]),
-              disabled=not (chosen["state"] in RESUMABLE and chosen["role"] in ("teacher", "student")))
+              disabled=not (chosen["state"] in RESUMABLE and chosen["role"] in RESUMES))
     promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
         not (teacher and teacher["id"] == chosen["id"])
     label = "Make this student the next teacher" if chosen["role"] == "student" else "Make this the teacher"
@@ -178,6 +207,31 @@ def history(was_active: bool) -> None:
 
 
 # ------------------------------------------------------------------ start a job
+SHORT_RUN = 300.0  # seconds: past this, a shorter run is offered
+
+
+def estimate_ui(values: dict, key: str) -> None:
+    """How long the run will take, from the measured pace of the last run like it, and a shorter
+    run when it would be long."""
+    try:
+        est = api.estimate_training(project, values)
+    except common.USER_ERRORS:
+        return  # the form's values are not valid yet: Start says why
+    if est is None:
+        st.caption(f"No {values['role']} with model {values.get('model')} has run on {values.get('device')} here "
+                   f"yet, so there is no measured pace to estimate the time from.")
+        return
+    text = (f"About **{util.fmt_duration(est['seconds'])}** for {est['steps']:,} steps, at the pace "
+            f"{est['from_run']} measured ({est['per_step']:.2f} s a step")
+    st.caption(text + (f", plus {util.fmt_duration(est['phases'])} between steps)." if est["phases"] >= 1 else ")."))
+    if est["seconds"] > SHORT_RUN and est["per_step"] > 0:
+        steps = max(10, int((SHORT_RUN - est["phases"]) / est["per_step"]) // 10 * 10)
+        if steps < est["steps"]:
+            st.button(f"Use {steps:,} steps instead (about {util.fmt_duration(steps * est['per_step'] + est['phases'])})",
+                      key=f"{key}_shorter", icon=":material/timer:",
+                      on_click=lambda: st.session_state.update({f"{key}_steps": steps, f"{key}_epochs": None}))
+
+
 def start(values: dict) -> None:
     try:
         run_id = api.start_training(project, values)
@@ -205,7 +259,10 @@ def model_ui(key: str, defaults: dict) -> dict:
     c1, c2, c3 = st.columns(3)
     models = [m for m in api.models() if m != "head" or api.embeddings(project)]
     best = api.default_model(project)
-    model = c1.selectbox("Model", models, index=models.index(best) if best in models else 0, key=f"{key}_model",
+    common.follow_default(f"{key}_model", best if best in models else models[0])
+    if st.session_state[f"{key}_model"] not in models:
+        st.session_state[f"{key}_model"] = models[0]
+    model = c1.selectbox("Model", models, key=f"{key}_model",
                          help="cnn: a small CNN on the images; resnet18: a larger one; head: a linear classifier "
                               "on the project's embedding (trains in seconds; the best teacher and student on a "
                               "CPU with a pretrained backbone)")
@@ -253,6 +310,7 @@ def teacher_tab() -> None:
         v["init"] = st.selectbox("Start from", ["scratch", "ssl"], key="tr_t_init",
                                  help="ssl: the encoder pretrained on this project's images (Embed tab)")
     v.update(common.parallel_device_picker("tr_t_device"))
+    estimate_ui(v, "tr_t")
     if st.button("Start teacher", type="primary", icon=":material/play_arrow:", key="tr_start_teacher"):
         start(v)
 
@@ -273,6 +331,7 @@ def student_tab(teacher: dict | None) -> None:
          **student_options(d, METHODS[method]["options"])}
     v["use_unreviewed"] = st.checkbox("Also learn from unreviewed pseudo-labels", value=True, key="tr_s_unrev")
     v.update(common.parallel_device_picker("tr_s_device"))
+    estimate_ui(v, "tr_s")
     if st.button("Start student", type="primary", icon=":material/play_arrow:", key="tr_start_student"):
         start(v)
 
@@ -292,7 +351,8 @@ def embed_tab() -> None:
                "embedding; without one, they use the pixels as before.")
     best = api.recommended_backbone(project)
     c1, c2, c3 = st.columns([2, 1, 1])
-    kind = c1.selectbox("Backbone", list(BACKBONE_HELP), index=list(BACKBONE_HELP).index(best), key="tr_e_kind",
+    common.follow_default("tr_e_kind", best)
+    kind = c1.selectbox("Backbone", list(BACKBONE_HELP), key="tr_e_kind",
                         format_func=lambda k: k + (" (recommended here)" if k == best else ""))
     c1.caption(BACKBONE_HELP[kind])
     backbone, options = kind, {}
@@ -351,13 +411,9 @@ active_now = bool(api.active(run_list))
 every = 1.0 if active_now else None
 st.subheader("Now")
 view = shown_run(run_list)
-if view is None:
-    st.info("No runs yet. Start with a teacher: it learns from the labeled images only. Use the form below, "
-            "or this button for the default settings.")
-    if st.button("Train a teacher now (default settings)", type="primary", key="tr_quick_teacher"):
-        if common.start_teacher(project):
-            st.rerun()
-else:
+if not active_now:  # the same next step as the Project page's: embed, teacher, pseudo-label, review, student
+    common.next_step(project, run_list, where="train")
+if view is not None:
     st.fragment(live, run_every=every)(view["id"], view["state"] in api.ACTIVE_STATES)
 
 st.subheader("Start")
