@@ -51,6 +51,8 @@ def test_a_linked_project_stays_a_job_list_appears_and_the_model_default_follows
         pg.locator(f".card[data-id='{first}'] button.accept").first.click()
         wait_until(lambda: api.counts(other)["accepted"] == 1, 20, "the accept to reach the linked project")
         assert api.counts(trained_project)["accepted"] == 0
+        # the sidebar's counts follow the decision (the grid redraws alone; the sidebar is outside it)
+        pg.locator("[data-testid=stSidebar]").get_by_text(" 1 reviewed (0 rejected)").wait_for(timeout=15_000)
 
         # ---- 2. 'likely wrong': the list shows when its job ends, with no reload
         pg.get_by_role("radio", name="likely wrong").or_(pg.get_by_role("button", name="likely wrong")).first.click()

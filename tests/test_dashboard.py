@@ -834,3 +834,35 @@ def test_review_near_duplicates_show_each_pair_even_when_an_image_is_in_two(app,
     grid_send(at, decide_op([a], "reject"))
     assert tuple(_pool_row(p, a))[0] == "rejected"
     assert c not in [x["id"] for x in cards]
+
+
+def test_the_folder_form_asks_for_the_image_folder_and_no_label_count(app, small_project):
+    at = app(small_project, "project")
+    assert at.number_input(key="pr_limit") and [r for r in at.radio if r.label == "Labels"]
+    at.selectbox(key="pr_dataset").set_value("folder").run()
+    no_errors(at, "project")
+    assert not [r for r in at.radio if r.label == "Labels"] and not [n for n in at.number_input if n.label == "How many"]
+    assert at.text_input(key="pr_data_root").label == "Image folder"
+
+
+def test_train_says_how_long_a_run_will_take_and_offers_a_shorter_one(app, trained_project):
+    p = trained_project
+    teacher = api.teacher(p)
+    # The fixture's teacher trained 30 steps; pretend they took 60 s (2 s a step)
+    rows = api.metrics(p, teacher["id"])
+    trains = [r for r in rows if r["kind"] == "train"]
+    p.store.db.execute("UPDATE metrics SET at = ? + 2.0 * step WHERE run_id = ? AND kind = 'train'",
+                       (trains[0]["at"], teacher["id"]))
+    p.store.db.commit()
+    at = app(p, "train")
+    at.number_input(key="tr_t_steps").set_value(400).run()
+    at.selectbox(key="tr_t_model").set_value("cnn").run()
+    no_errors(at, "train")
+    bs = at.number_input(key="tr_t_bs").value
+    per_step = 2.0 / teacher["config"]["batch_size"] * bs
+    assert any(f"for 400 steps, at the pace {teacher['id']} measured ({per_step:.2f} s a step" in c.value
+               for c in at.caption)
+    shorter = at.button(key="tr_t_shorter")
+    assert shorter.label.startswith(f"Use {int(300 / per_step) // 10 * 10:,} steps instead")
+    shorter.click().run()
+    assert at.number_input(key="tr_t_steps").value == int(300 / per_step) // 10 * 10

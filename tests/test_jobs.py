@@ -227,6 +227,34 @@ def test_the_progress_line_names_the_phase_of_a_running_run():
     assert progress_line(run, metrics).endswith("round 2 of 3 40/100...")
 
 
+def test_training_pace_leaves_out_the_phases_and_counts_the_images_a_step_sees():
+    # A student, batch 64 + 3 x 64 unlabeled: 256 images a step; 0.1 s a step between phases.
+    run = {"role": "student", "config": {"batch_size": 64, "unlabeled_ratio": 3}}
+    rows = [{"kind": "phase", "step": 0, "at": 1050.0, "started": 1000.0, "phase": "graph"}] + \
+        [{"kind": "train", "step": s, "at": 1050.0 + s / 10, "loss": 1.0} for s in range(10, 301, 10)] + \
+        [{"kind": "phase", "step": 300, "at": 1100.0, "started": 1080.0, "phase": "re-labeling"}] + \
+        [{"kind": "train", "step": s, "at": 1100.0 + (s - 300) / 10, "loss": 1.0} for s in range(310, 601, 10)]
+    pace = jobs.training_pace(run, rows)
+    assert pace["per_sample"] == pytest.approx(0.1 / 256)
+    assert pace["phases"] == pytest.approx(70.0)
+    teacher = {"role": "teacher", "config": {"batch_size": 32}}
+    assert jobs.training_pace(teacher, rows)["per_sample"] == pytest.approx(0.1 / 32)
+    assert jobs.training_pace(teacher, rows[:2]) is None  # one training row: no pace yet
+
+
+def test_estimate_training_scales_the_last_like_runs_pace(trained_project):
+    p = trained_project
+    assert api.estimate_training(p, {"role": "student", "model": "cnn", "device": "cpu", "steps": 100}) is None
+    teacher = api.teacher(p)  # the fixture's 30-step cnn teacher on the cpu
+    est = api.estimate_training(p, {"role": "teacher", "model": "cnn", "device": "cpu", "steps": 300,
+                                    "batch_size": 128})
+    pace = jobs.training_pace(teacher, api.metrics(p, teacher["id"]))
+    assert est["from_run"] == teacher["id"] and est["steps"] == 300
+    assert est["per_step"] == pytest.approx(pace["per_sample"] * 128)
+    assert est["seconds"] == pytest.approx(300 * est["per_step"] + pace["phases"])
+    assert api.estimate_training(p, {"role": "teacher", "model": "resnet18", "device": "cpu", "steps": 300}) is None
+
+
 def zombie_children(pid: int) -> list[int]:
     """Pids of the exited, unreaped children of process pid (Linux /proc)."""
     found = []
