@@ -5,6 +5,7 @@ by reading its traces.
 """
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 
 # One colour per role, used on every chart so teacher and student read the same everywhere.
@@ -50,6 +51,8 @@ def metric_lines(series: dict[str, list[dict]], key: str, *, title: str, y_title
         fig.add_scatter(name=run_id, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
                         marker=dict(size=5, color=color), line=dict(color=color))
     fig = _layout(fig, title, xaxis_title="step", yaxis_title=y_title, showlegend=len(series) > 1)
+    # Plotly's default writes small values with SI prefixes: a loss of 0.000005 read "5µ".
+    fig.update_yaxes(exponentformat="none")
     if y_range:
         fig.update_yaxes(range=y_range)
     return fig
@@ -146,40 +149,88 @@ MAP_COLOR_BY = ("predicted class", "status", "confidence", "right or wrong")
 # In drawing order: the many pending points first, the few human labels last, on top.
 STATUS_COLORS = {"pending": "#BAB0AC", "rejected": "#7F7F7F", "accepted": "#00CC96", "corrected": "#AB63FA",
                  "labeled": "#636EFA"}
+# "right or wrong": the human or decided label (else the teacher's class) against the hidden true
+# class. The labeled set has no hidden class to check: its class is its label, a category of its own.
+VERDICT_COLORS = {"right": "#2CA02C", "wrong": "#D62728", "unknown": "#BAB0AC", "labeled": STATUS_COLORS["labeled"]}
 # RUN_COLORS (D3's first eight), D3's last two, then Plotly's "Dark24": 26 colours, none pale enough
 # to vanish on white; classes past 26 reuse them.
 CLASS_COLORS = RUN_COLORS + ["#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A",
                              "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D"]
+# Above this many points the box and lasso are taken by an empty layer over the map (see _select_layer).
+SELECT_LAYER_ABOVE = 5_000
 
 
-def _map_groups(points: dict, color_by: str, classes: list[str]) -> list[tuple[str, list[int], str]]:
-    """(legend name, point indices, colour) of each category the map's points are coloured by."""
-    n = len(points["id"])
+def _map_classes(points: dict) -> np.ndarray:
+    """Each point's class: its human or decided label, else the teacher's; -1 for neither."""
+    return np.array([lab if lab is not None else (pred if pred is not None else -1)
+                     for lab, pred in zip(points["label"], points["pred"])], dtype=np.int64)
+
+
+def map_verdicts(points: dict) -> np.ndarray:
+    """'right', 'wrong', 'unknown' (no hidden class, or no class to check) or 'labeled' (the
+    labeled set) for each point of the map."""
+    cls = _map_classes(points)
+    truth = np.array([-1 if t is None else t for t in points["truth"]], dtype=np.int64)
+    out = np.where(cls == truth, "right", "wrong").astype(object)
+    out[(truth < 0) | (cls < 0)] = "unknown"
+    out[np.asarray(points["split"], dtype=object) == "labeled"] = "labeled"
+    return out
+
+
+def _map_groups(points: dict, color_by: str, classes: list[str]) -> list[tuple[str, np.ndarray, str]]:
+    """(legend name, point indices, colour) of each category the map's points are coloured by,
+    in drawing order: the last is drawn on top."""
     if color_by == "status":
-        keys = points["status"]
-        names = [s for s in STATUS_COLORS if s in set(keys)]
-        return [(s, [i for i in range(n) if keys[i] == s], STATUS_COLORS[s]) for s in names]
-    if color_by == "right or wrong":
-        def verdict(i: int) -> str:
-            truth = points["truth"][i]
-            guess = points["label"][i] if points["label"][i] is not None else points["pred"][i]
-            if truth is None or guess is None:
-                return "unknown"
-            return "right" if guess == truth else "wrong"
-        keys = [verdict(i) for i in range(n)]
-        colors = {"right": "#2CA02C", "wrong": "#D62728", "unknown": "#BAB0AC"}
-        return [(v, [i for i in range(n) if keys[i] == v], colors[v]) for v in colors if v in set(keys)]
-    cls = [lab if lab is not None else pred for lab, pred in zip(points["label"], points["pred"])]
-    # the points with no class first, so the labeled ones among them stay visible on top
-    groups = [("not predicted", [i for i in range(n) if cls[i] is None], "#BAB0AC")]
-    groups += [(name, [i for i in range(n) if cls[i] == k], CLASS_COLORS[k % len(CLASS_COLORS)])
-               for k, name in enumerate(classes)]
-    return [g for g in groups if g[1]]
+        keys = np.asarray(points["status"], dtype=object)
+        groups = [(s, np.flatnonzero(keys == s), c) for s, c in STATUS_COLORS.items()]
+    elif color_by == "right or wrong":
+        keys = map_verdicts(points)
+        groups = [(v, np.flatnonzero(keys == v), VERDICT_COLORS[v]) for v in ("unknown", "right", "wrong", "labeled")]
+    else:
+        cls = _map_classes(points)
+        # the points with no class first, so the labeled ones among them stay visible on top
+        groups = [("not predicted", np.flatnonzero(cls < 0), "#BAB0AC")]
+        groups += [(name, np.flatnonzero(cls == k), CLASS_COLORS[k % len(CLASS_COLORS)])
+                   for k, name in enumerate(classes)]
+    return [g for g in groups if len(g[1])]
+
+
+def _coords(values: list[float]) -> np.ndarray:
+    """Map coordinates rounded to a ten-thousandth of their span: far finer than a pixel, and
+    a third of the bytes of a full float in the page and in each selection event."""
+    v = np.asarray(values, dtype=np.float64)
+    span = float(np.ptp(v)) if len(v) else 0.0
+    return np.round(v, max(0, 4 - int(np.floor(np.log10(span))))) if span > 0 else v
+
+
+def _stepped(colors: list[str]) -> list[list]:
+    """A colorscale that paints the integer codes 0..k-1 each in its colour (k colours, with
+    cmin -0.5 and cmax k - 0.5: each code falls in the middle of its band)."""
+    k = len(colors)
+    return [[edge, c] for i, c in enumerate(colors) for edge in (i / k, (i + 1) / k)]
 
 
 def embedding_map(points: dict, classes: list[str], color_by: str = "predicted class") -> go.Figure:
-    """The 2-D map of an embedding as WebGL scatters (one trace per category, or one coloured by
-    confidence); each point carries its item id as customdata, for hover and selection."""
+    """The 2-D map of an embedding (api.map_points) as WebGL scatters: one trace per category,
+    the last drawn on top, or one coloured by confidence. Each point carries its item id as
+    customdata, for hover and selection.
+
+    In "right or wrong", right and wrong are one trace in a fixed random order: drawn as a trace
+    each, the one on top would cover the other wherever points overlap, and a cluster 20% wrong
+    would look all wrong (or all right). Mixed, what shows at each spot is a fair draw.
+
+    Up to SELECT_LAYER_ABOVE points each point has a hover label and the browser selects the
+    points; above, an empty layer takes the box and lasso, and map_selection finds the points
+    inside (see _select_layer)."""
+    n = len(points["id"])
+    layer = n > SELECT_LAYER_ABOVE
+    x, y, ids = _coords(points["x"]), _coords(points["y"]), np.asarray(points["id"], dtype=np.int64)
+    if layer:  # typed arrays: 4 bytes a value in the page, and Plotly checks no value one by one
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        ids = ids.astype(np.int32) if n and ids.max() < 2 ** 31 else ids.astype(np.float64)
+
+    def column(values: np.ndarray):
+        return values if layer else values.tolist()
     fig = go.Figure()
 
     def hover(i: int) -> str:
@@ -188,18 +239,100 @@ def embedding_map(points: dict, classes: list[str], color_by: str = "predicted c
         return (f"#{points['id'][i]} · {classes[c] if c is not None else 'not predicted'}"
                 + (f" · {conf:.2f}" if conf is not None else "") + f" · {points['status'][i]}")
 
-    def add(name: str, idx: list[int], **marker) -> None:
-        fig.add_trace(go.Scattergl(
-            x=[points["x"][i] for i in idx], y=[points["y"][i] for i in idx], mode="markers", name=name,
-            customdata=[points["id"][i] for i in idx], text=[hover(i) for i in idx],
-            hovertemplate="%{text}<extra></extra>", marker=dict(size=4, opacity=0.75, **marker)))
+    def add(name: str, idx: np.ndarray, *, showlegend: bool = True, **marker) -> None:
+        pointer = (dict(hoverinfo="skip") if layer else  # the layer over the map takes the mouse
+                   dict(text=[hover(i) for i in idx], hovertemplate="%{text}<extra></extra>"))
+        fig.add_trace(go.Scattergl(x=column(x[idx]), y=column(y[idx]), mode="markers", name=name,
+                                   showlegend=showlegend, customdata=column(ids[idx]),
+                                   marker=dict(size=4, opacity=0.75, **marker), **pointer))
+
+    def legend_entry(name: str, color: str) -> None:  # a legend line for points drawn in another trace
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                                   marker=dict(size=4, color=color)))
+    legend_clicks = not layer  # with the layer, a hidden trace's points would still be selected
     if color_by == "confidence":
-        idx = list(range(len(points["id"])))
-        add("confidence", idx, color=[c if c is not None else 1.0 for c in points["confidence"]],
-            colorscale="RdYlGn", cmin=0, cmax=1, colorbar=dict(title="confidence", thickness=12))
+        conf = np.array([c if c is not None else 1.0 for c in points["confidence"]], dtype=np.float32)
+        add("confidence", np.arange(n), color=column(conf), colorscale="RdYlGn", cmin=0, cmax=1,
+            colorbar=dict(title="confidence", thickness=12))
+    elif color_by == "right or wrong":
+        groups = _map_groups(points, color_by, classes)
+        mixed = [g for g in groups if g[0] != "labeled"]
+        if mixed:
+            code = np.zeros(n, dtype=np.int64)
+            for k, (_, idx, _) in enumerate(mixed):
+                code[idx] = k
+            order = np.random.default_rng(0).permutation(np.concatenate([idx for _, idx, _ in mixed]))
+            add("right or wrong", order, showlegend=False, color=column(code[order].astype(np.int8)), cmin=-0.5,
+                cmax=len(mixed) - 0.5, colorscale=_stepped([c for _, _, c in mixed]))
+            for name, idx, color in mixed:
+                legend_entry(f"{name} ({len(idx):,})", color)
+        for name, idx, color in groups:
+            if name == "labeled":  # few, and no verdict: on top, as on the other colourings
+                add(f"labeled set ({len(idx):,})", idx, color=color)
+        legend_clicks = False  # hiding a legend line would hide nothing: its points are in the mixed trace
     else:
         for name, idx, color in _map_groups(points, color_by, classes):
             add(f"{name} ({len(idx):,})", idx, color=color)
     fig.update_layout(dragmode="lasso", height=620, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      legend=dict(orientation="h", y=-0.02, itemsizing="constant"), margin=dict(l=10, r=10, t=10, b=10))
+                      legend=dict(orientation="h", y=-0.02, itemsizing="constant",
+                                  **({} if legend_clicks else dict(itemclick=False, itemdoubleclick=False))),
+                      margin=dict(l=10, r=10, t=10, b=10))
+    if layer:
+        _select_layer(fig)
     return fig
+
+
+SELECT_LAYER = "selection layer"
+
+
+def _select_layer(fig: go.Figure) -> None:
+    """An empty plot over the map (axes x2, y2, matching the map's) that takes the box and lasso.
+
+    Plotly tests every point of the plot dragged on at each mouse move and redraws them all:
+    in a browser drawing WebGL without a GPU, 60,000 points cost about 0.3 s a move, so a lasso
+    took 20 s or more. Over an empty plot the drag costs nothing; the selection event then
+    holds the shape alone, and map_selection finds the points inside it. The axes match, so a
+    zoom or pan moves the map with the layer."""
+    fig.add_trace(go.Scattergl(x=[], y=[], xaxis="x2", yaxis="y2", name=SELECT_LAYER, showlegend=False,
+                               hoverinfo="skip"))
+    fig.update_layout(xaxis2=dict(matches="x", visible=False), yaxis2=dict(matches="y", visible=False))
+
+
+def _inside(x: np.ndarray, y: np.ndarray, px: list[float], py: list[float]) -> np.ndarray:
+    """Which points (x, y) lie inside the polygon (px, py) (even-odd rule), as Plotly's lasso tests them."""
+    inside = np.zeros(len(x), dtype=bool)
+    px, py = np.asarray(px, dtype=np.float64), np.asarray(py, dtype=np.float64)
+    if len(px) < 3:
+        return inside
+    for x1, y1, x2, y2 in zip(px, py, np.roll(px, -1), np.roll(py, -1)):
+        if y1 == y2:
+            continue  # a horizontal edge crosses no horizontal ray
+        crosses = (y1 > y) != (y2 > y)
+        inside ^= crosses & (x < x1 + (y - y1) * (x2 - x1) / (y2 - y1))
+    return inside
+
+
+def map_selection(points: dict, selection: dict | None) -> list[int]:
+    """The item ids a selection event on embedding_map holds, each once: the points Plotly
+    reports (a click, or a box or lasso without the layer), then, in map order, the points
+    inside each box and lasso drawn on the selection layer.
+
+    selection is the event's selection: {'points': [{'customdata': id, ...}], 'box': [{'xref',
+    'x': [x0, x1], 'y': [y0, y1]}], 'lasso': [{'xref', 'x': [...], 'y': [...]}]}."""
+    selection = selection or {}
+    picked = [p.get("customdata") for p in selection.get("points") or []]
+    ids = [int(c[0] if isinstance(c, list) else c) for c in picked if c is not None]
+    shapes = [(s, "box") for s in selection.get("box") or []] + [(s, "lasso") for s in selection.get("lasso") or []]
+    shapes = [(s, kind) for s, kind in shapes if s.get("xref") == "x2"]  # Plotly tested the points of the others
+    if shapes:
+        x, y = _coords(points["x"]), _coords(points["y"])
+        hit = np.zeros(len(x), dtype=bool)
+        for s, kind in shapes:
+            if kind == "box" and len(s.get("x", [])) == 2 and len(s.get("y", [])) == 2:
+                (x0, x1), (y0, y1) = sorted(s["x"]), sorted(s["y"])
+                hit |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+            elif kind == "lasso":
+                hit |= _inside(x, y, s.get("x", []), s.get("y", []))
+        ids += np.asarray(points["id"], dtype=np.int64)[hit].tolist()
+    known = set(points["id"])  # an event from a map drawn before the points changed may name others
+    return [i for i in dict.fromkeys(ids) if i in known]

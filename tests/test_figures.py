@@ -104,3 +104,94 @@ def test_calibration_chart_draws_only_bins_of_ten_or_more_items_with_their_count
     assert list(fig.data[0].x) == [0.75] and list(fig.data[0].y) == [0.75]
     assert list(fig.data[0].text) == ["40"] and list(fig.data[1].text) == ["1,200"]
     assert fig.data[-1].name == "perfect calibration"
+
+
+def test_loss_axes_write_small_values_plainly_not_with_si_prefixes():
+    rows = [{"kind": "train", "step": s, "loss": v} for s, v in ((1, 5e-6), (2, 3e-6), (3, 1e-6))]
+    for fig in (figures.loss_chart({"head-3": rows}), figures.loss_chart({"head-3": rows, "head-4": rows})):
+        assert fig.layout.yaxis.exponentformat == "none"  # Plotly's default ("B") reads 0.000005 as "5µ"
+
+
+# ------------------------------------------------------------------ the map
+def _points(n_pool: int, *, wrong_every: int = 5, n_labeled: int = 10, seed: int = 0) -> dict:
+    """One tight cluster of n_pool pool items of class 0, one in wrong_every truly class 1 (20%
+    wrong by default), and n_labeled labeled items of class 0, with no hidden class (as
+    api.map_points gives the labeled set)."""
+    import random
+    rng = random.Random(seed)
+    n = n_pool + n_labeled
+    pool = range(n_pool)
+    return {"id": [1000 + i for i in range(n)], "x": [rng.random() for _ in range(n)], "y": [rng.random() for _ in range(n)],
+            "split": ["pool"] * n_pool + ["labeled"] * n_labeled, "pred": [0] * n_pool + [None] * n_labeled,
+            "confidence": [0.9] * n_pool + [None] * n_labeled, "status": ["pending"] * n_pool + ["labeled"] * n_labeled,
+            "label": [None] * n_pool + [0] * n_labeled,
+            "truth": [1 if i % wrong_every == 0 else 0 for i in pool] + [None] * n_labeled}
+
+
+def _drawn(fig) -> list[int]:
+    """The ids of the map's points in the order they are drawn (the last on top)."""
+    return [int(i) for t in fig.data if t.customdata is not None for i in t.customdata]
+
+
+@pytest.mark.parametrize("n_pool", [1000, 8000])  # with and without the selection layer
+def test_right_or_wrong_draws_a_cluster_20_percent_wrong_as_20_percent_wrong(n_pool):
+    pts = _points(n_pool)
+    wrong = {i for i, t, s in zip(pts["id"], pts["truth"], pts["split"]) if s == "pool" and t == 1}
+    fig = figures.embedding_map(pts, CLASSES, "right or wrong")
+    order = [i for i in _drawn(fig) if i - 1000 < n_pool]
+    assert sorted(order) == pts["id"][:n_pool]
+    # Drawn as one trace per verdict, the wrong points all came last, on top: the cluster
+    # looked wrong. Mixed, the points on top (the last quarter drawn) are as wrong as the cluster.
+    top = order[-len(order) // 4:]
+    assert 0.12 < sum(i in wrong for i in top) / len(top) < 0.28
+
+
+def test_right_or_wrong_shows_the_labeled_set_as_labeled_not_unknown():
+    pts = _points(100)
+    fig = figures.embedding_map(pts, CLASSES, "right or wrong")
+    names = [t.name.split(" (")[0] for t in fig.data if t.showlegend is not False]
+    assert names == ["right", "wrong", "labeled set"]
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["right (80)", "wrong (20)", "labeled set (10)"]
+    labeled = fig.data[-1]
+    assert [int(i) for i in labeled.customdata] == pts["id"][100:]  # drawn last, on top
+    assert list(figures.map_verdicts(pts)[100:]) == ["labeled"] * 10
+    # a pool item with no hidden class stays unknown
+    pts["truth"][3] = None
+    assert figures.map_verdicts(pts)[3] == "unknown"
+
+
+def test_a_large_map_takes_the_box_and_lasso_on_an_empty_layer_and_skips_per_point_hover():
+    small = figures.embedding_map(_points(figures.SELECT_LAYER_ABOVE - 10), CLASSES)
+    assert all(t.xaxis in (None, "x") for t in small.data) and "xaxis2" not in small.layout.to_plotly_json()
+    assert small.data[0].text is not None and small.layout.legend.itemclick is None  # hover labels, legend clicks
+    big = figures.embedding_map(_points(figures.SELECT_LAYER_ABOVE + 10), CLASSES)
+    layer = big.data[-1]
+    assert (layer.name, layer.xaxis, layer.yaxis, len(layer.x)) == (figures.SELECT_LAYER, "x2", "y2", 0)
+    assert big.layout.xaxis2.matches == "x" and big.layout.yaxis2.matches == "y"  # zoom and pan move both
+    points = [t for t in big.data if t.name != figures.SELECT_LAYER]
+    assert all(t.hoverinfo == "skip" and t.text is None for t in points)
+    assert big.layout.legend.itemclick is False  # a hidden class would still be selected from the layer
+
+
+def test_map_selection_finds_the_points_inside_a_box_or_lasso_on_the_layer():
+    pts = {"id": [10, 11, 12, 13, 14], "x": [0.1, 0.5, 0.9, 0.5, 0.2], "y": [0.1, 0.5, 0.9, 0.2, 0.8]}
+    box = {"xref": "x2", "yref": "y2", "x": [0.6, 0.0], "y": [0.0, 0.6]}  # corners in any order
+    assert figures.map_selection(pts, {"points": [], "box": [box], "lasso": []}) == [10, 11, 13]
+    # a triangle (0,0) (1,0) (0,1): below the diagonal x + y = 1
+    tri = {"xref": "x2", "yref": "y2", "x": [0, 1, 0], "y": [0, 0, 1]}
+    assert figures.map_selection(pts, {"lasso": [tri]}) == [10, 13]
+    # a concave lasso (a U): the point in its notch is out
+    u = {"xref": "x2", "yref": "y2", "x": [0, 1, 1, 0.7, 0.7, 0.3, 0.3, 0], "y": [0, 0, 1, 1, 0.3, 0.3, 1, 1]}
+    assert figures.map_selection(pts, {"lasso": [u]}) == [10, 12, 13, 14]
+    # points Plotly reported come first; shapes drawn on the map itself were tested by Plotly
+    assert figures.map_selection(pts, {"points": [{"customdata": 14}, {"customdata": [12]}, {"customdata": 999}],
+                                       "box": [{**box, "xref": "x", "yref": "y"}]}) == [14, 12]
+    assert figures.map_selection(pts, {"points": [{"customdata": 12}], "box": [box], "lasso": [tri]}) == [12, 10, 11, 13]
+    assert figures.map_selection(pts, None) == [] and figures.map_selection(pts, {"box": [], "lasso": []}) == []
+
+
+def test_map_colourings_keep_every_point_once_with_its_id():
+    pts = _points(300)
+    for color_by in figures.MAP_COLOR_BY:
+        fig = figures.embedding_map(pts, CLASSES, color_by)
+        assert sorted(_drawn(fig)) == pts["id"], color_by

@@ -6,6 +6,8 @@ The layout is computed once per embedding by a worker (`stcore map`); this page 
 """
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 from dashboard import common, figures
@@ -14,7 +16,7 @@ from stcore.errors import message
 
 project = common.current_project()
 classes = project.classes
-SHOWN = 12  # thumbnails of the selection shown here
+SHOWN = 9  # thumbnails of the selection shown here: one row at 1280 px
 
 
 def start_map(method: str = "auto") -> None:
@@ -56,22 +58,41 @@ def decide_selection(ids: list[int], action: str, label: int | None) -> None:
     st.session_state["mp_flash"] = f"{verb}: {n:,} item{'s' * (n != 1)}. Undo on the Review page reverts it."
 
 
+THUMB = 72  # px: a thumbnail of the selection, and the narrowest its caption may be
+THUMBS_CSS = f"""<style>
+.mp-thumbs {{ display: flex; flex-wrap: wrap; gap: 0.5rem 0.75rem; margin: 0.25rem 0 0.5rem; }}
+/* A card is as wide as its caption: a class name is never broken inside a word. */
+.mp-thumbs figure {{ margin: 0; width: max-content; max-width: 100%; min-width: {THUMB}px;
+  display: flex; flex-direction: column; align-items: center; gap: 0.15rem; }}
+.mp-thumbs img {{ width: {THUMB}px; height: {THUMB}px; object-fit: contain; image-rendering: pixelated; }}
+.mp-thumbs figcaption {{ font-size: 0.8rem; line-height: 1.2; text-align: center; opacity: 0.75;
+  overflow-wrap: normal; word-break: normal; }}
+</style>"""
+
+
+def thumbs_html(rows: list[dict], uris: list[str]) -> str:
+    """The selection's first items as a row of thumbnails, each captioned with its class (the
+    label, else the teacher's); the full name and the id show on hover. Drawn as HTML, not as
+    st.image, so that no image toolbar sits over the line above it."""
+    cards = []
+    for r, uri in zip(rows, uris):
+        c = r["label"] if r["label"] is not None else r["pred"]
+        name = html.escape(classes[c] if c is not None else "not predicted")
+        cards.append(f'<figure title="{name} · #{int(r["id"])}"><img src="{uri}" alt="#{int(r["id"])}">'
+                     f"<figcaption>{name}</figcaption></figure>")
+    return THUMBS_CSS + '<div class="mp-thumbs">' + "".join(cards) + "</div>"
+
+
 def selection_panel(points: dict, ids: list[int]) -> None:
     """What the box or lasso selected: thumbnails, Review, and accept/correct all after a confirmation."""
-    split = dict(zip(points["id"], points["split"]))
-    status = dict(zip(points["id"], points["status"]))
-    pred = dict(zip(points["id"], points["pred"]))
-    pool = [i for i in ids if split.get(i) == "pool"]
-    pending = [i for i in pool if status.get(i) == "pending" and pred.get(i) is not None]
+    at = {i: k for k, i in enumerate(points["id"])}
+    pool = [i for i in ids if points["split"][at[i]] == "pool"]
+    pending = [i for i in pool if points["status"][at[i]] == "pending" and points["pred"][at[i]] is not None]
     with st.container(border=True, key="mp_selection"):
         st.markdown(f"**{len(ids):,} selected** · {len(pool):,} from the pool ({len(pending):,} pending), "
                     f"{len(ids) - len(pool):,} from the labeled set")
-        shown = ids[:SHOWN]
-        cols = st.columns(SHOWN)
-        rows = api.items(project, shown)
-        for col, r, png in zip(cols, rows, common.item_thumbs(project, rows, 64)):
-            c = r["label"] if r["label"] is not None else r["pred"]
-            col.image(png, caption=classes[c] if c is not None else "not predicted", width="content")
+        rows = api.items(project, ids[:SHOWN])
+        st.html(thumbs_html(rows, common.item_uris(project, rows, THUMB)))
         if st.button(f"Review these {len(ids):,} in the grid", key="mp_review", type="primary",
                      icon=":material/fact_check:", on_click=review_selection, args=(ids,)):
             st.switch_page(common.PAGES["review"])
@@ -99,7 +120,9 @@ if points is None:
     st.stop()
 caption = (f"{points['method'].upper()} of the {points['embedding']} embedding · {points['total']:,} images"
            + (f" · showing a random sample of {points['shown']:,}" if points["shown"] < points["total"] else "")
-           + " · drag to select (lasso; the box tool is in the chart's toolbar), double-click to clear")
+           + " · drag to select (lasso; the box tool is in the chart's toolbar), double-click to clear"
+           + (" · no hover labels at this size: a selection shows its images below"
+              if points["shown"] > figures.SELECT_LAYER_ABOVE else ""))
 if points["stale"]:
     st.warning("The project's embedding or items changed since this map was computed.")
     if not job:
@@ -112,8 +135,7 @@ st.caption(caption)
 flashed = st.session_state.pop("mp_flash", None)
 if flashed:
     (st.error if flashed.startswith("error: ") else st.success)(flashed.removeprefix("error: "))
-picked = [p.get("customdata") for p in (event.selection.points if event else [])]
-ids = list(dict.fromkeys(int(c[0] if isinstance(c, list) else c) for c in picked if c is not None))
+ids = figures.map_selection(points, event.selection if event else None)
 if ids:
     selection_panel(points, ids)
 else:
