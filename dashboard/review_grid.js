@@ -21,6 +21,12 @@ const STALE_MS = 10000;      // then say that decisions are waiting
 const KEEP_MS = 600000;      // a decision kept for a reload expires after ten minutes
 const REPEATING = ["ArrowLeft", "ArrowRight", "j", "J", "k", "K"]; // keys that may repeat when held
 const grids = new Set();     // the mounted grids; the keyboard drives the newest one
+const REMEMBERED = 100;      // this grid's latest decisions, to find the card an undo gives back
+// A click on the page focuses Streamlit's main container (it scrolls, so it takes the focus), and
+// after a key Chrome draws its focus ring, a grey frame over the whole page, through the title.
+// The keys go to the grid, whose cue is the marked card: the frame goes while a grid is shown.
+const NO_FRAME_ID = "stcore-grid-no-main-focus-frame";
+const NO_FRAME_CSS = 'main[data-testid="stMain"]:focus-visible::before { box-shadow: none !important; }';
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -64,6 +70,8 @@ class Grid {
     this.keepAfter = 0; // decisions after this sequence number are kept for a reload
     this.focusId = null;
     this.focusSlot = null;
+    this.decided = [];  // {id, before}: the card's status before each decision, oldest first
+    this.undos = [];    // sequence numbers of undos sent, not yet seen applied
     this.data = null;
     this.sentAt = 0;
     this.delay = RESEND_MS;
@@ -137,6 +145,8 @@ class Grid {
   decide(c, action, label) {
     this.push({kind: "decide", ids: [c.id], action: action, label: label === undefined ? null : label,
                expect: action === "accept" ? c.pred : null});  // accept what this card shows
+    this.decided.push({id: c.id, before: c.status});
+    if (this.decided.length > REMEMBERED) this.decided.shift();
     this.drawCards();
     if (c.id === this.focusId) this.moveFocus(1, c.pending);
     this.refresh();
@@ -156,6 +166,28 @@ class Grid {
     return true;
   }
 
+  undoLast() {
+    if (!this.data || !this.data.toolbar.undo) return;
+    const op = {kind: "undo"};
+    this.push(op);
+    this.undos.push(op.seq);  // once applied, the mark goes to the card it gave back (see render)
+  }
+
+  restored(cards) {
+    // The card of this grid's newest decision that shows its status from before it again: the
+    // one an undo gave back. A decision made elsewhere (a bulk action) is not in the list, and
+    // its undo finds no card here.
+    for (let k = this.decided.length - 1; k >= 0; k--) {
+      const d = this.decided[k];
+      const c = cards.find((x) => x.id === d.id && x.status === d.before && this.decidable(x));
+      if (c) {
+        this.decided.splice(k, 1);
+        return c;
+      }
+    }
+    return null;
+  }
+
   turn(delta) {
     const t = this.data.toolbar;
     const page = Math.min(Math.max(1, t.page + delta), t.n_pages);
@@ -173,7 +205,7 @@ class Grid {
     if (lower === "s") { if (c && c.can_similar) this.push({kind: "similar", id: c.id}); return true; }
     if (lower === "n") { this.turn(1); return true; }
     if (lower === "p") { this.turn(-1); return true; }
-    if (lower === "u") { if (this.data.toolbar.undo) this.push({kind: "undo"}); return true; }
+    if (lower === "u") { this.undoLast(); return true; }
     if (k === "ArrowRight" || lower === "j") { this.moveFocus(1, false); return true; }
     if (k === "ArrowLeft" || lower === "k") { this.moveFocus(-1, false); return true; }
     if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
@@ -223,7 +255,7 @@ class Grid {
     this.acc.append(keyHint("A"));
     this.rej = button("✗ Reject", "", "Reject the marked card: not a usable image (X)", () => this.onFocused("reject"));
     this.rej.append(keyHint("X"));
-    this.undo = button("↶ Undo", "", "", () => this.push({kind: "undo"}));
+    this.undo = button("↶ Undo", "", "", () => this.undoLast());
     this.undo.append(keyHint("U"));
     this.count = el("span", "count");
     this.prev = button("‹ Previous", "", "Previous page (P)", () => this.turn(-1));
@@ -260,6 +292,17 @@ class Grid {
     this.data = data;
     this.acknowledge(data.ack);
     if (first) this.replay(data.ack);
+    // Each undo the server has applied gave a card back: the mark goes to it (the last one's),
+    // when it is on this page.
+    const applied = (data.ack || {})[this.instance];
+    while (this.undos.length && applied !== undefined && applied !== null && this.undos[0] <= applied) {
+      this.undos.shift();
+      const back = this.restored(data.cards);
+      if (back) {
+        this.focusId = back.id;
+        this.focusSlot = back.slot;
+      }
+    }
     const focus = this.focused();
     // The mark stays on its card while that card is on the page and undecided, even if new data
     // moves it (the default order interleaves classes): a key always acts on the card marked.
@@ -439,7 +482,10 @@ class Grid {
     clearInterval(this.timer);
     grids.delete(this);
     this.root.remove();
-    if (!grids.size) document.removeEventListener("keydown", onKey);
+    if (!grids.size) {
+      document.removeEventListener("keydown", onKey);
+      document.getElementById(NO_FRAME_ID)?.remove();
+    }
   }
 }
 
@@ -450,7 +496,15 @@ export default function (component) {
     const root = el("div", "grid-root");
     parentElement.append(root);
     g = parentElement.__stcoreGrid = new Grid(root);
-    if (!grids.size) document.addEventListener("keydown", onKey);
+    if (!grids.size) {
+      document.addEventListener("keydown", onKey);
+      if (!document.getElementById(NO_FRAME_ID)) {
+        const style = el("style");
+        style.id = NO_FRAME_ID;
+        style.textContent = NO_FRAME_CSS;
+        document.head.append(style);
+      }
+    }
     grids.add(g);
   }
   g.setStateValue = setStateValue;
