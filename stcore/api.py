@@ -83,8 +83,15 @@ def teacher(project: Project) -> dict | None:
     return project.teacher_run()
 
 
-def promote(project: Project, run_id: str) -> None:
+def promote(project: Project, run_id: str) -> list[dict]:
+    """Make a finished run the teacher. Returns the classes it is more than 5 points worse at than
+    the teacher it replaces (class_regressions; [] if none or nothing to compare): it promotes anyway."""
+    previous = (project.teacher_run() or {}).get("id")
     project.promote(run_id)
+    try:
+        return class_regressions(project, run_id, against=previous)
+    except ProjectError:  # a run without a stored evaluation: nothing to compare
+        return []
 
 
 def images(project: Project, ids: list[int], split: str = "pool"):
@@ -755,3 +762,48 @@ def estimate_training(project: Project, values: dict) -> dict | None:
                 "steps": steps, "from_run": r["id"]}
     return None
 
+
+# ------------------------------------------------------------------ insights: before a bulk accept, before a promote
+def bulk_accept_impact(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> dict:
+    """What accept_above(project, threshold, classes=..., conf_max=...) would do, without doing it:
+    {'n', 'accepted', 'before', 'after' (class name -> human labels: the labeled set, accepted and
+    corrected items), 'largest_before', 'largest_after' ({'class', 'count', 'share'}),
+    'expected_wrong' (how many of the n the reviewed items' accuracy at their confidence, else the
+    confidence itself, expects to be wrong), 'estimate' (which of the two), 'calibrated_items',
+    'warning' (a sentence when the largest class would take over the human labels, else None)}."""
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"threshold must be within [0, 1], not {threshold}")
+    cls = [project.class_index(c) for c in classes] if classes else None
+    n = count_above(project, threshold, classes=cls, conf_max=conf_max)
+    rows = review_page(project, classes=cls, statuses=["pending"], conf_min=max(threshold, 1e-9), conf_max=conf_max,
+                       order="confidence", limit=n) if n else []
+    return _accept_impact(project, rows)
+
+
+def ids_accept_impact(project: Project, ids: list[int]) -> dict:
+    """bulk_accept_impact for accepting these pool items (those still pending and pseudo-labeled)."""
+    return _accept_impact(project, [r for r in items(project, ids)
+                                    if r["status"] == "pending" and r["pred"] is not None])
+
+
+def _accept_impact(project: Project, rows: list[dict]) -> dict:
+    from .insights import CALIBRATION_BINS, accept_impact
+    counts, human = class_counts(project), {}
+    for part in ("labeled", "accepted", "corrected"):
+        for c, n in counts[part].items():
+            human[c] = human.get(c, 0) + n
+    return accept_impact(project.classes, human, [(r["pred"], r["confidence"]) for r in rows],
+                         calibration(project, CALIBRATION_BINS)["reviewed"])
+
+
+def class_regressions(project: Project, run_id: str, *, against: str | None = None, points: float = 5.0) -> list[dict]:
+    """The classes whose test accuracy in run_id is more than `points` percentage points below
+    that of `against` (default: the project's teacher), worst first: [{'name', 'before', 'after'
+    (accuracies, fractions), 'drop' (percentage points)}]. [] when there is nothing to compare
+    against (no teacher, or run_id is the teacher). Both runs need a stored evaluation (ProjectError)."""
+    from .insights import class_regressions as regressions
+    against = against or (project.teacher_run() or {}).get("id")
+    if not against or against == run_id:
+        return []
+    (after,), (before,) = evaluation(project, run_id).values(), evaluation(project, against).values()
+    return regressions(before["per_class"], after["per_class"], points=points)

@@ -404,8 +404,11 @@ def cmd_resume(a):
 
 
 def cmd_promote(a):
-    api.promote(api.open_project(a.project), a.run)
-    _print({"teacher": a.run}, a.json, f"{a.run} is now the teacher")
+    worse = api.promote(api.open_project(a.project), a.run)
+    text = "\n".join([f"{a.run} is now the teacher"] + [
+        f"  note: {r['name']} {100 * r['before']:.1f}% -> {100 * r['after']:.1f}% ({r['drop']:.1f} points lower "
+        f"than the teacher it replaces)" for r in worse])
+    _print({"teacher": a.run, "regressions": worse}, a.json, text)
     return 0
 
 

@@ -300,3 +300,52 @@ def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(DataError, match="refused to load posix.system"):
         load("cifar10", data_root=str(tmp_path), download=False)
     assert not (tmp_path / "ran").exists()
+
+
+# ------------------------------------------------------------------ before a bulk accept, before a promote
+@needs_fmnist
+def test_bulk_accept_impact_says_what_accept_above_would_do_and_changes_nothing(trained_project):
+    p = trained_project
+    k = max(range(10), key=lambda c: api.count_above(p, 0.3, classes=[c]))
+    n = api.count_above(p, 0.3, classes=[k])
+    before_counts = api.counts(p)
+    r = api.bulk_accept_impact(p, 0.3, classes=[p.classes[k]])
+    assert api.counts(p) == before_counts and r["n"] == n > 0
+    assert r["accepted"][p.classes[k]] == n and sum(r["accepted"].values()) == n
+    assert sum(r["before"].values()) == 100 and r["after"][p.classes[k]] == r["before"][p.classes[k]] + n
+    assert 0 < r["expected_wrong"] < n and r["estimate"] == "confidence"
+    assert (r["warning"] is not None) == (r["largest_after"]["share"] > 0.5
+                                          or r["largest_after"]["share"] > 3 * r["before"][r["largest_after"]["class"]] / 100)
+    api.accept_above(p, 0.3, classes=[k])
+    counts = api.class_counts(p)
+    assert {c: counts["labeled"].get(i, 0) + counts["accepted"].get(i, 0) for i, c in enumerate(p.classes)} == r["after"]
+    with pytest.raises(UsageError, match="threshold"):
+        api.bulk_accept_impact(p, 1.5)
+
+
+@needs_fmnist
+def test_ids_accept_impact_counts_only_the_pending_pseudo_labeled_items(trained_project):
+    p = trained_project
+    a, b, c = pending_ids(p, 3)
+    api.review(p, [c], "reject")
+    r = api.ids_accept_impact(p, [a, b, c, 10_000_000])
+    rows = {x["id"]: x for x in api.review_page(p, statuses=["pending"], limit=5000)}
+    assert r["n"] == 2 and r["accepted"][p.classes[rows[a]["pred"]]] >= 1
+    assert r["expected_wrong"] == pytest.approx(2 - rows[a]["confidence"] - rows[b]["confidence"], abs=0.06)
+
+
+@needs_fmnist
+def test_class_regressions_against_the_teacher_and_promote_returns_them(trained_project):
+    p = trained_project
+    teacher = api.teacher(p)["id"]
+    student = api.start_training(p, {"role": "student", "steps": 4, "batch_size": 16, "eval_every": 4}, detach=False)
+    t, s = api.evaluation(p, teacher)["teacher"]["per_class"], api.evaluation(p, student)["student"]["per_class"]
+    every = api.class_regressions(p, student, points=-101)  # every class 'dropped' by more than -101 points
+    assert [r["name"] for r in every] == sorted(t, key=lambda c: -(t[c] - s[c]))
+    assert every[0] == {"name": every[0]["name"], "before": t[every[0]["name"]], "after": s[every[0]["name"]],
+                        "drop": round(100 * (t[every[0]["name"]] - s[every[0]["name"]]), 1)}
+    real = [r["name"] for r in api.class_regressions(p, student)]
+    assert real == [c for c in sorted(t, key=lambda c: -(t[c] - s[c])) if 100 * (t[c] - s[c]) > 5]
+    assert api.class_regressions(p, teacher) == []  # the teacher against itself
+    assert [r["name"] for r in api.promote(p, student)] == real  # it promotes all the same
+    assert api.teacher(p)["id"] == student and api.class_regressions(p, student) == []

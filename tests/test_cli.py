@@ -114,3 +114,13 @@ def test_a_reader_that_leaves_early_is_not_an_error(small_project):
     r = subprocess.run(f"{sys.executable} -m stcore status {small_project.path} | true; echo \"${{PIPESTATUS[0]}}\"",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "0" and "error" not in r.stderr, r.stderr
+
+
+def test_promote_says_which_classes_the_new_teacher_is_worse_at(trained_project):
+    P = trained_project.path
+    stcore("train", P, "--role", "student", "--steps", "4", "--batch-size", "16")
+    out = json.loads(stcore("promote", P, "student-3", "--json").stdout)
+    assert out["teacher"] == "student-3" and isinstance(out["regressions"], list)
+    assert all(r["drop"] > 5 and {"name", "before", "after", "drop"} == set(r) for r in out["regressions"])
+    text = stcore("promote", P, "teacher-1").stdout  # back to the first: its own notes, if any
+    assert text.splitlines()[0] == "teacher-1 is now the teacher"
