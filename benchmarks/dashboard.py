@@ -254,3 +254,76 @@ def bench_dashboard(project: Path, *, clicks: int = 20, timeout_s: float = 180, 
             browser.close()
     out["log"] = str(log)
     return out
+
+
+# ------------------------------------------------------------------ the Map's box and lasso
+_SELECTED_JS = ("(old) => [...document.querySelectorAll('.st-key-mp_selection [data-testid=stMarkdownContainer]')]"
+                ".map(e => e.innerText).find(t => t.includes(' selected') && t !== old) || null")
+
+
+def _drag(page, mode: str, moves: int) -> dict:
+    """Draw a lasso (a loop of moves mouse moves) or a box (moves moves to its far corner) over
+    the middle of the map: the seconds the drag took (each move waits for the browser to take
+    it, as a hand's moves wait for the page to keep up) and from the release to the selection
+    panel showing the new count."""
+    if mode == "box":
+        page.locator(".st-key-mp_chart [data-attr='dragmode'][data-val='select']").first.click()
+    plot = page.locator(".st-key-mp_chart .nsewdrag").last
+    b = plot.bounding_box()
+    cx, cy, r = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, min(b["width"], b["height"]) / 4
+    old = page.evaluate(_SELECTED_JS, "") or ""
+    start = (cx + r, cy) if mode == "lasso" else (cx - r, cy - r)
+    page.mouse.move(*start)
+    t0 = time.perf_counter()
+    page.mouse.down()
+    for k in range(1, moves + 1):
+        if mode == "lasso":
+            page.mouse.move(cx + r * math.cos(2 * math.pi * k / moves), cy + r * math.sin(2 * math.pi * k / moves))
+        else:
+            page.mouse.move(cx - r + 2 * r * k / moves, cy - r + 2 * r * k / moves)
+    t1 = time.perf_counter()
+    page.mouse.up()
+    text = page.wait_for_function(_SELECTED_JS, arg=old, timeout=180_000).json_value()
+    t2 = time.perf_counter()
+    page.wait_for_function(_IDLE_JS, timeout=180_000)
+    return {f"{mode}_drag_s": round(t1 - t0, 2), f"{mode}_release_to_panel_s": round(t2 - t1, 2),
+            f"{mode}_total_s": round(t2 - t0, 2), f"{mode}_selected": int(text.split()[0].replace(",", ""))}
+
+
+def bench_map_selection(project: Path, *, moves: int = 40, timeout_s: float = 180, say=print) -> dict:
+    """A lasso and a box on the Map page of project (which must have a map), in chromium at
+    1280 px: see _drag. The first selection also pays for loading the images (thumbnails)."""
+    from playwright.sync_api import sync_playwright
+    from stcore.launch import command
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with sqlite3.connect(f"file:{project / 'project.db'}?mode=ro", uri=True) as db:
+        points = db.execute("SELECT COUNT(*) FROM items WHERE split IN ('labeled', 'pool')").fetchone()[0]
+    out: dict = {"project": str(project), "points": points, "moves": moves}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        with open(project.parent / "map-bench.log", "wb") as logf:
+            proc = subprocess.Popen(command(project, port=port, address="127.0.0.1", headless=True), cwd=ROOT,
+                                    stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_http(f"{base}/_stcore/health", timeout_s, proc)
+            page.goto(f"{base}/map")
+            page.locator(".st-key-mp_chart .nsewdrag").last.wait_for(timeout=timeout_s * 1000)
+            page.wait_for_function(_IDLE_JS, timeout=timeout_s * 1000)
+            page.wait_for_timeout(1000)
+            for mode in ("lasso", "box"):
+                out.update(_drag(page, mode, moves))
+                say(f"  map {mode}: drag {out[f'{mode}_drag_s']} s, release to panel "
+                    f"{out[f'{mode}_release_to_panel_s']} s ({out[f'{mode}_selected']:,} selected)")
+                _raise_app_exception(page)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+            browser.close()
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(bench_map_selection(Path(sys.argv[1]).resolve()), indent=1))
