@@ -293,8 +293,11 @@ def _select_layer(fig: go.Figure) -> None:
     took 20 s or more. Over an empty plot the drag costs nothing; the selection event then
     holds the shape alone, and map_selection finds the points inside it. The axes match, so a
     zoom or pan moves the map with the layer."""
-    fig.add_trace(go.Scattergl(x=[], y=[], xaxis="x2", yaxis="y2", name=SELECT_LAYER, showlegend=False,
-                               hoverinfo="skip"))
+    # One point at nowhere: a trace with no points is hidden, and a double-click then left the
+    # box or lasso drawn (Plotly clears those of the traces it searches). SVG, not WebGL: a
+    # selection on a WebGL trace redraws every WebGL trace, the map's points with it.
+    fig.add_trace(go.Scatter(x=[None], y=[None], xaxis="x2", yaxis="y2", name=SELECT_LAYER, showlegend=False,
+                             hoverinfo="skip", mode="markers"))
     fig.update_layout(xaxis2=dict(matches="x", visible=False), yaxis2=dict(matches="y", visible=False))
 
 

@@ -166,7 +166,7 @@ def test_a_large_map_takes_the_box_and_lasso_on_an_empty_layer_and_skips_per_poi
     assert small.data[0].text is not None and small.layout.legend.itemclick is None  # hover labels, legend clicks
     big = figures.embedding_map(_points(figures.SELECT_LAYER_ABOVE + 10), CLASSES)
     layer = big.data[-1]
-    assert (layer.name, layer.xaxis, layer.yaxis, len(layer.x)) == (figures.SELECT_LAYER, "x2", "y2", 0)
+    assert (layer.name, layer.xaxis, layer.yaxis, list(layer.x)) == (figures.SELECT_LAYER, "x2", "y2", [None])
     assert big.layout.xaxis2.matches == "x" and big.layout.yaxis2.matches == "y"  # zoom and pan move both
     points = [t for t in big.data if t.name != figures.SELECT_LAYER]
     assert all(t.hoverinfo == "skip" and t.text is None for t in points)
