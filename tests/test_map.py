@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from dashboard import figures
 from stcore import api, graph, projection
 from stcore.errors import ConfigError, NotFound, UsageError
 
@@ -51,7 +52,7 @@ def test_pca_map_sampling_and_staleness(small_project):
     assert pts["total"] == 2000 and len(set(pts["id"])) == 500
     again = api.map_points(p, limit=500)
     assert again["id"] == pts["id"] and again["x"] == pts["x"]  # a fixed sample: the chart does not jump
-    row_of = {i: r for i, r, *_ in p.store.map_items()}
+    row_of = {i: r for i, r, *_ in p.store.items.map_items()}
     xy, _ = projection.load(p)
     k = 7
     assert (pts["x"][k], pts["y"][k]) == (float(xy[row_of[pts["id"][k]], 0]), float(xy[row_of[pts["id"][k]], 1]))
@@ -59,6 +60,24 @@ def test_pca_map_sampling_and_staleness(small_project):
     assert not api.map_points(p)["stale"]  # the same features: pixels either way
     p.store.set_meta(embedding="ssl")
     assert api.map_points(p)["stale"]
+
+
+def test_a_box_drawn_on_the_map_selects_the_items_under_it(small_project):
+    """What the Map page does with a box or lasso drawn on its selection layer (figures.map_selection),
+    on a real layout's points."""
+    p = small_project
+    api.start_map(p, method="pca", detach=False)
+    pts = api.map_points(p)
+    x, y = np.array(pts["x"]), np.array(pts["y"])
+    pad = 1e-3 * max(np.ptp(x), np.ptp(y))
+
+    def box(x0, x1, y0, y1):
+        return {"box": [{"xref": "x2", "yref": "y2", "x": [x0, x1], "y": [y0, y1]}]}
+    assert sorted(figures.map_selection(pts, box(x.min() - pad, x.max() + pad, y.min() - pad, y.max() + pad))) \
+        == sorted(pts["id"])
+    assert figures.map_selection(pts, box(x.max() + pad, x.max() + 2 * pad, y.min(), y.max())) == []
+    k = 17
+    assert pts["id"][k] in figures.map_selection(pts, box(x[k] - pad, x[k] + pad, y[k] - pad, y[k] + pad))
 
 
 def test_map_methods_and_limits():
@@ -80,27 +99,27 @@ def test_unknown_map_method_is_a_clear_error(small_project):
 
 def test_selection_items_and_labels_on_any_split(trained_project):
     p = trained_project
-    pool = p.store.pool_order()[0][:3]
-    lab = [i for i, *_ in p.store.human_labels()][:2]
+    pool = p.store.items.pool_order()[0][:3]
+    lab = [i for i, *_ in p.store.items.human_labels()][:2]
     assert api.set_selection(p, [pool[2], lab[0], pool[0], pool[2]]) == 3
     assert api.selection(p) == [pool[2], lab[0], pool[0]]
     rows = api.items(p, api.selection(p))
     assert [(r["id"], r["split"]) for r in rows] == [(pool[2], "pool"), (lab[0], "labeled"), (pool[0], "pool")]
     assert rows[1]["status"] == "labeled" and rows[1]["pred"] is None and rows[1]["label"] is not None
-    before = {i: c for i, _, c, _ in p.store.human_labels()}
+    before = {i: c for i, _, c, _ in p.store.items.human_labels()}
     new = (before[lab[0]] + 1) % len(p.classes)
     assert api.set_label(p, [lab[0], pool[1]], new) == 2
-    after = {i: (c, s) for i, _, c, s in p.store.human_labels()}
+    after = {i: (c, s) for i, _, c, s in p.store.items.human_labels()}
     assert after[lab[0]] == (new, "labeled") and after[pool[1]] == (new, "corrected")
-    assert p.store.labeled_set()[[i for i, *_ in p.store.human_labels() if i in lab].index(lab[0])][1] == new
+    assert p.store.items.labeled_set()[[i for i, *_ in p.store.items.human_labels() if i in lab].index(lab[0])][1] == new
     assert api.undo(p) == 2  # one action, both splits
-    assert {i: c for i, _, c, _ in p.store.human_labels()} == before
+    assert {i: c for i, _, c, _ in p.store.items.human_labels()} == before
     assert api.items(p, [pool[1]])[0]["status"] == "pending"
     with pytest.raises(UsageError, match="unknown item id"):
         api.set_label(p, [10 ** 9], 0)
     with pytest.raises(NotFound):
-        p.store.relabel([pool[0]], 0)  # a pool item is corrected, not relabeled
-    assert {i: c for i, _, c, _ in p.store.human_labels()} == before  # nothing half-done
+        p.store.decisions.relabel([pool[0]], 0)  # a pool item is corrected, not relabeled
+    assert {i: c for i, _, c, _ in p.store.items.human_labels()} == before  # nothing half-done
 
 
 def test_a_class_index_is_never_read_as_a_class_name(trained_project):
@@ -109,6 +128,6 @@ def test_a_class_index_is_never_read_as_a_class_name(trained_project):
     assert p.class_index(1) == 1 and p.class_index("1") == 0 and p.class_index("2") == 2
     with pytest.raises(NotFound, match="class index 3 is out of range"):
         p.class_index(3)
-    pool = p.store.pool_order()[0][:3]
+    pool = p.store.items.pool_order()[0][:3]
     api.review(p, [pool[0]], "correct", 0)
     assert api.still_pending(p, pool) == pool[1:]
