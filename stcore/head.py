@@ -14,13 +14,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import balance
 from .checkpoints import save_checkpoint
 from .config import TrainConfig, to_dict
 from .errors import NonFiniteLoss
 from .methods import sharpen
 from .metrics import confusion, summarize
 from .models import EmbeddingHead
-from .train import Callback, cosine_lr
+from .train import Callback, class_mix, cosine_lr
 
 POOL_BATCH = 2048     # pool rows per step
 LABELED_BATCH = 4096  # labeled rows per step (all of them, for a few thousand labels)
@@ -32,11 +33,12 @@ def standardize_on(model: EmbeddingHead, z: torch.Tensor) -> None:
     model.std.copy_(z.std(0).clamp_min(1e-6))
 
 
-def _step_loss(model, data, targets: torch.Tensor | None, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+def _step_loss(model, data, w_lab: torch.Tensor, targets: torch.Tensor | None, cfg: TrainConfig,
+               gen: torch.Generator) -> torch.Tensor:
     n = len(data.z_lab)
     pick = torch.randperm(n, generator=gen)[:LABELED_BATCH] if n > LABELED_BATCH else slice(None)
     loss = (F.cross_entropy(model(data.z_lab[pick]), data.y_lab[pick], reduction="none")
-            * data.w_lab[pick]).sum() / data.w_lab[pick].sum()
+            * w_lab[pick]).sum() / w_lab[pick].sum()
     if targets is not None:
         u = torch.randint(len(data.z_unl), (min(POOL_BATCH, len(data.z_unl)),), generator=gen)
         loss = loss + cfg.unlabeled_weight * -(targets[u] * model(data.z_unl[u]).log_softmax(1)).sum(1).mean()
@@ -50,6 +52,8 @@ def fit_head(model: EmbeddingHead, data, cfg: TrainConfig, *, total: int, callba
     student = cfg.role == "student" and data.p_unl is not None and len(data.z_unl) > 0
     # the pool's labels as targets: hard (argmax) by default, or sharpened by --temperature
     targets = sharpen(data.p_unl.float(), cfg.temperature) if student else None
+    # a class with far more human labels than its share (a bulk accept) weighs less per label
+    w_lab = balance.balanced_weights(data.y_lab, data.w_lab, class_mix(data)).to(data.w_lab.device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr(total, max(1, total // 50)))
     step, gen = 0, torch.Generator().manual_seed(cfg.seed)
@@ -65,7 +69,7 @@ def fit_head(model: EmbeddingHead, data, cfg: TrainConfig, *, total: int, callba
                 "scheduler": sched.state_dict(), "step": step, "config": to_dict(cfg), **(extra or {})}
     while step < total and not stopped:
         model.train()
-        loss = _step_loss(model, data, targets, cfg, gen)
+        loss = _step_loss(model, data, w_lab, targets, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

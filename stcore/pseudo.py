@@ -82,7 +82,7 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
     """The teacher's pool probabilities (n, K), spread with the human labels (the labeled set,
     accepted and corrected items) over a k-NN graph of the project's embedding and aligned to
     the labeled class mix; None when the project has no embedding or fewer than 3 images for the graph."""
-    from . import embed, graph as graph_mod
+    from . import balance, embed, graph as graph_mod
     from .methods import sharpen
     z = embed.load(project)
     if z is None or not len(pool_rows):
@@ -95,9 +95,14 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
     weights = torch.tensor([1.0] * len(lab) + [corrected_weight if s == "corrected" else 1.0 for _, _, s in reviewed])
     k = probs.shape[1]
     mix = torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k).float() + 1
+    mix = mix / mix.sum()
     g = graph_mod.feature_graph(graph_mod.features(z[0][rows + list(pool_rows)]), device)
     w = graph_mod.PRIOR_WEIGHT["teacher"]
-    target = mix / mix.sum()
+    # no class's seeds above its cap; the pool's labels aligned to what the human labels left in it
+    weights = balance.balanced_weights(labels, weights, mix)
+    in_pool = set(pool_rows)
+    outside = torch.tensor([c for r, c in zip(rows, labels.tolist()) if r not in in_pool], dtype=torch.long)
+    target = balance.pool_mix(mix, outside, len(pool_rows))
     spread = graph_mod.spread_labels(g, len(rows), labels, weights, k, probs, w, target)
     # Spread labels are flat; a temperature fitted on held-out human labels makes them confidences.
     return sharpen(spread, graph_mod.held_out_temperature(g, len(rows), labels, weights, k, probs, w, target))

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment, graph as graph_mod
+from . import augment, balance, graph as graph_mod
 from .checkpoints import save_checkpoint
 from .config import TrainConfig, to_dict
 from .data import TrainData
@@ -55,6 +55,7 @@ class Loop:
     active: torch.Tensor | None = None          # pool indices the student samples from
     graph: graph_mod.Graph | None = None        # labelprop's graph of the labeled set + pool
     net: torch.nn.Module | None = None          # model wrapped for training on several processes (DDP)
+    draw_lab: torch.Tensor | None = None        # how likely each labeled row is drawn (balance); None: uniform
 
 
 # ------------------------------------------------------------------ small pieces
@@ -107,12 +108,12 @@ def eval_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
 
 def propagated_labels(g: graph_mod.Graph, data: TrainData, probs: torch.Tensor | None,
                       weight: float, p_target: torch.Tensor | None) -> torch.Tensor:
-    """Pool labels (n_unl, K): the human labels (x_lab, weighted by w_lab) spread over the graph
-    whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight as the prior, then, unless
-    p_target is None, aligned to the class mix p_target (K,): propagation favours classes whose
-    images crowd together, and the pool's labels should not."""
-    return graph_mod.spread_labels(g, len(data.x_lab), data.y_lab, data.w_lab, len(data.classes), probs, weight,
-                                   p_target)
+    """Pool labels (n_unl, K): the human labels (x_lab, weighted by w_lab, no class above its cap:
+    balance) spread over the graph whose nodes are x_lab then x_unl, with probs (n_unl, K) * weight
+    as the prior, then, unless p_target is None, aligned to the class mix p_target (K,):
+    propagation favours classes whose images crowd together, and the pool's labels should not."""
+    seeds = balance.balanced_weights(data.y_lab, data.w_lab, class_mix(data))
+    return graph_mod.spread_labels(g, len(data.x_lab), data.y_lab, seeds, len(data.classes), probs, weight, p_target)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -177,6 +178,12 @@ def class_mix(data: TrainData) -> torch.Tensor:
     return ((prior.float() + 1) / (prior.float() + 1).sum()).to(data.y_lab.device)
 
 
+def pool_target(data: TrainData) -> torch.Tensor:
+    """The class mix (K,) the pool's labels are aligned to: class_mix less what the human labels
+    took out of the pool (a bulk accept of one class leaves little of it there)."""
+    return balance.pool_mix(class_mix(data), data.y_lab, len(data.x_unl)).to(data.y_lab.device)
+
+
 def phase(callback: Callback, step: int, text: str, done: int = 0, total: int = 0,
           started: float | None = None) -> None:
     """Report what the run does between steps, with its progress; Cancelled if asked to stop."""
@@ -206,7 +213,7 @@ def first_labels(loop: Loop, data: TrainData, cfg: TrainConfig, total: int, devi
                              "add images, or use another --method")
         if loop.graph is not None and not resumed:
             loop.labels = propagated_labels(loop.graph, data, loop.labels, PRIOR_WEIGHT["teacher"],
-                                            class_mix(data) if cfg.distribution_alignment else None).to(device)
+                                            pool_target(data) if cfg.distribution_alignment else None).to(device)
     loop.active = select_unlabeled(loop.labels, len(data.x_unl), cfg.method, cfg.threshold, cfg.balanced).to(device)
     if len(loop.active) == 0:
         raise UsageError(f"no unreviewed pseudo-labels with confidence >= {cfg.threshold}; lower --threshold")
@@ -236,7 +243,7 @@ def round_labels(loop: Loop, data: TrainData, cfg: TrainConfig, device: str, cal
                           progress=lambda d, t: phase(callback, loop.step, text, d, t, started)).to(device)
     if loop.graph is not None:
         probs = propagated_labels(loop.graph, data, probs, PRIOR_WEIGHT["student"],
-                                  class_mix(data) if cfg.distribution_alignment else None).to(device)
+                                  pool_target(data) if cfg.distribution_alignment else None).to(device)
     picked = select_unlabeled(probs, n, cfg.method, cfg.threshold, cfg.balanced)
     if len(picked):  # else nothing is confident enough yet: keep the last round's labels
         loop.labels, loop.active = probs, picked.to(device)
@@ -251,7 +258,7 @@ def train_step(loop: Loop, data: TrainData, cfg: TrainConfig, p_target: torch.Te
     B, U = cfg.batch_size, cfg.batch_size * cfg.unlabeled_ratio
     pick = lambda n, size: torch.randint(n, (size,), generator=loop.gen).to(dev)
     aug_lab = augment.strong if cfg.label_aug == "strong" else augment.weak
-    i = pick(len(data.x_lab), B)
+    i = balance.draw(len(data.x_lab), B, loop.gen, loop.draw_lab).to(dev)
     xl = aug_lab(normalize(data.x_lab[i]), flip=data.flip, g=loop.gen)
     yl, wl = data.y_lab[i], data.w_lab[i]
     lu, used = torch.zeros((), device=dev), 0.0
@@ -338,7 +345,9 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     lead, world = group is None or group.lead, group.world if group else 1
     data = on_device(data, loop, k, device)
     local, callback = (cfg, callback) if group is None else as_rank(loop, cfg, group, callback)
-    p_target, round_len = class_mix(data), math.ceil(total / cfg.rounds)
+    p_target, round_len = pool_target(data), math.ceil(total / cfg.rounds)
+    # a class with far more human labels than its share (a bulk accept) is drawn less often
+    loop.draw_lab = balance.draw_weights(data.y_lab, data.w_lab, class_mix(data))
     eval_idx, eval_every = eval_subset(data.y_test.cpu(), EVAL_SUBSET), cfg.eval_every or max(1, total // 10)
     meter, last_eval, test_probs, stopped = Meter(), None, None, False
     samples = local.batch_size * (1 + student * cfg.unlabeled_ratio) * world

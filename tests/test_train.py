@@ -176,7 +176,8 @@ def test_fit_aligns_labelprop_labels_to_the_labeled_mix_unless_alignment_is_off(
     T.fit(build("cnn", 1, 3, 28), data, cfg)
     assert len(targets) == 3  # the first labels and two re-labelings
     for t in targets:
-        assert t is None if not alignment else torch.allclose(t, torch.tensor([7, 5, 3]) / 15)
+        # the labeled mix, (7, 5, 3) / 15 smoothed, over all 60 images, less the 4 labels of each class
+        assert t is None if not alignment else torch.allclose(t, torch.tensor([24, 16, 8]) / 48)
 
 
 @pytest.mark.parametrize("overrides, magnitude", [({}, 0.3), ({"strength": 0.6}, 0.6),
@@ -270,3 +271,58 @@ def test_resume_continues_rounds_with_the_saved_pseudo_labels(tmp_path):
 ])
 def test_total_steps_from_the_budget_or_epochs(values, expected):
     assert T.total_steps(make_config(**values), tiny_data()) == expected
+
+
+# ------------------------------------------------------------------ a lopsided mix of human labels
+def lopsided_data():
+    """40 labels of class 0 (a bulk accept) and 4 of each other class, where the original labeled
+    set had 4 of each."""
+    data = tiny_data(n_lab=48)
+    data.y_lab = torch.cat([torch.zeros(40, dtype=torch.long), torch.tensor([1, 2] * 4)])
+    data.class_prior = torch.tensor([4, 4, 4])
+    return data
+
+
+def test_labeled_batches_follow_the_expected_mix_not_the_raw_counts(monkeypatch):
+    drawn = []
+    real = T.balance.draw
+    monkeypatch.setattr(T.balance, "draw", lambda n, size, gen, w=None: drawn.append(r := real(n, size, gen, w)) or r)
+    data = lopsided_data()
+    T.fit(build("cnn", 1, 3, 28), data, make_config(role="teacher", steps=40, batch_size=16, eval_every=40))
+    share = torch.bincount(data.y_lab[torch.cat(drawn)], minlength=3).float() / (40 * 16)
+    # class 0 is held to twice the median class (balance.CAP), not its raw 40 / 48 = 83%
+    assert share[0] < 0.6 and share[1] > 0.2 and share[2] > 0.2, share
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_resumed_run_on_lopsided_labels_ends_where_an_uninterrupted_one_does(tmp_path, role):
+    cfg = make_config(role=role, steps=6, batch_size=8, unlabeled_ratio=2, eval_every=3, log_every=1,
+                      **({"rounds": 1} if role == "student" else {}))
+    torch.manual_seed(0)
+    straight = T.fit(build("cnn", 1, 3, 28), lopsided_data(), cfg)["ema"].state_dict()
+    torch.manual_seed(0)
+    T.fit(build("cnn", 1, 3, 28), lopsided_data(), cfg, checkpoint_dir=tmp_path,
+          callback=lambda kind, step, v: kind == "eval" and step == 3)
+    resumed = T.fit(build("cnn", 1, 3, 28), lopsided_data(), cfg,
+                    resume=load_checkpoint(tmp_path / "latest.pt"))["ema"].state_dict()
+    assert all(torch.allclose(straight[k].float(), resumed[k].float(), atol=1e-5) for k in straight)
+
+
+def test_propagated_labels_cap_a_class_with_many_more_seeds_than_its_share(monkeypatch):
+    seen = []
+    real = T.graph_mod.spread_labels
+    monkeypatch.setattr(T.graph_mod, "spread_labels", lambda g, n, y, w, *a: seen.append(w) or real(g, n, y, w, *a))
+    data = lopsided_data()
+    G = T.graph_mod
+    pool_graph = G.build(*G.knn(G.embed(torch.cat([data.x_lab, data.x_unl]), dims=8), k=5))
+    T.propagated_labels(pool_graph, data, None, 0.0, None)
+    assert seen[0][:40].sum() == pytest.approx(2 * 4)  # class 0's 40 seeds weigh as 8: twice the median class
+    assert torch.equal(seen[0][40:], torch.ones(8))
+
+
+def test_a_students_pool_is_aligned_to_the_mix_the_human_labels_left_in_it():
+    data = lopsided_data()
+    target = T.pool_target(data)
+    # 96 images, a third of each class expected (32): the 40 labels of class 0 leave none of it in the
+    # pool (kept at 1), the 4 of each other class leave 28
+    assert torch.allclose(target, torch.tensor([1.0, 28.0, 28.0]) / 57)
