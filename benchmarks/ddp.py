@@ -71,10 +71,10 @@ def bare_ddp(data, cfg, shape: tuple, *, world: int, steps: int, mark: int) -> f
 def stcore_run(project: Project, values: dict, *, world: int) -> float:
     """images/s of a real stcore run on world processes, from its training rows after the first."""
     run_id = api.start_training(project, {**values, "nproc": world, "device": "cpu"}, detach=False)
-    run = project.store.run(run_id)
+    run = project.store.runs.get(run_id)
     if run["state"] != "finished":
         raise RuntimeError(f"the benchmark run {run_id} on {world} processes ended {run['state']}: {run['error']}")
-    rows = project.store.metrics(run_id, "train")
+    rows = project.store.runs.metrics(run_id, "train")
     if len(rows) < 2:
         raise RuntimeError(f"the benchmark run {run_id} logged {len(rows)} training rows; give it more steps")
     return statistics.fmean(r["samples_per_s"] for r in rows[1:])

@@ -24,9 +24,9 @@ def plant(project, n_reviewed: int, n_wrong: int, seed: int) -> set[int]:
     """Review n_reviewed random pool items with their true class, n_wrong of them with another
     class; returns the planted ids."""
     rng = random.Random(seed)
-    ids, _ = project.store.pool_order()
+    ids, _ = project.store.items.pool_order()
     chosen = rng.sample(ids, n_reviewed)
-    truth = project.store.hidden_labels(chosen)
+    truth = project.store.items.hidden_labels(chosen)
     k = len(project.classes)
     wrong = set(chosen[:n_wrong])
     for item in chosen:

@@ -14,9 +14,11 @@ import numpy as np
 
 from stcore import api
 from stcore.project import Project
-from stcore.store import DEFAULT_ORDER, Store
+from stcore.orders import DEFAULT_ORDER
+from stcore.store import Store
 
 from .common import quantile, summary
+from stcore import orders
 
 K = 10
 CLASSES = [f"class{i}" for i in range(K)]
@@ -45,7 +47,7 @@ def build_store(folder: Path, n: int, *, seed: int = 0) -> float:
     blobs = probs.astype(np.float16)
     rand = rng.integers(0, 2 ** 62, n, dtype=np.int64)
     ids = np.arange(n) + 1000  # leave room for the labeled and test ids
-    db = store.db
+    db = store.engine.db
     # Fill without the indexes and build them afterwards, in one sorted pass each: minutes
     # faster at a million rows than updating seven indexes row by row.
     db.execute("PRAGMA cache_size = -262144")
@@ -124,7 +126,7 @@ def bench_queries(folder: Path, *, repeats: int, bulk: int, bulk_repeats: int, s
     p = Project(folder)
     store = p.store
     rng = random.Random(seed)
-    n = store.count()
+    n = store.queue.count()
 
     def filtered_args():
         lo = rng.uniform(0.3, 0.8)
@@ -133,51 +135,53 @@ def bench_queries(folder: Path, *, repeats: int, bulk: int, bulk_repeats: int, s
 
     queries = {
         # The issue's query: one class, one status, a confidence range, sorted by confidence.
-        "page_filtered": lambda: store.page(**filtered_args(), order="confidence", limit=100),
+        "page_filtered": lambda: orders.page(store.queue, **filtered_args(), order="confidence", limit=100),
         # The review page's default: every pending item, in the default order (balanced margin).
-        "page_default": lambda: store.page(statuses=["pending"], order=DEFAULT_ORDER, limit=100),
-        "page_default_offset_5000": lambda: store.page(statuses=["pending"], order=DEFAULT_ORDER,
+        "page_default": lambda: orders.page(store.queue, statuses=["pending"], order=DEFAULT_ORDER, limit=100),
+        "page_default_offset_5000": lambda: orders.page(store.queue, statuses=["pending"], order=DEFAULT_ORDER,
                                                        limit=100, offset=5000),
-        "page_least_confidence": lambda: store.page(statuses=["pending"], order="least-confidence", limit=100),
-        "page_filtered_by_margin": lambda: store.page(**filtered_args(), order="margin", limit=100),
-        "page_filtered_by_entropy": lambda: store.page(**filtered_args(), order="entropy", limit=100),
-        "page_class_random": lambda: store.page(classes=[rng.randrange(K)], statuses=["pending"],
+        "page_least_confidence": lambda: orders.page(store.queue, statuses=["pending"], order="least-confidence", limit=100),
+        "page_filtered_by_margin": lambda: orders.page(store.queue, **filtered_args(), order="margin", limit=100),
+        "page_filtered_by_entropy": lambda: orders.page(store.queue, **filtered_args(), order="entropy", limit=100),
+        "page_class_random": lambda: orders.page(store.queue, classes=[rng.randrange(K)], statuses=["pending"],
                                                 order="random", limit=100),
-        "count_filtered": lambda: store.count(**filtered_args()),
+        "count_filtered": lambda: store.queue.count(**filtered_args()),
         # What an overview shows: counts by status, per class, and pseudo-label accuracy.
         "overview_counts": lambda: (api.counts(p), api.class_counts(p)),
         "pseudo_label_accuracy": lambda: api.pseudo_label_accuracy(p),
     }
-    out: dict = {"items": n, "queries": {}, "plans": {}}
-    tracer = _Tracer(store.db)
+    out: dict = {"items": n, "engine": store.engine.name, "queries": {}, "plans": {}}
+    tracer = _Tracer(store.engine.db) if store.engine.name == "sqlite" else None
     for name, fn in queries.items():
         fn()  # warm the page cache: we measure queries, not the first read of the file
         reps = repeats if name.startswith(("page", "count")) else max(3, repeats // 10)
         wall, cpu = _ms(fn, reps)
         out["queries"][name] = {**summary(wall, 2), "cpu_p50": round(quantile(cpu, 0.5), 2),
                                 "cpu_p95": round(quantile(cpu, 0.95), 2)}
-        out["plans"][name] = tracer.plan(fn)
-    store.db.set_trace_callback(None)
+        if tracer:  # SQLite's plans (on PostgreSQL the work is in the server, and its CPU is not ours)
+            out["plans"][name] = tracer.plan(fn)
+    if tracer:
+        store.engine.db.set_trace_callback(None)
 
     # Bulk decisions: accept `bulk` pending items by id (a selection of pages), then undo it,
     # so that every repeat starts from the same state; and accept-above a threshold that
     # matches about `bulk` items.
-    ids = [r["id"] for r in store.page(statuses=["pending"], order="random", limit=bulk)]
-    thr = store.db.execute("SELECT confidence FROM pool WHERE status='pending' AND pred IS NOT NULL "
-                           "ORDER BY confidence DESC LIMIT 1 OFFSET ?", (bulk - 1,)).fetchone()[0]
+    ids = [r["id"] for r in orders.page(store.queue, statuses=["pending"], order="random", limit=bulk)]
+    thr = store.engine.one("SELECT confidence FROM pool WHERE status='pending' AND pred IS NOT NULL "
+                           "ORDER BY confidence DESC LIMIT 1 OFFSET ?", (bulk - 1,))[0]
     t: dict[str, list[float]] = {k: [] for k in ("accept", "accept_cpu", "undo", "undo_cpu", "above", "above_cpu")}
     for _ in range(bulk_repeats):
-        wall, cpu, changed = _s(lambda: store.decide(ids, "accepted", reviewer="bench"))
+        wall, cpu, changed = _s(lambda: store.decisions.decide(ids, "accepted", reviewer="bench"))
         assert changed == len(ids), (changed, len(ids))
         t["accept"].append(wall)
         t["accept_cpu"].append(cpu)
-        wall, cpu, _ = _s(store.undo)
+        wall, cpu, _ = _s(store.decisions.undo)
         t["undo"].append(wall)
         t["undo_cpu"].append(cpu)
-        wall, cpu, _ = _s(lambda: store.accept_above(thr, reviewer="bench"))
+        wall, cpu, _ = _s(lambda: store.decisions.accept_above(thr, reviewer="bench"))
         t["above"].append(wall)
         t["above_cpu"].append(cpu)
-        store.undo()
+        store.decisions.undo()
     out["bulk"] = {"items": len(ids), "accept_s": summary(t["accept"]), "accept_cpu_s": summary(t["accept_cpu"]),
                    "undo_s": summary(t["undo"]), "undo_cpu_s": summary(t["undo_cpu"]),
                    "accept_above_s": summary(t["above"]), "accept_above_cpu_s": summary(t["above_cpu"])}
@@ -186,19 +190,41 @@ def bench_queries(folder: Path, *, repeats: int, bulk: int, bulk_repeats: int, s
 
 
 def bench_review(workdir: Path, sizes: dict[str, int], *, repeats: int, bulk: int, bulk_repeats: int,
-                 say=print) -> dict:
-    """sizes: label -> item count, e.g. {'60k': 60000, '1m': 1000000}."""
+                 say=print, database: str | None = None) -> dict:
+    """sizes: label -> item count, e.g. {'60k': 60000, '1m': 1000000}. database: a postgresql://
+    URL to measure the store there (built on SQLite, then moved with `stcore migrate`)."""
     out = {}
     for label, n in sizes.items():
-        folder = workdir / f"review-{label}"
+        folder = workdir / (f"review-{label}" + ("-pg" if database else ""))
         build_s = build_store(folder, n)
-        res = bench_queries(folder, repeats=repeats, bulk=min(bulk, n // 5), bulk_repeats=bulk_repeats)
+        if database:
+            t0 = time.perf_counter()
+            api.migrate_store(folder, database)
+            build_s += time.perf_counter() - t0
+        try:
+            res = bench_queries(folder, repeats=repeats, bulk=min(bulk, n // 5), bulk_repeats=bulk_repeats)
+            res["status_s"] = status_seconds(folder, repeats=5)
+        finally:
+            if database:
+                Project(folder).store.engine.drop()
         res["build_s"] = round(build_s, 1)
         q = res["queries"]
-        say(f"  review {label} ({n} items, built in {build_s:.1f} s): page p50/p95 "
+        say(f"  review {label} on {res['engine']} ({n} items, built in {build_s:.1f} s): page p50/p95 "
             f"{q['page_filtered']['p50']:.1f}/{q['page_filtered']['p95']:.1f} ms, default page p95 "
             f"{q['page_default']['p95']:.1f} ms, overview {q['overview_counts']['median']:.0f} ms, "
-            f"bulk accept {res['bulk']['items']} {res['bulk']['accept_s']['median']:.3f} s "
-            f"({res['bulk']['accept_cpu_s']['median']:.3f} s CPU)")
+            f"bulk accept {res['bulk']['items']} {res['bulk']['accept_above_s']['median']:.3f} s, "
+            f"stcore status {res['status_s']['median']:.2f} s")
         out[label] = res
     return out
+
+
+def status_seconds(folder: Path, *, repeats: int) -> dict:
+    """Wall seconds of `stcore status PROJECT`, each a fresh process, as a user runs it."""
+    import subprocess
+    import sys
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "stcore", "status", str(folder)], check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return summary(times)

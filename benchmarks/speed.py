@@ -39,13 +39,13 @@ def make_project(folder: Path, *, limit: int | None, teacher_steps: int, say=pri
     p = api.create_project(folder, dataset="fashion-mnist", labels_per_class=10, seed=0, limit=limit)
     say(f"  project: {api.counts(p)['pool']} pool items ({time.perf_counter() - t0:.1f} s)")
     teacher = api.start_training(p, {"role": "teacher", "steps": teacher_steps, "device": "cpu"}, detach=False)
-    state = p.store.run(teacher)["state"]
+    state = p.store.runs.get(teacher)["state"]
     if state != "finished":
-        raise RuntimeError(f"the benchmark teacher {teacher} ended {state}: {p.store.run(teacher)['error']}")
+        raise RuntimeError(f"the benchmark teacher {teacher} ended {state}: {p.store.runs.get(teacher)['error']}")
     labeled = api.start_pseudo_label(p, device="cpu", detach=False)
-    if p.store.run(labeled)["state"] != "finished":
-        raise RuntimeError(f"the benchmark's pseudo-labeling {labeled} ended {p.store.run(labeled)['state']}: "
-                           f"{p.store.run(labeled)['error']}")
+    if p.store.runs.get(labeled)["state"] != "finished":
+        raise RuntimeError(f"the benchmark's pseudo-labeling {labeled} ended {p.store.runs.get(labeled)['state']}: "
+                           f"{p.store.runs.get(labeled)['error']}")
     say(f"  teacher {teacher} ({teacher_steps} steps) and pseudo-labels ready "
         f"({time.perf_counter() - t0:.1f} s)")
     return p, teacher
@@ -130,13 +130,13 @@ def bench_train(project: Project, *, steps: int, repeats: int, overrides: dict |
         return fit_images_per_s(fresh_model(), data, cfg, lambda *a: False)
 
     def fit_reporter() -> float:
-        run_id = project.store.create_run("student", "cpu", to_dict(cfg), steps, busy_check=False)
+        run_id = project.store.runs.create("student", "cpu", to_dict(cfg), steps, busy_check=False)
         try:
-            with Reporter(project.store.path, run_id) as rep:
+            with Reporter(project.path, run_id) as rep:
                 return fit_images_per_s(fresh_model(), data, cfg, rep.report)
         finally:
             # a timing run keeps no model; left queued, it would hold the CPU against later runs
-            project.store.transition(run_id, ["queued"], state="cancelled", ended=time.time())
+            project.store.runs.transition(run_id, ["queued"], state="cancelled", ended=time.time())
 
     runs = alternate({"bare": bare, "fit_noop": fit_noop, "fit_reporter": fit_reporter}, repeats)
     for k, v in runs.items():
@@ -166,7 +166,7 @@ def bench_pseudo(project: Project, teacher: str, *, repeats: int, batch_size: in
     and the agreement with hidden labels included) against bare batched inference with the same
     model over the same images, already in memory."""
     model = run_model(project, teacher)
-    _, rows = project.store.pool_order()
+    _, rows = project.store.items.pool_order()
     pool_images = images(project, "train")[rows]  # the bare side gets its tensor for free
     n = len(rows)
 
@@ -182,8 +182,8 @@ def bench_pseudo(project: Project, teacher: str, *, repeats: int, batch_size: in
 
     def stcore_side() -> float:
         t0 = time.perf_counter()
-        pseudo_label(project, project.store.run(teacher), device="cpu", batch_size=batch_size)
-        agreement(project.store.pseudo_label_agreement())
+        pseudo_label(project, project.store.runs.get(teacher), device="cpu", batch_size=batch_size)
+        agreement(project.store.items.pseudo_label_agreement())
         return n / (time.perf_counter() - t0)
 
     bare()  # warm-up: first-touch of the weights and oneDNN's kernel choice

@@ -13,7 +13,6 @@ import pandas  # noqa: F401
 import streamlit as st
 
 from dashboard import common, util
-from stcore import api
 
 st.set_page_config(page_title="stcore", page_icon=":material/school:", layout="wide")
 

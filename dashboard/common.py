@@ -385,15 +385,20 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
                  f"confident pseudo-labels.")
         box.page_link(PAGES["train"], label="Train a student", icon=":material/school:")
     else:
+        with box:
+            lost = regressions_ui(project, students[-1]["id"], teacher["id"])
         box.success(f"Student {students[-1]['id']} is trained. Compare it with the teacher, then make it "
-                    f"the next teacher and go round again.")
+                    f"the next teacher and go round again." if not lost else
+                    f"Student {students[-1]['id']} is trained, but it lost ground on some classes (above): "
+                    f"compare it with the teacher before making it the next teacher.")
         box.page_link(PAGES["evaluate"], label="Evaluate", icon=":material/insights:")
 
 
 def decide_all_ui(classes: list[str], pool: list[int], pending: list[int], *, key: str, on_confirm,
-                  note: str = "") -> None:
+                  note: str = "", impact=None) -> None:
     """Buttons that accept every pending item of a list, or correct all its pool items to one
-    class, each after a confirmation that says how many; on_confirm(ids, action, label) decides.
+    class, each after a confirmation that says how many (and, with impact(ids) -> an accept's
+    impact, what an accept does to the human labels); on_confirm(ids, action, label) decides.
     Widget keys and the confirmation's state start with key."""
     state = f"{key}_confirm"
     with st.container(horizontal=True, vertical_alignment="bottom"):
@@ -413,6 +418,8 @@ def decide_all_ui(classes: list[str], pool: list[int], pending: list[int], *, ke
         what = "accept their teacher's classes" if action == "accept" else f"correct them to {classes[label]}"
         st.warning(f"{len(ids):,} pool item{'s' * (len(ids) != 1)}: {util.md_escape(what)}? {note}"
                    f"Undo on the Review page reverts it as one action.")
+        if action == "accept" and impact is not None:
+            accept_impact_ui(impact(ids))
         k1, k2 = st.columns([1, 1])
 
         def yes() -> None:
@@ -421,3 +428,37 @@ def decide_all_ui(classes: list[str], pool: list[int], pending: list[int], *, ke
         k1.button(f"Yes, {len(ids):,} items", key=f"{key}_yes", type="primary", on_click=yes)
         k2.button("Cancel", key=f"{key}_no", on_click=st.session_state.pop, args=(state, None))
 
+
+
+def accept_impact_ui(impact: dict) -> None:
+    """Under a bulk accept's confirmation: how it changes the class mix of the human labels, and
+    how many of the accepted items are likely wrong (api.bulk_accept_impact)."""
+    if not impact["n"]:
+        return
+    moved = sorted(((n, c) for c, n in impact["accepted"].items() if n), reverse=True)
+    mix = ", ".join(f"{util.md_escape(c)} {impact['before'][c]:,} → {impact['after'][c]:,}" for _, c in moved[:4])
+    big = impact["largest_after"]
+    basis = {"reviewed": "the accuracy of the items you reviewed one by one at these confidences",
+             "confidence": "the teacher's confidence (too few items reviewed one by one to calibrate it)",
+             "reviewed and confidence": "the accuracy of your one-by-one reviews where there are enough, "
+                                        "else the teacher's confidence"}[impact["estimate"]]
+    st.caption(f"Human labels per class: {mix}" + (", …" if len(moved) > 4 else "")
+               + f". Largest class afterwards: {util.md_escape(big['class'])}, {big['share']:.0%} of the human labels. "
+               f"About **{impact['expected_wrong']:,.0f}** of the {impact['n']:,} are likely wrong, from {basis}.")
+    if impact["warning"]:
+        st.warning(impact["warning"], icon=":material/balance:")
+
+
+def regressions_ui(project: api.Project, run_id: str, against: str) -> list[dict]:
+    """A warning naming each class that run_id is more than 5 points worse at than against."""
+    try:
+        lost = api.class_regressions(project, run_id, against=against)
+    except USER_ERRORS:
+        return []  # a run without a stored evaluation: nothing to compare
+    if lost:
+        named = "; ".join(f"**{util.md_escape(r['name'])}** {r['before']:.1%} → {r['after']:.1%} "
+                          f"(−{r['drop']:.1f} points)" for r in lost)
+        st.warning(f"{run_id} is worse than {against} at {len(lost)} class{'es' * (len(lost) != 1)}: {named}. "
+                   f"Look at their confusion-matrix cells before making it the teacher.",
+                   icon=":material/trending_down:")
+    return lost

@@ -22,8 +22,10 @@ from .access import default_project_path, is_local, password_configured, stcore_
 from .errors import DeviceError, ProjectError, UsageError
 from .jobs import current_phase, duration, eta_seconds, phase_eta  # noqa: F401 (re-exported)
 from .metrics import accuracy_by_confidence, agreement, confusion, summarize
-from .project import DATASETS, DB, Project, default_reviewer  # noqa: F401 (re-exported)
-from .store import ACTIVE_STATES, DEFAULT_ORDER, ORDER_ALIASES, ORDERS, RUN_STATES, STATUSES  # noqa: F401
+from .project import DATASETS, DB, Project, default_reviewer, is_project  # noqa: F401 (re-exported)
+from . import orders
+from .orders import DEFAULT_ORDER, ORDER_ALIASES, ORDERS  # noqa: F401 (re-exported)
+from .store import ACTIVE_STATES, RUN_STATES, STATUSES  # noqa: F401
 
 ACTIONS = {"accept": "accepted", "correct": "corrected", "reject": "rejected", "reset": "pending"}
 
@@ -33,8 +35,17 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project(path)
 
 
-def is_project(path: str | os.PathLike) -> bool:
-    return (Path(path).expanduser() / DB).is_file()
+def migrate_store(path: str | os.PathLike, to: str) -> dict:
+    """Copy a project's store to PostgreSQL (to: a postgresql:// URL) or back to SQLite (to:
+    'sqlite') and make the copy the project's; no worker may be running. {'from', 'to', 'rows'
+    (per table), 'kept' (where the old store stays)}."""
+    from .store.location import migrate
+    project = Project(path)
+    jobs.notice_dead_workers(project)
+    if busy := active(runs(project)):
+        raise UsageError(f"run {busy[0]['id']} is {busy[0]['state']}; wait for it or cancel it before moving the store")
+    project.store.close()
+    return migrate(project.path, to)
 
 
 def create_project(path: str | os.PathLike, **options) -> Project:
@@ -57,12 +68,12 @@ def counts(project: Project) -> dict:
 
 
 def class_counts(project: Project) -> dict[str, dict[int, int]]:
-    return project.store.class_counts()
+    return project.store.items.class_counts()
 
 
 def pseudo_label_accuracy(project: Project) -> dict | None:
     """Agreement of the stored pseudo-labels with hidden labels, overall and above 0.9."""
-    return agreement(project.store.pseudo_label_agreement())
+    return agreement(project.store.items.pseudo_label_agreement())
 
 
 def status(project: Project) -> dict:
@@ -72,11 +83,11 @@ def status(project: Project) -> dict:
             "teacher": (project.teacher_run() or {}).get("id"), "embedding": project.store.meta().get("embedding"),
             "runs": [{k: r[k] for k in ("id", "role", "state", "device", "step", "total", "error")}
                      for r in runs_now],
-            "skipped": project.store.skipped()}
+            "skipped": project.store.items.skipped()}
 
 
 def skipped_files(project: Project) -> list[dict]:
-    return project.store.skipped()
+    return project.store.items.skipped()
 
 
 def teacher(project: Project) -> dict | None:
@@ -114,7 +125,7 @@ def review(project: Project, ids, action: str, label: str | int | None = None, *
     if action not in ACTIONS:
         raise UsageError(f"unknown review action {action!r}; use {', '.join(ACTIONS)}")
     lab = project.class_index(label) if action == "correct" else None
-    return project.store.decide(ids, ACTIONS[action], lab, reviewer=reviewer or default_reviewer())
+    return project.store.decisions.decide(ids, ACTIONS[action], lab, reviewer=reviewer or default_reviewer())
 
 
 def still_pending(project: Project, ids: list[int]) -> list[int]:
@@ -122,7 +133,7 @@ def still_pending(project: Project, ids: list[int]) -> list[int]:
     pending: set[int] = set()
     for start in range(0, len(ids), 900):
         part = [int(i) for i in ids[start:start + 900]]
-        pending |= {r["id"] for r in project.store.page(statuses=["pending"], ids=part, limit=len(part))
+        pending |= {r["id"] for r in orders.page(project.store.queue, statuses=["pending"], ids=part, limit=len(part))
                     if r["pred"] is not None}
     return [int(i) for i in ids if int(i) in pending]
 
@@ -134,39 +145,40 @@ def accept_above(project: Project, threshold: float, *, classes=None, conf_max: 
     if not 0 <= threshold <= 1:
         raise UsageError(f"threshold must be within [0, 1], not {threshold}")
     cls = [project.class_index(c) for c in classes] if classes else None
-    return project.store.accept_above(threshold, classes=cls, conf_max=conf_max,
+    return project.store.decisions.accept_above(threshold, classes=cls, conf_max=conf_max,
                                       reviewer=reviewer or default_reviewer())
 
 
 def count_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> int:
     """How many items accept_above would accept."""
-    return project.store.count(classes=classes, statuses=["pending"], conf_min=max(threshold, 1e-9),
+    return project.store.queue.count(classes=classes, statuses=["pending"], conf_min=max(threshold, 1e-9),
                                conf_max=conf_max)
 
 
-def undo(project: Project) -> int:
-    """Revert the last decision: one item, or one bulk action. Returns the items reverted."""
-    return project.store.undo()
+def undo(project: Project, reviewer: str | None = None) -> int:
+    """Revert the last decision (one item, or one bulk action) of reviewer, or of anyone when
+    None. Returns the items reverted."""
+    return project.store.decisions.undo(reviewer)
 
 
-def last_action(project: Project) -> dict | None:
-    """{'new_status', 'n', 'at'} of the decision undo would revert, or None."""
-    return project.store.last_batch()
+def last_action(project: Project, reviewer: str | None = None) -> dict | None:
+    """{'new_status', 'n', 'at'} of the decision undo(reviewer) would revert, or None."""
+    return project.store.decisions.last_batch(reviewer)
 
 
 def history(project: Project, item_id: int | None = None, limit: int = 100) -> list[dict]:
-    return project.store.history(item_id, limit)
+    return project.store.decisions.history(item_id, limit)
 
 
 def review_page(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None,
                 order: str = DEFAULT_ORDER, offset: int = 0, limit: int = 50) -> list[dict]:
     """One page of pool items (id, pred, confidence, margin, entropy, status, label, ...)."""
-    return project.store.page(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max,
+    return orders.page(project.store.queue, classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max,
                               order=order, offset=offset, limit=limit)
 
 
 def review_count(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
-    return project.store.count(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max)
+    return project.store.queue.count(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max)
 
 
 def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, reviewer: str = "simulated") -> dict:
@@ -174,19 +186,19 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
     accepts each one whose prediction equals its hidden label, correcting the others."""
     if not project.meta.get("hidden_labels"):
         raise ProjectError("this project has no hidden labels, so a reviewer cannot be simulated")
-    rows = [r for r in project.store.page(statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
+    rows = [r for r in orders.page(project.store.queue, statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
     if not rows:
         raise ProjectError("no pending pseudo-labels to review; run pseudo-label first")
-    truth = project.store.hidden_labels([r["id"] for r in rows])
+    truth = project.store.items.hidden_labels([r["id"] for r in rows])
     right = [r["id"] for r in rows if truth[r["id"]] == r["pred"]]
     by_class: dict[int, list[int]] = {}
     for r in rows:
         if truth[r["id"]] != r["pred"]:
             by_class.setdefault(truth[r["id"]], []).append(r["id"])
     with project.store.tx():
-        project.store.decide(right, "accepted", reviewer=reviewer)
+        project.store.decisions.decide(right, "accepted", reviewer=reviewer)
         for c, ids in by_class.items():
-            project.store.decide(ids, "corrected", c, reviewer=reviewer)
+            project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer)
     return {"reviewed": len(rows), "accepted": len(right), "corrected": len(rows) - len(right), "order": order}
 
 
@@ -194,15 +206,15 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
 def runs(project: Project) -> list[dict]:
     """Every run, oldest first; runs whose worker died are marked interrupted first."""
     jobs.notice_dead_workers(project)
-    return project.store.runs()
+    return project.store.runs.list()
 
 
 def run(project: Project, run_id: str) -> dict:
-    return project.store.run(run_id)
+    return project.store.runs.get(run_id)
 
 
 def metrics(project: Project, run_id: str, *, after_step: int = -1) -> list[dict]:
-    return project.store.metrics(run_id, after_step=after_step)
+    return project.store.runs.metrics(run_id, after_step=after_step)
 
 
 def active(run_list: list[dict]) -> list[dict]:
@@ -293,7 +305,7 @@ def node_commands(project: Project, run_id: str, endpoint: str | None = None) ->
     of the rendezvous, reachable from every machine (default: this machine's name, port 29400)."""
     import socket
     from .distributed import node_command
-    run_row = project.store.run(run_id)
+    run_row = project.store.runs.get(run_id)
     cfg = run_row["config"]
     if int(cfg.get("nnodes") or 1) < 2:
         raise UsageError(f"run {run_id} runs on one machine; it needs no torchrun lines")
@@ -307,14 +319,14 @@ def check_teacher(project: Project, cfg) -> None:
     (its id, class count, input shape and model); ProjectError otherwise, so that a bad teacher
     never gets as far as a failed run."""
     if cfg.teacher_run:
-        project.store.run(cfg.teacher_run)  # NotFound naming the known runs
+        project.store.runs.get(cfg.teacher_run)  # NotFound naming the known runs
     if cfg.model == "head" and not project.store.meta().get("embedding"):
         raise ProjectError("--model head learns on the project's embedding, and there is none; run "
                            "`stcore embed` first (or Train → Embed)")
     if not (cfg.role == "student" and cfg.init == "teacher"):
         return
     from .checkpoints import model_from, run_checkpoint
-    chosen = project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
+    chosen = project.store.runs.get(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
     if chosen is None:
         raise ProjectError("the student starts from the teacher's weights, and there is no finished teacher; "
                            "train one (stcore train PROJECT --role teacher), or use --init scratch")
@@ -332,7 +344,7 @@ def start_pseudo_label(project: Project, *, device: str = "cpu", teacher_run: st
     """Pseudo-label the whole pool with a teacher (the current one by default)."""
     if batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, not {batch_size}")
-    chosen = project.store.run(teacher_run) if teacher_run else project.teacher_run()
+    chosen = project.store.runs.get(teacher_run) if teacher_run else project.teacher_run()
     if chosen is None or chosen["state"] != "finished":
         raise ProjectError("there is no finished teacher yet; train one first (stcore train PROJECT --role teacher)")
     from .checkpoints import run_model
@@ -423,7 +435,7 @@ def start_label_issues(project: Project, *, device: str = "cpu", detach: bool = 
     """Rank the human labels (labeled, accepted, corrected) by how likely each is wrong, in a
     worker: each label against what its neighbours in the embedding say, from the other labels."""
     from .quality import MIN_LABELS
-    n = len(project.store.human_labels())
+    n = len(project.store.items.human_labels())
     if n < MIN_LABELS:
         raise UsageError(f"finding label errors needs at least {MIN_LABELS} human labels, the project has {n}; "
                          f"label or review more items first")
@@ -453,11 +465,11 @@ def start_duplicates(project: Project, *, threshold: float = 0.98, device: str =
 def label_issues(project: Project) -> dict | None:
     """The latest finished label-issues ranking ({'issues', 'checked', 'over'}) with its run id
     and whether the human labels changed since ('stale'), or None."""
-    done = [r for r in project.store.runs("label-issues") if r["state"] == "finished" and r["result"]]
+    done = [r for r in project.store.runs.list("label-issues") if r["state"] == "finished" and r["result"]]
     if not done:
         return None
     result = done[-1]["result"]
-    return {**result, "run": done[-1]["id"], "stale": project.store.human_labels_digest() != result["labels"]}
+    return {**result, "run": done[-1]["id"], "stale": project.store.items.human_labels_digest() != result["labels"]}
 
 
 # ------------------------------------------------------------------ the map
@@ -487,7 +499,7 @@ def map_points(project: Project, *, limit: int = MAP_POINTS, seed: int = 0) -> d
     if found is None:
         return None
     xy, meta = found
-    items = project.store.map_items()
+    items = project.store.items.map_items()
     if len(items) != len(xy):
         return {**meta, "stale": True, "total": len(items), "shown": 0, **{k: [] for k in MAP_COLUMNS}}
     keep = np.arange(len(items))
@@ -505,24 +517,24 @@ MAP_COLUMNS = ("id", "x", "y", "split", "pred", "confidence", "status", "label",
 
 def set_selection(project: Project, ids: list[int]) -> int:
     """Keep a list of labeled or pool item ids (a selection on the map) for the Review page."""
-    return project.store.set_selection(SELECTION, ids)
+    return project.store.queue.set_selection(SELECTION, ids)
 
 
 def selection(project: Project) -> list[int]:
-    return project.store.selection(SELECTION)
+    return project.store.queue.selection(SELECTION)
 
 
 def items(project: Project, ids: list[int]) -> list[dict]:
     """Review rows of labeled and pool items in the order given (a labeled item: status
     'labeled', its label, no prediction)."""
-    return project.store.rows_by_id(ids)
+    return project.store.queue.rows_by_id(ids)
 
 
 def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: str | None = None) -> int:
     """Give items the class label, whichever their split: pool items are corrected, items of
     the labeled set relabeled; one transaction, and one action for undo. Returns the items changed."""
     lab = project.class_index(label)
-    rows = project.store.rows_by_id(ids)
+    rows = project.store.queue.rows_by_id(ids)
     known = {r["id"] for r in rows}
     missing = [int(i) for i in ids if int(i) not in known]
     if missing:
@@ -531,21 +543,21 @@ def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: s
     labeled = [r["id"] for r in rows if r["split"] == "labeled"]
     who = reviewer or default_reviewer()
     with project.store.tx():
-        batch = project.store.next_batch()
-        n = project.store.decide(pool, "corrected", lab, reviewer=who, batch=batch) if pool else 0
-        return n + (project.store.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0)
+        batch = project.store.decisions.next_batch()
+        n = project.store.decisions.decide(pool, "corrected", lab, reviewer=who, batch=batch) if pool else 0
+        return n + (project.store.decisions.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0)
 
 
 def duplicates(project: Project) -> dict | None:
     """The latest finished duplicates search ({'pairs', 'threshold', 'over', 'images'}) with its
     run id, or None."""
-    done = [r for r in project.store.runs("duplicates") if r["state"] == "finished" and r["result"]]
+    done = [r for r in project.store.runs.list("duplicates") if r["state"] == "finished" and r["result"]]
     return {**done[-1]["result"], "run": done[-1]["id"]} if done else None
 
 
 def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:
     """Evaluate a finished run on the whole test set again, in a worker (evaluate --recompute)."""
-    target = project.store.run(run_id)
+    target = project.store.runs.get(run_id)
     if target["role"] not in ("teacher", "student") or target["state"] != "finished":
         raise UsageError(f"run {run_id} is {target['role']} and {target['state']}; only a finished teacher "
                          f"or student can be evaluated")
@@ -564,7 +576,7 @@ def _start(project: Project, role: str, config: dict, total: int, detach: bool) 
 
 def _execute_here(project: Project, run_id: str) -> None:
     from .worker import run
-    project.store.update_run(run_id, pid=os.getpid())
+    project.store.runs.update(run_id, pid=os.getpid())
     run(project, run_id)
 
 
@@ -575,7 +587,7 @@ def cancel(project: Project, run_id: str) -> str:
 
 def resume(project: Project, run_id: str, *, detach: bool = True) -> str:
     """Continue an interrupted, cancelled or failed run from its latest checkpoint."""
-    stopped = project.store.run(run_id)
+    stopped = project.store.runs.get(run_id)
     if stopped["role"] in ("teacher", "student") and (project.run_dir(run_id) / "latest.pt").exists():
         from .checkpoints import run_checkpoint
         run_checkpoint(project, run_id)  # a damaged or foreign checkpoint is refused here, not in the worker
@@ -601,7 +613,7 @@ def accuracy_of(project: Project, run_row: dict) -> tuple[float | None, bool]:
     acc = (run_row.get("result") or {}).get("accuracy")
     if acc is not None:
         return (acc.get("accuracy") if isinstance(acc, dict) else acc), True
-    evals = project.store.metrics(run_row["id"], "eval")
+    evals = project.store.runs.metrics(run_row["id"], "eval")
     return (evals[-1]["accuracy"] if evals else None), False
 
 
@@ -610,9 +622,9 @@ def evaluation(project: Project, run_id: str | None = None) -> dict:
     """{'teacher': {...}, 'student': {...}} for the latest finished run of each role, or {role: {...}}
     for one run: accuracy, per-class accuracy, precision, recall, F1, support and the confusion
     matrix, as the run's worker stored them."""
-    chosen = [project.store.run(run_id)] if run_id else [
+    chosen = [project.store.runs.get(run_id)] if run_id else [
         done[-1] for role in ("teacher", "student")
-        if (done := [r for r in project.store.runs(role) if r["state"] == "finished"])]
+        if (done := [r for r in project.store.runs.list(role) if r["state"] == "finished"])]
     out = {}
     for r in chosen:
         if not r["result"]:
@@ -635,12 +647,12 @@ def test_predictions(project: Project, run_id: str) -> list[int] | None:
 
 def test_items(project: Project) -> tuple[list[int], list[int]]:
     """(ids, labels) of the test set."""
-    return project.store.test_set()
+    return project.store.items.test_set()
 
 
 def summary_of(project: Project, predictions: list[int]) -> dict:
     """Accuracy and per-class metrics of predictions of the test set."""
-    _, labels = project.store.test_set()
+    _, labels = project.store.items.test_set()
     return summarize(confusion(labels, predictions, len(project.classes)), project.classes)
 
 
@@ -648,8 +660,8 @@ def calibration(project: Project, bins: int = 10) -> dict:
     """Pseudo-label accuracy by confidence bin: of items a person decided one at a time
     (accepted = right, corrected = wrong; bulk accepts would count the teacher as right by
     construction) and, where known, against hidden labels."""
-    out = {"reviewed": accuracy_by_confidence(project.store.single_decisions(), bins)}
-    hidden = project.store.hidden_agreement_by_item()
+    out = {"reviewed": accuracy_by_confidence(project.store.decisions.single_decisions(), bins)}
+    hidden = project.store.items.hidden_agreement_by_item()
     if hidden:
         out["hidden"] = accuracy_by_confidence(hidden, bins)
     return out
@@ -664,7 +676,7 @@ def label_rows(project: Project) -> list[dict]:
     teacher_confidence is the teacher's confidence in the row's label: empty for human labels
     (the labeled set, corrections) and for rejected items."""
     classes, out = project.classes, []
-    for split, item, source, pred, decided, status, conf, teacher_run in project.store.export_rows():
+    for split, item, source, pred, decided, status, conf, teacher_run in project.store.items.export_rows():
         label = decided if status in ("labeled", "accepted", "corrected") else pred if status == "pending" else None
         if status == "pending" and pred is None:
             continue  # not pseudo-labeled yet
@@ -704,8 +716,8 @@ def model_bytes(project: Project, run_id: str | None = None) -> tuple[str, bytes
     of a run, by default the latest finished student, else teacher."""
     from .checkpoints import export_bytes
     if run_id is None:
-        done = [r for r in project.store.runs("student") if r["state"] == "finished"] or \
-               [r for r in project.store.runs("teacher") if r["state"] == "finished"]
+        done = [r for r in project.store.runs.list("student") if r["state"] == "finished"] or \
+               [r for r in project.store.runs.list("teacher") if r["state"] == "finished"]
         if not done:
             raise ProjectError("there is no finished run to export; train a teacher or a student first")
         run_id = done[-1]["id"]

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shlex
-import sqlite3
 import sys
 import threading
 import time
@@ -83,7 +82,7 @@ def _foreground(project, start) -> dict:
         p = api.open_project(project.path)  # its own connection, in its own thread
         tty, last_step = sys.stderr.isatty(), None
         while not done.wait(0.5):
-            run_id = p.store.running_run_of(os.getpid())
+            run_id = p.store.runs.running_of(os.getpid())
             if run_id:
                 run = api.run(p, run_id)
                 if not tty and run["step"] == last_step:
@@ -117,7 +116,7 @@ def _report_run(run: dict, as_json: bool) -> int:
 def cmd_init(a):
     p = api.create_project(a.project, dataset=a.dataset, labels_per_class=a.labels_per_class, labeled=a.labeled,
                            seed=a.seed, data_root=a.data_root, image_size=a.image_size,
-                           download=not a.no_download, limit=a.limit,
+                           download=not a.no_download, limit=a.limit, database=a.database,
                            progress=None if a.json else lambda m: print(m, file=sys.stderr))
     c, n_skipped = api.counts(p), len(api.skipped_files(p))
     _print({"project": str(p.path), "classes": p.classes, **c, "skipped": n_skipped}, a.json,
@@ -214,7 +213,7 @@ def cmd_review(a):
         if a.simulate:
             out["simulated"] = api.simulate_review(p, a.simulate, order=a.order)
         if a.undo:
-            out["undone"] = api.undo(p)
+            out["undone"] = api.undo(p, who)  # with --reviewer: that person's last action only
         if not out:
             raise UsageError("nothing to do: give --accept, --correct, --reject, --reset, --accept-above, "
                               "--simulate or --undo")
@@ -295,6 +294,13 @@ def cmd_evaluate(a):
         for c, v in r["per_class"].items():
             print(f"  {c:<14} acc {v:.3f}  precision {r['precision'][c]:.3f}  f1 {r['f1'][c]:.3f}")
     return 0
+
+
+def cmd_migrate(a):
+    out = api.migrate_store(a.project, a.to)
+    _print(out, a.json, f"moved the store of {a.project} from {out['from']} to {out['to']}: "
+                        + ", ".join(f"{n:,} {t}" for t, n in out["rows"].items() if n)
+                        + f"; the old store is kept ({out['kept']})")
 
 
 def cmd_status(a):
@@ -479,6 +485,9 @@ def _init_args(s) -> None:
     s.add_argument("--image-size", type=int, help="resize images to this size (folder default: most common)")
     s.add_argument("--no-download", action="store_true", help="never download; fail if no local copy")
     s.add_argument("--limit", type=int, help="keep only the first N training images (quick trials)")
+    s.add_argument("--database", metavar="URL",
+                   help="where the store goes: sqlite (a file in the project folder, the default) or "
+                        "postgresql://USER@HOST[:PORT]/DBNAME for a team; default $STCORE_DATABASE_URL if set")
 
 
 def _review_args(s) -> None:
@@ -575,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     _review_args(cmd("review", cmd_review, "record review decisions"))
     _run_commands(cmd)
     cmd("status", cmd_status, "counts, pseudo-label accuracy, runs and skipped files")
+    s = cmd("migrate", cmd_migrate, "move the project's store to PostgreSQL, or back to SQLite")
+    s.add_argument("--to", required=True, metavar="sqlite|URL",
+                   help="sqlite (a file in the project folder) or postgresql://USER@HOST[:PORT]/DBNAME")
     s = cmd("export", cmd_export, "export labels (CSV or JSON) and a model")
     s.add_argument("--labels", metavar="FILE", help="labels.csv or labels.json")
     s.add_argument("--model", metavar="FILE", help="the latest student's weights and config (.pt)")
@@ -598,14 +610,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `stcore status P | head`: the reader left; nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (StcoreError, OSError, sqlite3.Error) as e:
+    except (StcoreError, OSError) as e:
         msg = message(e)
         if isinstance(e, OSError) and e.strerror:  # a full disk, a read-only or missing folder
             msg = f"{e.strerror}" + (f": {e.filename}" if e.filename else "") + \
                   ("; free some space and retry" if e.errno == errno.ENOSPC else "")
-        elif isinstance(e, sqlite3.Error):
-            msg = f"the project store failed ({e}); its last change was rolled back" + \
-                  ("; free some space and retry" if "full" in str(e) else "")
         if getattr(args, "json", False):
             print(json.dumps({"error": msg, "type": type(e).__name__}))
         print(f"error: {msg}", file=sys.stderr)

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, ProjectError, UsageError
-from .project import DATASETS, DB, Project
-from .store import Store
+from .project import DATASETS, Project, is_project
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 DEBIAN_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist"}
@@ -521,7 +520,7 @@ def images(project: Project, split: str) -> torch.Tensor:
 
 def images_for(project: Project, ids: list[int], split: str = "pool") -> torch.Tensor:
     """uint8 images of items, in the order of ids."""
-    rows = project.store.item_rows(split, ids)
+    rows = project.store.items.rows(split, ids)
     missing = [i for i in ids if int(i) not in rows]
     if missing:
         raise ProjectError(f"no {split} item(s) {', '.join(map(str, missing[:5]))}")
@@ -555,14 +554,14 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
     and corrected pool items (corrections weigh corrected_weight), and for a student the pending
     pool (only its pseudo-labeled items when needs_pseudo_labels)."""
     store, k = project.store, len(project.classes)
-    lab, reviewed = store.labeled_set(), store.reviewed_set()
+    lab, reviewed = store.items.labeled_set(), store.items.reviewed_set()
     rows = [r for r, _ in lab] + [r for r, _, _ in reviewed]
     y = [c for _, c in lab] + [c for _, c, _ in reviewed]
     w = [1.0] * len(lab) + [corrected_weight if s == "corrected" else 1.0 for _, _, s in reviewed]
     train = images(project, "train")
     x_unl, p_unl, rows_unl = train[:0], None, []
     if role == "student" and use_unreviewed:
-        unl = store.unreviewed_set(pseudo_labeled_only=needs_pseudo_labels)
+        unl = store.items.unreviewed_set(pseudo_labeled_only=needs_pseudo_labels)
         if needs_pseudo_labels and not unl:
             raise UsageError("no unreviewed pseudo-labels; run pseudo-label first")
         rows_unl = [r for r, _ in unl]
@@ -570,7 +569,7 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
         if unl and all(b is not None for _, b in unl):
             p_unl = torch.from_numpy(np.frombuffer(b"".join(b for _, b in unl), dtype=np.float16)
                                      .reshape(-1, k).astype(np.float32))
-    _, test_labels = store.test_set()
+    _, test_labels = store.items.test_set()
     return TrainData(x_lab=train[rows], y_lab=torch.tensor(y, dtype=torch.long), w_lab=torch.tensor(w),
                      x_unl=x_unl, p_unl=p_unl, x_test=images(project, "test"),
                      y_test=torch.tensor(test_labels, dtype=torch.long), classes=project.classes,
@@ -582,11 +581,14 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
 def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
                    labels_per_class: int | None = None, labeled: int | None = None, seed: int = 0,
                    data_root: str | None = None, image_size: int | None = None, download: bool = True,
-                   limit: int | None = None, progress=None) -> Project:
+                   limit: int | None = None, progress=None, database: str | None = None) -> Project:
     """Decode the dataset once, choose the labeled split and write the store. limit keeps only the
-    first N training and N/5 test images (for quick trials and tests)."""
+    first N training and N/5 test images (for quick trials and tests). database: where the store
+    goes (see store.location.database_choice): a SQLite file in the folder unless a PostgreSQL URL."""
+    from .store.location import database_choice
     path = Path(path).expanduser().resolve()
-    if (path / DB).exists():
+    database = database_choice(database) or "sqlite"  # a wrong --database is refused before any decoding
+    if is_project(path):
         raise ProjectError(f"{path} is already a project; open it instead, or choose a new folder")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ProjectError(f"{path} exists and is not empty; choose a new or empty folder for the project")
@@ -605,7 +607,8 @@ def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
         arrays.train_y, per_class=labels_per_class, total=labeled, seed=seed, num_classes=len(arrays.classes))
     created_dir = not path.exists()
     try:
-        write_project(path, arrays, lab, say, dataset=dataset, seed=seed, labels_per_class=labels_per_class,
+        write_project(path, arrays, lab, say, database=database, dataset=dataset, seed=seed,
+                      labels_per_class=labels_per_class,
                        data_root=str(Path(data_root).expanduser().resolve()) if data_root else None)
     except BaseException:
         if created_dir:
@@ -624,29 +627,36 @@ def _keep_first(arrays: Arrays, limit: int) -> None:
         arrays.labeled = [i for i in arrays.labeled if i < limit]
 
 
-def write_project(path: Path, arrays: Arrays, lab: list[int], say, **meta) -> None:
+def write_project(path: Path, arrays: Arrays, lab: list[int], say, *, database: str | None = None, **meta) -> None:
     """A new project folder from decoded arrays (lab: the labeled rows; meta: dataset, seed, ...):
-    the image cache, then the store under a temporary name, renamed once it is complete."""
+    the image cache, then the store, made the project's only once it is complete."""
+    from .store.location import new_store
     (path / "images").mkdir(parents=True, exist_ok=True)
     (path / "runs").mkdir(exist_ok=True)
     say("writing the image cache")
     torch.save(arrays.train_x.contiguous(), path / "images" / "train.pt")
     torch.save(arrays.test_x.contiguous(), path / "images" / "test.pt")
-    store = Store(path / (DB + ".tmp"), create=True)
+    project_id = uuid.uuid4().hex
+    store, done, abort = new_store(path, database, project_id)
+    try:
+        _fill_store(store, arrays, lab, project_id, **meta)
+    except BaseException:
+        abort()
+        raise
+    done()
+
+
+def _fill_store(store, arrays: Arrays, lab: list[int], project_id: str, **meta) -> None:
     labset = set(lab)
     pool = [i for i in range(len(arrays.train_y)) if i not in labset]
     y = arrays.train_y.tolist()
-    store.add_items("labeled", lab, lab, [arrays.train_sources[i] for i in lab], [y[i] for i in lab])
-    store.add_items("pool", pool, pool, [arrays.train_sources[i] for i in pool], [None] * len(pool),
+    store.items.add("labeled", lab, lab, [arrays.train_sources[i] for i in lab], [y[i] for i in lab])
+    store.items.add("pool", pool, pool, [arrays.train_sources[i] for i in pool], [None] * len(pool),
                     [y[i] if arrays.hidden and y[i] >= 0 else None for i in pool], seed=meta["seed"])
     ty = arrays.test_y.tolist()
-    store.add_items("test", list(range(len(ty))), list(range(len(ty))), arrays.test_sources, ty)
-    store.set_skipped(arrays.skipped)
+    store.items.add("test", list(range(len(ty))), list(range(len(ty))), arrays.test_sources, ty)
+    store.items.set_skipped(arrays.skipped)
     _, c, h, w = arrays.train_x.shape
-    store.set_meta(project_id=uuid.uuid4().hex, labeled=len(lab), classes=arrays.classes,
+    store.set_meta(project_id=project_id, labeled=len(lab), classes=arrays.classes,
                    input_shape=[c, h, w], flip=arrays.flip, hidden_labels=arrays.hidden,
                    created=time.time(), teacher=None, **meta)
-    store.close()
-    os.replace(path / (DB + ".tmp"), path / DB)
-    for suffix in ("-wal", "-shm"):
-        (path / (DB + ".tmp" + suffix)).unlink(missing_ok=True)

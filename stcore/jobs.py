@@ -47,7 +47,7 @@ def pid_alive(pid: int | None) -> bool:
 def notice_dead_workers(project: Project) -> list[str]:
     """Mark active runs whose worker is gone as interrupted; returns their ids."""
     now, dead_runs = time.time(), []
-    for run in project.store.runs():
+    for run in project.store.runs.list():
         if run["state"] not in ACTIVE_STATES:
             continue
         why = ""
@@ -58,7 +58,7 @@ def notice_dead_workers(project: Project) -> list[str]:
         elif run["state"] == "queued" and not run["pid"] and now - run["created"] > START_TIMEOUT \
                 and int(run["config"].get("nnodes") or 1) == 1:  # the machines of a larger run start by hand
             why = "the worker never started"
-        if why and project.store.transition(run["id"], ACTIVE_STATES, state="interrupted", ended=now,
+        if why and project.store.runs.transition(run["id"], ACTIVE_STATES, state="interrupted", ended=now,
                                             error=f"interrupted: {why}; resume it with stcore resume"):
             dead_runs.append(run["id"])
     return dead_runs
@@ -84,7 +84,7 @@ def spawn(project: Project, run_id: str) -> int:
         with open(log, "ab") as f:
             pid = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                    start_new_session=True, cwd=str(project.path), env=env).pid
-    project.store.update_run(run_id, pid=pid)
+    project.store.runs.update(run_id, pid=pid)
     return pid
 
 
@@ -92,32 +92,32 @@ def create(project: Project, role: str, config: dict, *, total: int = 0) -> str:
     """A queued run on config['device'] (already resolved); DeviceBusy when another active run of
     this project holds that device."""
     notice_dead_workers(project)  # a dead run must not hold its device
-    return project.store.create_run(role, config["device"], config, total)
+    return project.store.runs.create(role, config["device"], config, total)
 
 
 def cancel(project: Project, run_id: str) -> str:
     """Ask a run to stop. A live worker stops at its next step and saves a checkpoint; a run with
     no live worker is marked cancelled at once. Returns the state now."""
     notice_dead_workers(project)
-    run = project.store.run(run_id)
+    run = project.store.runs.get(run_id)
     if run["state"] not in ACTIVE_STATES:
         return run["state"]
-    project.store.update_run(run_id, cancel_requested=1)
+    project.store.runs.update(run_id, cancel_requested=1)
     if not pid_alive(run["pid"]) and run["state"] == "queued":
-        project.store.transition(run_id, ACTIVE_STATES, state="cancelled", ended=time.time())
-    return project.store.run(run_id)["state"]
+        project.store.runs.transition(run_id, ACTIVE_STATES, state="cancelled", ended=time.time())
+    return project.store.runs.get(run_id)["state"]
 
 
 def requeue(project: Project, run_id: str) -> dict:
     """Put an interrupted, cancelled or failed run back in the queue, to continue from its checkpoint."""
     notice_dead_workers(project)
-    run = project.store.run(run_id)
+    run = project.store.runs.get(run_id)
     if run["state"] in ACTIVE_STATES or run["state"] == "finished":
         raise UsageError(f"run {run_id} is {run['state']}; only interrupted, cancelled or failed runs "
                          f"can be resumed")
     if run["role"] not in ("teacher", "student", "embed"):
         raise UsageError(f"a {run['role']} job is not resumed; start it again")
-    project.store.requeue(run_id, run["device"])
+    project.store.runs.requeue(run_id, run["device"])
     return run
 
 

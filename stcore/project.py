@@ -1,7 +1,7 @@
 """A project folder and its store: the light handle every command opens (no torch here).
 
 PROJECT/
-  project.db      the store (SQLite, WAL)
+  project.db      the store (SQLite, WAL), or store.json: where it is on PostgreSQL
   images/         train.pt and test.pt: uint8 tensors decoded once, memory-mapped on load
   runs/RUN_ID/    latest.pt (the checkpoint), test_probs.npy (its test-set probabilities), log.txt
 """
@@ -14,8 +14,7 @@ from pathlib import Path
 
 from .errors import NotFound, ProjectError, StoreError, UsageError
 from .store import STATUSES, Store
-
-DB = "project.db"
+from .store.location import DB, engine_of, is_project
 # What a project can be made from: built-in datasets, or a folder of the user's own images.
 BUILTIN_DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 DATASETS = (*BUILTIN_DATASETS, "folder")
@@ -34,11 +33,11 @@ class Project:
         if not self.path.exists():
             raise ProjectError(f"{self.path} does not exist; create a project with "
                                f"`stcore init {path}`")
-        if not (self.path / DB).is_file():
+        if not is_project(self.path):
             raise ProjectError(f"{self.path} is not a stcore project (it has no {DB}); create one with "
                                f"`stcore init {path}`, or pick the folder that holds {DB}")
         try:
-            self.store = Store(self.path / DB)
+            self.store = Store(engine_of(self.path))
         except StoreError as e:
             raise ProjectError(str(e)) from e
         self.meta = self.store.meta()
@@ -75,8 +74,8 @@ class Project:
 
     def counts(self) -> dict:
         """Items per split, pseudo-labeled pool items, and pool items per review status."""
-        st = self.store.status_counts()
-        split = self.store.split_counts()
+        st = self.store.items.status_counts()
+        split = self.store.items.split_counts()
         return {"labeled": split["labeled"], "pool": sum(st.values()), "test": split["test"],
                 "pseudo_labeled": split["pseudo_labeled"], **st}
 
@@ -85,17 +84,17 @@ class Project:
         chosen = self.store.meta().get("teacher")
         if chosen:
             try:
-                run = self.store.run(chosen)
+                run = self.store.runs.get(chosen)
                 if run["state"] == "finished":
                     return run
             except NotFound:
                 pass
-        done = [r for r in self.store.runs("teacher") if r["state"] == "finished"]
+        done = [r for r in self.store.runs.list("teacher") if r["state"] == "finished"]
         return done[-1] if done else None
 
     def promote(self, run_id: str) -> None:
         """Make a finished run (usually a student) the teacher for pseudo-labels and the next student."""
-        run = self.store.run(run_id)
+        run = self.store.runs.get(run_id)
         if run["role"] not in ("teacher", "student") or run["state"] != "finished":
             raise UsageError(f"run {run_id} is {run['role']} and {run['state']}; only a finished "
                              f"teacher or student can become the teacher")
@@ -103,4 +102,4 @@ class Project:
         self.meta = self.store.meta()
 
 
-__all__ = ["DB", "Project", "ProjectError", "STATUSES", "default_reviewer"]
+__all__ = ["DB", "Project", "ProjectError", "STATUSES", "default_reviewer", "is_project"]

@@ -46,7 +46,7 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
     from .data import images
     from .models import EmbeddingHead
     model = run_model(project, teacher["id"], device=device)
-    ids, rows = project.store.pool_order()
+    ids, rows = project.store.items.pool_order()
     train = images(project, "train")
     x = train[rows] if rows != list(range(len(rows))) else train[:len(rows)]
     t0 = time.perf_counter()
@@ -70,7 +70,7 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
     phase(f"writing {len(pending):,} pseudo-labels to the project's store")
     # One transaction that rebuilds the pool's indexes once: about a second for 60,000 items.
     # Readers keep their snapshot meanwhile (WAL); inference is over, so no heartbeat waits long.
-    project.store.write_predictions(pending, reindex=True)
+    project.store.items.write_predictions(pending, reindex=True)
     seconds = time.perf_counter() - t0
     return {"teacher_run": teacher["id"], "items": len(ids), "seconds": round(seconds, 2),
             "spread_over": project.store.meta().get("embedding") if spread is not None else None,
@@ -87,7 +87,7 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
     z = embed.load(project)
     if z is None or not len(pool_rows):
         return None
-    lab, reviewed = project.store.labeled_set(), project.store.reviewed_set()
+    lab, reviewed = project.store.items.labeled_set(), project.store.items.reviewed_set()
     rows = [r for r, _ in lab] + [r for r, _, _ in reviewed]
     if not graph_mod.buildable(len(rows) + len(pool_rows)):
         return None

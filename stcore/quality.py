@@ -25,7 +25,7 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
     fingerprint of the labels read}."""
     from . import embed, graph as graph_mod
     from .data import images
-    human = project.store.human_labels()
+    human = project.store.items.human_labels()
     if len(human) < MIN_LABELS:
         raise ProjectError(f"finding label errors needs at least {MIN_LABELS} human labels, the project has "
                            f"{len(human)}; label or review more items first")
@@ -33,7 +33,7 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
     over = project.store.meta().get("embedding") if z is not None else "pixels"
     train = z[0] if z is not None else graph_mod.embed(images(project, "train"))
     rows = [row for _, row, _, _ in human]
-    pool = [row for row, _ in project.store.unreviewed_set(pseudo_labeled_only=False)]
+    pool = [row for row, _ in project.store.items.unreviewed_set(pseudo_labeled_only=False)]
     nodes = rows + pool
     g = graph_mod.feature_graph(graph_mod.features(train[nodes]), device, progress)
     k = len(project.classes)
@@ -45,14 +45,14 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
                "score": round(float(o - p), 4), "source": source}
               for (item, _, c, source), p, o, s in zip(human, own, other.values, other.indices) if o > p]
     issues.sort(key=lambda i: -i["score"])
-    return {"issues": issues, "checked": len(rows), "over": over, "labels": project.store.human_labels_digest()}
+    return {"issues": issues, "checked": len(rows), "over": over, "labels": project.store.items.human_labels_digest()}
 
 
 def similar(project, item_id: int, k: int = 12) -> dict:
     """The k labeled or pool images nearest to item_id in the project's embedding (cosine
     similarity of the centred rows, as the graph reads them), most similar first."""
     from . import embed, graph as graph_mod
-    found = project.store.train_items(ids=[item_id])
+    found = project.store.items.train_items(ids=[item_id])
     if not found:
         raise ProjectError(f"no labeled or pool item has the id {item_id}; ids are in `stcore export` and on "
                            f"each Review card")
@@ -65,7 +65,7 @@ def similar(project, item_id: int, k: int = 12) -> dict:
     sims = feats @ feats[row]
     sims[row] = -2.0  # not its own neighbour
     top = sims.topk(min(k, len(sims) - 1))
-    items = {r[1]: r for r in project.store.train_items(rows=top.indices.tolist())}
+    items = {r[1]: r for r in project.store.items.train_items(rows=top.indices.tolist())}
     classes = project.classes
     return {"id": item_id, "over": project.store.meta().get("embedding"), "neighbours": [
         {"id": items[r][0], "similarity": round(float(s), 4),
@@ -97,8 +97,8 @@ def duplicates(project, *, threshold: float = 0.98, device: str = "cpu",
     keep = a < b  # each pair once
     a, b, s = a[keep].tolist(), b[keep].tolist(), sim[a[keep], nb[keep]].tolist()
     train_ids = {row: (item, split) for item, row, split, *_ in
-                 project.store.train_items(rows=[r for r in a + b if r < n_train])}
-    test_ids, _ = project.store.test_set()
+                 project.store.items.train_items(rows=[r for r in a + b if r < n_train])}
+    test_ids, _ = project.store.items.test_set()
 
     def item(r: int) -> dict:
         item_id, split = train_ids.get(r, (None, None)) if r < n_train else (test_ids[r - n_train], "test")

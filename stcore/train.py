@@ -324,6 +324,13 @@ def checkpoint_state(loop: Loop, cfg: TrainConfig, extra: dict | None) -> dict:
 
 
 # ------------------------------------------------------------------ the loop
+def check_pool_labels(cfg: TrainConfig, data: TrainData, student: bool) -> None:
+    """UsageError when a student's method needs the teacher's stored pseudo-labels and there are none."""
+    if student and data.p_unl is None and (METHODS[cfg.method].pool_labels == "model" or cfg.balanced):
+        raise UsageError(f"the {cfg.method} student{' with --balanced' if cfg.balanced else ''} needs the "
+                         f"teacher's pseudo-labels; run pseudo-label first")
+
+
 def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: str = "cpu",
         callback: Callback | None = None, checkpoint_dir: Path | None = None,
         resume: dict | None = None, extra: dict | None = None, group: Group | None = None) -> dict:
@@ -338,9 +345,7 @@ def fit(model: torch.nn.Module, data: TrainData, cfg: TrainConfig, *, device: st
     callback = callback or (lambda *a: False)
     total, k = total_steps(cfg, data), len(data.classes)
     student = cfg.role == "student" and len(data.x_unl) > 0
-    if student and data.p_unl is None and (METHODS[cfg.method].pool_labels == "model" or cfg.balanced):
-        raise UsageError(f"the {cfg.method} student{' with --balanced' if cfg.balanced else ''} needs the "
-                         f"teacher's pseudo-labels; run pseudo-label first")
+    check_pool_labels(cfg, data, student)
     loop = new_loop(model, cfg, total, resume)
     lead, world = group is None or group.lead, group.world if group else 1
     data = on_device(data, loop, k, device)

@@ -27,13 +27,14 @@ from .distributed import Group, join, leave, under_torchrun, write_error
 from .errors import NotFound, ProjectError, StcoreError
 from .project import Project
 from .store import Store
+from .store.location import engine_of
 
 FLUSH_EVERY = 1.0  # seconds between heartbeats (the contract is at most 2 s)
 
 
 class Reporter:
-    def __init__(self, db_path, run_id: str):
-        self.store = Store(db_path)  # its own connection: used by the reporter thread only
+    def __init__(self, project_path, run_id: str):
+        self.store = Store(engine_of(Path(project_path)))  # its own connections, for the reporter's thread
         self.run_id = run_id
         self.step = 0
         self.cancel = threading.Event()
@@ -77,7 +78,7 @@ class Reporter:
             with self._lock:
                 rows, self._rows = self._rows, []
                 step = self.step
-            if self.store.heartbeat(self.run_id, step, rows):
+            if self.store.runs.heartbeat(self.run_id, step, rows):
                 self.cancel.set()
 
     def _loop(self) -> None:
@@ -121,11 +122,11 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
     of a run on several processes; pid: the process that stands for the run (its supervisor)."""
     store = project.store
     now = time.time()
-    if not store.transition(run_id, ["queued"], state="running", pid=pid or os.getpid(), started=now,
+    if not store.runs.transition(run_id, ["queued"], state="running", pid=pid or os.getpid(), started=now,
                             heartbeat=now):
-        return store.run(run_id)["state"]
-    run = store.run(run_id)
-    reporter = Reporter(store.path, run_id)
+        return store.runs.get(run_id)["state"]
+    run = store.runs.get(run_id)
+    reporter = Reporter(project.path, run_id)
     # SIGTERM (and Ctrl-C in the foreground) stop the run cleanly, with a checkpoint, as a cancel does.
     handler = lambda *_: reporter.cancel.set()
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)} \
@@ -137,22 +138,22 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
             result = JOBS[run["role"]](project, run, reporter) if group is None else \
                 (_embed if run["role"] == "embed" else _train)(project, run, reporter, group)
         if result.get("stopped"):
-            store.transition(run_id, ["running"], state="cancelled", ended=time.time())
+            store.runs.transition(run_id, ["running"], state="cancelled", ended=time.time())
         else:
-            store.transition(run_id, ["running"], state="finished", ended=time.time(),
+            store.runs.transition(run_id, ["running"], state="finished", ended=time.time(),
                              result=result.get("eval"), step=result.get("done", run["total"]))
     except BaseException as e:  # every failure, KeyboardInterrupt included, must leave a true state
         cancelled = isinstance(e, KeyboardInterrupt) and reporter.cancel.is_set()
         with open(log, "a") as f:
             traceback.print_exc(file=f)
-        store.transition(run_id, ["running"], state="cancelled" if cancelled else "failed",
+        store.runs.transition(run_id, ["running"], state="cancelled" if cancelled else "failed",
                          ended=time.time(), error=None if cancelled else one_line(e))
         if isinstance(e, KeyboardInterrupt) and not cancelled and threading.current_thread() is threading.main_thread():
             raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    return store.run(run_id)["state"]
+    return store.runs.get(run_id)["state"]
 
 
 def save_test_probs(run_dir: Path, probs: torch.Tensor) -> None:
@@ -182,7 +183,7 @@ def _train(project: Project, run: dict, reporter: Reporter, group: Group | None 
         from .embed import attach
         attach(project, data)
     total = total_steps(cfg, data)
-    project.store.update_run(run["id"], total=total)
+    project.store.runs.update(run["id"], total=total)
     run_dir = project.run_dir(run["id"])
     run_dir.mkdir(parents=True, exist_ok=True)
     for tmp in run_dir.glob(".*.tmp"):  # half-written checkpoints of a worker that was killed
@@ -193,9 +194,9 @@ def _train(project: Project, run: dict, reporter: Reporter, group: Group | None 
     model, resume = build(cfg.model, c, len(project.classes), h), None
     if (run_dir / "latest.pt").exists():
         resume = run_checkpoint(project, run["id"])
-        project.store.truncate_metrics(run["id"], resume["step"])
+        project.store.runs.truncate_metrics(run["id"], resume["step"])
     else:
-        project.store.truncate_metrics(run["id"], 0)
+        project.store.runs.truncate_metrics(run["id"], 0)
         if cfg.role == "student" and cfg.init == "teacher":
             if teacher is None:
                 raise ProjectError("the student starts from the teacher's weights, and there is no finished "
@@ -259,7 +260,7 @@ def lead(project: Project, run_id: str, group: Group) -> int:
     """Rank 0: the run's worker, as on one process."""
     state = execute(project, run_id, group, pid=int(os.environ.get("STCORE_SUPERVISOR") or 0) or None)
     if state == "failed":
-        write_error(project.run_dir(run_id), 0, project.store.run(run_id)["error"] or "failed")
+        write_error(project.run_dir(run_id), 0, project.store.runs.get(run_id)["error"] or "failed")
     return 0 if state in ("finished", "cancelled") else 1
 
 
@@ -269,13 +270,13 @@ def supervise(project: Project, run_id: str) -> str:
     the others fail too). Returns the run's final state."""
     from .distributed import launch
     from .store import ACTIVE_STATES, world_size
-    run = project.store.run(run_id)
+    run = project.store.runs.get(run_id)
     nproc = int(run["config"].get("nproc") or 1)
     me = os.getpid()
     # This process stands for the run: it is the run's pid while queued and, once rank 0 claims the
     # run, while running. A resume of this run starts another process; from then on this one
     # changes nothing, even if it is still winding down.
-    project.store.transition(run_id, ["queued"], pid=me)
+    project.store.runs.transition(run_id, ["queued"], pid=me)
     before = os.environ.get("STCORE_SUPERVISOR")
     os.environ["STCORE_SUPERVISOR"] = str(me)
     try:
@@ -288,13 +289,13 @@ def supervise(project: Project, run_id: str) -> str:
     if failure is not None:
         rank, reason = failure
         prefix = f"rank {rank} of {world_size(run['config'])} failed: "
-        if rank != 0 or project.store.run(run_id)["state"] in ACTIVE_STATES:
-            project.store.transition(run_id, [*ACTIVE_STATES, "failed", "cancelled"], owner=me, state="failed",
+        if rank != 0 or project.store.runs.get(run_id)["state"] in ACTIVE_STATES:
+            project.store.runs.transition(run_id, [*ACTIVE_STATES, "failed", "cancelled"], owner=me, state="failed",
                                      ended=time.time(), error=prefix + reason.removeprefix(prefix))
     else:
-        project.store.transition(run_id, ACTIVE_STATES, owner=me, state="failed", ended=time.time(),
+        project.store.runs.transition(run_id, ACTIVE_STATES, owner=me, state="failed", ended=time.time(),
                                  error="the ranks ended without rank 0 finishing the run; see the run's log.txt")
-    return project.store.run(run_id)["state"]
+    return project.store.runs.get(run_id)["state"]
 
 
 def _train_head(project: Project, run: dict, cfg, data, teacher: dict | None, total: int, reporter: Reporter) -> dict:
@@ -317,9 +318,9 @@ def _train_head(project: Project, run: dict, cfg, data, teacher: dict | None, to
     run_dir, resume = project.run_dir(run["id"]), None
     if (run_dir / "latest.pt").exists():
         resume = run_checkpoint(project, run["id"])
-        project.store.truncate_metrics(run["id"], resume["step"])
+        project.store.runs.truncate_metrics(run["id"], resume["step"])
     else:
-        project.store.truncate_metrics(run["id"], 0)
+        project.store.runs.truncate_metrics(run["id"], 0)
     if resume is None and cfg.role == "student" and cfg.init == "teacher" and teacher is not None:
         ck = run_checkpoint(project, teacher["id"])
         if ck["config"].get("model") == "head" and ck["ema"]["linear.weight"].shape[1] == train_z.shape[1]:
@@ -344,7 +345,7 @@ def _teacher(project: Project, cfg) -> dict | None:
     if cfg.role != "student" and not cfg.teacher_run:
         return None
     try:
-        return project.store.run(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
+        return project.store.runs.get(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
     except NotFound as e:
         raise ProjectError(f"the student's teacher {cfg.teacher_run} is gone ({e})") from e
 
@@ -354,11 +355,11 @@ def _pseudo_label(project: Project, run: dict, reporter: Reporter) -> dict:
     from .metrics import agreement
     from .pseudo import pseudo_label
     cfg = run["config"]
-    summary = pseudo_label(project, project.store.run(cfg["teacher_run"]), device=resolve(cfg.get("device", "cpu")),
+    summary = pseudo_label(project, project.store.runs.get(cfg["teacher_run"]), device=resolve(cfg.get("device", "cpu")),
                            batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress,
                            phase=lambda text: reporter.report("phase", reporter.step, {
                                "phase": text, "done": 0, "total": 0, "started": time.time()}))
-    summary["accuracy"] = agreement(project.store.pseudo_label_agreement())
+    summary["accuracy"] = agreement(project.store.items.pseudo_label_agreement())
     return {"eval": summary, "done": summary["items"]}
 
 
@@ -379,11 +380,11 @@ def _evaluate(project: Project, run: dict, reporter: Reporter) -> dict:
         probs = model.probs(load(project)[1])
     else:
         probs = predict_probs(model, images(project, "test"), device=device, progress=reporter.progress)
-    _, labels = project.store.test_set()
+    _, labels = project.store.items.test_set()
     result = summarize(confusion(labels, probs.argmax(1).tolist() if len(probs) else [], len(project.classes)),
                        project.classes)
     save_test_probs(project.run_dir(target), probs)
-    project.store.update_run(target, result=result)
+    project.store.runs.update(target, result=result)
     return {"eval": result, "done": len(labels)}
 
 
@@ -405,7 +406,7 @@ def _embed(project: Project, run: dict, reporter: Reporter, group: Group | None 
             return pretrained
         start, progress = 0, _phase_progress(reporter, pretrained["steps"], "embedding the images")
     else:
-        project.store.update_run(run["id"], total=len(everything))
+        project.store.runs.update(run["id"], total=len(everything))
     backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
     caches = [str(project.image_cache(split)) for split, x in (("train", train), ("test", test)) if len(x)]
     embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress,
@@ -424,8 +425,8 @@ def _pretrain(project: Project, run: dict, train: torch.Tensor, device: str, rep
     return pretrain(project, train, project.run_dir(run["id"]) / "ssl-state.pt", device=device,
                     batch_size=int(cfg.get("batch_size", 256)), epochs=float(cfg["epochs"]),
                     minutes=float(cfg["minutes"]), seed=int(cfg.get("seed", 0)), report=reporter.report,
-                    set_total=lambda n: project.store.update_run(run["id"], total=n),
-                    forget_after=lambda step: project.store.truncate_metrics(run["id"], step))
+                    set_total=lambda n: project.store.runs.update(run["id"], total=n),
+                    forget_after=lambda step: project.store.runs.truncate_metrics(run["id"], step))
 
 
 def _phase_progress(reporter: Reporter, step: int, text: str) -> Callable[[int, int], None]:
@@ -448,7 +449,7 @@ def _quality(project: Project, run: dict, reporter: Reporter) -> dict:
     def progress(done: int, of: int) -> None:
         if of != total[0]:
             total[0] = of
-            project.store.update_run(run["id"], total=of)
+            project.store.runs.update(run["id"], total=of)
         reporter.progress(done, of)
     device = resolve(cfg.get("device", "cpu"))
     if run["role"] == "duplicates":
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(project: Project, run_id: str) -> str:
     """Run a queued run in this process (or its ranks, for several processes); its final state."""
     from .errors import UsageError
-    config = project.store.run(run_id)["config"]
+    config = project.store.runs.get(run_id)["config"]
     if int(config.get("nnodes") or 1) > 1:
         raise UsageError(f"run {run_id} spans {config['nnodes']} machines: each one runs its torchrun line "
                          f"(stcore nodes {project.path} {run_id} prints them)")

@@ -103,23 +103,65 @@ def many_classes_project(tmp_path):
     return p
 
 
-def make_store(path: Path, n: int, *, classes: int = 10, seed: int = 0):
-    """A synthetic store with n pool items, all pseudo-labeled with random confidences."""
+def make_store(path, n: int, *, classes: int = 10, seed: int = 0):
+    """A synthetic store with n pool items, all pseudo-labeled with random confidences. path: a
+    SQLite file, or an engine (a PostgreSQL schema)."""
     import random
     from stcore.store import Store
     s = Store(path, create=True)
     ids = list(range(n))
-    s.add_items("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * n, [i % classes for i in ids])
+    s.items.add("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * n, [i % classes for i in ids])
     rng = random.Random(seed)
     rows = []
     for i in ids:
         conf = rng.random()
         rows.append((i % classes, conf, conf / 2, 1 - conf, None, "teacher-1", i))
-    s.write_predictions(rows)
+    s.items.write_predictions(rows)
     s.set_meta(classes=[str(c) for c in range(classes)])
     return s
 
 
+@pytest.fixture(scope="session")
+def pg_url():
+    """A throwaway PostgreSQL cluster for the session (benchmarks/pgcluster.py); the tests that need
+    it are skipped, with the reason, where PostgreSQL is not installed."""
+    from benchmarks.pgcluster import Cluster, why_not
+    why = why_not()
+    if why:
+        pytest.skip(f"PostgreSQL runs skipped: {why}")
+    cluster = Cluster()
+    url = cluster.start()
+    yield url
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def store(tmp_path):
-    return make_store(tmp_path / "project.db", 1000)
+def new_engine(engine_kind, tmp_path, request):
+    """new_engine(name) -> an engine for a new store on this test's engine: a SQLite file in
+    tmp_path, or a schema of its own in the session's PostgreSQL cluster."""
+    import uuid
+    made = []
+
+    def make(name: str = "project.db"):
+        if engine_kind == "sqlite":
+            return tmp_path / name
+        from stcore.store.postgres import PostgresEngine
+        e = PostgresEngine(request.getfixturevalue("pg_url"), f"t_{uuid.uuid4().hex[:12]}")
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        try:
+            e.drop()
+        finally:
+            e.close()
+
+
+@pytest.fixture
+def store(new_engine):
+    return make_store(new_engine(), 1000)

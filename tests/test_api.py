@@ -64,7 +64,7 @@ def test_simulated_review_accepts_right_pseudo_labels_and_corrects_wrong_ones(tr
     out = api.simulate_review(p, 50)
     assert out["reviewed"] == 50 and out["accepted"] + out["corrected"] == 50
     decided = api.review_page(p, statuses=["accepted", "corrected"], limit=100)
-    truth = p.store.hidden_labels([r["id"] for r in decided])
+    truth = p.store.items.hidden_labels([r["id"] for r in decided])
     for r in decided:
         if r["status"] == "accepted":
             assert r["pred"] == truth[r["id"]]
@@ -101,11 +101,11 @@ def test_training_data_learns_accepted_and_corrected_items_not_rejected_ones(tra
 @needs_fmnist
 def test_reading_runs_from_the_store_does_not_mark_dead_workers_but_api_runs_does(small_project):
     p = small_project
-    run_id = p.store.create_run("teacher", "cpu", {"role": "teacher"}, 10)
-    p.store.update_run(run_id, state="running", pid=2 ** 22 + 12345, started=1.0, heartbeat=1.0)
-    assert p.store.run(run_id)["state"] == "running"
-    api.counts(p), api.teacher(p), p.store.runs()
-    assert p.store.run(run_id)["state"] == "running"  # reads of the project changed nothing
+    run_id = p.store.runs.create("teacher", "cpu", {"role": "teacher"}, 10)
+    p.store.runs.update(run_id, state="running", pid=2 ** 22 + 12345, started=1.0, heartbeat=1.0)
+    assert p.store.runs.get(run_id)["state"] == "running"
+    api.counts(p), api.teacher(p), p.store.runs.list()
+    assert p.store.runs.get(run_id)["state"] == "running"  # reads of the project changed nothing
     assert {r["id"]: r["state"] for r in api.runs(p)}[run_id] == "interrupted"
     assert "resume" in api.run(p, run_id)["error"]
 

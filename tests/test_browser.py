@@ -135,7 +135,7 @@ def cut_text(pg) -> list[str]:
 
 
 def status_of(project, item):
-    return project.store.db.execute("SELECT status, label FROM pool WHERE id=?", (item,)).fetchone()
+    return project.store.engine.db.execute("SELECT status, label FROM pool WHERE id=?", (item,)).fetchone()
 
 
 def card(pg, item: int, what: str = ""):
@@ -233,7 +233,7 @@ def test_review_train_reload_in_a_real_browser(server, page, tmp_path):
     pg.locator(".st-key-tr_s_bs input").press("Tab")
     settle(pg)
     pg.get_by_role("button", name="Start student").click()
-    run = wait_until(lambda: next((r for r in project.store.runs("student")), None), 90, "a student run")
+    run = wait_until(lambda: next((r for r in project.store.runs.list("student")), None), 90, "a student run")
     assert run["total"] == 150
 
     # The live view first shows the teacher (the newest run), then the student; the student's
@@ -330,7 +330,7 @@ def test_map_similar_and_likely_wrong_labels_in_a_real_browser(server, page, tmp
     assert not cut_text(pg), cut_text(pg)
     pg.screenshot(path=str(shots / "review-likely-wrong.png"), full_page=True)
     fix.click()
-    wait_until(lambda: project.classes[{i: c for i, _, c, _ in project.store.human_labels()}[issue["id"]]]
+    wait_until(lambda: project.classes[{i: c for i, _, c, _ in project.store.items.human_labels()}[issue["id"]]]
                == issue["suggested"], 20, "the fix to reach the store")
     pg.reload()
     pg.get_by_text("fixed since the check").first.wait_for(timeout=30_000)  # the view came back from the URL

@@ -57,7 +57,7 @@ def test_a_linked_project_stays_a_job_list_appears_and_the_model_default_follows
         # ---- 2. 'likely wrong': the list shows when its job ends, with no reload
         pg.get_by_role("radio", name="likely wrong").or_(pg.get_by_role("button", name="likely wrong")).first.click()
         pg.get_by_role("button", name="Find likely wrong labels").click()
-        run = wait_until(lambda: next(iter(other.store.runs("label-issues")), None), 30, "a label-issues run")
+        run = wait_until(lambda: next(iter(other.store.runs.list("label-issues")), None), 30, "a label-issues run")
         wait_until(lambda: api.run(other, run["id"])["state"] == "finished", 180, "label-issues to finish")
         pg.get_by_text("human labels look wrong").first.wait_for(timeout=15_000)
         settle(pg)
@@ -80,7 +80,7 @@ def test_a_linked_project_stays_a_job_list_appears_and_the_model_default_follows
         pg.locator(".st-key-tr_e_size input").press("Tab")
         settle(pg)
         pg.get_by_role("button", name="Embed", exact=True).click()
-        run = wait_until(lambda: next(iter(other.store.runs("embed")), None), 30, "an embed run")
+        run = wait_until(lambda: next(iter(other.store.runs.list("embed")), None), 30, "an embed run")
         wait_until(lambda: api.run(other, run["id"])["state"] == "finished", 300, "the embedding to finish")
         pg.get_by_text("with efficientnet-lite0").first.wait_for(timeout=15_000)  # the live panel's summary
         settle(pg)

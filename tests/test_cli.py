@@ -66,7 +66,7 @@ def test_review_decisions_and_undo_from_the_cli(trained_project):
     stcore("review", P, "--correct", "152=Bag")
     c = json.loads(stcore("review", P, "--undo", "--json").stdout)["counts"]
     assert (c["accepted"], c["corrected"]) == (2, 0)
-    hist = trained_project.store.history(150)
+    hist = trained_project.store.decisions.history(150)
     assert hist[0]["reviewer"] == "ann" and hist[0]["new_status"] == "accepted"
 
 
@@ -81,12 +81,12 @@ def test_review_decisions_and_undo_from_the_cli(trained_project):
     (("train", "--role", "student", "--method", "magic"), "method 'magic' is not a student method"),
 ])
 def test_bad_input_is_one_line_error(trained_project, args, message):
-    before = trained_project.counts(), len(trained_project.store.runs())
+    before = trained_project.counts(), len(trained_project.store.runs.list())
     r = stcore(args[0], trained_project.path, *args[1:], check=False)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    assert (trained_project.counts(), len(trained_project.store.runs())) == before
+    assert (trained_project.counts(), len(trained_project.store.runs.list())) == before
 
 
 def test_a_folder_that_is_not_a_project(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from dashboard import util
 from stcore import api, launch
 from stcore.errors import LaunchError
+from stcore import orders
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ["project", "review", "map", "train", "evaluate", "export"]
@@ -285,7 +286,7 @@ def test_project_page_counts_have_thousands_separators(app, trained_project):
 
 
 def _pool_row(project, item_id):
-    return project.store.db.execute("SELECT status, label, pred FROM pool WHERE id=?", (item_id,)).fetchone()
+    return project.store.engine.db.execute("SELECT status, label, pred FROM pool WHERE id=?", (item_id,)).fetchone()
 
 
 def _shown(at) -> list[int]:
@@ -362,7 +363,7 @@ def test_an_accept_takes_the_class_its_card_showed_or_nothing(app, trained_proje
 
 def test_a_corrected_card_shows_the_human_label_with_the_teachers_guess_beside_it(app, trained_project):
     p = trained_project
-    item = p.store.page(statuses=["pending"], limit=1)[0]
+    item = orders.page(p.store.queue, statuses=["pending"], limit=1)[0]
     pred, human = item["pred"], (item["pred"] + 1) % len(p.classes)
     api.review(p, [item["id"]], "correct", human)
     at = app(p, "review")
@@ -383,7 +384,7 @@ def test_review_sort_options_show_the_store_order(app, trained_project):
         at.selectbox(key="rv_order").set_value(order).run()
         no_errors(at, f"review sorted by {order}")
         shown = _shown(at)
-        assert shown == [r["id"] for r in p.store.page(statuses=["pending"], order=order, limit=len(shown))], order
+        assert shown == [r["id"] for r in orders.page(p.store.queue, statuses=["pending"], order=order, limit=len(shown))], order
 
 
 def test_review_bulk_page_and_threshold_with_confirmation(app, trained_project):
@@ -394,11 +395,11 @@ def test_review_bulk_page_and_threshold_with_confirmation(app, trained_project):
     assert api.counts(p)["accepted"] == 12
     assert grid_data(at)["message"]["text"] == "Accepted 12 items"
 
-    lo = p.store.db.execute("SELECT confidence FROM pool WHERE status='pending' ORDER BY confidence DESC "
+    lo = p.store.engine.db.execute("SELECT confidence FROM pool WHERE status='pending' ORDER BY confidence DESC "
                             "LIMIT 1 OFFSET 20").fetchone()[0]
     at.number_input(key="rv_thr").set_value(round(lo, 2) if round(lo, 2) <= lo else round(lo, 2) - 0.01).run()
     thr = at.number_input(key="rv_thr").value
-    expected = p.store.count(statuses=["pending"], conf_min=thr)
+    expected = p.store.queue.count(statuses=["pending"], conf_min=thr)
     at.button(key="rv_bulk").click().run()
     assert api.counts(p)["accepted"] == 12  # nothing happens before the confirmation
     assert any(f"**{expected:,}**" in w.value for w in at.warning), [w.value for w in at.warning]
@@ -452,7 +453,7 @@ def test_train_start_a_teacher_then_cancel_it_from_the_page(app, trained_project
         # The Runs table and the live panel read the one store: both say running (the table once
         # said "queued 0/100" while the panel said running).
         table = next(d.value for d in at.dataframe if "run" in d.value.columns)
-        row = table[table["run"] == run_id].iloc[0]
+        row = table[table["run"].str.split(" ").str[0] == run_id].iloc[0]
         live = next(m.value for m in at.markdown if m.value.startswith(f"**{run_id}**"))
         assert row["state"] == "running" and " · running · " in live, (row, live)
         assert 0 < int(row["progress"].split("/")[0].replace(",", "")) <= api.run(p, run_id)["step"]
@@ -541,10 +542,10 @@ def test_train_student_form_starts_the_chosen_method_rounds_and_strength(app, tr
 def test_train_shows_each_phase_with_its_own_progress_and_estimate(app, trained_project):
     """While labelprop builds its graph the step does not move; a second bar says what it does."""
     p = trained_project
-    run_id = p.store.create_run("student", "cpu", {"role": "student"}, 1800)
+    run_id = p.store.runs.create("student", "cpu", {"role": "student"}, 1800)
     now = time.time()
-    p.store.update_run(run_id, state="running", pid=os.getpid(), started=now - 20, heartbeat=now)
-    p.store.heartbeat(run_id, 0, [("phase", 0, {"phase": "building the nearest-neighbour graph of 60,000 images",
+    p.store.runs.update(run_id, state="running", pid=os.getpid(), started=now - 20, heartbeat=now)
+    p.store.runs.heartbeat(run_id, 0, [("phase", 0, {"phase": "building the nearest-neighbour graph of 60,000 images",
                                                 "done": 15_000, "total": 60_000, "started": now - 10})])
     at = app(p, "train")
     no_errors(at, "train")
@@ -553,31 +554,31 @@ def test_train_shows_each_phase_with_its_own_progress_and_estimate(app, trained_
     assert bars[1].startswith("building the nearest-neighbour graph of 60,000 images · 15,000 / 60,000 · about ")
     assert not at.get("plotly_chart")  # no empty axes before the first loss points
     assert any("charts appear with the first training steps" in c.value for c in at.caption)
-    p.store.heartbeat(run_id, 10, [("train", 10, {"loss": 1.5, "unlabeled_loss": 1.0, "mask_rate": 1.0,
+    p.store.runs.heartbeat(run_id, 10, [("train", 10, {"loss": 1.5, "unlabeled_loss": 1.0, "mask_rate": 1.0,
                                                    "lr": 0.03, "samples_per_s": 100.0})])
     at.run()
     bars = [e.proto.text for e in at.get("progress")]
     assert len(bars) == 1 and bars[0].startswith("10 / 1,800 steps (1%)") and len(at.get("plotly_chart")) == 1
     # no empty accuracy axes either: they say when the first evaluation comes (ten per run)
     assert any("the first point comes at step 180" in i.value for i in at.info)
-    p.store.heartbeat(run_id, 180, [("eval", 180, {"accuracy": 0.5, "per_class": {}})])
+    p.store.runs.heartbeat(run_id, 180, [("eval", 180, {"accuracy": 0.5, "per_class": {}})])
     at.run()
     assert len(at.get("plotly_chart")) == 2
-    p.store.update_run(run_id, state="cancelled", ended=time.time())
+    p.store.runs.update(run_id, state="cancelled", ended=time.time())
 
 
 def test_runs_table_shows_a_cancelled_runs_last_accuracy_and_the_whole_duration(app, trained_project):
     p = trained_project
-    run_id = p.store.create_run("student", "cpu", {"role": "student"}, 100)
-    p.store.update_run(run_id, state="running", started=1000.0, heartbeat=1060.0)
-    p.store.heartbeat(run_id, 50, [("eval", 50, {"accuracy": 0.61, "per_class": {}})])
-    p.store.update_run(run_id, state="cancelled", ended=1060.0)
-    p.store.requeue(run_id, "cpu")  # resumed ...
-    p.store.update_run(run_id, state="cancelled", started=2000.0, ended=2030.0)  # ... and cancelled again
+    run_id = p.store.runs.create("student", "cpu", {"role": "student"}, 100)
+    p.store.runs.update(run_id, state="running", started=1000.0, heartbeat=1060.0)
+    p.store.runs.heartbeat(run_id, 50, [("eval", 50, {"accuracy": 0.61, "per_class": {}})])
+    p.store.runs.update(run_id, state="cancelled", ended=1060.0)
+    p.store.runs.requeue(run_id, "cpu")  # resumed ...
+    p.store.runs.update(run_id, state="cancelled", started=2000.0, ended=2030.0)  # ... and cancelled again
     at = app(p, "train")
     no_errors(at, "train")
     table = at.dataframe[0].value
-    row = table[table["run"] == run_id].iloc[0]
+    row = table[table["run"].str.split(" ").str[0] == run_id].iloc[0]
     assert row["accuracy"] == "61.0% (so far)"
     assert row["duration"] == "1m 30s"  # 60 s before the resume and 30 s after it
     assert "Resume" in [b.label for b in at.button if b.key == f"tr_resume_live_{run_id}"]
@@ -585,8 +586,8 @@ def test_runs_table_shows_a_cancelled_runs_last_accuracy_and_the_whole_duration(
 
 def test_train_shows_a_failed_run_plainly(app, trained_project):
     p = trained_project
-    run_id = p.store.create_run("student", "cpu", {"role": "student"}, 10)
-    p.store.update_run(run_id, state="failed", error="CUDA out of memory; lower --batch-size", ended=time.time())
+    run_id = p.store.runs.create("student", "cpu", {"role": "student"}, 10)
+    p.store.runs.update(run_id, state="failed", error="CUDA out of memory; lower --batch-size", ended=time.time())
     at = app(p, "train")
     assert any("CUDA out of memory" in e.value for e in at.error)
     assert not at.exception
@@ -595,8 +596,8 @@ def test_train_shows_a_failed_run_plainly(app, trained_project):
 def test_promote_student_makes_it_the_teacher(app, trained_project):
     p = trained_project
     teacher = api.teacher(p)
-    run_id = p.store.create_run("student", "cpu", teacher["config"], 10)
-    p.store.update_run(run_id, state="finished", ended=time.time(), result=teacher["result"])
+    run_id = p.store.runs.create("student", "cpu", teacher["config"], 10)
+    p.store.runs.update(run_id, state="finished", ended=time.time(), result=teacher["result"])
     at = app(p, "train")
     assert at.selectbox(key="tr_run_pick").value == run_id
     at.button(key="tr_promote").click().run()
@@ -749,7 +750,7 @@ def test_review_similar_on_a_card_shows_its_neighbours_and_decides_them_at_once(
     at.selectbox(key="rv_list_class").set_value(3).run()
     at.button(key="rv_list_correct").click().run()
     at.button(key="rv_list_yes").click().run()
-    pool = [i for i in shown if i in set(p.store.pool_order()[0])]
+    pool = [i for i in shown if i in set(p.store.items.pool_order()[0])]
     assert {tuple(_pool_row(p, i))[:2] for i in pool} == {("corrected", 3)}
     grid_send(at, {"kind": "undo"})
     assert {tuple(_pool_row(p, i))[0] for i in pool} == {"pending"}  # one action
@@ -771,7 +772,7 @@ def test_review_likely_wrong_labels_fix_in_one_click(app, trained_project):
     first = issues[0]
     assert fixes[0]["id"] == first["id"] and fixes[0]["fix"]["name"] == first["suggested"]
     grid_send(at, decide_op([first["id"]], "correct", fixes[0]["fix"]["k"]))  # its Fix button
-    now = {i: c for i, _, c, _ in p.store.human_labels()}
+    now = {i: c for i, _, c, _ in p.store.items.human_labels()}
     assert p.classes[now[first["id"]]] == first["suggested"]
     assert first["id"] not in _shown(at)  # fixed: off the list
     assert any("fixed since the check" in c.value for c in at.caption)
@@ -819,7 +820,7 @@ def test_more_classes_than_number_keys_open_the_class_picker(app, many_classes_p
 
 def test_review_near_duplicates_show_each_pair_even_when_an_image_is_in_two(app, trained_project, monkeypatch):
     p = trained_project
-    a, b, c = p.store.pool_order()[0][:3]
+    a, b, c = p.store.items.pool_order()[0][:3]
     pairs = [{"a": {"id": a, "split": "pool"}, "b": {"id": b, "split": "pool"}, "similarity": 0.999},
              {"a": {"id": a, "split": "pool"}, "b": {"id": 0, "split": "test"}, "similarity": 0.99}]
     monkeypatch.setattr(api, "duplicates", lambda project: {"pairs": pairs, "threshold": 0.98, "over": "pixels",
@@ -851,9 +852,9 @@ def test_train_says_how_long_a_run_will_take_and_offers_a_shorter_one(app, train
     # The fixture's teacher trained 30 steps; pretend they took 60 s (2 s a step)
     rows = api.metrics(p, teacher["id"])
     trains = [r for r in rows if r["kind"] == "train"]
-    p.store.db.execute("UPDATE metrics SET at = ? + 2.0 * step WHERE run_id = ? AND kind = 'train'",
+    p.store.engine.db.execute("UPDATE metrics SET at = ? + 2.0 * step WHERE run_id = ? AND kind = 'train'",
                        (trains[0]["at"], teacher["id"]))
-    p.store.db.commit()
+    p.store.engine.db.commit()
     at = app(p, "train")
     at.number_input(key="tr_t_steps").set_value(400).run()
     at.selectbox(key="tr_t_model").set_value("cnn").run()
@@ -866,3 +867,47 @@ def test_train_says_how_long_a_run_will_take_and_offers_a_shorter_one(app, train
     assert shorter.label.startswith(f"Use {int(300 / per_step) // 10 * 10:,} steps instead")
     shorter.click().run()
     assert at.number_input(key="tr_t_steps").value == int(300 / per_step) // 10 * 10
+
+
+def _worse_student(p, cls: str, by: float) -> str:
+    """A finished student whose stored evaluation is the teacher's, but `by` worse at class cls."""
+    import copy
+    teacher = api.teacher(p)
+    result = copy.deepcopy(teacher["result"])
+    result["per_class"][cls] = max(0.0, result["per_class"][cls] - by)
+    run_id = p.store.runs.create("student", "cpu", teacher["config"], 10)
+    p.store.runs.update(run_id, state="finished", ended=time.time(), result=result)
+    return run_id
+
+
+def test_evaluate_and_promote_name_a_class_that_lost_more_than_5_points(app, trained_project):
+    p = trained_project
+    per_class = api.teacher(p)["result"]["per_class"]
+    cls = max(per_class, key=per_class.get)  # the teacher's best class: room to fall by 20 points
+    assert per_class[cls] >= 0.2
+    run_id = _worse_student(p, cls, 0.2)
+    at = app(p, "evaluate")
+    no_errors(at, "evaluate")
+    flagged = [w.value for w in at.warning if "worse than" in w.value]
+    assert len(flagged) == 1 and f"**{cls}**" in flagged[0] and "−20.0 points" in flagged[0]
+    at.switch_page("views/train.py").run()
+    assert at.selectbox(key="tr_run_pick").value == run_id
+    assert any(f"**{cls}**" in w.value for w in at.warning)  # before the promote button is pressed
+    # a student no worse than 5 points anywhere is not flagged
+    _worse_student(p, cls, 0.04)
+    at = app(p, "evaluate")
+    assert not [w for w in at.warning if "worse than" in w.value]
+
+
+def test_a_bulk_accept_says_what_it_does_to_the_class_mix_before_it_is_confirmed(app, trained_project):
+    p = trained_project
+    at = app(p, "review")
+    at.number_input(key="rv_thr").set_value(0.0).run()
+    at.button(key="rv_bulk").click().run()
+    no_errors(at, "review")
+    n = api.count_above(p, 0.0)
+    impact = api.bulk_accept_impact(p, 0.0)
+    text = " ".join(c.value for c in at.caption)
+    assert "Human labels per class:" in text and f"of the {n:,} are likely wrong" in text
+    assert f"About **{impact['expected_wrong']:,.0f}**" in text
+    assert api.counts(p)["accepted"] == 0  # nothing is decided before the confirmation

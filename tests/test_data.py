@@ -72,7 +72,7 @@ def test_folder_dataset_reads_png_and_jpeg_and_skips_a_corrupt_file(tmp_path):
     assert (c["labeled"], c["pool"], c["test"]) == (6, 4, 1)
     assert p.classes == ["cat", "dog"]
     assert p.meta["input_shape"] == [3, 16, 16]
-    skipped = p.store.skipped()
+    skipped = p.store.items.skipped()
     assert [s["path"] for s in skipped] == ["unlabeled/broken.png"]
     assert "cannot identify" in skipped[0]["reason"].lower() or "error" in skipped[0]["reason"].lower()
     assert api.status(p)["skipped"] == skipped

@@ -62,7 +62,7 @@ def test_two_processes_end_with_identical_weights_and_learn_like_one(small_proje
     values = {"role": "teacher", "steps": 40, "eval_every": 20, "log_every": 10, "device": "cpu"}
     one = api.start_training(p, values, detach=False)
     two = api.start_training(p, {**values, "nproc": 2}, detach=False)
-    r1, r2 = p.store.run(one), p.store.run(two)
+    r1, r2 = p.store.runs.get(one), p.store.runs.get(two)
     assert r2["state"] == "finished", r2["error"]
     reports = ranks(p, two)
     assert [r["rank"] for r in reports] == [0, 1] and {r["step"] for r in reports} == {40}
@@ -70,7 +70,7 @@ def test_two_processes_end_with_identical_weights_and_learn_like_one(small_proje
     assert reports[0]["ema_weights"] == reports[1]["ema_weights"]
     a1, a2 = r1["result"]["accuracy"], r2["result"]["accuracy"]
     assert a1 > 0.25 and a2 > 0.25 and abs(a1 - a2) < 0.15, (a1, a2)
-    assert [m["step"] for m in p.store.metrics(two, "train")] == [10, 20, 30, 40]
+    assert [m["step"] for m in p.store.runs.metrics(two, "train")] == [10, 20, 30, 40]
     # Each process took half the batch; runs says so.
     listed = {r["id"]: r for r in json.loads(stcore("runs", p.path, "--json").stdout)}
     assert listed[two]["world_size"] == 2 and listed[two]["batch_per_process"] == 32
@@ -85,7 +85,7 @@ def test_two_nodes_of_one_process_on_this_machine(small_project):
     out = json.loads(stcore("train", p.path, "--role", "teacher", "--steps", "40", "--eval-every", "20",
                             "--nnodes", "2", "--rdzv-endpoint", endpoint, "--json").stdout)
     run_id = out["run"]
-    assert p.store.run(run_id)["state"] == "queued" and len(out["nodes"]) == 2
+    assert p.store.runs.get(run_id)["state"] == "queued" and len(out["nodes"]) == 2
     assert [shlex.split(c)[:5] for c in out["nodes"]] == [["torchrun", "--nnodes", "2", "--node-rank", str(k)]
                                                           for k in (0, 1)]
     assert stcore("nodes", p.path, run_id, "--rdzv-endpoint", endpoint, "--json").stdout.count("torchrun") == 2
@@ -94,7 +94,7 @@ def test_two_nodes_of_one_process_on_this_machine(small_project):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in out["nodes"]]
     logs = [pr.communicate(timeout=300)[0] for pr in procs]
     assert [pr.returncode for pr in procs] == [0, 0], logs
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "finished", (run["error"], logs)
     reports = ranks(p, run_id)
     assert len(reports) == 2 and reports[0]["weights"] == reports[1]["weights"]
@@ -106,18 +106,18 @@ def test_cancel_stops_every_rank_and_resume_finishes(small_project):
     p = small_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 300, "eval_every": 100, "log_every": 5,
                                     "nproc": 2, "device": "cpu"}, detach=True)
-    wait_for(lambda: p.store.run(run_id)["step"] >= 20)
+    wait_for(lambda: p.store.runs.get(run_id)["step"] >= 20)
     assert len(rank_pids(run_id)) == 2
     api.cancel(p, run_id)
-    wait_for(lambda: p.store.run(run_id)["state"] == "cancelled", timeout=120)
+    wait_for(lambda: p.store.runs.get(run_id)["state"] == "cancelled", timeout=120)
     wait_for(lambda: not rank_pids(run_id), timeout=60)  # every rank stopped
-    stopped = p.store.run(run_id)["step"]
+    stopped = p.store.runs.get(run_id)["step"]
     assert 20 <= stopped < 300
     api.resume(p, run_id)
-    wait_for(lambda: p.store.run(run_id)["state"] not in ("queued", "running"), timeout=300)
-    run = p.store.run(run_id)
+    wait_for(lambda: p.store.runs.get(run_id)["state"] not in ("queued", "running"), timeout=300)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "finished", run["error"]
-    assert [m["step"] for m in p.store.metrics(run_id, "train")] == list(range(5, 301, 5))
+    assert [m["step"] for m in p.store.runs.metrics(run_id, "train")] == list(range(5, 301, 5))
     reports = ranks(p, run_id)
     assert {r["step"] for r in reports} == {300} and reports[0]["weights"] == reports[1]["weights"]
 
@@ -127,12 +127,12 @@ def test_a_killed_rank_fails_the_run_with_that_ranks_reason(small_project):
     p = small_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 5000, "eval_every": 1000, "nproc": 2,
                                     "device": "cpu"}, detach=True)
-    wait_for(lambda: p.store.run(run_id)["step"] >= 10)
+    wait_for(lambda: p.store.runs.get(run_id)["step"] >= 10)
     pids = wait_for(lambda: (found := rank_pids(run_id)) and len(found) == 2 and found)
     os.kill(pids[1], signal.SIGKILL)
-    wait_for(lambda: p.store.run(run_id)["error"] and p.store.run(run_id)["error"].startswith("rank 1 of 2"),
+    wait_for(lambda: p.store.runs.get(run_id)["error"] and p.store.runs.get(run_id)["error"].startswith("rank 1 of 2"),
              timeout=120)
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "failed" and "killed by SIGKILL" in run["error"], run["error"]
     wait_for(lambda: not rank_pids(run_id), timeout=60)  # rank 0 did not outlive it
     assert api.run(p, run_id)["state"] == "failed"  # and nothing later reads it as interrupted
@@ -143,7 +143,7 @@ def test_a_labelprop_student_trains_on_two_processes(trained_project):
     p = trained_project
     run_id = api.start_training(p, {"role": "student", "method": "labelprop", "rounds": 1, "steps": 30,
                                     "eval_every": 15, "nproc": 2, "device": "cpu"}, detach=False)
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "finished", run["error"]
     reports = ranks(p, run_id)
     assert len(reports) == 2 and reports[0]["weights"] == reports[1]["weights"]
@@ -182,10 +182,10 @@ def test_devices_for_several_processes(monkeypatch):
 
 
 def test_a_gpu_held_by_a_run_on_several_is_busy(store):
-    store.create_run("teacher", "cuda:0,cuda:1", {}, 10)
+    store.runs.create("teacher", "cuda:0,cuda:1", {}, 10)
     with pytest.raises(DeviceBusy, match="cuda:0,cuda:1"):
-        store.create_run("student", "cuda:1", {}, 10)
-    store.create_run("student", "cuda:2,cuda:3", {}, 10)  # other GPUs are free
+        store.runs.create("student", "cuda:1", {}, 10)
+    store.runs.create("student", "cuda:2,cuda:3", {}, 10)  # other GPUs are free
 
 
 def test_the_cause_of_a_failure_is_the_killed_rank_then_the_first_reason():
@@ -211,7 +211,7 @@ def test_the_cause_of_a_failure_is_the_killed_rank_then_the_first_reason():
 def test_a_run_on_several_machines_is_only_queued_here(small_project):
     p = small_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 10, "nnodes": 2, "nproc": 1})
-    assert p.store.run(run_id)["state"] == "queued"
+    assert p.store.runs.get(run_id)["state"] == "queued"
     lines = api.node_commands(p, run_id, "head:29400")
     assert [c[c.index("--node-rank") + 1] for c in lines] == ["0", "1"]
     assert all("head:29400" in c and run_id in c for c in lines)
@@ -226,18 +226,18 @@ def test_an_embedding_on_two_processes_equals_one_and_stops_and_resumes(small_pr
     p = small_project
     opts = {"device": "cpu", "image_size": 64, "batch_size": 8}
     one = api.start_embedding(p, "efficientnet-lite0", **opts, detach=False)
-    assert p.store.run(one)["state"] == "finished", p.store.run(one)["error"]
+    assert p.store.runs.get(one)["state"] == "finished", p.store.runs.get(one)["error"]
     npy = p.path / "embeddings" / "efficientnet-lite0.npy"
     single = np.load(npy)
     two = api.start_embedding(p, "efficientnet-lite0", **opts, nproc=2, detach=True)
-    wait_for(lambda: p.store.run(two)["step"] >= 160)
+    wait_for(lambda: p.store.runs.get(two)["step"] >= 160)
     assert len(rank_pids(two)) == 2
     api.cancel(p, two)
-    wait_for(lambda: p.store.run(two)["state"] == "cancelled", timeout=120)
+    wait_for(lambda: p.store.runs.get(two)["state"] == "cancelled", timeout=120)
     wait_for(lambda: not rank_pids(two), timeout=60)
-    assert 160 <= p.store.run(two)["step"] < len(single)
+    assert 160 <= p.store.runs.get(two)["step"] < len(single)
     api.resume(p, two, detach=False)
-    run = p.store.run(two)
+    run = p.store.runs.get(two)
     assert run["state"] == "finished", run["error"]
     assert api.world_size(run) == 2 and api.placement(run) == "2 processes (cpu), batch 4 each"
     # Every row, from either rank, before and after the resume; a batch of 4 instead of 8 changes the

@@ -25,45 +25,45 @@ def wait_for(pred, timeout=180.0, every=0.2):
 
 def state(p, run_id):
     api.runs(p)  # notices dead workers first
-    return p.store.run(run_id)["state"]
+    return p.store.runs.get(run_id)["state"]
 
 
 def test_kill_9_then_resume_finishes_with_contiguous_metrics(trained_project):
     p = trained_project
     values = {"role": "teacher", "steps": 200, "eval_every": 20, "log_every": 5}
     run_id = api.start_training(p, values, detach=True)
-    run = wait_for(lambda: (r := p.store.run(run_id))["step"] >= 60 and
+    run = wait_for(lambda: (r := p.store.runs.get(run_id))["step"] >= 60 and
                    (p.run_dir(run_id) / "latest.pt").exists() and r)
     assert run["state"] == "running" and run["pid"] != os.getpid()
-    hb_age = time.time() - p.store.run(run_id)["heartbeat"]
+    hb_age = time.time() - p.store.runs.get(run_id)["heartbeat"]
     assert hb_age < 2.5  # the worker beats at least every 2 s
     os.kill(run["pid"], signal.SIGKILL)
     assert wait_for(lambda: state(p, run_id) == "interrupted", timeout=30)
-    assert "resume" in p.store.run(run_id)["error"]
+    assert "resume" in p.store.runs.get(run_id)["error"]
     saved = load_checkpoint(p.run_dir(run_id) / "latest.pt")["step"]
     api.resume(p, run_id)
     wait_for(lambda: state(p, run_id) not in ("queued", "running"), timeout=300)
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "finished", run["error"]
-    train_steps = [m["step"] for m in p.store.metrics(run_id, "train")]
+    train_steps = [m["step"] for m in p.store.runs.metrics(run_id, "train")]
     assert train_steps == list(range(5, 201, 5))
-    assert [m["step"] for m in p.store.metrics(run_id, "eval")] == list(range(20, 201, 20))
+    assert [m["step"] for m in p.store.runs.metrics(run_id, "eval")] == list(range(20, 201, 20))
     assert saved >= 20 and run["result"]["accuracy"] > 0.3
 
 
 def test_cancel_stops_with_a_checkpoint(trained_project):
     p = trained_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 5000, "eval_every": 1000}, detach=True)
-    wait_for(lambda: p.store.run(run_id)["step"] >= 10)
+    wait_for(lambda: p.store.runs.get(run_id)["step"] >= 10)
     out = stcore("cancel", p.path, run_id, "--wait", "60")
     assert "cancelled" in out.stdout
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "cancelled" and run["error"] is None
     ck = load_checkpoint(p.run_dir(run_id) / "latest.pt")
     assert 10 <= ck["step"] < 5000 and ck["step"] == run["step"]
     # A cancelled run can be resumed; here we only check it is accepted and then cancel again.
     api.resume(p, run_id)
-    assert p.store.run(run_id)["state"] in ("queued", "running")
+    assert p.store.runs.get(run_id)["state"] in ("queued", "running")
     api.cancel(p, run_id)
     wait_for(lambda: state(p, run_id) == "cancelled", timeout=120)
 
@@ -71,12 +71,12 @@ def test_cancel_stops_with_a_checkpoint(trained_project):
 def test_second_run_on_a_busy_device_is_refused(trained_project):
     p = trained_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 5000}, detach=True)
-    n_runs = len(p.store.runs())  # the fixture's teacher and pseudo-label job, and this one
+    n_runs = len(p.store.runs.list())  # the fixture's teacher and pseudo-label job, and this one
     try:
         r = stcore("train", p.path, "--role", "student", "--device", "cpu", "--detach", check=False)
         assert r.returncode == 2
         assert f"busy with run {run_id}" in r.stderr
-        assert len(p.store.runs()) == n_runs == 3  # the refused run was never created
+        assert len(p.store.runs.list()) == n_runs == 3  # the refused run was never created
     finally:
         api.cancel(p, run_id)
         wait_for(lambda: state(p, run_id) == "cancelled", timeout=120)
@@ -96,7 +96,7 @@ def test_nan_loss_fails_the_run_with_that_reason(trained_project, monkeypatch):
     monkeypatch.setattr(stcore.models, "build", lambda *a, **k: NaNModel())
     p = trained_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 50}, detach=False)
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "failed"
     assert run["error"].startswith("loss became nan at step 1")
     assert "NonFiniteLoss" in (p.run_dir(run_id) / "log.txt").read_text()
@@ -106,7 +106,7 @@ def test_a_dataset_gone_missing_fails_readably(trained_project):
     p = trained_project
     os.remove(p.path / "images" / "train.pt")
     run_id = api.start_training(api.open_project(p.path), {"role": "teacher", "steps": 10}, detach=False)
-    run = p.store.run(run_id)
+    run = p.store.runs.get(run_id)
     assert run["state"] == "failed" and "image cache" in run["error"] and "missing" in run["error"]
     assert "Traceback" in (p.run_dir(run_id) / "log.txt").read_text()
 
@@ -114,10 +114,10 @@ def test_a_dataset_gone_missing_fails_readably(trained_project):
 def test_an_unavailable_device_at_start_fails_the_run(trained_project, monkeypatch):
     """The device was there when the run was queued and is gone when the worker starts."""
     p = trained_project
-    run_id = p.store.create_run("teacher", "cuda:3", {"role": "teacher", "steps": 5, "device": "cuda:3"}, 5)
+    run_id = p.store.runs.create("teacher", "cuda:3", {"role": "teacher", "steps": 5, "device": "cuda:3"}, 5)
     from stcore.worker import execute
     assert execute(p, run_id) == "failed"
-    assert "cuda:3" in p.store.run(run_id)["error"] and "available" in p.store.run(run_id)["error"]
+    assert "cuda:3" in p.store.runs.get(run_id)["error"] and "available" in p.store.runs.get(run_id)["error"]
 
 
 def test_a_student_stored_without_a_strength_keeps_full_strength(trained_project, monkeypatch):
@@ -131,14 +131,14 @@ def test_a_student_stored_without_a_strength_keeps_full_strength(trained_project
                             "ema": model})
     p = trained_project
     for config in ({"role": "student", "steps": 2}, {"role": "student", "steps": 2, "strength": 0.3}):
-        assert execute(p, p.store.create_run("student", "cpu", config, 2)) == "finished"
+        assert execute(p, p.store.runs.create("student", "cpu", config, 2)) == "finished"
     assert seen == [1.0, 0.3]
 
 
 def test_a_dead_queued_worker_is_interrupted(trained_project):
     p = trained_project
-    run_id = p.store.create_run("teacher", "cpu", {"role": "teacher"}, 5)
-    p.store.update_run(run_id, pid=2 ** 22 + 12345)  # no such process
+    run_id = p.store.runs.create("teacher", "cpu", {"role": "teacher"}, 5)
+    p.store.runs.update(run_id, pid=2 ** 22 + 12345)  # no such process
     assert state(p, run_id) == "interrupted"
 
 
@@ -149,7 +149,7 @@ def test_a_run_records_the_method_rounds_and_strength_it_resolved_to(trained_pro
 
     def stored(values):
         run_id = api.start_training(p, values, detach=True)
-        config = p.store.run(run_id)["config"]
+        config = p.store.runs.get(run_id)["config"]
         assert api.cancel(p, run_id) == "cancelled"  # a queued run with no worker: cancelled at once
         return config
     c = stored({"role": "student"})
@@ -275,7 +275,7 @@ def test_a_finished_job_leaves_no_zombie_behind_the_process_that_started_it(trai
     p = trained_project
     run_id = api.start_training(p, {"role": "teacher", "steps": 2, "eval_every": 2}, detach=True)
     wait_for(lambda: state(p, run_id) == "finished")
-    pid = p.store.run(run_id)["pid"]
+    pid = p.store.runs.get(run_id)["pid"]
     def ended():  # read from /proc: pid_alive would reap our own child and hide the zombie
         try:
             return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -28,12 +28,12 @@ def test_planted_wrong_labels_rank_first(small_project):
     first = out["issues"][0]
     assert first["given"] != first["suggested"] and first["source"] in ("labeled", "corrected")
     assert api.label_issues(p)["run"] == api.runs(p)[-1]["id"] and not api.label_issues(p)["stale"]
-    api.review(p, [next(i for i in p.store.pool_order()[0] if i not in wrong)], "correct", 0)
+    api.review(p, [next(i for i in p.store.items.pool_order()[0] if i not in wrong)], "correct", 0)
     assert api.label_issues(p)["stale"]  # the human labels changed since
     stcore("label-issues", p.path, "--json")
     assert not api.label_issues(p)["stale"]
     relabel = next(iter(wrong))
-    now = next(c for i, _, c, _ in p.store.human_labels() if i == relabel)
+    now = next(c for i, _, c, _ in p.store.items.human_labels() if i == relabel)
     api.review(p, [relabel], "correct", (now + 1) % len(p.classes))
     assert api.label_issues(p)["stale"]  # one class changed, the count did not
     top = stcore("label-issues", p.path, "--top", "3")
@@ -55,8 +55,8 @@ def test_similar_images_share_a_class_and_come_most_similar_first(small_project)
     with pytest.raises(ProjectError, match="run `stcore embed"):
         api.similar(p, 0)
     api.start_embedding(p, "pixels", detach=False)
-    ids, _ = p.store.pool_order()
-    hidden = p.store.hidden_labels(ids)
+    ids, _ = p.store.items.pool_order()
+    hidden = p.store.items.hidden_labels(ids)
     agree = []
     for item in ids[:40]:
         out = api.similar(p, item, k=5)
@@ -64,7 +64,7 @@ def test_similar_images_share_a_class_and_come_most_similar_first(small_project)
         assert len(sims) == 5 and sims == sorted(sims, reverse=True) and item not in [n["id"] for n in out["neighbours"]]
         agree += [hidden.get(n["id"]) == hidden[item] for n in out["neighbours"] if n["status"] == "pending"]
     assert sum(agree) / len(agree) > 0.6, sum(agree) / len(agree)  # chance: 0.1
-    labeled = p.store.labeled_set()[0][0]
+    labeled = p.store.items.labeled_set()[0][0]
     r = json.loads(stcore("similar", p.path, labeled, "--k", "3", "--json").stdout)
     assert r["id"] == labeled and len(r["neighbours"]) == 3 and r["over"] == "pixels"
     bad = stcore("similar", p.path, "99999999", check=False)

@@ -126,11 +126,11 @@ def test_student_of_another_model_is_refused_before_a_run_starts(trained_project
 
 def test_resume_refuses_a_foreign_checkpoint_and_leaves_the_run_alone(trained_project, capsys):
     p = trained_project
-    p.store.update_run("teacher-1", state="interrupted")
+    p.store.runs.update("teacher-1", state="interrupted")
     tamper(latest(p), project_id=uuid.uuid4().hex)
     assert cli.main(["resume", str(p.path), "teacher-1"]) == 2
     assert "belongs to another project" in one_error_line(capsys.readouterr().err)
-    run = p.store.run("teacher-1")
+    run = p.store.runs.get("teacher-1")
     assert run["state"] == "interrupted"
 
 
@@ -154,7 +154,7 @@ def test_worker_killed_while_saving_keeps_the_previous_checkpoint(small_project)
     run_dir = p.run_dir(run_id)
     deadline, caught = time.time() + 120, None
     while time.time() < deadline and caught is None:
-        pid = p.store.run(run_id)["pid"]
+        pid = p.store.runs.get(run_id)["pid"]
         tmps = list(run_dir.glob(".*.tmp")) if (run_dir / "latest.pt").exists() else []
         if pid and tmps:
             os.kill(pid, signal.SIGSTOP)
@@ -162,7 +162,7 @@ def test_worker_killed_while_saving_keeps_the_previous_checkpoint(small_project)
                 caught = pid
             else:
                 os.kill(pid, signal.SIGCONT)
-        assert p.store.run(run_id)["state"] in ("queued", "running"), p.store.run(run_id)
+        assert p.store.runs.get(run_id)["state"] in ("queued", "running"), p.store.runs.get(run_id)
         time.sleep(0.001)
     assert caught, "never saw the worker in the middle of a save"
     os.kill(caught, signal.SIGKILL)
@@ -172,11 +172,11 @@ def test_worker_killed_while_saving_keeps_the_previous_checkpoint(small_project)
     ck = run_checkpoint(p, run_id)       # ...and the previous checkpoint loads
     assert 1 <= ck["step"] < 12
     assert cli.main(["runs", str(p.path), "--json"]) == 0
-    assert p.store.run(run_id)["state"] == "interrupted"
+    assert p.store.runs.get(run_id)["state"] == "interrupted"
     assert cli.main(["resume", str(p.path), run_id, "--foreground"]) == 0
-    assert p.store.run(run_id)["state"] == "finished"
+    assert p.store.runs.get(run_id)["state"] == "finished"
     assert not list(run_dir.glob(".*.tmp"))
-    steps = [m["step"] for m in p.store.metrics(run_id, "eval")]
+    steps = [m["step"] for m in p.store.runs.metrics(run_id, "eval")]
     assert steps == list(range(1, 13))
 
 
@@ -208,14 +208,14 @@ def test_full_disk_while_checkpointing_fails_the_run_clearly_and_keeps_the_last_
     full_disk_on_fsync(monkeypatch, after=1)  # the first checkpoint (latest.pt, the only one) is written
     assert cli.main(["train", str(p.path), "--role", "teacher", "--steps", "10", "--eval-every", "5",
                      "--batch-size", "16"]) == 1
-    run = p.store.run("teacher-1")
+    run = p.store.runs.get("teacher-1")
     assert run["state"] == "failed"
     assert run["error"].startswith("the disk is full") and "resume" in run["error"]
     assert not list(p.run_dir("teacher-1").glob(".*.tmp"))
     assert run_checkpoint(p, "teacher-1")["step"] == 5
     monkeypatch.undo()
     assert cli.main(["resume", str(p.path), "teacher-1", "--foreground"]) == 0
-    assert p.store.run("teacher-1")["state"] == "finished"
+    assert p.store.runs.get("teacher-1")["state"] == "finished"
     assert run_checkpoint(p, "teacher-1")["step"] == 10
     con = sqlite3.connect(p.path / "project.db")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

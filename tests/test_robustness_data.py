@@ -291,7 +291,7 @@ def test_non_utf8_and_unicode_names_load_store_and_print(tmp_path, capsys):
     assert "zero\\xff.png" in out and "1 files skipped" in out
     assert cli.main(["export", str(p.path), "--labels", str(tmp_path / "l.csv")]) == 0
     assert "labeled/gâteau/g.png,gâteau" in (tmp_path / "l.csv").read_text("utf-8")
-    assert "unlabeled/caf\\xe9-\\xff.png" in [r["source"] for r in p.store.items("pool")]
+    assert "unlabeled/caf\\xe9-\\xff.png" in [r["source"] for r in p.store.items.of_split("pool")]
 
 
 # ------------------------------------------------------------------ through the CLI

@@ -93,7 +93,7 @@ def test_hostile_class_names_and_sources_in_exports(tmp_path, capsys):
     p = Project(proj)
     classes = HOSTILE + ["c8", "c9"]
     p.store.set_meta(classes=classes)
-    p.store.db.execute("UPDATE items SET source = '=cmd|'' /C calc''!A0' WHERE split='pool' AND id=0")
+    p.store.engine.db.execute("UPDATE items SET source = '=cmd|'' /C calc''!A0' WHERE split='pool' AND id=0")
     assert cli.main(["review", str(proj), "--accept", *map(str, range(10))]) == 0
     out = tmp_path / "out"
     out.mkdir()

@@ -19,6 +19,7 @@ from stcore import cli, store as store_mod
 from stcore.project import Project
 from stcore.errors import StoreError
 from stcore.store import Store
+from stcore import orders
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -30,14 +31,14 @@ def synthetic_project(path: Path, n: int = 200, above: int | None = None) -> Pat
     path.mkdir(parents=True)
     st = Store(path / "project.db", create=True)
     ids = list(range(n))
-    st.add_items("labeled", [n, n + 1], [n, n + 1], ["train[a]", "train[b]"], [0, 1])
-    st.add_items("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * n)
-    st.write_predictions((i % len(CLASSES), 0.95 if i < above else 0.2, 0.5, 0.1, None, "teacher-1", i)
+    st.items.add("labeled", [n, n + 1], [n, n + 1], ["train[a]", "train[b]"], [0, 1])
+    st.items.add("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * n)
+    st.items.write_predictions((i % len(CLASSES), 0.95 if i < above else 0.2, 0.5, 0.1, None, "teacher-1", i)
                          for i in ids)
     st.set_meta(project_id=uuid.uuid4().hex, dataset="fashion-mnist", data_root=None, seed=0,
                 labels_per_class=None, labeled=2, classes=CLASSES, input_shape=[1, 28, 28], flip=True,
                 hidden_labels=False, created=time.time(), teacher=None)
-    st.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    st.engine.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     st.close()
     return path
 
@@ -86,7 +87,7 @@ def test_older_schema_is_migrated_on_open(tmp_path, monkeypatch):
         v + 1: ("UPDATE pool SET note = 'migrated'", "CREATE INDEX pool_note ON pool (note)")})
     p = Project(proj)
     assert p.store.meta()["schema_version"] == v + 2
-    assert p.store.db.execute("SELECT COUNT(*) FROM pool WHERE note='migrated'").fetchone()[0] == 200
+    assert p.store.engine.db.execute("SELECT COUNT(*) FROM pool WHERE note='migrated'").fetchone()[0] == 200
     assert p.counts()["pool"] == 200  # the data survived
     p.store.close()
     Store(proj / "project.db").close()  # opening again does not migrate again
@@ -111,22 +112,22 @@ def _as_made_by(db: Path, version: int) -> None:
 def test_an_older_store_gains_the_index_the_earlier_running_time_and_the_selection(tmp_path, version):
     proj = synthetic_project(tmp_path / "p")
     st = Store(proj / "project.db")
-    old_run = st.create_run("teacher", "cpu", {"role": "teacher"}, 10)
-    st.update_run(old_run, state="interrupted", started=100.0, heartbeat=130.0, ended=130.0)
+    old_run = st.runs.create("teacher", "cpu", {"role": "teacher"}, 10)
+    st.runs.update(old_run, state="interrupted", started=100.0, heartbeat=130.0, ended=130.0)
     st.close()
     _as_made_by(proj / "project.db", version)
     p = Project(proj)
     assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 4
-    plan = " ".join(str(tuple(r)) for r in p.store.db.execute(
+    plan = " ".join(str(tuple(r)) for r in p.store.engine.db.execute(
         "EXPLAIN QUERY PLAN SELECT margin, id FROM pool WHERE status IN ('pending') AND pred = 3 "
         "ORDER BY margin, id LIMIT 50"))
     assert "pool_status_pred_margin" in plan, plan
-    assert len(p.store.page(statuses=["pending"], order="balanced-margin", limit=30)) == 30
+    assert len(orders.page(p.store.queue, statuses=["pending"], order="balanced-margin", limit=30)) == 30
     # a run stored before the migration has no earlier attempts; resuming it counts this one
-    assert p.store.run(old_run)["earlier_seconds"] == 0
-    p.store.requeue(old_run, "cpu")
-    assert p.store.run(old_run)["earlier_seconds"] == 30.0
-    assert p.store.set_selection("map", [5, 3]) == 2 and p.store.selection("map") == [5, 3]  # the map's table
+    assert p.store.runs.get(old_run)["earlier_seconds"] == 0
+    p.store.runs.requeue(old_run, "cpu")
+    assert p.store.runs.get(old_run)["earlier_seconds"] == 30.0
+    assert p.store.queue.set_selection("map", [5, 3]) == 2 and p.store.queue.selection("map") == [5, 3]  # the map's table
     p.store.close()
 
 
@@ -234,9 +235,9 @@ st = Store(db, timeout=60)
 rng = random.Random(who)
 for i in ids:
     match rng.randrange(3):
-        case 0: st.decide([i], "accepted", reviewer=who)
-        case 1: st.decide([i], "corrected", 3, reviewer=who)
-        case 2: st.decide([i], "rejected", reviewer=who)
+        case 0: st.decisions.decide([i], "accepted", reviewer=who)
+        case 1: st.decisions.decide([i], "corrected", 3, reviewer=who)
+        case 2: st.decisions.decide([i], "rejected", reviewer=who)
 print("done")
 """
 
@@ -251,14 +252,14 @@ def test_two_processes_deciding_at_once_lose_no_decision(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for who in ("alice", "bob")]
     bulk = Store(db)
-    n_bulk = bulk.accept_above(0.5, classes=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], conf_max=None, reviewer="carol")
+    n_bulk = bulk.decisions.accept_above(0.5, classes=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], conf_max=None, reviewer="carol")
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0 and out.strip() == "done", err
     st = Store(db)
     # Each writer's decisions are all in the history (a no-op decision writes no row, so count
     # per item: the last history row of each item matches its current state).
-    rows = st.db.execute("SELECT item_id, new_status, new_label, reviewer FROM history ORDER BY seq").fetchall()
+    rows = st.engine.db.execute("SELECT item_id, new_status, new_label, reviewer FROM history ORDER BY seq").fetchall()
     by_reviewer = {}
     for r in rows:
         by_reviewer.setdefault(r["reviewer"], set()).add(r["item_id"])
@@ -266,12 +267,12 @@ def test_two_processes_deciding_at_once_lose_no_decision(tmp_path):
     last = {}
     for r in rows:
         last[r["item_id"]] = (r["new_status"], r["new_label"])
-    for r in st.db.execute("SELECT id, status, label FROM pool"):
+    for r in st.engine.db.execute("SELECT id, status, label FROM pool"):
         if r["id"] in last:
             assert last[r["id"]] == (r["status"], r["label"])
-    assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert st.engine.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # Items outside the shared range were decided only by the bulk accept (or not at all).
-    assert st.count(statuses=["pending"]) == 0
+    assert st.queue.count(statuses=["pending"]) == 0
 
 
 def test_threads_on_one_store_object_and_separate_connections(tmp_path):
@@ -286,10 +287,10 @@ def test_threads_on_one_store_object_and_separate_connections(tmp_path):
         for i in range(k * 100, (k + 1) * 100):
             try:
                 if own:
-                    own.decide([i], "accepted", reviewer=f"t{k}")
+                    own.decisions.decide([i], "accepted", reviewer=f"t{k}")
                 else:
                     with lock:
-                        shared.decide([i], "rejected", reviewer=f"t{k}")
+                        shared.decisions.decide([i], "rejected", reviewer=f"t{k}")
             except Exception as e:  # noqa: BLE001 - asserted below
                 errors.append(e)
     ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
@@ -298,8 +299,8 @@ def test_threads_on_one_store_object_and_separate_connections(tmp_path):
     for t in ts:
         t.join()
     assert errors == []
-    assert shared.status_counts() == {"pending": 0, "accepted": 200, "corrected": 0, "rejected": 200}
-    assert shared.db.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 400
+    assert shared.items.status_counts() == {"pending": 0, "accepted": 200, "corrected": 0, "rejected": 200}
+    assert shared.engine.db.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 400
 
 
 # ------------------------------------------------------------------ kill -9 during a bulk accept
@@ -310,7 +311,7 @@ import sys
 from stcore.store import Store
 st = Store(sys.argv[1])
 with st.tx():
-    st.accept_above(0.9, reviewer="bulk")
+    st.decisions.accept_above(0.9, reviewer="bulk")
 """
 
 
@@ -343,11 +344,11 @@ def test_kill_9_during_bulk_accept_of_50000_records_all_or_none(tmp_path):
                 killed = True
         proc.wait(timeout=120)
         st = Store(db)
-        assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        accepted = st.count(statuses=["accepted"])
-        history = st.db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+        assert st.engine.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        accepted = st.queue.count(statuses=["accepted"])
+        history = st.engine.db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
         assert (accepted, history) in ((0, 0), (50_000, 50_000)), (attempt, accepted, history)
-        assert st.count(statuses=["pending"]) == 60_000 - accepted
+        assert st.queue.count(statuses=["pending"]) == 60_000 - accepted
         outcomes.append((how, killed, accepted))
         st.close()
         shutil.rmtree(proj)

@@ -23,6 +23,8 @@ def metric_tiles(results: dict) -> None:
         col.metric(f"{role.title()} {res['run']}: test accuracy", f"{res['accuracy']:.1%}", delta)
     if "student" not in results:
         cols[-1].info("Train a student to compare it with the teacher.")
+    elif "teacher" in results:
+        common.regressions_ui(project, results["student"]["run"], results["teacher"]["run"])
 
 
 def pick_cell(chart_key: str) -> None:

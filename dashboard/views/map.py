@@ -97,7 +97,8 @@ def selection_panel(points: dict, ids: list[int]) -> None:
                      icon=":material/fact_check:", on_click=review_selection, args=(ids,)):
             st.switch_page(common.PAGES["review"])
         common.decide_all_ui(classes, pool, pending, key="mp", on_confirm=decide_selection,
-                             note="Items of the labeled set are left as they are. ")
+                             note="Items of the labeled set are left as they are. ",
+                             impact=lambda ids: api.ids_accept_impact(project, ids))
 
 st.title("Map")
 try:

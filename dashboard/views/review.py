@@ -200,6 +200,7 @@ def bulk_ui(f: dict, pending_here: list[int]) -> None:
             st.warning(f"Accept **{confirm[1]:,}** pending item{'s' * (confirm[1] != 1)} with confidence ≥ "
                        f"{confirm[0]:.2f}" + (f" and ≤ {cmax:.2f}" if cmax else "")
                        + f" ({util.md_escape(where)})? Undo reverts it as one action.")
+            common.accept_impact_ui(api.bulk_accept_impact(project, confirm[0], classes=f["classes"], conf_max=cmax))
             k1, k2 = st.columns([1, 1])
             if k1.button(f"Accept {confirm[1]:,}", key="rv_bulk_yes", type="primary"):
                 try:
@@ -227,7 +228,8 @@ def list_bulk_ui(rows: list[dict]) -> None:
     pending = [r["id"] for r in rows if r["split"] == "pool" and r["status"] == "pending" and r["pred"] is not None]
     with st.expander("Bulk actions", key="rv_bulk_open", on_change="rerun"):
         common.decide_all_ui(classes, pool, pending, key="rv_list", on_confirm=decide_still,
-                             note="Items of the labeled set are left as they are. ")
+                             note="Items of the labeled set are left as they are. ",
+                             impact=lambda ids: api.ids_accept_impact(project, ids))
 
 
 # ------------------------------------------------------------------ the lists other than the pool

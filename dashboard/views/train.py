@@ -148,30 +148,31 @@ def embed_view(run: dict, rows: list[dict], is_active: bool) -> None:
 
 # ------------------------------------------------------------------ the runs table
 def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
-    """One row a run, newest first, in the order the columns are shown: what and whose first,
-    the error (long) last. Accuracy is text, so a run without one shows nothing, not 'None'."""
+    """One row a run, newest first, narrow enough for 1280 px: the teacher is marked on its id,
+    accuracy is text (a run without one shows nothing, not 'None'), and the error, the one long
+    column, comes last but one, before the device."""
     rows = []
     several = any(api.world_size(r) > 1 for r in run_list)
     for r in reversed(run_list):
         acc, final = api.accuracy_of(project, r)
-        rows.append({"run": r["id"], "teacher": "✓" if teacher and r["id"] == teacher["id"] else "",
+        rows.append({"run": r["id"] + (" ✓ teacher" if teacher and r["id"] == teacher["id"] else ""),
                      "role": r["role"], "state": r["state"],
                      "accuracy": "" if acc is None else f"{acc:.1%}" + ("" if final else " (so far)"),
-                     "progress": f"{r['step']:,} / {r['total']:,}", "device": r["device"],
-                     **({"processes": api.world_size(r)} if several else {}),
-                     "started": datetime.fromtimestamp(r["started"]).strftime("%b %d %H:%M") if r["started"] else "",
-                     "duration": util.fmt_duration(api.duration(r)), "error": r["error"] or ""})
+                     "progress": f"{r['step']:,} / {r['total']:,}",
+                     "started": datetime.fromtimestamp(r["started"]).strftime("%m-%d %H:%M") if r["started"] else "",
+                     "duration": util.fmt_duration(api.duration(r)), "error": r["error"] or "",
+                     "device": r["device"], **({"processes": api.world_size(r)} if several else {})})
     return rows
 
 
-RUN_COLUMNS = {"run": st.column_config.TextColumn(width=110), "teacher": st.column_config.TextColumn(width=60),
-               "role": st.column_config.TextColumn(width=95), "state": st.column_config.TextColumn(width=85),
-               "accuracy": st.column_config.TextColumn(width=105, help="final test accuracy, or the last "
+RUN_COLUMNS = {"run": st.column_config.TextColumn(width=150), "role": st.column_config.TextColumn(width=90),
+               "state": st.column_config.TextColumn(width=80),
+               "accuracy": st.column_config.TextColumn(width=100, help="final test accuracy, or the last "
                                                        "evaluation so far; a pseudo-label job's agreement with "
                                                        "the hidden labels"),
-               "progress": st.column_config.TextColumn(width=135), "device": st.column_config.TextColumn(width=70),
-               "started": st.column_config.TextColumn(width=105), "duration": st.column_config.TextColumn(width=80),
-               "error": st.column_config.TextColumn(width="large")}
+               "progress": st.column_config.TextColumn(width=115), "started": st.column_config.TextColumn(width=95),
+               "duration": st.column_config.TextColumn(width=80), "error": st.column_config.TextColumn(width=160),
+               "device": st.column_config.TextColumn(width=65)}
 
 
 def history(was_active: bool) -> None:
@@ -196,13 +197,16 @@ def history(was_active: bool) -> None:
     promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
         not (teacher and teacher["id"] == chosen["id"])
     label = "Make this student the next teacher" if chosen["role"] == "student" else "Make this the teacher"
+    if promotable and teacher:  # say, before the click, which classes it would make worse
+        common.regressions_ui(project, chosen["id"], teacher["id"])
     if c4.button(label, key="tr_promote", disabled=not promotable, width="stretch", icon=":material/upgrade:"):
         try:
-            api.promote(project, chosen["id"])
+            lost = api.promote(project, chosen["id"])
         except common.USER_ERRORS as e:
             common.show_error(e)
         else:
-            st.toast(f"{chosen['id']} is now the teacher; pseudo-label again with it.")
+            st.toast(f"{chosen['id']} is now the teacher; pseudo-label again with it."
+                     + (f" It is worse at {', '.join(r['name'] for r in lost)}." if lost else ""))
             st.rerun()
 
 
@@ -226,7 +230,7 @@ def estimate_ui(values: dict, key: str) -> None:
     st.caption(text + (f", plus {util.fmt_duration(est['phases'])} between steps)." if est["phases"] >= 1 else ")."))
     if est["seconds"] > SHORT_RUN and est["per_step"] > 0:
         steps = max(10, int((SHORT_RUN - est["phases"]) / est["per_step"]) // 10 * 10)
-        if steps < est["steps"]:
+        if steps <= est["steps"] * 2 // 3:  # only a run worth the name shorter
             st.button(f"Use {steps:,} steps instead (about {util.fmt_duration(steps * est['per_step'] + est['phases'])})",
                       key=f"{key}_shorter", icon=":material/timer:",
                       on_click=lambda: st.session_state.update({f"{key}_steps": steps, f"{key}_epochs": None}))

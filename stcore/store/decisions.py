@@ -1,0 +1,132 @@
+"""Review decisions: each one a transaction, logged in the history, and undone by batch."""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from ..errors import NotFound, UsageError
+from .engine import Engine
+from .items import STATUSES, chunks
+from .queue import Queue
+
+
+class Decisions:
+    def __init__(self, engine: Engine):
+        self.e = engine
+
+    def next_batch(self) -> int:
+        """The batch number the next decision gets; pass it to several decisions made in one
+        tx() to make them one action for undo."""
+        return self.e.one("SELECT COALESCE(MAX(batch), 0) + 1 FROM history")[0]
+
+    def decide(self, ids: Sequence[int], status: str, label: int | None = None, *,
+               reviewer: str | None = None, batch: int | None = None) -> int:
+        """Set the decision of items in one transaction. status 'accepted' takes each
+        item's current prediction as its label; 'corrected' needs label; 'pending' resets.
+        Returns the number of items changed. Unknown ids raise NotFound and change nothing."""
+        if status not in STATUSES:
+            raise UsageError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+        if status == "corrected" and label is None:
+            raise UsageError("a correction needs a class")
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        with self.e.tx():
+            chosen, params = self.e.ids("id", ids)
+            known = {r[0] for r in self.e.all(f"SELECT id FROM pool WHERE {chosen}", params)}
+            missing = [i for i in dict.fromkeys(ids) if i not in known]
+            if missing:
+                raise NotFound(f"unknown pool item id(s): {', '.join(str(i) for i in missing[:5])}")
+            if status == "accepted":
+                bad = self.e.all(f"SELECT id FROM pool WHERE {chosen} AND pred IS NULL LIMIT 5", params)
+                if bad:
+                    raise UsageError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
+                                     f"to accept; run pseudo-label first, or correct them with a class")
+            return self._apply(status, label, reviewer, chosen, params, batch)
+
+    def _apply(self, status: str, label: int | None, reviewer: str | None, where: str, params,
+               batch: int | None = None) -> int:
+        """Inside a transaction: log and apply a decision to the pool rows matching where."""
+        new_label = {"accepted": "pred", "corrected": "?", "rejected": "NULL", "pending": "NULL"}[status]
+        label_params = [label] if status == "corrected" else []
+        batch, at = batch or self.next_batch(), time.time()
+        # Skip rows whose decision would not change, so undo and history stay meaningful.
+        change = f"({where}) AND NOT (status = ? AND label {self.e.same} {new_label})"
+        cparams = [*params, status, *label_params]
+        self.e.execute(
+            f"INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at) "
+            f"SELECT ?, id, status, label, ?, {new_label}, ?, ? FROM pool WHERE {change}",
+            [batch, status, *label_params, reviewer, at, *cparams])
+        return self.e.execute(f"UPDATE pool SET status=?, label={new_label}, reviewer=?, decided_at=? WHERE {change}",
+                              [status, *label_params, reviewer, at, *cparams]).rowcount
+
+    def accept_above(self, threshold: float, *, classes=None, conf_max=None, reviewer=None) -> int:
+        """Accept every pending, pseudo-labeled item with confidence >= threshold, in one transaction."""
+        where, params = Queue.where(classes, ["pending"], None, conf_max)
+        where = where[len(" WHERE "):] + " AND pred IS NOT NULL AND confidence >= ?"
+        with self.e.tx():
+            return self._apply("accepted", None, reviewer, where, [*params, float(threshold)])
+
+    def relabel(self, ids: Sequence[int], label: int, *, reviewer: str | None = None,
+                batch: int | None = None) -> int:
+        """Give items of the initial labeled set another class, in one transaction, logged in the
+        history (status 'labeled') so that undo reverts it. Returns the items changed."""
+        ids = [int(i) for i in ids]
+        with self.e.tx():
+            known = {r[0]: r[1] for part in chunks(ids) for r in self.e.all(
+                f"SELECT id, label FROM items WHERE split='labeled' AND id IN ({','.join('?' * len(part))})", part)}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise NotFound(f"unknown labeled item id(s): {', '.join(map(str, missing[:5]))}")
+            change = [i for i in dict.fromkeys(ids) if known[i] != label]
+            batch, at = batch or self.next_batch(), time.time()
+            self.e.executemany(
+                "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at) "
+                "VALUES (?, ?, 'labeled', ?, 'labeled', ?, ?, ?)", [(batch, i, known[i], label, reviewer, at)
+                                                                    for i in change])
+            self.e.executemany("UPDATE items SET label=? WHERE split='labeled' AND id=?", [(label, i) for i in change])
+            return len(change)
+
+    def undo(self, reviewer: str | None = None) -> int:
+        """Revert the most recent batch of decisions not yet undone: of reviewer, when given
+        (each person undoes their own actions), else of anyone."""
+        who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("", [])
+        with self.e.tx():
+            batch = self.e.one(f"SELECT MAX(batch) FROM history WHERE undone=0 {who}", params)[0]
+            if batch is None:
+                return 0
+            n = self.e.execute(
+                "UPDATE pool SET status=h.old_status, label=h.old_label, decided_at=h.at "
+                "FROM (SELECT item_id, old_status, old_label, at FROM history WHERE batch=? "
+                "AND new_status != 'labeled') AS h WHERE pool.id = h.item_id", (batch,)).rowcount
+            n += self.e.execute(
+                "UPDATE items SET label=h.old_label FROM (SELECT item_id, old_label FROM history WHERE batch=? "
+                "AND new_status = 'labeled') AS h WHERE items.split='labeled' AND items.id = h.item_id",
+                (batch,)).rowcount
+            self.e.execute("UPDATE history SET undone=1 WHERE batch=?", (batch,))
+            return n
+
+    def history(self, item_id: int | None = None, limit: int = 100) -> list[dict]:
+        if item_id is None:
+            rows = self.e.all("SELECT * FROM history ORDER BY seq DESC LIMIT ?", (limit,))
+        else:
+            rows = self.e.all("SELECT * FROM history WHERE item_id=? ORDER BY seq DESC LIMIT ?", (item_id, limit))
+        return [{k: r[k] for k in r.keys()} for r in rows]
+
+    def last_batch(self, reviewer: str | None = None) -> dict | None:
+        """The newest action not undone (of reviewer, when given): batch, new_status, n, at."""
+        who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("", [])
+        row = self.e.one("SELECT batch, CASE MIN(new_status) WHEN 'labeled' THEN 'relabeled' "
+                         "ELSE MIN(new_status) END AS new_status, COUNT(*) AS n, MAX(at) AS at FROM history "
+                         f"WHERE undone=0 {who} GROUP BY batch ORDER BY batch DESC LIMIT 1", params)
+        return {k: row[k] for k in row.keys()} if row else None
+
+    def single_decisions(self) -> list[tuple[float, bool]]:
+        """(the teacher's confidence, whether it was right) of pool items whose current decision,
+        accepted or corrected, a person made on that item alone (a history batch of one item):
+        bulk accepts would count the teacher as right by construction."""
+        return [(r[0], r[1] == "accepted") for r in self.e.all(
+            "SELECT p.confidence, p.status FROM pool p JOIN history h ON h.item_id = p.id "
+            "WHERE p.status IN ('accepted','corrected') AND p.confidence IS NOT NULL AND h.undone = 0 "
+            "AND h.seq = (SELECT MAX(seq) FROM history WHERE item_id = p.id AND undone = 0) "
+            "AND (SELECT COUNT(*) FROM history b WHERE b.batch = h.batch) = 1")]

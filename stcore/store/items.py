@@ -1,0 +1,184 @@
+"""Items and their labels: the three splits, the human labels, the pseudo-labels, and what a
+run trains and is evaluated on."""
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Iterable, Iterator, Sequence
+
+from .engine import Engine
+
+STATUSES = ("pending", "accepted", "corrected", "rejected")
+
+
+def chunks(seq: list, n: int = 900):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class Items:
+    def __init__(self, engine: Engine):
+        self.e = engine
+
+    # -- the items -----------------------------------------------------------------
+    def add(self, split: str, ids: Sequence[int], rows: Sequence[int], sources: Sequence[str],
+            labels: Sequence[int | None], hidden: Sequence[int | None] | None = None, *, seed: int = 0) -> None:
+        """Insert items of one split; pool items also get their review row."""
+        hidden = hidden if hidden is not None else [None] * len(ids)
+        with self.e.tx():
+            self.e.executemany("INSERT INTO items (id, split, row, source, label, hidden_label) VALUES (?,?,?,?,?,?)",
+                               list(zip(ids, [split] * len(ids), rows, sources, labels, hidden)))
+            if split == "pool":
+                rng = random.Random(seed)
+                self.e.executemany("INSERT INTO pool (id, rand) VALUES (?, ?)", [(i, rng.getrandbits(62)) for i in ids])
+
+    def of_split(self, split: str) -> list:
+        return self.e.all("SELECT * FROM items WHERE split=? ORDER BY row", (split,))
+
+    def rows(self, split: str, ids: Sequence[int]) -> dict[int, int]:
+        """Image row of each item of split, by id."""
+        out: dict[int, int] = {}
+        for part in chunks(list(ids)):
+            q = f"SELECT id, row FROM items WHERE split=? AND id IN ({','.join('?' * len(part))})"
+            out.update({r[0]: r[1] for r in self.e.all(q, (split, *part))})
+        return out
+
+    def train_items(self, *, ids: Sequence[int] | None = None, rows: Sequence[int] | None = None) -> list[tuple]:
+        """(item id, image row, split, label, status, confidence) of labeled and pool items, by
+        id or by image row: label is the human label, else the decided one, else the
+        pseudo-label; status is 'labeled' for the labeled set."""
+        column, keys = ("i.id", ids) if ids is not None else ("i.row", rows)
+        out: list[tuple] = []
+        for part in chunks([int(k) for k in keys or []]):
+            out += [tuple(r) for r in self.e.all(
+                "SELECT i.id, i.row, i.split, COALESCE(i.label, p.label, p.pred), "
+                "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, p.confidence "
+                "FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id "
+                f"WHERE i.split IN ('labeled','pool') AND {column} IN ({','.join('?' * len(part))})", part)]
+        return out
+
+    def set_skipped(self, skipped: Iterable[tuple[str, str]]) -> None:
+        with self.e.tx():
+            self.e.executemany("INSERT INTO skipped VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET "
+                               "reason = excluded.reason", list(skipped))
+
+    def skipped(self) -> list[dict]:
+        return [{"path": r[0], "reason": r[1]} for r in self.e.all("SELECT path, reason FROM skipped ORDER BY path")]
+
+    # -- pseudo-labels -----------------------------------------------------------------
+    def write_predictions(self, rows: Iterable[tuple], *, reindex: bool = False) -> None:
+        """rows: (pred, confidence, margin, entropy, probs_bytes, teacher_run, id), in one
+        transaction. reindex: most of the pool changes (a whole pseudo-labeling pass)."""
+        with self.e.tx():
+            self.e.update_many("pool", ("pred", "confidence", "margin", "entropy", "probs", "teacher_run"), "id",
+                               list(rows), rebuild_indexes=reindex)
+
+    def pool_order(self) -> tuple[list[int], list[int]]:
+        """(ids, image rows) of the pool, in image-row order: what a pseudo-labeling pass reads."""
+        rows = self.e.all("SELECT id, row FROM items WHERE split='pool' ORDER BY row")
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    # -- what a run trains and is evaluated on ---------------------------------------------
+    def labeled_set(self) -> list[tuple[int, int]]:
+        """(image row, label) of the initial labeled set, in row order."""
+        return [tuple(r) for r in self.e.all("SELECT row, label FROM items WHERE split='labeled' ORDER BY row")]
+
+    def reviewed_set(self) -> list[tuple[int, int, str]]:
+        """(image row, decided label, status) of accepted and corrected pool items, in row order."""
+        return [tuple(r) for r in self.e.all(
+            "SELECT i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
+            "WHERE p.status IN ('accepted','corrected') ORDER BY i.row")]
+
+    def human_labels(self) -> list[tuple[int, int, int, str]]:
+        """(item id, image row, label, source) of every human label, in row order: the labeled set
+        (source 'labeled') and accepted and corrected pool items (source: the status)."""
+        return [tuple(r) for r in self.e.all(
+            "SELECT id, row, label, 'labeled' FROM items WHERE split='labeled' "
+            "UNION ALL SELECT i.id, i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' "
+            "AND i.id=p.id WHERE p.status IN ('accepted','corrected') ORDER BY 2")]
+
+    def human_labels_digest(self) -> str:
+        """A fingerprint of the human labels (which items, which classes): it changes with any of them."""
+        return hashlib.sha256(repr([(i, c) for i, _, c, _ in self.human_labels()]).encode()).hexdigest()[:16]
+
+    def unreviewed_set(self, *, pseudo_labeled_only: bool) -> list[tuple[int, bytes | None]]:
+        """(image row, float16 probabilities or None) of pending pool items, in row order."""
+        q = ("SELECT i.row, p.probs FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
+             "WHERE p.status='pending'" + (" AND p.pred IS NOT NULL" if pseudo_labeled_only else ""))
+        return [(r[0], bytes(r[1]) if r[1] is not None else None) for r in self.e.all(q + " ORDER BY i.row")]
+
+    def test_set(self) -> tuple[list[int], list[int]]:
+        """(ids, labels) of the test items, in image-row order."""
+        rows = self.e.all("SELECT id, label FROM items WHERE split='test' ORDER BY row")
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def hidden_labels(self, ids: Sequence[int]) -> dict[int, int | None]:
+        """The hidden true labels of pool items (None where unknown)."""
+        out: dict[int, int | None] = {}
+        for part in chunks([int(i) for i in ids]):
+            q = f"SELECT id, hidden_label FROM items WHERE split='pool' AND id IN ({','.join('?' * len(part))})"
+            out.update({r[0]: r[1] for r in self.e.all(q, part)})
+        return out
+
+    # -- counts ------------------------------------------------------------------------
+    def split_counts(self) -> dict[str, int]:
+        """Items per split (labeled, pool, test) and how many pool items are pseudo-labeled."""
+        counts = {"labeled": 0, "pool": 0, "test": 0}
+        counts.update({r[0]: r[1] for r in self.e.all("SELECT split, COUNT(*) FROM items GROUP BY split")})
+        counts["pseudo_labeled"] = self.e.one("SELECT COUNT(*) FROM pool WHERE pred IS NOT NULL")[0]
+        return counts
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        counts.update({r[0]: r[1] for r in self.e.all("SELECT status, COUNT(*) FROM pool GROUP BY status")})
+        return counts
+
+    def class_counts(self) -> dict[str, dict[int, int]]:
+        """Per class index: labeled items, pseudo-labeled pool items (by pred), and accepted and
+        corrected items (by their decided label)."""
+        out: dict[str, dict[int, int]] = {"labeled": {}, "pseudo": {}, "accepted": {}, "corrected": {}}
+        out["labeled"] = {r[0]: r[1] for r in self.e.all(
+            "SELECT label, COUNT(*) FROM items WHERE split='labeled' GROUP BY label")}
+        out["pseudo"] = {r[0]: r[1] for r in self.e.all(
+            "SELECT pred, COUNT(*) FROM pool WHERE pred IS NOT NULL GROUP BY pred")}
+        for status, label, n in self.e.all("SELECT status, label, COUNT(*) FROM pool WHERE status IN "
+                                           "('accepted','corrected') GROUP BY status, label"):
+            out[status][label] = n
+        return out
+
+    def pseudo_label_agreement(self, threshold: float = 0.9) -> tuple[int, int, int, int]:
+        """Against hidden labels: (pseudo-labeled items with a hidden label, of them right,
+        of them at least threshold confident, of those right)."""
+        r = self.e.one(
+            "SELECT COUNT(*), SUM(CASE WHEN p.pred = i.hidden_label THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN p.confidence >= ? THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN p.confidence >= ? AND p.pred = i.hidden_label THEN 1 ELSE 0 END) FROM pool p "
+            "JOIN items i ON i.split='pool' AND i.id=p.id WHERE p.pred IS NOT NULL AND i.hidden_label IS NOT NULL",
+            (threshold, threshold))
+        return int(r[0]), int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)
+
+    def hidden_agreement_by_item(self) -> list[tuple[float, bool]]:
+        """(confidence, pseudo-label == hidden label) of every pseudo-labeled item with a hidden label."""
+        return [(r[0], r[1] == r[2]) for r in self.e.all(
+            "SELECT p.confidence, p.pred, i.hidden_label FROM pool p JOIN items i ON i.split='pool' "
+            "AND i.id=p.id WHERE p.pred IS NOT NULL AND i.hidden_label IS NOT NULL")]
+
+    # -- reading it all -------------------------------------------------------------------
+    def export_rows(self) -> Iterator[tuple]:
+        """For export, one tuple per item: (split, id, source, predicted class, decided label,
+        status, the teacher's confidence, teacher run); the labeled set has status 'labeled'."""
+        for r in self.e.tuples("SELECT id, source, label FROM items WHERE split='labeled' ORDER BY id"):
+            yield ("labeled", r[0], r[1], r[2], r[2], "labeled", None, None)
+        # in the items index's (split, id) order: no sort
+        for r in self.e.tuples("SELECT p.id, i.source, p.pred, p.label, p.status, p.confidence, p.teacher_run "
+                            "FROM items i JOIN pool p ON p.id=i.id WHERE i.split='pool' ORDER BY i.id"):
+            yield ("pool", *r)
+
+    def map_items(self) -> list[tuple]:
+        """(id, image row, split, predicted class, confidence, status, human or decided label,
+        hidden label) of every labeled and pool item, in image-row order."""
+        return [tuple(r) for r in self.e.all(
+            "SELECT i.id, i.row, i.split, p.pred, p.confidence, "
+            "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, COALESCE(i.label, p.label), "
+            "i.hidden_label FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id "
+            "WHERE i.split IN ('labeled','pool') ORDER BY i.row")]

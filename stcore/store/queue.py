@@ -1,0 +1,125 @@
+"""The review queue: the pool filtered by class, status and confidence, read in pages.
+
+Which order a reviewer sees is policy, and lives above the store (stcore/orders.py): this
+module offers the reads an order is built from (a page sorted by columns, the classes present,
+the head of one class by margin, each class's expected errors), each on an index.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..errors import UsageError
+from .engine import Engine
+from .items import STATUSES, chunks
+
+PAGE_COLUMNS = "id, pred, confidence, margin, entropy, status, label, reviewer, decided_at, teacher_run"
+SORTABLE = ("confidence", "margin", "entropy", "rand", "id")
+
+
+def _row(r) -> dict:
+    return {k: r[k] for k in r.keys()}
+
+
+class Queue:
+    def __init__(self, engine: Engine):
+        self.e = engine
+
+    @staticmethod
+    def where(classes=None, statuses=None, conf_min=None, conf_max=None, ids=None) -> tuple[str, list]:
+        """The filters as ' WHERE ...' (or '') and its parameters."""
+        clauses, params = [], []
+        if classes:
+            clauses.append(f"pred IN ({','.join('?' * len(classes))})")
+            params += [int(c) for c in classes]
+        if statuses:
+            bad = set(statuses) - set(STATUSES)
+            if bad:
+                raise UsageError(f"unknown status {sorted(bad)}; use one of {', '.join(STATUSES)}")
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += list(statuses)
+        if conf_min is not None and conf_min > 0:
+            clauses.append("confidence >= ?")
+            params.append(float(conf_min))
+        if conf_max is not None and conf_max < 1:
+            clauses.append("confidence <= ?")
+            params.append(float(conf_max))
+        if ids is not None:
+            clauses.append(f"id IN ({','.join('?' * len(ids))})" if ids else "1 = 0")
+            params += [int(i) for i in ids]
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def sorted_page(self, filters: dict, keys: Sequence[tuple[str, bool]], offset: int, limit: int) -> list[dict]:
+        """Rows (PAGE_COLUMNS) matching filters, sorted by keys ((column, descending) of SORTABLE,
+        then id; a NULL sorts before any number), paged."""
+        for column, _ in keys:
+            if column not in SORTABLE:
+                raise UsageError(f"cannot sort the review queue by {column!r}")
+        order = ", ".join(f"{c} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}" for c, desc in keys)
+        where, params = self.where(**filters)
+        q = f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {order + ', ' if order else ''}id LIMIT ? OFFSET ?"
+        return [_row(r) for r in self.e.all(q, (*params, int(limit), int(offset)))]
+
+    def classes_present(self, filters: dict) -> list[int | None]:
+        """The predicted classes among the filtered rows (None: not predicted), found by seeking
+        the index one class at a time."""
+        where, params = self.where(**filters)
+        cond = (where + " AND ") if where else " WHERE "
+        found: list[int | None] = [None] if self.e.one(f"SELECT 1 FROM pool{cond}pred IS NULL LIMIT 1", params) else []
+        last = None
+        while (last := self.e.one(f"SELECT MIN(pred) FROM pool{cond}pred > ?",
+                                  (*params, -2 ** 62 if last is None else last))[0]) is not None:
+            found.append(last)
+        return found
+
+    def expected_errors(self, filters: dict) -> dict[int | None, float]:
+        """Per predicted class, the sum of 1 - confidence over the filtered rows (1 where unpredicted)."""
+        where, params = self.where(**filters)
+        return {r[0]: float(r[1]) for r in self.e.all(
+            f"SELECT pred, SUM(COALESCE(1 - confidence, 1)) FROM pool{where} GROUP BY pred", params)}
+
+    def class_head(self, filters: dict, cls: int | None, n: int) -> list[tuple[float | None, int]]:
+        """(margin, id) of the first n filtered rows of one predicted class, by margin then id."""
+        where, params = self.where(**filters)
+        cond = (where + " AND ") if where else " WHERE "
+        table = self.e.hint("pool", "pool_status_pred_margin") if filters.get("statuses") else "pool"
+        q = (f"SELECT margin, id FROM {table}{cond}{'pred IS NULL' if cls is None else 'pred = ?'} "
+             f"ORDER BY margin ASC NULLS FIRST, id LIMIT ?")
+        return [(r[0], r[1]) for r in self.e.all(q, (*params, *(() if cls is None else (cls,)), int(n)))]
+
+    def rows(self, ids: Sequence[int]) -> list[dict]:
+        """Pool rows (PAGE_COLUMNS) of ids, in the order of ids; unknown ids are left out."""
+        found = {r["id"]: _row(r) for part in chunks([int(i) for i in ids]) for r in self.e.all(
+            f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({','.join('?' * len(part))})", part)}
+        return [found[i] for i in ids if i in found]
+
+    def count(self, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
+        where, params = self.where(classes, statuses, conf_min, conf_max)
+        return self.e.one(f"SELECT COUNT(*) FROM pool{where}", params)[0]
+
+    def rows_by_id(self, ids: Sequence[int]) -> list[dict]:
+        """Review rows (PAGE_COLUMNS and 'split') of labeled and pool items, in the order of ids;
+        a labeled item has status 'labeled', its label and no prediction. Unknown ids are left out."""
+        ids = [int(i) for i in ids]
+        found: dict[int, dict] = {}
+        for part in chunks(ids):
+            marks = ",".join("?" * len(part))
+            found.update({r["id"]: {**_row(r), "split": "pool"} for r in self.e.all(
+                f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({marks})", part)})
+            found.update({r[0]: {"id": r[0], "pred": None, "confidence": None, "margin": None, "entropy": None,
+                                 "status": "labeled", "label": r[1], "reviewer": None, "decided_at": None,
+                                 "teacher_run": None, "split": "labeled"} for r in self.e.all(
+                f"SELECT id, label FROM items WHERE split='labeled' AND id IN ({marks})", part)})
+        return [found[i] for i in ids if i in found]
+
+    # -- named lists of items ----------------------------------------------------------
+    def set_selection(self, name: str, ids: Sequence[int]) -> int:
+        """Replace the named list of item ids (kept in order, each once); returns its length."""
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        with self.e.tx():
+            self.e.execute("DELETE FROM selection WHERE name=?", (name,))
+            self.e.executemany("INSERT INTO selection (name, pos, id) VALUES (?, ?, ?)",
+                               [(name, k, i) for k, i in enumerate(ids)])
+        return len(ids)
+
+    def selection(self, name: str) -> list[int]:
+        return [r[0] for r in self.e.all("SELECT id FROM selection WHERE name=? ORDER BY pos", (name,))]
