@@ -92,6 +92,12 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         if lp.get("review_click_p95_s") is not None:
             add(f"  Review page: click to updated card p95, {size} pool", lp["review_click_p95_s"], "≤ 0.3 s",
                 lambda v: v <= 0.3, " s", 2)
+    lop = r.get("lopsided")
+    if lop:
+        add(f"Bulk accept of {lop['accepted']:,.0f} {lop['accepted_class']}s, next student: worst per-class drop "
+            f"({lop['worst_class']}), points", lop["worst_drop_points"], "≤ 5", lambda v: v <= 5, "", 1)
+        add(f"  student test accuracy after it (without it: {100 * lop['accuracy_no_bulk']:.1f} %)",
+            100 * lop["accuracy_bulk"], "", None, " %", 1)
     d = r.get("dashboard")
     if d:
         if "skipped" in d:

@@ -4,7 +4,7 @@ A bulk accept can make the human labels lopsided: 4,000-5,000 Trousers beside 10
 every other class (Fashion-MNIST, 10 labels per class). Learned as they come, the next student
 lost 38 points on Dress (benchmarks/lopsided.py), for three reasons, each handled here:
 - labeled batches were drawn uniformly, so 98% Trouser: a class's labels are now drawn (and, in
-  the head's full-batch loss, weighed) at most CAP times as often as the median class's, per
+  the head's full-batch loss, weighed) at most CAP times as much as the median class's, per
   unit of its expected share (the class mix of the original labeled set);
 - in label propagation Trouser's seeds carried 500 times the mass of any other class's, and
   flooded the images beside them: the seeds are capped the same way (the smallest of the three
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-CAP = 2.0  # a class's labels weigh at most this many times the median class's, per unit of expected share
+CAP = 3.0  # a class's labels weigh at most this many times the median class's, per unit of expected share
 
 
 def class_scale(labels: torch.Tensor, weights: torch.Tensor, mix: torch.Tensor, cap: float = CAP) -> torch.Tensor:

@@ -63,7 +63,7 @@ def test_markdown_table_flags_a_missed_target():
 @pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs Fashion-MNIST")
 def test_quick_run_writes_every_key(tmp_path):
     out = tmp_path / "results.json"
-    r = bench("--quick", "--only", "train,pseudo,embed,review,light,ddp,accuracy", "--out", out)
+    r = bench("--quick", "--only", "train,pseudo,embed,review,light,ddp,accuracy,lopsided", "--out", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("train_ratio", "pseudo_label_ratio", "embed_ratio", "page_p95_ms_60k", "page_p95_ms_1m", "bulk_accept_10k_s",
@@ -76,15 +76,19 @@ def test_quick_run_writes_every_key(tmp_path):
     light = res["details"]["light"]["commands"]
     assert set(light) == {"status", "runs", "review", "undo", "cancel", "export_csv", "export_json"}
     assert all(c["median_s"] > 0 and c["peak_rss_mb"] > 0 for c in light.values())
-    assert set(res["ran"]) == {"train", "pseudo", "embed", "review", "light", "ddp", "accuracy"}
+    assert set(res["ran"]) == {"train", "pseudo", "embed", "review", "light", "ddp", "accuracy", "lopsided"}
     assert {"cpu", "cores", "torch", "device"} <= set(res["machine"])
     for setting in ACCURACY_SETTINGS:
         a = res["accuracy"][setting]
         assert {"mean", "std", "wall_s", "per_seed"} <= set(a), setting
         assert 0 <= a["mean"] <= 1
+    lop = res["details"]["lopsided"]
+    assert set(lop["per_class"]) == set(lop["per_seed"]["0"]["bulk"]["per_class"])
+    assert res["lopsided"]["worst_drop_points"] == max(v["drop_points"] for v in lop["per_class"].values())
+    assert lop["wall_s_per_step"]["bulk"]["mean"] > 0
     # Every query's plan is recorded, so a slow one can be explained.
     assert res["details"]["review"]["60k"]["plans"]["page_filtered"]
-    assert "wrote" in r.stdout and "Training throughput" in r.stdout
+    assert "wrote" in r.stdout and "Training throughput" in r.stdout and "worst per-class drop" in r.stdout
 
     table = bench("--table", "--out", out)
     assert table.returncode == 0 and "| Measure | Result | Target | Met |" in table.stdout
