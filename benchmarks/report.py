@@ -63,6 +63,17 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         if f"overview_ms_{size}" in r:
             add(f"Overview counts, {label} items", r[f"overview_ms_{size}"], "< 1000 ms", lambda v: v < 1000,
                 " ms", 1)
+    for size, label in (("60k_pg", "60,000"), ("1m_pg", "1,000,000")):  # the same store on PostgreSQL
+        if f"page_p95_ms_{size}" in r:
+            add(f"PostgreSQL: review page p95, {label} items (one class, a confidence range)",
+                r[f"page_p95_ms_{size}"], "< 50 ms", lambda v: v < 50, " ms", 1)
+            add(f"  PostgreSQL: default page p95, {label} items", r[f"default_page_p95_ms_{size}"], "< 50 ms",
+                lambda v: v < 50, " ms", 1)
+            sfx = "_pg" if size == "60k_pg" else "_1m_pg"
+            add(f"  PostgreSQL: bulk accept of 10,000 items >= a threshold, {label} items",
+                r[f"bulk_accept_10k_s{sfx}"], "< 0.5 s", lambda v: v < 0.5, " s", 3)
+            add(f"  PostgreSQL: stcore status (a fresh process), {label} items", r[f"status_s_{size}"], "< 0.3 s",
+                lambda v: v < 0.3, " s", 2)
     if "light_commands" in r:
         lc = r["light_commands"]
         add(f"Light commands (status, runs, review, cancel, export --labels), {lc['items']:,} items: slowest median",

@@ -17,6 +17,7 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided")
+PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -79,10 +80,14 @@ def headline(part: str, res: dict) -> dict:
         case "embed":
             return {"embed_ratio": res["ratio_vs_bare"]["median"],
                     "embed_images_per_s": res["images_per_s"]["stcore"]["median"]}
-        case "review":
+        case "review" | "review-pg":
             out = {}
+            if "skipped" in res:
+                return {}
             for size, r in res.items():
-                page, bulk, sfx = r["queries"]["page_filtered"], r["bulk"], "" if size == "60k" else f"_{size}"
+                page, bulk = r["queries"]["page_filtered"], r["bulk"]
+                sfx = ("" if size == "60k" else f"_{size}") + ("_pg" if part == "review-pg" else "")
+                size = size + ("_pg" if part == "review-pg" else "")
                 out[f"page_p95_ms_{size}"] = page["p95"]
                 out[f"page_p95_cpu_ms_{size}"] = page.get("cpu_p95")
                 out[f"default_page_p95_ms_{size}"] = r["queries"]["page_default"]["p95"]
@@ -93,6 +98,7 @@ def headline(part: str, res: dict) -> dict:
                 out["bulk_accept_10k_cpu_s" + sfx] = bulk["accept_above_cpu_s"]["median"]
                 # The worst case: 10,000 ids scattered at random over the pool, accepted in one call.
                 out["bulk_accept_10k_random_ids_s" + sfx] = bulk["accept_s"]["median"]
+                out[f"status_s_{size}"] = r["status_s"]["median"]
             return out
         case "dashboard":
             return {"dashboard": res}
@@ -123,6 +129,22 @@ def headline(part: str, res: dict) -> dict:
                                  "accuracy_no_bulk": res["accuracy"]["no_bulk"]["mean"],
                                  "accuracy_bulk": res["accuracy"]["bulk"]["mean"]}}
     return {}
+
+
+@contextlib.contextmanager
+def postgres():
+    """A PostgreSQL URL to measure on: $STCORE_DATABASE_URL, else a throwaway cluster, else None."""
+    from .pgcluster import Cluster, why_not
+    if os.environ.get("STCORE_DATABASE_URL"):
+        yield os.environ["STCORE_DATABASE_URL"]
+    elif why_not():
+        yield None
+    else:
+        cluster = Cluster()
+        try:
+            yield cluster.start()
+        finally:
+            cluster.stop()
 
 
 def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = None, say=print,
@@ -157,6 +179,11 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "review":
                     from .review import bench_review
                     res = bench_review(workdir, say=say, **s["review"])
+                case "review-pg":
+                    from .review import bench_review
+                    with postgres() as url:
+                        res = bench_review(workdir, say=say, database=url, **s["review"]) if url else \
+                            {"skipped": "no PostgreSQL here (set STCORE_DATABASE_URL or install postgresql)"}
                 case "graph":
                     from .graph import bench_graph
                     res = bench_graph(say=say, **s["graph"])
