@@ -257,9 +257,24 @@ def test_full_disk_in_the_store_is_one_line(tmp_path, monkeypatch, capsys):
     from test_robustness_store import synthetic_project
     proj = synthetic_project(tmp_path / "p")
 
-    def full(*a, **k):
-        raise sqlite3.OperationalError("database or disk is full")
-    monkeypatch.setattr(Store, "accept_above", full)
+    from stcore.store.engine import SQLiteEngine
+    real = SQLiteEngine.connect
+
+    def connect(self):  # SQLite's own error, from the statement that writes the decisions
+        conn = real(self)
+
+        class Full:
+            def __getattr__(self, name):
+                return getattr(conn, name)
+
+            def execute(self, sql, *params):
+                if sql.startswith("UPDATE pool SET status"):
+                    raise sqlite3.OperationalError("database or disk is full")
+                return conn.execute(sql, *params)
+        return Full()
+    monkeypatch.setattr(SQLiteEngine, "connect", connect)
     assert cli.main(["review", str(proj), "--accept-above", "0.5"]) == 2
     msg = one_error_line(capsys.readouterr().err)
-    assert "database or disk is full" in msg and "free some space" in msg
+    assert "database or disk is full" in msg and "free some space" in msg and "rolled back" in msg
+    monkeypatch.setattr(SQLiteEngine, "connect", real)
+    assert api.counts(api.open_project(proj))["accepted"] == 0  # nothing of it was kept
