@@ -19,7 +19,6 @@ import torch
 from stcore import api, cli, worker
 from stcore.checkpoints import run_checkpoint
 from stcore.project import Project
-from stcore.store import Store
 from test_robustness_options import state
 from test_robustness_store import one_error_line
 
