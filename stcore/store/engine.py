@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 from ..errors import StoreError
 
 
-class Engine:
+class Engine(ABC):
     """Connections (one per thread: the dashboard shares one store between its sessions),
     transactions, and the dialect. Subclasses set `name`, `same`, `Error` and connect()."""
     name = ""
@@ -37,8 +38,9 @@ class Engine:
         self._all_lock = threading.Lock()
 
     # -- connections and transactions -----------------------------------------
+    @abstractmethod
     def connect(self):
-        raise NotImplementedError
+        """Open a connection for this thread."""
 
     @property
     def db(self):
@@ -72,8 +74,9 @@ class Engine:
         self._local.depth = 0
         self.execute("COMMIT")
 
+    @abstractmethod
     def begin(self, immediate: bool) -> None:
-        raise NotImplementedError
+        """Start a transaction; immediate: take the write lock now."""
 
     def close(self) -> None:
         with self._all_lock:
@@ -111,9 +114,9 @@ class Engine:
         for r in self.execute(sql, params):
             yield tuple(r)
 
+    @abstractmethod
     def ids(self, column: str, ids: Sequence[int]) -> tuple[str, list]:
         """A condition `column is one of ids` and its parameters, for any number of ids."""
-        raise NotImplementedError
 
     def hint(self, table: str, index: str) -> str:
         """`table`, with the index the planner should read where the engine takes a hint."""
@@ -139,9 +142,9 @@ class Engine:
     def after_copy(self) -> None:
         """Bring counters up to the rows a copy inserted with their own ids."""
 
+    @abstractmethod
     def describe(self) -> str:
         """Where the data lives, for messages."""
-        raise NotImplementedError
 
 
 class SQLiteEngine(Engine):
