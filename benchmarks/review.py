@@ -56,25 +56,30 @@ def build_store(folder: Path, n: int, *, seed: int = 0) -> float:
     with store.tx():
         for name, _ in indexes:
             db.execute(f"DROP INDEX {name}")
-        db.executemany("INSERT INTO items (id, split, row, source, label, hidden_label) VALUES (?,?,?,?,?,?)",
-                       ((i, "labeled", i, f"train[{i}]", i % K, None) for i in range(100)))
-        db.executemany("INSERT INTO items (id, split, row, source, label, hidden_label) VALUES (?,?,?,?,?,?)",
-                       ((i, "test", i, f"test[{i}]", i % K, None) for i in range(1000)))
-        db.executemany("INSERT INTO items (id, split, row, source, label, hidden_label) VALUES (?,?,?,?,?,?)",
+        db.executemany("INSERT INTO items (id, split, row, source, hidden_label) VALUES (?,?,?,?,?)",
+                       ((i, "labeled", i, f"train[{i}]", None) for i in range(100)))
+        db.executemany("INSERT INTO items (id, split, row, source, hidden_label) VALUES (?,?,?,?,?)",
+                       ((i, "test", i, f"test[{i}]", None) for i in range(1000)))
+        db.executemany("INSERT INTO labels (split, item_id, class_id, source, at) VALUES (?, ?, ?, 'initial', 0)",
+                       [("labeled", i, i % K) for i in range(100)] + [("test", i, i % K) for i in range(1000)])
+        db.executemany("INSERT INTO items (id, split, row, source, hidden_label) VALUES (?,?,?,?,?)",
                        zip(ids.tolist(), ["pool"] * n, ids.tolist(), (f"train[{i}]" for i in ids.tolist()),
-                           [None] * n, hidden.tolist()))
+                           hidden.tolist()))
         db.executemany(
-            "INSERT INTO pool (id, pred, confidence, margin, entropy, probs, teacher_run, status, label, "
-            "reviewer, decided_at, rand) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO pool (id, pred, confidence, margin, entropy, probs, teacher_run, status, "
+            "reviewer, decided_at, rand) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             zip(ids.tolist(), pred.tolist(), conf.tolist(), margin.tolist(), entropy.tolist(),
                 (b.tobytes() for b in blobs), ["teacher-1"] * n, status.tolist(),
-                [None if x < 0 else x for x in label.tolist()],
                 [None if s == "pending" else "synthetic" for s in status.tolist()],
                 [None if s == "pending" else 0.0 for s in status.tolist()], rand.tolist()))
+        db.executemany("INSERT INTO labels (split, item_id, class_id, source, reviewer, at) "
+                       "VALUES ('pool', ?, ?, 'simulated', 'synthetic', 0)",
+                       [(i, x) for i, x in zip(ids.tolist(), label.tolist()) if x >= 0])
         for _, sql in indexes:
             db.execute(sql)
+    store.classes.add(CLASSES)
     store.set_meta(project_id=f"synthetic-{n}", dataset="synthetic", data_root=None, seed=seed,
-                   labels_per_class=10, labeled=100, classes=CLASSES, input_shape=[1, 28, 28], flip=True,
+                   labels_per_class=10, labeled=100, input_shape=[1, 28, 28], flip=True,
                    hidden_labels=True, created=time.time(), teacher=None)
     db.execute("ANALYZE")  # what a long-lived store would have; harmless if stcore never runs it
     store.close()

@@ -71,6 +71,31 @@ def class_counts(project: Project) -> dict[str, dict[int, int]]:
     return project.store.items.class_counts()
 
 
+def classes(project: Project) -> list[dict]:
+    """The classes, in id order: id, name, and how many human labels each has (labeled set and pool)."""
+    counts = project.store.items.class_counts()
+    return [{"id": k, "name": name, "labels": counts["labeled"].get(k, 0) + counts["accepted"].get(k, 0)
+             + counts["corrected"].get(k, 0)} for k, name in enumerate(project.classes)]
+
+
+def add_classes(project: Project, names: list[str]) -> list[int]:
+    """New classes (each given the next id); their ids. Runs trained before are marked stale."""
+    return project.store.classes.add(names)
+
+
+def rename_class(project: Project, cls: str | int, name: str) -> None:
+    """Give a class (by name or id) a new name; its labels, pseudo-labels and runs keep it."""
+    project.store.classes.rename(project.class_index(cls), name)
+
+
+def labels(project: Project, split: str | None = None) -> list[dict]:
+    """Every human label (of split: labeled, pool or test), with its class, source (initial,
+    reviewed, imported, simulated), reviewer, time and batch."""
+    names = project.classes
+    return [{**r, "class": names[r["class_id"]] if r["class_id"] < len(names) else None}
+            for r in project.store.items.labels(split)]
+
+
 def pseudo_label_accuracy(project: Project) -> dict | None:
     """Agreement of the stored pseudo-labels with hidden labels, overall and above 0.9."""
     return agreement(project.store.items.pseudo_label_agreement())
@@ -206,11 +231,18 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
 def runs(project: Project) -> list[dict]:
     """Every run, oldest first; runs whose worker died are marked interrupted first."""
     jobs.notice_dead_workers(project)
-    return project.store.runs.list()
+    now = list(range(len(project.classes)))
+    return [_with_classes(r, now) for r in project.store.runs.list()]
 
 
 def run(project: Project, run_id: str) -> dict:
-    return project.store.runs.get(run_id)
+    return _with_classes(project.store.runs.get(run_id), list(range(len(project.classes))))
+
+
+def _with_classes(run: dict, now: list[int]) -> dict:
+    """run, with classes_changed: whether the project's classes changed since it was trained (its
+    model then no longer fits: it stays listed, with its results, and a new run is needed)."""
+    return {**run, "classes_changed": run.get("class_ids") is not None and run["class_ids"] != now}
 
 
 def metrics(project: Project, run_id: str, *, after_step: int = -1) -> list[dict]:
@@ -269,6 +301,7 @@ def start_training(project: Project, values: dict, *, detach: bool = True) -> st
     if values.get("role") == "student" and not values.get("teacher_run") and project.teacher_run():
         values["teacher_run"] = project.teacher_run()["id"]  # pinned: a resume or a later promote keeps it
     cfg = make_config(values)
+    project.check_trainable()
     check_teacher(project, cfg)
     if cfg.init == "ssl" and not has_ssl_encoder(project):
         raise UsageError(f"--init ssl starts from the project's self-supervised encoder, and it has none; run "

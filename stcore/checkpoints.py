@@ -37,8 +37,28 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict:
 
 def project_tag(project) -> dict:
     """What a checkpoint records of the project it belongs to."""
-    return {"project_id": project.meta["project_id"], "classes": project.classes,
+    classes = project.classes
+    return {"project_id": project.meta["project_id"], "classes": classes, "class_ids": list(range(len(classes))),
             "input_shape": project.meta["input_shape"]}
+
+
+def class_ids(ck: dict) -> list[int] | None:
+    """The ids of the classes a checkpoint was trained on (older ones: one per class name)."""
+    if ck.get("class_ids") is not None:
+        return [int(i) for i in ck["class_ids"]]
+    return list(range(len(ck["classes"]))) if ck.get("classes") is not None else None
+
+
+def stale_classes(project, ids: list[int] | None) -> str | None:
+    """Why a model trained on the classes of ids no longer fits the project's, or None when it
+    does (a renamed class still fits: its id is the same)."""
+    now = list(range(len(project.classes)))
+    if ids is None or list(ids) == now:
+        return None
+    added = [project.classes[i] for i in now if i not in ids]
+    return (f"it was trained on {len(ids)} classes and the project now has {len(now)}"
+            + (f" (added since: {', '.join(added[:5])})" if added else "")
+            + "; train a new teacher or student on the current classes")
 
 
 def check(project, ck: dict, where: object) -> None:
@@ -47,9 +67,9 @@ def check(project, ck: dict, where: object) -> None:
         raise ProjectError(f"{where} is not a stcore checkpoint")
     if ck.get("project_id") not in (None, project.meta["project_id"]):
         raise ProjectError(f"{where} belongs to another project; it cannot be used here")
-    if ck.get("classes") is not None and list(ck["classes"]) != project.classes:
-        raise ProjectError(f"{where} was trained for {len(ck['classes'])} classes "
-                           f"({', '.join(ck['classes'][:5])}...), this project has {len(project.classes)}")
+    stale = stale_classes(project, class_ids(ck))
+    if stale:
+        raise ProjectError(f"{where} no longer fits the project's classes: {stale}")
     if ck.get("input_shape") is not None and list(ck["input_shape"]) != list(project.meta["input_shape"]):
         raise ProjectError(f"{where} expects input {ck['input_shape']}, this project's images are "
                            f"{project.meta['input_shape']}")

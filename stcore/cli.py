@@ -113,11 +113,27 @@ def _report_run(run: dict, as_json: bool) -> int:
 
 
 # ------------------------------------------------------------------ commands
+def _names(text: str | None) -> list[str] | None:
+    """--classes a,b,c -> ['a', 'b', 'c']."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def cmd_classes(a):
+    p = api.open_project(a.project)
+    if a.add:
+        api.add_classes(p, a.add)
+    if a.rename:
+        api.rename_class(p, a.rename[0], a.rename[1])
+    rows = api.classes(p)
+    _print({"classes": rows}, a.json, "\n".join(f"{r['id']:>4}  {r['name']}  ({r['labels']:,} labels)" for r in rows)
+           or "no classes yet; add them with --add NAME ...")
+
+
 def cmd_init(a):
     p = api.create_project(a.project, dataset=a.dataset, labels_per_class=a.labels_per_class, labeled=a.labeled,
                            seed=a.seed, data_root=a.data_root, image_size=a.image_size,
                            download=not a.no_download, limit=a.limit, database=a.database,
-                           progress=None if a.json else lambda m: print(m, file=sys.stderr))
+                           classes=_names(a.classes), progress=None if a.json else lambda m: print(m, file=sys.stderr))
     c, n_skipped = api.counts(p), len(api.skipped_files(p))
     _print({"project": str(p.path), "classes": p.classes, **c, "skipped": n_skipped}, a.json,
            f"created {p.path}: {c['labeled']} labeled, {c['pool']} in the pool, {c['test']} test images, "
@@ -479,9 +495,12 @@ def _init_args(s) -> None:
     s.add_argument("--dataset", default="fashion-mnist", choices=api.DATASETS)
     g = s.add_mutually_exclusive_group()
     g.add_argument("--labels-per-class", type=int, help="labeled images per class (default 10)")
-    g.add_argument("--labeled", type=int, help="total labeled images, chosen at random")
+    g.add_argument("--labeled", type=int, help="total labeled images, chosen at random (0: start with none)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--data-root", help="where the dataset is (folder datasets: DIR/labeled, DIR/unlabeled)")
+    s.add_argument("--data-root", help="where the dataset is (folder datasets: DIR/unlabeled, and "
+                                       "DIR/labeled/<class>/ if some images are labeled)")
+    s.add_argument("--classes", metavar="A,B,C", help="folder datasets: the class names (default: "
+                                                      "DIR/classes.txt, else the labeled/<class> folders)")
     s.add_argument("--image-size", type=int, help="resize images to this size (folder default: most common)")
     s.add_argument("--no-download", action="store_true", help="never download; fail if no local copy")
     s.add_argument("--limit", type=int, help="keep only the first N training images (quick trials)")
@@ -584,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     _review_args(cmd("review", cmd_review, "record review decisions"))
     _run_commands(cmd)
     cmd("status", cmd_status, "counts, pseudo-label accuracy, runs and skipped files")
+    s = cmd("classes", cmd_classes, "list the classes, add some, or rename one (its labels keep it)")
+    s.add_argument("--add", nargs="+", metavar="NAME", help="new classes")
+    s.add_argument("--rename", nargs=2, metavar=("CLASS", "NAME"), help="give a class (name or id) a new name")
     s = cmd("migrate", cmd_migrate, "move the project's store to PostgreSQL, or back to SQLite")
     s.add_argument("--to", required=True, metavar="sqlite|URL",
                    help="sqlite (a file in the project folder) or postgresql://USER@HOST[:PORT]/DBNAME")

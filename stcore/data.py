@@ -12,6 +12,7 @@ import struct
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Sequence
 from pathlib import Path
 
 import shutil
@@ -394,24 +395,44 @@ def _decode_all(paths: list[Path], root: Path, skipped: list, image_size: int | 
     return ok, arrays, channels, size
 
 
-def load_folder(data_root: str | None, image_size: int | None = None) -> Arrays:
-    """DIR/labeled/<class>/*, DIR/unlabeled/** and, optionally, DIR/test/<class>/*."""
-    layout = "DIR/labeled/<class>/ (the labeled images) and DIR/unlabeled/ (the pool)"
+def folder_classes(root: Path, given: Sequence[str] | None) -> list[str] | None:
+    """The class names a folder dataset declares: given (--classes), else DIR/classes.txt (one
+    a line), else None (the labeled/<class>/ folders name them)."""
+    if given is None and (root / "classes.txt").is_file():
+        try:
+            given = [line for line in (root / "classes.txt").read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read {root / 'classes.txt'} ({e}); it should hold one class name a line") from e
+    if given is None:
+        return None
+    names = [str(n).strip() for n in given if str(n).strip()]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"the class names repeat {', '.join(repeated)}; give each class once")
+    return names
+
+
+def load_folder(data_root: str | None, image_size: int | None = None,
+                classes: Sequence[str] | None = None) -> Arrays:
+    """DIR/unlabeled/** (the pool) and, optionally, DIR/labeled/<class>/* and DIR/test/<class>/*.
+    The classes: classes (--classes), else DIR/classes.txt, else the labeled class folders; a
+    project may start with no labeled images, and with no classes yet."""
+    layout = "DIR/unlabeled/ (the pool) and, if some images are labeled, DIR/labeled/<class>/"
     if not data_root:
         raise DataError(f"the folder dataset needs --data-root DIR, with {layout}")
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; pass --data-root DIR with {layout}")
     root = root.resolve()
-    for sub in ("labeled", "unlabeled"):
-        if not (root / sub).is_dir():
-            raise DataError(f"{root / sub} is missing; a folder dataset needs {layout}")
+    if not (root / "unlabeled").is_dir():
+        raise DataError(f"{root / 'unlabeled'} is missing; a folder dataset needs {layout}")
+    declared = folder_classes(root, classes)
     skipped: list[tuple[str, str]] = []
     lister = _Lister(root, skipped)
     for d in (root, root / "labeled", root / "test"):
         if d.is_dir():
             lister.mark(d)  # a link back to one of these is a loop
-    class_dirs = lister.class_dirs(root / "labeled")
+    class_dirs = lister.class_dirs(root / "labeled") if (root / "labeled").is_dir() else []
     labeled_files = [(p, printable(d.name)) for d in class_dirs for p in lister.images(d)]
     pool_files = lister.images(root / "unlabeled")
     test_files = []
@@ -421,13 +442,18 @@ def load_folder(data_root: str | None, image_size: int | None = None) -> Arrays:
     ok, arrays, channels, size = _decode_all(all_paths, root, skipped, image_size)
     okset = dict(zip(ok, arrays))
 
-    # A class is a labeled folder with at least one readable image.
+    # A class is a declared name, or else a labeled folder with at least one readable image.
     readable = {c for p, c in labeled_files if p in okset}
-    classes = [printable(d.name) for d in class_dirs if printable(d.name) in readable]
+    classes = declared if declared is not None else [printable(d.name) for d in class_dirs
+                                                     if printable(d.name) in readable]
+    undeclared = sorted(readable - set(classes))
+    if undeclared:
+        raise DataError(f"labeled/{undeclared[0]}/ is not one of the classes given ({', '.join(classes)}); "
+                        f"add it to --classes or classes.txt, or move its images to unlabeled/")
     for d in class_dirs:
         if printable(d.name) not in readable:
             skipped.append((_rel(d, root) + "/", "class folder with no readable images; it is not used as a class"))
-    if len(classes) < 2:
+    if declared is None and class_dirs and len(classes) < 2:
         raise DataError(f"{root / 'labeled'} has {len(classes)} class folder(s) with readable images"
                         f"{' (' + ', '.join(classes) + ')' if classes else ''}; classification needs at "
                         f"least two, as DIR/labeled/<class>/ image files")
@@ -462,14 +488,16 @@ def _unique(skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def load(name: str, *, data_root: str | None = None, image_size: int | None = None,
-         download: bool = True) -> Arrays:
+         download: bool = True, classes: Sequence[str] | None = None) -> Arrays:
     """Decode a dataset by name. Raises DataError with what to do when it cannot."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     if image_size is not None and not 1 <= image_size <= MAX_IMAGE_SIZE:
         raise DataError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {image_size}")
     if name == "folder":
-        return load_folder(data_root, image_size)
+        return load_folder(data_root, image_size, classes)
+    if classes is not None:
+        raise UsageError(f"--classes names the classes of a folder dataset; {name} has its own")
     if name in ("cifar10", "cifar100"):
         arrays = _load_cifar(name, data_root, download, image_size)
     else:
@@ -490,12 +518,12 @@ def choose_labeled(labels: torch.Tensor, *, per_class: int | None = None, total:
         raise UsageError("give exactly one of labels per class or a total number of labels")
     g = torch.Generator().manual_seed(seed)
     if total is not None:
-        if not 0 < total < len(labels):
-            raise UsageError(f"--labeled {total} must be between 1 and {len(labels) - 1} "
+        if not 0 <= total < len(labels):
+            raise UsageError(f"--labeled {total} must be between 0 and {len(labels) - 1} "
                              f"(the training split has {len(labels)} images)")
         return sorted(torch.randperm(len(labels), generator=g)[:total].tolist())
-    if per_class <= 0:
-        raise UsageError(f"--labels-per-class must be positive, got {per_class}")
+    if per_class < 0:
+        raise UsageError(f"--labels-per-class must be 0 or more, got {per_class}")
     num_classes = num_classes or int(labels.max()) + 1
     chosen = []
     for c in range(num_classes):
@@ -553,6 +581,7 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
     """Assemble a run's tensors from the store's current decisions: the labeled set plus accepted
     and corrected pool items (corrections weigh corrected_weight), and for a student the pending
     pool (only its pseudo-labeled items when needs_pseudo_labels)."""
+    project.check_trainable()
     store, k = project.store, len(project.classes)
     lab, reviewed = store.items.labeled_set(), store.items.reviewed_set()
     rows = [r for r, _ in lab] + [r for r, _, _ in reviewed]
@@ -573,7 +602,7 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
     return TrainData(x_lab=train[rows], y_lab=torch.tensor(y, dtype=torch.long), w_lab=torch.tensor(w),
                      x_unl=x_unl, p_unl=p_unl, x_test=images(project, "test"),
                      y_test=torch.tensor(test_labels, dtype=torch.long), classes=project.classes,
-                     class_prior=torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k),
+                     class_prior=torch.bincount(torch.tensor([c for _, c in lab] or y, dtype=torch.long), minlength=k),
                      flip=bool(project.meta.get("flip", True)), rows_lab=rows, rows_unl=rows_unl)
 
 
@@ -581,7 +610,8 @@ def training_data(project: Project, *, role: str, corrected_weight: float, use_u
 def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
                    labels_per_class: int | None = None, labeled: int | None = None, seed: int = 0,
                    data_root: str | None = None, image_size: int | None = None, download: bool = True,
-                   limit: int | None = None, progress=None, database: str | None = None) -> Project:
+                   limit: int | None = None, progress=None, database: str | None = None,
+                   classes: Sequence[str] | None = None) -> Project:
     """Decode the dataset once, choose the labeled split and write the store. limit keeps only the
     first N training and N/5 test images (for quick trials and tests). database: where the store
     goes (see store.location.database_choice): a SQLite file in the folder unless a PostgreSQL URL."""
@@ -592,18 +622,18 @@ def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
         raise ProjectError(f"{path} is already a project; open it instead, or choose a new folder")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ProjectError(f"{path} exists and is not empty; choose a new or empty folder for the project")
-    if dataset == "folder" and (labels_per_class is not None or labeled is not None):
+    if dataset == "folder" and (labels_per_class is not None or labeled not in (None, 0)):
         raise UsageError("--labels-per-class and --labeled choose the labeled images of a built-in "
                          "dataset; a folder dataset's labeled images are those in "
-                         "DATA_ROOT/labeled/<class>/: leave both out")
+                         "DATA_ROOT/labeled/<class>/: leave both out (or --labeled 0 for none)")
     if labels_per_class is None and labeled is None and dataset != "folder":
         labels_per_class = 10
     say = progress or (lambda msg: None)
     say(f"reading {dataset}")
-    arrays = load(dataset, data_root=data_root, image_size=image_size, download=download)
+    arrays = load(dataset, data_root=data_root, image_size=image_size, download=download, classes=classes)
     if limit:
         _keep_first(arrays, limit)
-    lab = arrays.labeled if arrays.labeled is not None else choose_labeled(
+    lab = ([] if labeled == 0 else arrays.labeled) if arrays.labeled is not None else choose_labeled(
         arrays.train_y, per_class=labels_per_class, total=labeled, seed=seed, num_classes=len(arrays.classes))
     created_dir = not path.exists()
     try:
@@ -618,10 +648,11 @@ def create_project(path: str | os.PathLike, *, dataset: str = "fashion-mnist",
 
 
 def _keep_first(arrays: Arrays, limit: int) -> None:
-    arrays.train_x, arrays.train_y = arrays.train_x[:limit], arrays.train_y[:limit]
+    # clone: a slice saved with torch.save would write the whole dataset's storage
+    arrays.train_x, arrays.train_y = arrays.train_x[:limit].clone(), arrays.train_y[:limit]
     arrays.train_sources = arrays.train_sources[:limit]
     n_test = max(1, limit // 5)
-    arrays.test_x, arrays.test_y = arrays.test_x[:n_test], arrays.test_y[:n_test]
+    arrays.test_x, arrays.test_y = arrays.test_x[:n_test].clone(), arrays.test_y[:n_test]
     arrays.test_sources = arrays.test_sources[:n_test]
     if arrays.labeled is not None:
         arrays.labeled = [i for i in arrays.labeled if i < limit]
@@ -657,6 +688,7 @@ def _fill_store(store, arrays: Arrays, lab: list[int], project_id: str, **meta) 
     store.items.add("test", list(range(len(ty))), list(range(len(ty))), arrays.test_sources, ty)
     store.items.set_skipped(arrays.skipped)
     _, c, h, w = arrays.train_x.shape
-    store.set_meta(project_id=project_id, labeled=len(lab), classes=arrays.classes,
+    store.classes.add(arrays.classes)
+    store.set_meta(project_id=project_id, labeled=len(lab),
                    input_shape=[c, h, w], flip=arrays.flip, hidden_labels=arrays.hidden,
                    created=time.time(), teacher=None, **meta)

@@ -44,26 +44,40 @@ class Project:
 
     @property
     def classes(self) -> list[str]:
-        return self.meta["classes"]
+        """The class names; a class's index in this list is its id (ids run from 0, in order)."""
+        return self.store.classes.names()
 
     def class_index(self, name_or_index: str | int) -> int:
         """A class given by name (any case) or index -> index; NotFound naming the choices. An int
         is an index, so a class named '1' at index 0 is not mistaken for index 1."""
+        classes = self.classes
+        if not classes:
+            raise NotFound("the project has no classes yet; add them with `stcore classes PROJECT --add NAME`")
         if isinstance(name_or_index, numbers.Integral) and not isinstance(name_or_index, bool):
-            if 0 <= int(name_or_index) < len(self.classes):
+            if 0 <= int(name_or_index) < len(classes):
                 return int(name_or_index)
-            raise NotFound(f"class index {name_or_index} is out of range: the project has {len(self.classes)} "
-                           f"classes ({', '.join(self.classes)})")
+            raise NotFound(f"class index {name_or_index} is out of range: the project has {len(classes)} "
+                           f"classes ({', '.join(classes)})")
         s = str(name_or_index).strip()
-        if s in self.classes:
-            return self.classes.index(s)
-        if s.lstrip("-").isdigit() and 0 <= int(s) < len(self.classes):
+        if s in classes:
+            return classes.index(s)
+        if s.lstrip("-").isdigit() and 0 <= int(s) < len(classes):
             return int(s)
-        lower = [c.lower() for c in self.classes]
+        lower = [c.lower() for c in classes]
         if s.lower() in lower:
             return lower.index(s.lower())
-        raise NotFound(f"unknown class {s!r}; use a name ({', '.join(self.classes)}) "
-                       f"or an index 0-{len(self.classes) - 1}")
+        raise NotFound(f"unknown class {s!r}; use a name ({', '.join(classes)}) "
+                       f"or an index 0-{len(classes) - 1}")
+
+    def check_trainable(self) -> None:
+        """UsageError saying what to do when a model has nothing to learn from yet: fewer than
+        two classes, or no human label in the labeled set or the pool."""
+        if len(self.classes) < 2:
+            raise UsageError(f"the project has {len(self.classes)} class(es); a classifier needs at least two: "
+                             f"add them with `stcore classes {self.path} --add NAME ...`")
+        if not self.store.items.count_labels():
+            raise UsageError("the project has no labels yet: label some images first (Review page, or "
+                             f"`stcore review {self.path} --correct ID=CLASS ...`), then train")
 
     def run_dir(self, run_id: str) -> Path:
         return self.path / "runs" / run_id

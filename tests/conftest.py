@@ -117,7 +117,7 @@ def make_store(path, n: int, *, classes: int = 10, seed: int = 0):
         conf = rng.random()
         rows.append((i % classes, conf, conf / 2, 1 - conf, None, "teacher-1", i))
     s.items.write_predictions(rows)
-    s.set_meta(classes=[str(c) for c in range(classes)])
+    s.classes.add([str(c) for c in range(classes)])
     return s
 
 

@@ -135,7 +135,8 @@ def cut_text(pg) -> list[str]:
 
 
 def status_of(project, item):
-    return project.store.engine.db.execute("SELECT status, label FROM pool WHERE id=?", (item,)).fetchone()
+    return project.store.engine.db.execute("SELECT p.status, l.class_id AS label FROM pool p LEFT JOIN labels l ON l.split='pool' "
+                                         "AND l.item_id=p.id WHERE p.id=?", (item,)).fetchone()
 
 
 def card(pg, item: int, what: str = ""):

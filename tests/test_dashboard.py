@@ -286,7 +286,7 @@ def test_project_page_counts_have_thousands_separators(app, trained_project):
 
 
 def _pool_row(project, item_id):
-    return project.store.engine.db.execute("SELECT status, label, pred FROM pool WHERE id=?", (item_id,)).fetchone()
+    return project.store.engine.db.execute("SELECT p.status, l.class_id AS label, p.pred FROM pool p LEFT JOIN labels l ON l.split='pool' AND l.item_id=p.id WHERE p.id=?", (item_id,)).fetchone()
 
 
 def _shown(at) -> list[int]:
@@ -414,7 +414,8 @@ def test_review_escapes_hostile_class_names(app, trained_project):
     """Class names reach the grid as data, and its script sets text only, never HTML."""
     p = trained_project
     hostile = ["<script>alert(1)</script>", "../../x", "[x](javascript:alert(1))"] + p.classes[3:]
-    p.store.set_meta(classes=hostile)
+    for k, name in enumerate(hostile[:3]):
+        api.rename_class(p, k, name)
     at = app(p.path, "review")
     no_errors(at, "review")
     texts = [m.value for m in at.markdown]

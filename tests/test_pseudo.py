@@ -98,7 +98,8 @@ def test_balanced_pages_match_the_sql_definition_of_the_order(tmp_path, seed, or
     for f in filters:
         where, params = s.queue.where(**f)
         want = [dict(r) for r in s.engine.db.execute(
-            f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {definition[order]}", params)]
+            f"SELECT {PAGE_COLUMNS}, (SELECT class_id FROM labels WHERE split='pool' AND item_id=pool.id) "
+                f"AS label FROM pool{where} ORDER BY {definition[order]}", params)]
         for offset, limit in [(0, 7), (0, 50), (13, 20), (90, 40), (len(want) - 5, 50), (len(want) + 3, 10)]:
             assert orders.page(s.queue, **f, order=order, offset=max(0, offset), limit=limit) \
                 == want[max(0, offset):max(0, offset) + limit], (f, offset, limit)

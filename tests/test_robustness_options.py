@@ -15,7 +15,7 @@ def state(proj: Path) -> tuple:
     """Everything a bad command could change: runs, decisions, history and the runs/ folder."""
     con = sqlite3.connect(proj / "project.db")
     out = (con.execute("SELECT * FROM runs").fetchall(),
-           con.execute("SELECT id, status, label, reviewer FROM pool ORDER BY id").fetchall(),
+           con.execute("SELECT p.id, p.status, l.class_id, p.reviewer FROM pool p LEFT JOIN labels l ON l.split='pool' AND l.item_id=p.id ORDER BY p.id").fetchall(),
            con.execute("SELECT COUNT(*) FROM history").fetchone(),
            sorted(p.name for p in (proj / "runs").glob("*")) if (proj / "runs").exists() else [])
     con.close()
@@ -126,7 +126,8 @@ def test_good_mixed_review_is_recorded(proj, capsys):
     """The control for the cases above: the same kinds of request, valid, are all recorded."""
     assert cli.main(["review", str(proj), "--accept", "1", "2", "--correct", "3=c2", "4=7", "--reject", "5"]) == 0
     con = sqlite3.connect(proj / "project.db")
-    got = dict(((i, (s, l)) for i, s, l in con.execute("SELECT id, status, label FROM pool WHERE id <= 5")))
+    got = dict(((i, (s, l)) for i, s, l in con.execute("SELECT p.id, p.status, l.class_id FROM pool p LEFT JOIN labels l ON l.split='pool' "
+                                                   "AND l.item_id=p.id WHERE p.id <= 5")))
     assert got == {0: ("pending", None), 1: ("accepted", 1), 2: ("accepted", 2), 3: ("corrected", 2),
                    4: ("corrected", 7), 5: ("rejected", None)}
 

@@ -92,7 +92,8 @@ def test_hostile_class_names_and_sources_in_exports(tmp_path, capsys):
     proj = synthetic_project(tmp_path / "p", n=40, above=40)
     p = Project(proj)
     classes = HOSTILE + ["c8", "c9"]
-    p.store.set_meta(classes=classes)
+    for k, name in enumerate(classes[:8]):
+        api.rename_class(p, k, name)
     p.store.engine.db.execute("UPDATE items SET source = '=cmd|'' /C calc''!A0' WHERE split='pool' AND id=0")
     assert cli.main(["review", str(proj), "--accept", *map(str, range(10))]) == 0
     out = tmp_path / "out"

@@ -35,8 +35,9 @@ def synthetic_project(path: Path, n: int = 200, above: int | None = None) -> Pat
     st.items.add("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * n)
     st.items.write_predictions((i % len(CLASSES), 0.95 if i < above else 0.2, 0.5, 0.1, None, "teacher-1", i)
                          for i in ids)
+    st.classes.add(CLASSES)
     st.set_meta(project_id=uuid.uuid4().hex, dataset="fashion-mnist", data_root=None, seed=0,
-                labels_per_class=None, labeled=2, classes=CLASSES, input_shape=[1, 28, 28], flip=True,
+                labels_per_class=None, labeled=2, input_shape=[1, 28, 28], flip=True,
                 hidden_labels=False, created=time.time(), teacher=None)
     st.engine.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     st.close()
@@ -93,10 +94,15 @@ def test_older_schema_is_migrated_on_open(tmp_path, monkeypatch):
     Store(proj / "project.db").close()  # opening again does not migrate again
 
 
-def _as_made_by(db: Path, version: int) -> None:
-    """Make a current store look like one made at an older schema version: what the later
-    migrations add is taken away, and the version set back."""
-    con = sqlite3.connect(db)
+SCHEMA4 = Path(__file__).parent / "data" / "schema4" / "project.db"
+
+
+def _as_made_by(proj: Path, version: int) -> None:
+    """proj: a project whose store is the saved schema-4 one (tests/data/schema4), made to look
+    as made at an older schema version: what the later migrations add is taken away."""
+    proj.mkdir(parents=True)
+    shutil.copy(SCHEMA4, proj / "project.db")
+    con = sqlite3.connect(proj / "project.db")
     if version < 4:
         con.execute("DROP TABLE selection")
     if version < 3:
@@ -105,29 +111,29 @@ def _as_made_by(db: Path, version: int) -> None:
         con.execute("DROP INDEX pool_status_pred_margin")
     con.commit()
     con.close()
-    _set_version(db, version)
+    _set_version(proj / "project.db", version)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_an_older_store_gains_the_index_the_earlier_running_time_and_the_selection(tmp_path, version):
-    proj = synthetic_project(tmp_path / "p")
+    proj = tmp_path / "p"
+    _as_made_by(proj, version)
     st = Store(proj / "project.db")
-    old_run = st.runs.create("teacher", "cpu", {"role": "teacher"}, 10)
-    st.runs.update(old_run, state="interrupted", started=100.0, heartbeat=130.0, ended=130.0)
+    st.runs.update("teacher-1", state="interrupted", started=100.0, heartbeat=130.0, ended=130.0)
     st.close()
-    _as_made_by(proj / "project.db", version)
     p = Project(proj)
-    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 4
+    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 5
     plan = " ".join(str(tuple(r)) for r in p.store.engine.db.execute(
         "EXPLAIN QUERY PLAN SELECT margin, id FROM pool WHERE status IN ('pending') AND pred = 3 "
         "ORDER BY margin, id LIMIT 50"))
     assert "pool_status_pred_margin" in plan, plan
     assert len(orders.page(p.store.queue, statuses=["pending"], order="balanced-margin", limit=30)) == 30
     # a run stored before the migration has no earlier attempts; resuming it counts this one
-    assert p.store.runs.get(old_run)["earlier_seconds"] == 0
-    p.store.runs.requeue(old_run, "cpu")
-    assert p.store.runs.get(old_run)["earlier_seconds"] == 30.0
+    assert p.store.runs.get("teacher-1")["earlier_seconds"] == 0
+    p.store.runs.requeue("teacher-1", "cpu")
+    assert p.store.runs.get("teacher-1")["earlier_seconds"] == 30.0
     assert p.store.queue.set_selection("map", [5, 3]) == 2 and p.store.queue.selection("map") == [5, 3]  # the map's table
+    assert len(p.store.items.labels("pool")) == 12  # and the labels moved (test_store_migration checks them all)
     p.store.close()
 
 
@@ -267,7 +273,7 @@ def test_two_processes_deciding_at_once_lose_no_decision(tmp_path):
     last = {}
     for r in rows:
         last[r["item_id"]] = (r["new_status"], r["new_label"])
-    for r in st.engine.db.execute("SELECT id, status, label FROM pool"):
+    for r in st.engine.db.execute("SELECT p.id, p.status, l.class_id AS label FROM pool p LEFT JOIN labels l ON l.split='pool' AND l.item_id=p.id"):
         if r["id"] in last:
             assert last[r["id"]] == (r["status"], r["label"])
     assert st.engine.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

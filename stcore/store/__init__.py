@@ -2,6 +2,7 @@
 runs and metrics), never image bytes. SQLite in the project folder, or PostgreSQL for a team.
 
 A Store is small interfaces by concern, over one engine (engine.py):
+- store.classes: the classes, a stable id and a name each;
 - store.items: the splits, the human labels, the pseudo-labels, what a run trains on;
 - store.queue: the review queue, read in pages (the orders themselves are in stcore/orders.py);
 - store.decisions: review decisions, their history and undo;
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import StoreError
+from .classes import Classes
 from .decisions import Decisions
 from .engine import Engine, SQLiteEngine
 from .items import STATUSES, Items
@@ -36,7 +38,7 @@ class Store:
         self.engine = engine if isinstance(engine, Engine) else SQLiteEngine(engine, timeout=timeout)
         if isinstance(self.engine, SQLiteEngine) and not create and not self.engine.path.exists():
             raise StoreError(f"{self.engine.path} does not exist")
-        self.items, self.queue = Items(self.engine), Queue(self.engine)
+        self.classes, self.items, self.queue = Classes(self.engine), Items(self.engine), Queue(self.engine)
         self.decisions, self.runs = Decisions(self.engine), Runs(self.engine)
         try:
             if not create:
@@ -101,8 +103,8 @@ class Store:
             version = self._version()
             while version < SCHEMA_VERSION:
                 try:
-                    for stmt in MIGRATIONS[version]:
-                        self.engine.execute(stmt)
+                    for step in MIGRATIONS[version]:
+                        self.engine.execute(step) if isinstance(step, str) else step(self.engine)
                 except StoreError as e:  # the transaction rolls back: the store is as it was
                     raise StoreError(f"migrating {self.engine.describe()} from schema version {version} failed "
                                      f"({e.__cause__ or e}); the project is unchanged") from e

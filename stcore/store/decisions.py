@@ -6,7 +6,7 @@ from typing import Sequence
 
 from ..errors import NotFound, UsageError
 from .engine import Engine
-from .items import STATUSES, chunks
+from .items import STATUSES
 from .queue import Queue
 
 
@@ -20,10 +20,11 @@ class Decisions:
         return self.e.one("SELECT COALESCE(MAX(batch), 0) + 1 FROM history")[0]
 
     def decide(self, ids: Sequence[int], status: str, label: int | None = None, *,
-               reviewer: str | None = None, batch: int | None = None) -> int:
-        """Set the decision of items in one transaction. status 'accepted' takes each
-        item's current prediction as its label; 'corrected' needs label; 'pending' resets.
-        Returns the number of items changed. Unknown ids raise NotFound and change nothing."""
+               reviewer: str | None = None, batch: int | None = None, source: str = "reviewed") -> int:
+        """Set the decision of pool items in one transaction. status 'accepted' labels each item
+        with its current prediction; 'corrected' with label; 'rejected' and 'pending' take its
+        label away. source: the labels' source (labels.source). Returns the number of items
+        changed. Unknown ids raise NotFound and change nothing."""
         if status not in STATUSES:
             raise UsageError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
         if status == "corrected" and label is None:
@@ -42,23 +43,35 @@ class Decisions:
                 if bad:
                     raise UsageError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
                                      f"to accept; run pseudo-label first, or correct them with a class")
-            return self._apply(status, label, reviewer, chosen, params, batch)
+            return self._apply(status, label, reviewer, chosen, params, batch, source)
 
     def _apply(self, status: str, label: int | None, reviewer: str | None, where: str, params,
-               batch: int | None = None) -> int:
-        """Inside a transaction: log and apply a decision to the pool rows matching where."""
-        new_label = {"accepted": "pred", "corrected": "?", "rejected": "NULL", "pending": "NULL"}[status]
+               batch: int | None = None, source: str = "reviewed") -> int:
+        """Inside a transaction: log a decision for the pool rows matching where (their columns
+        unqualified), then apply what was logged to the pool and the labels."""
+        new_label = {"accepted": "p.pred", "corrected": "?", "rejected": "NULL", "pending": "NULL"}[status]
         label_params = [label] if status == "corrected" else []
         batch, at = batch or self.next_batch(), time.time()
+        first = self.e.one("SELECT COALESCE(MAX(seq), 0) FROM history")[0] + 1
         # Skip rows whose decision would not change, so undo and history stay meaningful.
-        change = f"({where}) AND NOT (status = ? AND label {self.e.same} {new_label})"
-        cparams = [*params, status, *label_params]
         self.e.execute(
-            f"INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at) "
-            f"SELECT ?, id, status, label, ?, {new_label}, ?, ? FROM pool WHERE {change}",
-            [batch, status, *label_params, reviewer, at, *cparams])
-        return self.e.execute(f"UPDATE pool SET status=?, label={new_label}, reviewer=?, decided_at=? WHERE {change}",
-                              [status, *label_params, reviewer, at, *cparams]).rowcount
+            "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at, source) "
+            f"SELECT ?, p.id, p.status, l.class_id, ?, {new_label}, ?, ?, ? FROM pool p LEFT JOIN labels l "
+            f"ON l.split='pool' AND l.item_id=p.id WHERE ({where}) "
+            f"AND NOT (p.status = ? AND l.class_id {self.e.same} {new_label})",
+            [batch, status, *label_params, reviewer, at, source if status in ("accepted", "corrected") else None,
+             *params, status, *label_params])
+        logged = "SELECT item_id FROM history WHERE seq >= ?"
+        if status in ("accepted", "corrected"):
+            self.e.execute("INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) "
+                           "SELECT 'pool', item_id, new_label, source, reviewer, at, batch FROM history "
+                           "WHERE seq >= ? ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, "
+                           "source=excluded.source, reviewer=excluded.reviewer, at=excluded.at, batch=excluded.batch",
+                           (first,))
+        else:
+            self.e.execute(f"DELETE FROM labels WHERE split='pool' AND item_id IN ({logged})", (first,))
+        return self.e.execute(f"UPDATE pool SET status=?, reviewer=?, decided_at=? WHERE id IN ({logged})",
+                              (status, reviewer, at, first)).rowcount
 
     def accept_above(self, threshold: float, *, classes=None, conf_max=None, reviewer=None) -> int:
         """Accept every pending, pseudo-labeled item with confidence >= threshold, in one transaction."""
@@ -68,41 +81,56 @@ class Decisions:
             return self._apply("accepted", None, reviewer, where, [*params, float(threshold)])
 
     def relabel(self, ids: Sequence[int], label: int, *, reviewer: str | None = None,
-                batch: int | None = None) -> int:
-        """Give items of the initial labeled set another class, in one transaction, logged in the
-        history (status 'labeled') so that undo reverts it. Returns the items changed."""
+                batch: int | None = None, source: str = "reviewed") -> int:
+        """Give items of the labeled set another class, in one transaction, logged in the history
+        (status 'labeled') so that undo reverts it. Returns the items changed."""
         ids = [int(i) for i in ids]
         with self.e.tx():
-            known = {r[0]: r[1] for part in chunks(ids) for r in self.e.all(
-                f"SELECT id, label FROM items WHERE split='labeled' AND id IN ({','.join('?' * len(part))})", part)}
+            chosen, params = self.e.ids("i.id", ids)
+            known = {r[0]: r[1] for r in self.e.all(
+                "SELECT i.id, l.class_id FROM items i LEFT JOIN labels l ON l.split='labeled' AND l.item_id=i.id "
+                f"WHERE i.split='labeled' AND {chosen}", params)}
             missing = [i for i in ids if i not in known]
             if missing:
                 raise NotFound(f"unknown labeled item id(s): {', '.join(map(str, missing[:5]))}")
             change = [i for i in dict.fromkeys(ids) if known[i] != label]
             batch, at = batch or self.next_batch(), time.time()
             self.e.executemany(
-                "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at) "
-                "VALUES (?, ?, 'labeled', ?, 'labeled', ?, ?, ?)", [(batch, i, known[i], label, reviewer, at)
-                                                                    for i in change])
-            self.e.executemany("UPDATE items SET label=? WHERE split='labeled' AND id=?", [(label, i) for i in change])
+                "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at, "
+                "source) VALUES (?, ?, 'labeled', ?, 'labeled', ?, ?, ?, ?)",
+                [(batch, i, known[i], label, reviewer, at, source) for i in change])
+            self.e.executemany(
+                "INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) VALUES "
+                "('labeled', ?, ?, ?, ?, ?, ?) ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, "
+                "source=excluded.source, reviewer=excluded.reviewer, at=excluded.at, batch=excluded.batch",
+                [(i, label, source, reviewer, at, batch) for i in change])
             return len(change)
 
     def undo(self, reviewer: str | None = None) -> int:
         """Revert the most recent batch of decisions not yet undone: of reviewer, when given
-        (each person undoes their own actions), else of anyone."""
+        (each person undoes their own actions), else of anyone. Each label goes back to what it
+        was, with the source, reviewer and time it had."""
         who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("", [])
         with self.e.tx():
             batch = self.e.one(f"SELECT MAX(batch) FROM history WHERE undone=0 {who}", params)[0]
             if batch is None:
                 return 0
+            split = "CASE WHEN h.new_status='labeled' THEN 'labeled' ELSE 'pool' END"
+            self.e.execute(f"DELETE FROM labels WHERE (split, item_id) IN (SELECT {split}, h.item_id FROM history h "
+                           "WHERE h.batch=? AND h.old_label IS NULL)", (batch,))
+            # the label before: the one the item's previous history row gave, else its initial label
+            self.e.execute(
+                f"INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) SELECT {split}, "
+                "h.item_id, h.old_label, COALESCE(b.source, 'initial'), b.reviewer, COALESCE(b.at, h.at), b.batch "
+                "FROM history h LEFT JOIN history b ON b.seq = (SELECT MAX(x.seq) FROM history x WHERE "
+                "x.item_id = h.item_id AND x.seq < h.seq AND x.undone = 0) WHERE h.batch=? AND h.old_label IS NOT NULL "
+                "ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, source=excluded.source, "
+                "reviewer=excluded.reviewer, at=excluded.at, batch=excluded.batch", (batch,))
             n = self.e.execute(
-                "UPDATE pool SET status=h.old_status, label=h.old_label, decided_at=h.at "
-                "FROM (SELECT item_id, old_status, old_label, at FROM history WHERE batch=? "
+                "UPDATE pool SET status=h.old_status, decided_at=h.at "
+                "FROM (SELECT item_id, old_status, at FROM history WHERE batch=? "
                 "AND new_status != 'labeled') AS h WHERE pool.id = h.item_id", (batch,)).rowcount
-            n += self.e.execute(
-                "UPDATE items SET label=h.old_label FROM (SELECT item_id, old_label FROM history WHERE batch=? "
-                "AND new_status = 'labeled') AS h WHERE items.split='labeled' AND items.id = h.item_id",
-                (batch,)).rowcount
+            n += self.e.one("SELECT COUNT(*) FROM history WHERE batch=? AND new_status='labeled'", (batch,))[0]
             self.e.execute("UPDATE history SET undone=1 WHERE batch=?", (batch,))
             return n
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from typing import Iterable, Iterator, Sequence
 
 from .engine import Engine
 
 STATUSES = ("pending", "accepted", "corrected", "rejected")
+# An item's human label, joined to items i (none where it has no label).
+_LABEL = "LEFT JOIN labels l ON l.split=i.split AND l.item_id=i.id"
 
 
 def chunks(seq: list, n: int = 900):
@@ -25,9 +28,12 @@ class Items:
             labels: Sequence[int | None], hidden: Sequence[int | None] | None = None, *, seed: int = 0) -> None:
         """Insert items of one split; pool items also get their review row."""
         hidden = hidden if hidden is not None else [None] * len(ids)
+        at = time.time()
         with self.e.tx():
-            self.e.executemany("INSERT INTO items (id, split, row, source, label, hidden_label) VALUES (?,?,?,?,?,?)",
-                               list(zip(ids, [split] * len(ids), rows, sources, labels, hidden)))
+            self.e.executemany("INSERT INTO items (id, split, row, source, hidden_label) VALUES (?,?,?,?,?)",
+                               list(zip(ids, [split] * len(ids), rows, sources, hidden)))
+            self.e.executemany("INSERT INTO labels (split, item_id, class_id, source, at) VALUES (?, ?, ?, 'initial', ?)",
+                               [(split, i, c, at) for i, c in zip(ids, labels) if c is not None])
             if split == "pool":
                 rng = random.Random(seed)
                 self.e.executemany("INSERT INTO pool (id, rand) VALUES (?, ?)", [(i, rng.getrandbits(62)) for i in ids])
@@ -51,9 +57,9 @@ class Items:
         out: list[tuple] = []
         for part in chunks([int(k) for k in keys or []]):
             out += [tuple(r) for r in self.e.all(
-                "SELECT i.id, i.row, i.split, COALESCE(i.label, p.label, p.pred), "
+                "SELECT i.id, i.row, i.split, COALESCE(l.class_id, p.pred), "
                 "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, p.confidence "
-                "FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id "
+                f"FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id {_LABEL} "
                 f"WHERE i.split IN ('labeled','pool') AND {column} IN ({','.join('?' * len(part))})", part)]
         return out
 
@@ -80,22 +86,36 @@ class Items:
 
     # -- what a run trains and is evaluated on ---------------------------------------------
     def labeled_set(self) -> list[tuple[int, int]]:
-        """(image row, label) of the initial labeled set, in row order."""
-        return [tuple(r) for r in self.e.all("SELECT row, label FROM items WHERE split='labeled' ORDER BY row")]
+        """(image row, label) of the labeled set's labeled items, in row order."""
+        return [tuple(r) for r in self.e.all(
+            "SELECT i.row, l.class_id FROM items i JOIN labels l ON l.split='labeled' AND l.item_id=i.id "
+            "WHERE i.split='labeled' ORDER BY i.row")]
 
     def reviewed_set(self) -> list[tuple[int, int, str]]:
         """(image row, decided label, status) of accepted and corrected pool items, in row order."""
         return [tuple(r) for r in self.e.all(
-            "SELECT i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
-            "WHERE p.status IN ('accepted','corrected') ORDER BY i.row")]
+            "SELECT i.row, l.class_id, p.status FROM labels l JOIN pool p ON p.id=l.item_id "
+            "JOIN items i ON i.split='pool' AND i.id=l.item_id WHERE l.split='pool' ORDER BY i.row")]
 
     def human_labels(self) -> list[tuple[int, int, int, str]]:
-        """(item id, image row, label, source) of every human label, in row order: the labeled set
-        (source 'labeled') and accepted and corrected pool items (source: the status)."""
+        """(item id, image row, label, kind) of every human label of the labeled set and the pool,
+        in row order; kind is 'labeled' for the labeled set, else the pool item's status."""
         return [tuple(r) for r in self.e.all(
-            "SELECT id, row, label, 'labeled' FROM items WHERE split='labeled' "
-            "UNION ALL SELECT i.id, i.row, p.label, p.status FROM pool p JOIN items i ON i.split='pool' "
-            "AND i.id=p.id WHERE p.status IN ('accepted','corrected') ORDER BY 2")]
+            "SELECT i.id, i.row, l.class_id, CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END "
+            "FROM labels l JOIN items i ON i.split=l.split AND i.id=l.item_id "
+            "LEFT JOIN pool p ON l.split='pool' AND p.id=l.item_id WHERE l.split IN ('labeled','pool') ORDER BY 2")]
+
+    def count_labels(self) -> int:
+        """Human labels a model can train on (the labeled set's and the pool's)."""
+        return self.e.one("SELECT COUNT(*) FROM labels WHERE split IN ('labeled', 'pool')")[0]
+
+    def labels(self, split: str | None = None) -> list[dict]:
+        """Every human label (of split, when given), with its class id, source, reviewer, time and
+        batch, by split and item id."""
+        where, params = ("WHERE split=?", (split,)) if split else ("", ())
+        return [{k: r[k] for k in r.keys()} for r in self.e.all(
+            f"SELECT split, item_id, class_id, source, reviewer, at, batch FROM labels {where} "
+            "ORDER BY split, item_id", params)]
 
     def human_labels_digest(self) -> str:
         """A fingerprint of the human labels (which items, which classes): it changes with any of them."""
@@ -109,7 +129,8 @@ class Items:
 
     def test_set(self) -> tuple[list[int], list[int]]:
         """(ids, labels) of the test items, in image-row order."""
-        rows = self.e.all("SELECT id, label FROM items WHERE split='test' ORDER BY row")
+        rows = self.e.all("SELECT i.id, l.class_id FROM items i JOIN labels l ON l.split='test' AND "
+                          "l.item_id=i.id WHERE i.split='test' ORDER BY i.row")
         return [r[0] for r in rows], [r[1] for r in rows]
 
     def hidden_labels(self, ids: Sequence[int]) -> dict[int, int | None]:
@@ -138,11 +159,11 @@ class Items:
         corrected items (by their decided label)."""
         out: dict[str, dict[int, int]] = {"labeled": {}, "pseudo": {}, "accepted": {}, "corrected": {}}
         out["labeled"] = {r[0]: r[1] for r in self.e.all(
-            "SELECT label, COUNT(*) FROM items WHERE split='labeled' GROUP BY label")}
+            "SELECT class_id, COUNT(*) FROM labels WHERE split='labeled' GROUP BY class_id")}
         out["pseudo"] = {r[0]: r[1] for r in self.e.all(
             "SELECT pred, COUNT(*) FROM pool WHERE pred IS NOT NULL GROUP BY pred")}
-        for status, label, n in self.e.all("SELECT status, label, COUNT(*) FROM pool WHERE status IN "
-                                           "('accepted','corrected') GROUP BY status, label"):
+        for status, label, n in self.e.all("SELECT p.status, l.class_id, COUNT(*) FROM labels l JOIN pool p "
+                                           "ON p.id=l.item_id WHERE l.split='pool' GROUP BY p.status, l.class_id"):
             out[status][label] = n
         return out
 
@@ -167,11 +188,12 @@ class Items:
     def export_rows(self) -> Iterator[tuple]:
         """For export, one tuple per item: (split, id, source, predicted class, decided label,
         status, the teacher's confidence, teacher run); the labeled set has status 'labeled'."""
-        for r in self.e.tuples("SELECT id, source, label FROM items WHERE split='labeled' ORDER BY id"):
+        for r in self.e.tuples(f"SELECT i.id, i.source, l.class_id FROM items i {_LABEL} "
+                               "WHERE i.split='labeled' ORDER BY i.id"):
             yield ("labeled", r[0], r[1], r[2], r[2], "labeled", None, None)
         # in the items index's (split, id) order: no sort
-        for r in self.e.tuples("SELECT p.id, i.source, p.pred, p.label, p.status, p.confidence, p.teacher_run "
-                            "FROM items i JOIN pool p ON p.id=i.id WHERE i.split='pool' ORDER BY i.id"):
+        for r in self.e.tuples("SELECT p.id, i.source, p.pred, l.class_id, p.status, p.confidence, p.teacher_run "
+                               f"FROM items i JOIN pool p ON p.id=i.id {_LABEL} WHERE i.split='pool' ORDER BY i.id"):
             yield ("pool", *r)
 
     def map_items(self) -> list[tuple]:
@@ -179,6 +201,6 @@ class Items:
         hidden label) of every labeled and pool item, in image-row order."""
         return [tuple(r) for r in self.e.all(
             "SELECT i.id, i.row, i.split, p.pred, p.confidence, "
-            "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, COALESCE(i.label, p.label), "
-            "i.hidden_label FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id "
+            "CASE WHEN i.split='labeled' THEN 'labeled' ELSE p.status END, l.class_id, "
+            f"i.hidden_label FROM items i LEFT JOIN pool p ON i.split='pool' AND p.id=i.id {_LABEL} "
             "WHERE i.split IN ('labeled','pool') ORDER BY i.row")]

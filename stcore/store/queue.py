@@ -12,7 +12,8 @@ from ..errors import UsageError
 from .engine import Engine
 from .items import STATUSES, chunks
 
-PAGE_COLUMNS = "id, pred, confidence, margin, entropy, status, label, reviewer, decided_at, teacher_run"
+# A page row: these pool columns, and 'label', the item's human label (none when it has none).
+PAGE_COLUMNS = "id, pred, confidence, margin, entropy, status, reviewer, decided_at, teacher_run"
 SORTABLE = ("confidence", "margin", "entropy", "rand", "id")
 
 
@@ -57,7 +58,15 @@ class Queue:
         order = ", ".join(f"{c} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}" for c, desc in keys)
         where, params = self.where(**filters)
         q = f"SELECT {PAGE_COLUMNS} FROM pool{where} ORDER BY {order + ', ' if order else ''}id LIMIT ? OFFSET ?"
-        return [_row(r) for r in self.e.all(q, (*params, int(limit), int(offset)))]
+        return self._labeled([_row(r) for r in self.e.all(q, (*params, int(limit), int(offset)))])
+
+    def _labeled(self, rows: list[dict], split: str = "pool") -> list[dict]:
+        """rows, each with its item's human label added (None where it has none)."""
+        labels: dict[int, int] = {}
+        for part in chunks([r["id"] for r in rows]):
+            labels.update(self.e.all(f"SELECT item_id, class_id FROM labels WHERE split=? AND item_id IN "
+                                     f"({','.join('?' * len(part))})", (split, *part)))
+        return [{**r, "label": labels.get(r["id"])} for r in rows]
 
     def classes_present(self, filters: dict) -> list[int | None]:
         """The predicted classes among the filtered rows (None: not predicted), found by seeking
@@ -88,8 +97,9 @@ class Queue:
 
     def rows(self, ids: Sequence[int]) -> list[dict]:
         """Pool rows (PAGE_COLUMNS) of ids, in the order of ids; unknown ids are left out."""
-        found = {r["id"]: _row(r) for part in chunks([int(i) for i in ids]) for r in self.e.all(
-            f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({','.join('?' * len(part))})", part)}
+        found = {r["id"]: r for r in self._labeled([_row(r) for part in chunks([int(i) for i in ids]) for r in
+                                                    self.e.all(f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN "
+                                                               f"({','.join('?' * len(part))})", part)])}
         return [found[i] for i in ids if i in found]
 
     def count(self, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
@@ -100,15 +110,13 @@ class Queue:
         """Review rows (PAGE_COLUMNS and 'split') of labeled and pool items, in the order of ids;
         a labeled item has status 'labeled', its label and no prediction. Unknown ids are left out."""
         ids = [int(i) for i in ids]
-        found: dict[int, dict] = {}
+        found = {r["id"]: {**r, "split": "pool"} for r in self.rows(ids)}
         for part in chunks(ids):
-            marks = ",".join("?" * len(part))
-            found.update({r["id"]: {**_row(r), "split": "pool"} for r in self.e.all(
-                f"SELECT {PAGE_COLUMNS} FROM pool WHERE id IN ({marks})", part)})
             found.update({r[0]: {"id": r[0], "pred": None, "confidence": None, "margin": None, "entropy": None,
-                                 "status": "labeled", "label": r[1], "reviewer": None, "decided_at": None,
+                                 "status": "labeled", "label": r[1], "reviewer": r[2], "decided_at": r[3],
                                  "teacher_run": None, "split": "labeled"} for r in self.e.all(
-                f"SELECT id, label FROM items WHERE split='labeled' AND id IN ({marks})", part)})
+                "SELECT i.id, l.class_id, l.reviewer, l.at FROM items i LEFT JOIN labels l ON l.split='labeled' "
+                f"AND l.item_id=i.id WHERE i.split='labeled' AND i.id IN ({','.join('?' * len(part))})", part)})
         return [found[i] for i in ids if i in found]
 
     # -- named lists of items ----------------------------------------------------------

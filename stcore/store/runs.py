@@ -35,16 +35,18 @@ class Runs:
                              f"(stcore cancel PROJECT {other['id']}) or choose another device")
 
     def create(self, role: str, device: str, config: dict, total: int, *, busy_check: bool = True) -> str:
-        """Insert a queued run. With busy_check, refuse (DeviceBusy naming the job) when another
-        active run holds the same device; the check and insert are one transaction."""
+        """Insert a queued run, recording the ids of the project's classes (what it trains on).
+        With busy_check, refuse (DeviceBusy naming the job) when another active run holds the
+        same device; the check and insert are one transaction."""
         with self.e.tx():
             if busy_check:
                 self._check_device_free(device)
             seq = self.e.one("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs")[0]
             run_id = f"{role}-{seq}"
-            self.e.execute("INSERT INTO runs (id, seq, role, state, device, config, total, created) "
-                           "VALUES (?,?,?,?,?,?,?,?)", (run_id, seq, role, "queued", device, json.dumps(config),
-                                                        total, time.time()))
+            class_ids = [r[0] for r in self.e.all("SELECT id FROM classes ORDER BY id")]
+            self.e.execute("INSERT INTO runs (id, seq, role, state, device, config, total, created, class_ids) "
+                           "VALUES (?,?,?,?,?,?,?,?,?)", (run_id, seq, role, "queued", device, json.dumps(config),
+                                                          total, time.time(), json.dumps(class_ids)))
         return run_id
 
     def requeue(self, run_id: str, device: str) -> None:
@@ -125,4 +127,5 @@ def _run_dict(row) -> dict:
     d = {k: row[k] for k in row.keys()}
     d["config"] = json.loads(d["config"]) if d["config"] else {}
     d["result"] = json.loads(d["result"]) if d["result"] else None
+    d["class_ids"] = json.loads(d["class_ids"]) if d.get("class_ids") else None
     return d
