@@ -6,9 +6,8 @@ import hashlib
 import random
 from typing import Iterable, Iterator, Sequence
 
+from ..actions import STATUSES
 from .engine import Engine
-
-STATUSES = ("pending", "accepted", "corrected", "rejected")
 
 
 def chunks(seq: list, n: int = 900):
