@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from stcore import api
+
 # One colour per role, used on every chart so teacher and student read the same everywhere.
 ROLE_COLORS = {"teacher": "#636EFA", "student": "#EF553B", "pseudo-label": "#00CC96"}
-SERIES_COLORS = {"labeled": "#636EFA", "pseudo-labeled": "#FFA15A", "accepted": "#00CC96", "corrected": "#AB63FA"}
+SERIES_COLORS = {"labeled": api.STATUS_COLORS["labeled"], "pseudo-labeled": "#FFA15A",
+                 "accepted": api.STATUS_COLORS["accepted"], "corrected": api.STATUS_COLORS["corrected"]}
 # Runs overlaid on one chart: colours far apart (Plotly's qualitative "D3" set).
 RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 MIN_BIN_ITEMS = 10  # a calibration bin with fewer items is too noisy to draw as a point
@@ -146,9 +149,9 @@ def calibration_chart(calibration: dict[str, list[dict]]) -> go.Figure:
 
 
 MAP_COLOR_BY = ("predicted class", "status", "confidence", "right or wrong")
-# In drawing order: the many pending points first, the few human labels last, on top.
-STATUS_COLORS = {"pending": "#BAB0AC", "rejected": "#7F7F7F", "accepted": "#00CC96", "corrected": "#AB63FA",
-                 "labeled": "#636EFA"}
+# stcore's one table of review statuses, in drawing order: pending (the many points) first, the
+# labeled set last, on top.
+STATUS_COLORS = api.STATUS_COLORS
 # "right or wrong": the human or decided label (else the teacher's class) against the hidden true
 # class. The labeled set has no hidden class to check: its class is its label, a category of its own.
 VERDICT_COLORS = {"right": "#2CA02C", "wrong": "#D62728", "unknown": "#BAB0AC", "labeled": STATUS_COLORS["labeled"]}

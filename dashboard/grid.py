@@ -15,14 +15,19 @@ from typing import Iterator
 import streamlit as st
 
 from dashboard import util
+from stcore import api
 
 _HERE = Path(__file__).resolve().parent
 _component = st.components.v2.component(
     "stcore_review_grid", js=(_HERE / "review_grid.js").read_text(), css=(_HERE / "review_grid.css").read_text())
 
-NUMBER_KEYS = "1234567890"  # correct the marked card to the first ten classes
-ACTIONS = ("accept", "reject", "correct")
-STATUS_COLOR = {"accepted": "blue", "corrected": "violet", "rejected": "gray", "labeled": "orange"}
+NUMBER_KEYS = "1234567890"  # give the marked card one of the first ten classes
+
+
+def actions() -> dict:
+    """The review actions the grid offers, by name: those of stcore's one table with a key. The
+    script gets them with the data and draws its buttons and keys from them."""
+    return {name: a for name, a in api.ACTIONS.items() if a.key}
 
 
 def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict:
@@ -34,24 +39,25 @@ def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict
     out = {"id": i, "slot": str(row.get("slot", i)), "split": split, "status": status, "img": thumb,
            "pred": row.get("pred"),
            "note": row.get("note"), "fix": None, "badge": None, "sub_status": None, "pending": False,
-           "can_accept": False, "can_reject": False, "can_correct": False, "can_similar": False}
+           "can": {name: False for name in actions()}, "can_similar": False}
     if split == "test":
         return {**out, "title": "test image", "sub": f"#{i}"}
     guess = classes[row["pred"]] if row["pred"] is not None else "not predicted"
     conf = row["confidence"]
+    tint = api.STATUS_COLORS[status]  # a status's colour, as on the map
     if status in ("corrected", "labeled"):
         out.update(title=classes[row["label"]],
-                   badge={"text": "labeled set" if status == "labeled" else "corrected", "color": STATUS_COLOR[status]},
+                   badge={"text": "labeled set" if status == "labeled" else "corrected", "tint": tint},
                    sub=f"#{i}" if status == "labeled" else f"teacher: {guess}" + (f" {conf:.2f}" if conf is not None else ""))
     else:
         out.update(title=guess, sub=f"#{i}",
                    badge={"text": f"{conf:.2f}", "color": util.conf_color(conf)} if conf is not None else None,
-                   sub_status={"text": status, "color": STATUS_COLOR[status]} if status != "pending" else None)
+                   sub_status={"text": status, "tint": tint} if status != "pending" else None)
     if row.get("fix") is not None:
         out["fix"] = {"k": int(row["fix"]), "name": classes[row["fix"]]}
-    out.update(pending=status == "pending" and row["pred"] is not None,
-               can_accept=row["pred"] is not None and status not in ("accepted", "corrected", "labeled"),
-               can_reject=status not in ("rejected", "labeled"), can_correct=True, can_similar=searchable)
+    out.update(pending=status == "pending" and row["pred"] is not None, can_similar=searchable,
+               can={name: status in a.offered_for and (row["pred"] is not None or not a.needs_prediction)
+                    for name, a in actions().items()})
     return out
 
 
@@ -89,14 +95,15 @@ def _check(op: dict, n_classes: int) -> dict | None:
     if kind == "decide":
         ids, label, expect = op.get("ids"), op.get("label"), op.get("expect")
         if (not isinstance(ids, list) or not 0 < len(ids) <= MAX_IDS or not all(_is_int(i) for i in ids)
-                or op.get("action") not in ACTIONS):
+                or not isinstance(op.get("action"), str) or op["action"] not in actions()):
             return None
-        if op["action"] == "correct" and not (_is_int(label) and 0 <= label < n_classes):
+        action = actions()[op["action"]]
+        if action.needs_class and not (_is_int(label) and 0 <= label < n_classes):
             return None
-        return {"kind": kind, "ids": ids, "action": op["action"],
-                "label": label if op["action"] == "correct" else None,
+        return {"kind": kind, "ids": ids, "action": action.name,
+                "label": label if action.needs_class else None,
                 # accept: the class the card showed, so that a newer prediction is not accepted unseen
-                "expect": expect if op["action"] == "accept" and _is_int(expect) else None}
+                "expect": expect if action.needs_prediction and _is_int(expect) else None}
     if kind == "page" and _is_int(op.get("page")):
         return {"kind": kind, "page": op["page"]}
     if kind == "similar" and _is_int(op.get("id")):
@@ -111,6 +118,7 @@ def draw(*, key: str, project_id: str, cards: list[dict], classes: list[str], pa
     """Draw the grid; on_ops() runs (as a callback, before the next run) when it sends operations."""
     _component(key=key, on_ops_change=on_ops, data={
         "project": project_id, "cards": cards, "classes": classes,
+        "actions": [a for a in api.review_actions() if a["name"] in actions()],
         "number_keys": NUMBER_KEYS if len(classes) <= len(NUMBER_KEYS) else None,
         "toolbar": {"page": page, "n_pages": n_pages, "total": total, "undo": undo},
         "message": message, "ack": done})

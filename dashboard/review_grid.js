@@ -13,6 +13,10 @@
 // items and its new state, so applying it twice changes nothing).
 //
 // All text from the project (class names, notes) is set with textContent, never as HTML.
+//
+// The review actions (their names, keys, buttons, colours) come with the data, from stcore's one
+// table (stcore/actions.py): those that need no class get a toolbar button, a card button and a
+// key each; the one that needs a class gets the class keys, the list of classes and the Fix button.
 
 const STORE_KEY = "stcore-review-unacked";
 const RESEND_MS = 3000;      // send the unacknowledged operations again after this long, then twice as long...
@@ -45,6 +49,17 @@ function button(label, cls, title, onClick) {
 
 function keyHint(k) {
   return el("kbd", "", k);
+}
+
+function cap(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function tinted(e, color) {
+  // A status's or an action's colour from the table: the CSS mixes it into the theme's colours.
+  e.classList.add("tinted");
+  e.style.setProperty("--tint", color);
+  return e;
 }
 
 function typing(ev) {
@@ -144,7 +159,7 @@ class Grid {
   // ------------------------------------------------------------------ actions
   decide(c, action, label) {
     this.push({kind: "decide", ids: [c.id], action: action, label: label === undefined ? null : label,
-               expect: action === "accept" ? c.pred : null});  // accept what this card shows
+               expect: this.actions[action].needs_prediction ? c.pred : null});  // accept what this card shows
     this.decided.push({id: c.id, before: c.status});
     if (this.decided.length > REMEMBERED) this.decided.shift();
     this.drawCards();
@@ -159,9 +174,7 @@ class Grid {
   onFocused(action, label) {
     const c = this.focused();
     if (!c) return false;
-    if (action === "accept" && !c.can_accept) return false;
-    if (action === "reject" && !c.can_reject) return false;
-    if (action === "correct" && !c.can_correct) return false;
+    if (!c.can[action]) return false;
     this.decide(c, action, label);
     return true;
   }
@@ -199,9 +212,9 @@ class Grid {
     const lower = k.toLowerCase();
     const keys = this.data.number_keys;
     const c = this.focused();
-    if (lower === "a") return this.onFocused("accept") || true;
-    if (lower === "x") return this.onFocused("reject") || true;
-    if (lower === "f") { if (c && c.fix) this.decide(c, "correct", c.fix.k); return true; }
+    const act = this.direct.find((a) => a.key === lower);
+    if (act) return this.onFocused(act.name) || true;
+    if (lower === "f") { if (c && c.fix) this.decide(c, this.withClass.name, c.fix.k); return true; }
     if (lower === "s") { if (c && c.can_similar) this.push({kind: "similar", id: c.id}); return true; }
     if (lower === "n") { this.turn(1); return true; }
     if (lower === "p") { this.turn(-1); return true; }
@@ -209,15 +222,15 @@ class Grid {
     if (k === "ArrowRight" || lower === "j") { this.moveFocus(1, false); return true; }
     if (k === "ArrowLeft" || lower === "k") { this.moveFocus(-1, false); return true; }
     if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
-      return this.onFocused("correct", keys.indexOf(k)) || true;
+      return this.onFocused(this.withClass.name, keys.indexOf(k)) || true;
     }
-    if (lower === "l" && !keys) { this.openPicker(); return true; }
+    if (lower === this.withClass.key && !keys) { this.openPicker(); return true; }
     return false;
   }
 
   // ------------------------------------------------------------------ the mark
   decidable(c) {
-    return c.can_accept || c.can_reject || c.can_correct;
+    return Object.values(c.can).some(Boolean);
   }
 
   firstFocus() {
@@ -251,10 +264,7 @@ class Grid {
   // ------------------------------------------------------------------ drawing
   build() {
     this.bar = el("div", "bar");
-    this.acc = button("✓ Accept", "primary", "Accept the teacher's class of the marked card (A)", () => this.onFocused("accept"));
-    this.acc.append(keyHint("A"));
-    this.rej = button("✗ Reject", "", "Reject the marked card: not a usable image (X)", () => this.onFocused("reject"));
-    this.rej.append(keyHint("X"));
+    this.actionButtons = {};  // the toolbar's action buttons, by action name: drawn with the first data
     this.undo = button("↶ Undo", "", "", () => this.undoLast());
     this.undo.append(keyHint("U"));
     this.count = el("span", "count");
@@ -274,7 +284,7 @@ class Grid {
       if (p !== t.page) this.push({kind: "page", page: p});
     });
     this.pages = el("span", "pages");
-    this.bar.append(this.acc, this.rej, this.undo, el("span", "gap"), this.count, this.prev, this.page, this.pages, this.next);
+    this.bar.append(this.undo, el("span", "gap"), this.count, this.prev, this.page, this.pages, this.next);
     this.keysRow = el("div", "keys");
     this.legend = el("div", "legend");
     this.message = el("div", "message");
@@ -284,8 +294,24 @@ class Grid {
     this.root.replaceChildren(this.bar, this.keysRow, this.legend, this.message, this.pickerRow, this.cardsEl);
   }
 
+  drawActions(actions) {
+    // The review actions, from the table: those that decide with no class, and the one that takes a class.
+    this.actions = Object.fromEntries(actions.map((a) => [a.name, a]));
+    this.direct = actions.filter((a) => !a.needs_class);
+    this.withClass = actions.find((a) => a.needs_class);
+    const buttons = this.direct.map((a, i) => {
+      const b = button(`${a.symbol} ${a.label}`, (i === 0 ? "primary " : "") + a.name,
+        `${cap(a.help)}, for the marked card (${a.key.toUpperCase()})`, () => this.onFocused(a.name));
+      b.append(keyHint(a.key.toUpperCase()));
+      this.actionButtons[a.name] = b;
+      return b;
+    });
+    this.bar.prepend(...buttons);
+  }
+
   render(data) {
     const first = this.data === null;
+    if (first) this.drawActions(data.actions);
     const keysChanged = first || JSON.stringify([data.classes, data.number_keys]) !==
       JSON.stringify([this.data.classes, this.data.number_keys]) || data.cards.some((c) => c.fix) !== this.hasFix;
     this.project = data.project;
@@ -322,8 +348,7 @@ class Grid {
     if (!this.data) return;
     const t = this.data.toolbar;
     const c = this.focused();
-    this.acc.disabled = !c || !c.can_accept;
-    this.rej.disabled = !c || !c.can_reject;
+    for (const [name, b] of Object.entries(this.actionButtons)) b.disabled = !c || !c.can[name];
     this.undo.disabled = !t.undo;
     this.undo.title = t.undo ? `Revert the last decision: ${t.undo} (U)` : "Nothing to undo yet";
     this.prev.disabled = t.page <= 1;
@@ -334,28 +359,32 @@ class Grid {
     const waiting = this.outbox.filter((op) => op.kind === "decide").length;
     this.count.textContent = `${t.total.toLocaleString("en-US")} item${t.total === 1 ? "" : "s"}`
       + (waiting ? ` · saving ${waiting}…` : "");
-    for (const b of this.keysRow.querySelectorAll("button")) b.disabled = !c || !c.can_correct;
+    for (const b of this.keysRow.querySelectorAll("button")) b.disabled = !c || !c.can[this.withClass.name];
   }
 
   drawKeys() {
     const keys = this.data.number_keys;
     this.hasFix = this.data.cards.some((c) => c.fix);
     this.keysRow.replaceChildren();
-    const parts = ["A accept", "X reject", "←/→ move the mark", "S similar", "N next page", "P previous page", "U undo"];
-    if (this.hasFix) parts.splice(2, 0, "F fix");
+    const w = this.withClass;
+    const n = this.direct.length;
+    const parts = [...this.direct.map((a) => `${a.key.toUpperCase()} ${a.name}`),
+                   "←/→ move the mark", "S similar", "N next page", "P previous page", "U undo"];
+    if (this.hasFix) parts.splice(n, 0, "F fix");
     if (keys) {
-      this.keysRow.append(el("span", "label", "Correct to:"));
+      this.keysRow.append(el("span", "label", `${w.label} to:`));
       this.data.classes.slice(0, keys.length).forEach((name, k) => {
-        const b = button("", "class", `Key ${keys[k]}: correct the marked card to ${name}`, () => this.onFocused("correct", k));
+        const b = button("", "class", `Key ${keys[k]}: ${w.name} the marked card to ${name}`, () => this.onFocused(w.name, k));
         b.append(keyHint(keys[k]), el("span", "", name));
         this.keysRow.append(b);
       });
-      parts.splice(2, 0, "1-9, 0 correct to a class");
+      parts.splice(n, 0, `1-9, 0 ${w.name} to a class`);
     } else {
-      const b = button("Correct to a class…", "", "Choose the class of the marked card (L)", () => this.openPicker());
-      b.append(keyHint("L"));
+      const key = w.key.toUpperCase();
+      const b = button(`${w.label} to a class…`, "", `Choose the class of the marked card (${key})`, () => this.openPicker());
+      b.append(keyHint(key));
       this.keysRow.append(b);
-      parts.splice(2, 0, "L correct to a class");
+      parts.splice(n, 0, `${key} ${w.name} to a class`);
     }
     this.legend.textContent = "Keyboard: " + parts.join(" · ") + ". The marked card (▶) is the next to decide.";
   }
@@ -378,7 +407,8 @@ class Grid {
 
   openPicker() {
     const c = this.focused();
-    if (!c || !c.can_correct) return;
+    const w = this.withClass;
+    if (!c || !c.can[w.name]) return;
     const row = this.pickerRow;
     row.replaceChildren();
     row.classList.remove("hidden");
@@ -390,7 +420,7 @@ class Grid {
       const q = input.value.trim().toLowerCase();
       list.replaceChildren();
       this.data.classes.map((name, k) => [name, k]).filter(([name]) => name.toLowerCase().includes(q)).slice(0, 30)
-        .forEach(([name, k]) => list.append(button(name, "class", `Correct #${c.id} to ${name}`, () => { close(); this.decide(c, "correct", k); })));
+        .forEach(([name, k]) => list.append(button(name, "class", `${w.label} #${c.id} to ${name}`, () => { close(); this.decide(c, w.name, k); })));
     };
     input.addEventListener("input", show);
     input.addEventListener("keydown", (ev) => {
@@ -435,44 +465,51 @@ class Grid {
     card.append(img);
     const title = el("div", "title");
     title.append(el("strong", "", c.title));
-    if (c.badge) title.append(el("span", "badge " + c.badge.color, c.badge.text));
+    if (c.badge) {
+      const badge = el("span", "badge " + (c.badge.color || ""), c.badge.text);
+      title.append(c.badge.tint ? tinted(badge, c.badge.tint) : badge);
+    }
     card.append(title);
     const sub = el("div", "sub");
-    if (c.sub_status) sub.append(el("span", "status " + c.sub_status.color, c.sub_status.text), " · ");
+    if (c.sub_status) sub.append(tinted(el("span", "status", c.sub_status.text), c.sub_status.tint), " · ");
     sub.append(c.sub);
     sub.append(el("span", "mark", " · ▶ next"));
     card.append(sub);
     if (c.note) card.append(el("div", "note", c.note));
     if (c.fix) {
       card.append(button(`Fix: ${c.fix.name}`, "primary wide fix", "Give this item the class its neighbours say (F)",
-        () => { this.setFocus(c); this.decide(c, "correct", c.fix.k); }));
+        () => { this.setFocus(c); this.decide(c, this.withClass.name, c.fix.k); }));
     }
     if (c.split === "test") return card;
     const row = el("div", "actions");
-    const acc = button("✓", "accept", "Accept the teacher's class (A)", () => { this.setFocus(c); this.decide(c, "accept"); });
-    acc.disabled = !c.can_accept;
-    acc.setAttribute("aria-label", `Accept #${c.id}`);
-    const rej = button("✗", "reject", "Reject: not a usable image (X)", () => { this.setFocus(c); this.decide(c, "reject"); });
-    rej.disabled = !c.can_reject;
-    rej.setAttribute("aria-label", `Reject #${c.id}`);
+    // One button per action with no class, in the table's order, then Similar (twice as wide).
+    row.style.gridTemplateColumns = `repeat(${this.direct.length}, 1fr) 2fr`;
+    for (const a of this.direct) {
+      const b = tinted(button(a.symbol, a.name, `${cap(a.help)} (${a.key.toUpperCase()})`,
+        () => { this.setFocus(c); this.decide(c, a.name); }), a.color);
+      b.disabled = !c.can[a.name];
+      b.setAttribute("aria-label", `${a.label} #${c.id}`);
+      row.append(b);
+    }
     const sim = button("Similar", "similar", c.can_similar ? "The images nearest to this one (S)"
       : "Similar needs an embedding (Train page, Embed)", () => this.push({kind: "similar", id: c.id}));
     sim.disabled = !c.can_similar;
-    row.append(acc, rej, sim);
+    row.append(sim);
     card.append(row);
-    const pick = el("select", "correct");
-    pick.setAttribute("aria-label", `Correct #${c.id} to`);
-    pick.append(el("option", "", "Correct to…"));
+    const w = this.withClass;
+    const pick = el("select", "pick " + w.name);
+    pick.setAttribute("aria-label", `${w.label} #${c.id} to`);
+    pick.append(el("option", "", `${w.label} to…`));
     pick.options[0].value = "";
     this.data.classes.forEach((name, k) => { const o = el("option", "", name); o.value = k; pick.append(o); });
-    pick.disabled = !c.can_correct;
+    pick.disabled = !c.can[w.name];
     pick.addEventListener("click", (ev) => ev.stopPropagation());
     pick.addEventListener("change", () => {
       if (pick.value === "") return;
       const k = parseInt(pick.value, 10);
       pick.value = "";
       this.setFocus(c);
-      this.decide(c, "correct", k);
+      this.decide(c, w.name, k);
     });
     card.append(pick);
     return card;

@@ -25,9 +25,9 @@ from .metrics import accuracy_by_confidence, agreement, confusion, summarize
 from .project import DATASETS, DB, Project, default_reviewer, is_project  # noqa: F401 (re-exported)
 from . import orders
 from .orders import DEFAULT_ORDER, ORDER_ALIASES, ORDERS  # noqa: F401 (re-exported)
-from .store import ACTIVE_STATES, RUN_STATES, STATUSES  # noqa: F401
-
-ACTIONS = {"accept": "accepted", "correct": "corrected", "reject": "rejected", "reset": "pending"}
+from .store import ACTIVE_STATES, RUN_STATES  # noqa: F401
+# The one table of review actions and statuses, for the CLI and the dashboard (re-exported).
+from .actions import ACTIONS, LABELED, REVIEW_STATUSES, STATUS_COLORS, STATUSES, table as review_actions  # noqa: F401
 
 
 # ------------------------------------------------------------------ projects
@@ -146,11 +146,13 @@ def all_or_nothing(project: Project) -> Iterator[None]:
 
 def review(project: Project, ids, action: str, label: str | int | None = None, *,
            reviewer: str | None = None) -> int:
-    """action: accept | correct | reject | reset, for pool item ids. Returns the items changed."""
+    """action: a name in ACTIONS (accept, correct, reject, reset), for pool item ids; label: the
+    class of an action that needs one. Returns the items changed."""
     if action not in ACTIONS:
         raise UsageError(f"unknown review action {action!r}; use {', '.join(ACTIONS)}")
-    lab = project.class_index(label) if action == "correct" else None
-    return project.store.decisions.decide(ids, ACTIONS[action], lab, reviewer=reviewer or default_reviewer())
+    a = ACTIONS[action]
+    lab = project.class_index(label) if a.needs_class else None
+    return project.store.decisions.decide(ids, a.status, lab, reviewer=reviewer or default_reviewer())
 
 
 def still_pending(project: Project, ids: list[int]) -> list[int]:

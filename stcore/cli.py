@@ -219,11 +219,13 @@ def cmd_review(a):
     p = api.open_project(a.project)
     out, who = {}, a.reviewer
     with api.all_or_nothing(p):
-        for action, ids in (("accept", a.accept), ("reject", a.reject), ("reset", a.reset)):
-            if ids:
-                out[action + ("ed" if action != "reset" else "")] = api.review(p, ids, action, reviewer=who)
-        if a.correct:
-            out["corrected"] = sum(api.review(p, [i], "correct", c, reviewer=who) for i, c in map(_id_class, a.correct))
+        for action in api.ACTIONS.values():
+            if specs := getattr(a, action.name):
+                # an action with a class: one decision per ID=CLASS
+                out[action.verb.lower()] = sum(
+                    api.review(p, [i], action.name, c, reviewer=who)
+                    for i, c in (_id_class(x, action.name) for x in specs)
+                ) if action.needs_class else api.review(p, specs, action.name, reviewer=who)
         if a.accept_above is not None:
             out["accepted_above"] = api.accept_above(p, a.accept_above, classes=a.cls, reviewer=who)
         if a.simulate:
@@ -231,17 +233,17 @@ def cmd_review(a):
         if a.undo:
             out["undone"] = api.undo(p, who)  # with --reviewer: that person's last action only
         if not out:
-            raise UsageError("nothing to do: give --accept, --correct, --reject, --reset, --accept-above, "
-                              "--simulate or --undo")
+            raise UsageError(f"nothing to do: give {', '.join('--' + n for n in api.ACTIONS)}, --accept-above, "
+                             "--simulate or --undo")
     out["counts"] = api.counts(p)
     _print(out, True)
     return 0
 
 
-def _id_class(spec: str) -> tuple[int, str]:
+def _id_class(spec: str, option: str) -> tuple[int, str]:
     item, sep, cls = spec.partition("=")
     if not sep or not item.strip().isdigit():
-        raise UsageError(f"--correct takes ID=CLASS with a numeric ID, not {spec!r}")
+        raise UsageError(f"--{option} takes ID=CLASS with a numeric ID, not {spec!r}")
     return int(item), cls
 
 
@@ -510,10 +512,9 @@ def _init_args(s) -> None:
 
 
 def _review_args(s) -> None:
-    s.add_argument("--accept", nargs="+", type=int, metavar="ID")
-    s.add_argument("--correct", nargs="+", metavar="ID=CLASS")
-    s.add_argument("--reject", nargs="+", type=int, metavar="ID")
-    s.add_argument("--reset", nargs="+", type=int, metavar="ID")
+    for action in api.ACTIONS.values():  # one option per review action: --accept ID ..., --correct ID=CLASS ...
+        s.add_argument(f"--{action.name}", nargs="+", type=str if action.needs_class else int,
+                       metavar="ID=CLASS" if action.needs_class else "ID", help=action.help.replace("%", "%%") + ("; --undo reverts it" if action.undoable else ""))
     s.add_argument("--accept-above", type=float, metavar="T", help="accept every pending item with confidence >= T")
     s.add_argument("--class", dest="cls", nargs="+", metavar="C", help="with --accept-above: only these classes")
     s.add_argument("--simulate", type=int, metavar="N", help="a perfect reviewer decides N items (hidden labels)")

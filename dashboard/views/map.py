@@ -54,7 +54,7 @@ def decide_selection(ids: list[int], action: str, label: int | None) -> None:
     except common.USER_ERRORS as e:
         st.session_state["mp_flash"] = "error: " + message(e)
         return
-    verb = "Accepted" if action == "accept" else f"Corrected to {classes[label]}"
+    verb = api.ACTIONS[action].verb + (f" to {classes[label]}" if api.ACTIONS[action].needs_class else "")
     st.session_state["mp_flash"] = f"{verb}: {n:,} item{'s' * (n != 1)}. Undo on the Review page reverts it."
 
 

@@ -24,7 +24,6 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
-VERBS = {"accept": "Accepted", "reject": "Rejected", "correct": "Corrected"}
 VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
 # UI state only, kept for the session while the user visits other pages.
@@ -66,13 +65,15 @@ def flash(text: str) -> None:
 
 def decide(ids: list[int], action: str, label: int | None = None) -> None:
     """Write one decision (one transaction) for ids, and say what it did."""
+    a = api.ACTIONS[action]
     try:
-        n = api.review(project, ids, action, label) if action != "correct" else api.set_label(project, ids, label)
+        # a class for items of any split: a labeled-set card can be corrected too
+        n = api.set_label(project, ids, label) if a.needs_class else api.review(project, ids, action)
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
     what = f"#{ids[0]}" if len(ids) == 1 else f"{n:,} item{'s' * (n != 1)}"
-    flash(f"{VERBS[action]} {what}" + (f" as {classes[label]}" if action == "correct" else "")
+    flash(f"{a.verb} {what}" + (f" as {classes[label]}" if a.needs_class else "")
           + (" (no change: it was already so)" if n == 0 else ""))
 
 
@@ -88,15 +89,17 @@ def show_similar(item_id: int) -> None:
     st.session_state.pop("rv_list_confirm", None)
 
 
-def accept_as_shown(ids: list[int], expect: int) -> None:
-    """Accept items whose prediction is still the class their card showed; a newer pseudo-label
-    (a teacher ran since the page was drawn) is shown first, not accepted unseen."""
+def decide_as_shown(ids: list[int], action: str, expect: int) -> None:
+    """Accept (an action that takes the teacher's class) items whose prediction is still the
+    class their card showed; a newer pseudo-label (a teacher ran since the page was drawn) is
+    shown first, not accepted unseen."""
     now = {r["id"]: r["pred"] for r in api.items(project, ids)}
     changed = [i for i in ids if now.get(i) != expect]
     if len(changed) < len(ids):
-        decide([i for i in ids if i not in changed], "accept")
+        decide([i for i in ids if i not in changed], action)
     if changed:
-        flash(f"error: not accepted: #{changed[0]}'s pseudo-label changed since the page was drawn "
+        flash(f"error: not {api.ACTIONS[action].verb.lower()}: #{changed[0]}'s pseudo-label changed since the page "
+              "was drawn "
               f"(now {classes[now[changed[0]]] if now.get(changed[0]) is not None else 'none'}); look again")
 
 
@@ -106,7 +109,7 @@ def on_grid() -> None:
     done = st.session_state.setdefault("rv_done", {})
     for op in grid.new_ops(st.session_state.get("rv_grid"), done, len(classes)):
         if op["kind"] == "decide" and op["expect"] is not None:
-            accept_as_shown(op["ids"], op["expect"])
+            decide_as_shown(op["ids"], op["action"], op["expect"])
         elif op["kind"] == "decide":
             decide(op["ids"], op["action"], op["label"])
         elif op["kind"] == "page":

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+from ..actions import REVIEW_STATUSES
 from ..errors import NotFound, UsageError
 from .engine import Engine
-from .items import STATUSES
 from .queue import Queue
 
 
@@ -25,10 +25,10 @@ class Decisions:
         with its current prediction; 'corrected' with label; 'rejected' and 'pending' take its
         label away. source: the labels' source (labels.source). Returns the number of items
         changed. Unknown ids raise NotFound and change nothing."""
-        if status not in STATUSES:
-            raise UsageError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
-        if status == "corrected" and label is None:
-            raise UsageError("a correction needs a class")
+        if status not in REVIEW_STATUSES:
+            raise UsageError(f"unknown status {status!r}; use one of {', '.join(REVIEW_STATUSES)}")
+        if REVIEW_STATUSES[status].label == "class" and label is None:
+            raise UsageError(f"{status} needs a class")
         ids = [int(i) for i in ids]
         if not ids:
             return 0
@@ -38,7 +38,7 @@ class Decisions:
             missing = [i for i in dict.fromkeys(ids) if i not in known]
             if missing:
                 raise NotFound(f"unknown pool item id(s): {', '.join(str(i) for i in missing[:5])}")
-            if status == "accepted":
+            if REVIEW_STATUSES[status].label == "prediction":
                 bad = self.e.all(f"SELECT id FROM pool WHERE {chosen} AND pred IS NULL LIMIT 5", params)
                 if bad:
                     raise UsageError(f"item(s) {', '.join(str(r[0]) for r in bad)} have no pseudo-label "
@@ -49,8 +49,9 @@ class Decisions:
                batch: int | None = None, source: str = "reviewed") -> int:
         """Inside a transaction: log a decision for the pool rows matching where (their columns
         unqualified), then apply what was logged to the pool and the labels."""
-        new_label = {"accepted": "p.pred", "corrected": "?", "rejected": "NULL", "pending": "NULL"}[status]
-        label_params = [label] if status == "corrected" else []
+        gives = REVIEW_STATUSES[status].label
+        new_label = {"prediction": "p.pred", "class": "?", "none": "NULL"}[gives]
+        label_params = [label] if gives == "class" else []
         batch, at = batch or self.next_batch(), time.time()
         first = self.e.one("SELECT COALESCE(MAX(seq), 0) FROM history")[0] + 1
         # Skip rows whose decision would not change, so undo and history stay meaningful.
@@ -59,10 +60,10 @@ class Decisions:
             f"SELECT ?, p.id, p.status, l.class_id, ?, {new_label}, ?, ?, ? FROM pool p LEFT JOIN labels l "
             f"ON l.split='pool' AND l.item_id=p.id WHERE ({where}) "
             f"AND NOT (p.status = ? AND l.class_id {self.e.same} {new_label})",
-            [batch, status, *label_params, reviewer, at, source if status in ("accepted", "corrected") else None,
+            [batch, status, *label_params, reviewer, at, None if gives == "none" else source,
              *params, status, *label_params])
         logged = "SELECT item_id FROM history WHERE seq >= ?"
-        if status in ("accepted", "corrected"):
+        if gives != "none":
             self.e.execute("INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) "
                            "SELECT 'pool', item_id, new_label, source, reviewer, at, batch FROM history "
                            "WHERE seq >= ? ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, "

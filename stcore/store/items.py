@@ -7,9 +7,9 @@ import random
 import time
 from typing import Iterable, Iterator, Sequence
 
+from ..actions import STATUSES
 from .engine import Engine
 
-STATUSES = ("pending", "accepted", "corrected", "rejected")
 # An item's human label, joined to items i (none where it has no label).
 _LABEL = "LEFT JOIN labels l ON l.split=i.split AND l.item_id=i.id"
 
