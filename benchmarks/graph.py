@@ -28,7 +28,7 @@ QUERIES = 1_000
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
     """n uint8 Fashion-MNIST images: the 70,000 of the dataset, then copies shifted by -2..2 pixels."""
-    from stcore.data import load
+    from stcore.sources import load
     a = load("fashion-mnist", download=False)
     x = torch.cat([a.train_x, a.test_x])
     g = torch.Generator().manual_seed(seed)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pool_arrays(n: int, seed: int = 0):
     """Fashion-MNIST with its training images repeated, shifted, to n pool images."""
-    from stcore.data import load
+    from stcore.sources import load
     a = load("fashion-mnist", download=False)
     g = torch.Generator().manual_seed(seed)
     xs, ys, have = [], [], 0

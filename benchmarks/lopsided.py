@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from stcore import api
-from stcore.data import load
+from stcore.sources import load
 from stcore.insights import class_regressions
 
 TARGET_POINTS = 5.0  # the largest per-class drop allowed

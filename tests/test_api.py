@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from stcore import api
-from stcore.data import load, training_data
+from stcore.data import training_data
+from stcore.sources import load
 from stcore.errors import DataError, NotFound, ProjectError, UsageError
 from stcore.metrics import confusion, summarize
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stcore import api, data
-from stcore.errors import UsageError
+from stcore import api, data, sources
+from stcore.errors import DataError, UsageError
 from stcore.project import Project
 
 
@@ -38,7 +38,7 @@ def test_idx_from_data_root_first(tmp_path, monkeypatch):
     for split, n in (("train", 60), ("t10k", 20)):
         _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
         _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    arr = data.load("fashion-mnist", data_root=str(tmp_path), download=False)
+    arr = sources.load("fashion-mnist", data_root=str(tmp_path), download=False)
     assert arr.train_x.shape == (60, 1, 28, 28) and arr.train_x.dtype == torch.uint8
     assert arr.test_y.tolist() == [i % 10 for i in range(20)]
     assert arr.classes[0] == "T-shirt/top"
@@ -47,8 +47,8 @@ def test_idx_from_data_root_first(tmp_path, monkeypatch):
 def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("STCORE_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with pytest.raises(data.DataError) as e:
-        data.load("mnist", data_root=str(tmp_path / "nowhere"), download=False)
+    with pytest.raises(DataError) as e:
+        sources.load("mnist", data_root=str(tmp_path / "nowhere"), download=False)
     msg = str(e.value)
     assert str(tmp_path / "nowhere") in msg and str(tmp_path / "env") in msg and "--data-root" in msg
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stcore import api, cli, data
-from stcore.data import load_folder
+from stcore import api, cli, sources as data
+from stcore.sources import load_folder
 from stcore.errors import DataError
 
 
@@ -207,13 +207,20 @@ def test_single_class_is_refused(tmp_path):
         load_folder(str(root))
 
 
-@pytest.mark.parametrize("missing", ["labeled", "unlabeled"])
-def test_missing_layout_folder_is_named(tmp_path, missing):
+def test_missing_pool_folder_is_named(tmp_path):
     root = make_folder(tmp_path / "ds")
     import shutil
-    shutil.rmtree(root / missing)
-    with pytest.raises(DataError, match=f"{missing} is missing; a folder dataset needs DIR/labeled"):
+    shutil.rmtree(root / "unlabeled")
+    with pytest.raises(DataError, match="unlabeled is missing; a folder dataset needs DIR/unlabeled/"):
         load_folder(str(root))
+
+
+def test_no_labeled_folder_starts_with_no_labels_and_the_test_sets_classes(tmp_path):
+    root = make_folder(tmp_path / "ds")
+    import shutil
+    shutil.rmtree(root / "labeled")
+    arrays = load_folder(str(root))
+    assert arrays.labeled == [] and sorted(arrays.classes) == ["cat", "dog"] and len(arrays.test_y) == 6
 
 
 def test_pool_of_only_bad_files_is_refused(tmp_path):

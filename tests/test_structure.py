@@ -22,7 +22,7 @@ LAYERS = {
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "projection", "distributed", "orders",
                  "balance", "insights"),
-    "data": ("data", "project", "store", "actions", "errors", "access", "__init__"),
+    "data": ("data", "sources", "project", "store", "actions", "errors", "access", "__init__"),
 }
 RANK = {m: i for i, layer in enumerate(reversed(list(LAYERS.values()))) for m in layer}
 MAX_LINES, MAX_FIT_LINES = 80, 60
