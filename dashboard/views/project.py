@@ -1,12 +1,11 @@
-"""Project: create or open a project; counts, class distribution, skipped files, next step."""
+"""Project: create or open a project; counts, next step, the classes (add, rename), skipped files."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import streamlit as st
 
 from dashboard import common, figures, util
 from stcore import api
+from stcore.errors import message
 
 st.title("Project")
 project = common.current_project(required=False)
@@ -32,11 +31,77 @@ def overview(p: api.Project) -> None:
                    + (f", and on {acc['accuracy_above_0.9']:.1%} of the {acc['n_above_0.9']:,} with "
                       f"confidence ≥ 0.9" if acc["accuracy_above_0.9"] is not None else "") + ".")
     common.next_step(p, where="project")
-    st.plotly_chart(figures.class_distribution(p.classes, api.class_counts(p)), key="class_dist")
+    classes_ui(p)
     skipped = api.skipped_files(p)
     if skipped:
         with st.expander(f"{len(skipped)} image file(s) were skipped when the project was made"):
             st.dataframe(skipped, hide_index=True, width="stretch")
+
+
+def classes_ui(p: api.Project) -> None:
+    """The classes (id, name, human labels) and their distribution, with forms to add and rename."""
+    st.subheader("Classes")
+    rows = api.classes(p)
+    if rows:
+        c1, c2 = st.columns([1, 2])
+        c1.dataframe([{"id": r["id"], "class": r["name"], "labels": r["labels"]} for r in rows], hide_index=True,
+                     width="stretch", key="cl_table",
+                     column_config={"labels": st.column_config.NumberColumn(help="human labels: the labeled set, "
+                                                                            "and the accepted and corrected pool items")})
+        with c2:
+            st.plotly_chart(figures.class_distribution(p.classes, api.class_counts(p)), key="class_dist")
+    else:
+        st.info("The project has no classes yet. Add them below, at least two, before labeling images.")
+    # Each form commits in its button's callback, before the page is drawn again: the table above
+    # shows the change, and a refused name stays in its field with the reason under it.
+    a, b = st.columns(2)
+    with a.form("cl_add_form", border=True):
+        st.text_input("Add classes", key="cl_add_names", placeholder="cat, dog, bird",
+                      help="Comma-separated names; each new class gets the next id. Runs trained before then no "
+                           "longer fit the project: train a new teacher.")
+        st.form_submit_button("Add", key="cl_add", icon=":material/add:", on_click=add_classes, args=(p,))
+        form_message("cl_add")
+    with b.form("cl_rename_form", border=True):
+        c1, c2 = st.columns(2)
+        names = {r["id"]: r["name"] for r in rows}
+        c1.selectbox("Rename class", list(names), key="cl_rename_id", format_func=lambda k: f"{k}: {names[k]}",
+                     placeholder="no classes yet")
+        c2.text_input("New name", key="cl_rename_name")
+        st.form_submit_button("Rename", key="cl_rename", icon=":material/edit:", disabled=not rows,
+                              on_click=rename_class, args=(p,))
+        form_message("cl_rename")
+
+
+def add_classes(p: api.Project) -> None:
+    text = st.session_state.get("cl_add_names", "")
+    names = [n for n in (x.strip() for x in text.split(",")) if n] or [text]  # nothing: the API says why
+    try:
+        api.add_classes(p, names)
+    except common.USER_ERRORS as e:
+        st.session_state["cl_add_msg"] = ("error", message(e))
+        return
+    st.session_state["cl_add_names"] = ""
+    st.session_state["cl_add_msg"] = ("success", f"Added {', '.join(names)}")
+
+
+def rename_class(p: api.Project) -> None:
+    cls, name = st.session_state.get("cl_rename_id"), st.session_state.get("cl_rename_name", "")
+    try:
+        old = p.classes[cls]
+        api.rename_class(p, cls, name)
+    except common.USER_ERRORS as e:
+        st.session_state["cl_rename_msg"] = ("error", message(e))
+        return
+    st.session_state["cl_rename_name"] = ""
+    st.session_state["cl_rename_msg"] = ("success", f"Renamed {old} to {name.strip()}")
+
+
+def form_message(key: str) -> None:
+    """The outcome of a form's last submit (once)."""
+    if got := st.session_state.pop(f"{key}_msg", None):
+        kind, text = got
+        (st.error if kind == "error" else st.success)(util.md_escape(text),
+                                                      icon=":material/error:" if kind == "error" else None)
 
 
 def create_ui() -> dict | None:
