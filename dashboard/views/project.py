@@ -48,8 +48,13 @@ def classes_ui(p: api.Project) -> None:
                      width="stretch", key="cl_table",
                      column_config={"labels": st.column_config.NumberColumn(help="human labels: the labeled set, "
                                                                             "and the accepted and corrected pool items")})
-        with c2:
-            st.plotly_chart(figures.class_distribution(p.classes, api.class_counts(p)), key="class_dist")
+        per_class = api.class_counts(p)
+        if any(v for kind in per_class.values() for v in kind.values()):
+            with c2:
+                st.plotly_chart(figures.class_distribution(p.classes, per_class), key="class_dist")
+        else:  # an empty chart would only draw axes
+            c2.caption("No image has a label or a pseudo-label yet: the items of each class are charted here "
+                       "once they do.")
     else:
         st.info("The project has no classes yet. Add them below, at least two, before labeling images.")
     # Each form commits in its button's callback, before the page is drawn again: the table above

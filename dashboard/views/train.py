@@ -158,18 +158,19 @@ def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
         acc, final = api.accuracy_of(project, r)
         rows.append({"run": r["id"] + (" ✓ teacher" if teacher and r["id"] == teacher["id"] else ""),
                      "role": r["role"], "state": r["state"],
+                     **({"classes": "changed" if r["classes_changed"] else ""} if stale else {}),
                      "accuracy": "" if acc is None else f"{acc:.1%}" + ("" if final else " (so far)"),
                      "progress": f"{r['step']:,} / {r['total']:,}",
                      "started": datetime.fromtimestamp(r["started"]).strftime("%m-%d %H:%M") if r["started"] else "",
                      "duration": util.fmt_duration(api.duration(r)), "error": r["error"] or "",
-                     "device": r["device"], **({"processes": api.world_size(r)} if several else {}),
-                     # a run trained on other classes: its model no longer fits the project
-                     **({"classes changed": "yes" if r["classes_changed"] else ""} if stale else {})})
+                     "device": r["device"], **({"processes": api.world_size(r)} if several else {})})
     return rows
 
 
 RUN_COLUMNS = {"run": st.column_config.TextColumn(width=150), "role": st.column_config.TextColumn(width=90),
                "state": st.column_config.TextColumn(width=80),
+               "classes": st.column_config.TextColumn(width=75, help="changed: the project's classes changed since "
+                                                      "the run trained, so its model no longer fits"),
                "accuracy": st.column_config.TextColumn(width=100, help="final test accuracy, or the last "
                                                        "evaluation so far; a pseudo-label job's agreement with "
                                                        "the hidden labels"),
