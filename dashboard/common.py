@@ -359,10 +359,10 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
         if where != "project":
             box.page_link(PAGES["project"], label="Add classes on Project", icon=":material/folder:")
     elif not counts["labeled"] + counts["accepted"] + counts["corrected"]:
-        box.info(f"First, label some images: the project has no labels yet, and a teacher learns from them. "
+        box.info("First, label some images: the project has no labels yet, and a teacher learns from them. "
                  + ("Below" if where == "review" else "On the Review page")
                  + f", give a few of the {counts['pool']:,} pool images their class (a few per class is enough "
-                   f"to start), then train a teacher.")
+                   "to start), then train a teacher.")
         if where != "review":
             box.page_link(PAGES["review"], label="Label images on Review", icon=":material/fact_check:")
     elif teacher is not None and api.run(project, teacher["id"])["classes_changed"]:
