@@ -1028,3 +1028,24 @@ def test_runs_trained_before_a_class_was_added_are_marked_and_not_resumed(app, t
     at.selectbox(key="tr_run_pick").set_value(teacher).run()
     assert at.button(key="tr_resume").disabled
     assert not [b for b in at.button if b.key == f"tr_resume_live_{teacher}"]
+
+
+def test_project_page_creates_a_project_with_no_labels_or_a_folder_with_named_classes(app, small_project, tmp_path):
+    from test_robustness_data import png
+    at = app(small_project, "project")
+    at.text_input(key="pr_folder").set_value(str(tmp_path / "zero"))
+    at.number_input(key="pr_limit").set_value(200)
+    next(n for n in at.number_input if n.label == "How many").set_value(0)
+    at.button(key="FormSubmitter:create-Create project").click().run()
+    no_errors(at, "project")
+    made = api.open_project(tmp_path / "zero")
+    assert api.counts(made)["labeled"] == 0 and "label some images" in _next_step(at)
+    for i in range(3):
+        png(tmp_path / "data" / "unlabeled" / f"u{i}.png", color=(60 * i, 10, 10))
+    at.selectbox(key="pr_dataset").set_value("folder").run()
+    at.text_input(key="pr_folder").set_value(str(tmp_path / "named"))
+    at.text_input(key="pr_data_root").set_value(str(tmp_path / "data"))
+    at.text_input(key="pr_classes").set_value("ant, bee")
+    at.button(key="FormSubmitter:create-Create project").click().run()
+    no_errors(at, "project")
+    assert [c["name"] for c in api.classes(api.open_project(tmp_path / "named"))] == ["ant", "bee"]

@@ -118,7 +118,7 @@ def create_ui() -> dict | None:
         default_dir = api.stcore_home() / "projects" / "my-project"
         folder = st.text_input("New project folder", value=str(default_dir), key="pr_folder",
                                help="An empty or new folder; it will hold the store, the image cache and runs.")
-        how, n, data_root = "per class", 10, ""
+        how, n, data_root, classes = "per class", 10, "", ""
         if folder_data:
             data_root = st.text_input("Image folder", value="", key="pr_data_root",
                                       placeholder="/path/to/images",
@@ -127,10 +127,15 @@ def create_ui() -> dict | None:
                                            "you have a test set.")
             st.caption("The labels are the images in DIR/labeled/CLASS/: each class folder's images are its "
                        "labeled examples.")
+            classes = st.text_input("Classes (optional)", value="", key="pr_classes", placeholder="cat, dog, bird",
+                                    help="The class names, for a folder with only DIR/unlabeled/ (or name them in "
+                                         "DIR/classes.txt). Empty: the folders of DIR/labeled/, or none yet (add "
+                                         "them here later).")
         else:
             c2, c3 = st.columns(2)
             how = c2.radio("Labels", ["per class", "total"], horizontal=True)
-            n = c3.number_input("How many", min_value=1, value=10, step=1)
+            n = c3.number_input("How many", min_value=0, value=10, step=1,
+                                help="0: start with no labels, and label the first images on the Review page")
         c4, c5 = st.columns(2)
         seed = c4.number_input("Seed", min_value=0, value=0, step=1)
         limit = c5.number_input("Keep only the first N training images (0 = all; for a quick trial)",
@@ -138,7 +143,8 @@ def create_ui() -> dict | None:
         if not st.form_submit_button("Create project", type="primary"):
             return None
     return {"folder": folder, "dataset": dataset, "how": how, "n": int(n), "seed": int(seed),
-            "data_root": data_root.strip(), "limit": int(limit)}
+            "data_root": data_root.strip(), "limit": int(limit),
+            "classes": [c.strip() for c in classes.split(",") if c.strip()] or None}
 
 
 def create(v: dict) -> None:
@@ -150,6 +156,7 @@ def create(v: dict) -> None:
             raise ValueError("a 'folder' dataset needs the image folder")
         with st.status(f"Creating {folder}...", expanded=True) as status:
             api.create_project(folder, dataset=v["dataset"], seed=v["seed"], data_root=data_root, limit=v["limit"] or None,
+                           classes=v["classes"],
                            labels_per_class=v["n"] if v["how"] == "per class" and v["dataset"] != "folder" else None,
                            labeled=v["n"] if v["how"] == "total" and v["dataset"] != "folder" else None,
                            progress=status.write)
