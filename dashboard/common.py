@@ -352,6 +352,25 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
             follow(project, r["id"], f"{r['role']} on {r['device']}")
         if where != "train":
             box.page_link(PAGES["train"], label="Watch it on Train", icon=":material/monitoring:")
+    elif len(project.classes) < 2:
+        have = len(project.classes)
+        box.info(f"First, add the classes: the project has {have} (a classifier needs at least two)."
+                 + (" Add them in the Classes section below." if where == "project" else ""))
+        if where != "project":
+            box.page_link(PAGES["project"], label="Add classes on Project", icon=":material/folder:")
+    elif not counts["labeled"] + counts["accepted"] + counts["corrected"]:
+        box.info("First, label some images: the project has no labels yet, and a teacher learns from them. "
+                 + ("Below" if where == "review" else "On the Review page")
+                 + f", give a few of the {counts['pool']:,} pool images their class (a few per class is enough "
+                   "to start), then train a teacher.")
+        if where != "review":
+            box.page_link(PAGES["review"], label="Label images on Review", icon=":material/fact_check:")
+    elif teacher is not None and api.run(project, teacher["id"])["classes_changed"]:
+        box.info(f"The classes changed since teacher {teacher['id']} trained: its model no longer fits the "
+                 f"project's {len(project.classes)} classes. Train a new teacher.")
+        if box.button("Train a teacher now (default settings)", key=f"ns_teacher{where}", type="primary"):
+            if start_teacher(project):
+                st.switch_page(PAGES["train"])
     elif teacher is None and not api.embeddings(project) and not run_list:
         best = api.recommended_backbone(project)
         n = counts["labeled"] + counts["pool"] + counts["test"]

@@ -55,7 +55,8 @@ def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict
                    sub_status={"text": status, "tint": tint} if status != "pending" else None)
     if row.get("fix") is not None:
         out["fix"] = {"k": int(row["fix"]), "name": classes[row["fix"]]}
-    out.update(pending=status == "pending" and row["pred"] is not None, can_similar=searchable,
+    # pending: left to decide (the mark moves on to such a card), predicted or not
+    out.update(pending=status == "pending", can_similar=searchable,
                can={name: status in a.offered_for and (row["pred"] is not None or not a.needs_prediction)
                     for name, a in actions().items()})
     return out

@@ -165,3 +165,22 @@ def new_engine(engine_kind, tmp_path, request):
 @pytest.fixture
 def store(new_engine):
     return make_store(new_engine(), 1000)
+
+
+@pytest.fixture
+def zero_label_project(tmp_path):
+    """A Fashion-MNIST project of 300 pool images and no label at all (`init --labeled 0`)."""
+    from stcore import api
+    return api.create_project(tmp_path / "zero", dataset="fashion-mnist", labeled=0, seed=0, limit=300,
+                              download=False)
+
+
+@pytest.fixture
+def zero_class_project(tmp_path):
+    """A folder project of five unlabeled images and no classes yet."""
+    from stcore import api
+    from test_robustness_data import png
+    root = tmp_path / "data"
+    for i in range(5):
+        png(root / "unlabeled" / f"u{i}.png", color=(30 * i, 10, 10))
+    return api.create_project(tmp_path / "noclasses", dataset="folder", data_root=str(root))

@@ -373,3 +373,41 @@ def test_past_ten_classes_key_l_opens_a_class_picker(page, many_classes_project,
         wait_until(lambda: tuple(status_of(project, marked)) == ("corrected", 11), 30, "the picked class")
         pg.get_by_text(f"Corrected #{marked} as class 11").wait_for()
         assert not cut_text(pg), cut_text(pg)
+
+
+def test_a_project_with_no_labels_is_labeled_from_review_in_a_real_browser(page, zero_label_project, tmp_path):
+    """Before any label or pseudo-label, Review shows a random sample of the pool: a number key
+    labels the marked card (twice quickly: two cards), the card's class list another."""
+    project, pg = zero_label_project, page
+    shots = shots_dir(tmp_path)
+    with serve(project, tmp_path) as url:
+        pg.goto(url)
+        pg.get_by_role("heading", name="Classes").wait_for()
+        settle(pg)
+        pg.locator("[data-testid=stDataFrame]").first.wait_for()  # the classes table
+        pg.wait_for_timeout(1000)  # its grid is drawn after the page's run
+        assert pg.get_by_text("label some images").count() and not cut_text(pg), cut_text(pg)
+        pg.screenshot(path=str(shots / "project-no-labels.png"), full_page=True)
+        pg.goto(f"{url}/review")
+        pg.locator(".card.focus").first.wait_for()
+        settle(pg)
+        sample = [r["id"] for r in api.review_page(project, statuses=["pending"], order="random", limit=4)]
+        assert int(pg.locator(".card").first.get_attribute("data-id")) == sample[0]
+        assert pg.locator(".card button.accept").first.is_disabled()  # nothing predicted to accept
+        pg.get_by_role("heading", name="Review").click()  # keys act when no text field has the focus
+        assert int(pg.locator(".card.focus").first.get_attribute("data-id")) == sample[0]
+        pg.keyboard.press("2")
+        pg.wait_for_timeout(50)
+        pg.keyboard.press("2")
+
+        def labels():
+            return {r["item_id"]: (r["class"], r["source"]) for r in api.labels(project, "pool")}
+        wait_until(lambda: len(labels()) == 2, 30, lambda: f"both key presses to reach the store ({labels()})")
+        assert labels() == {sample[0]: ("Trouser", "reviewed"), sample[1]: ("Trouser", "reviewed")}
+        card(pg, sample[2], "select.correct").select_option(label="Bag")
+        wait_until(lambda: labels().get(sample[2]) == ("Bag", "reviewed"), 20, "the class list's label")
+        pg.get_by_text(f"Corrected #{sample[2]} as Bag").wait_for()
+        settle(pg)
+        assert pg.locator(f".card[data-id='{sample[0]}']").count() == 0  # labeled: it left the list
+        assert not cut_text(pg), cut_text(pg)
+        pg.screenshot(path=str(shots / "review-no-labels.png"), full_page=True)

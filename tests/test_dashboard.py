@@ -912,3 +912,140 @@ def test_a_bulk_accept_says_what_it_does_to_the_class_mix_before_it_is_confirmed
     assert "Human labels per class:" in text and f"of the {n:,} are likely wrong" in text
     assert f"About **{impact['expected_wrong']:,.0f}**" in text
     assert api.counts(p)["accepted"] == 0  # nothing is decided before the confirmation
+
+
+# ------------------------------------------------------------------ classes, and projects with no labels yet
+def _next_step(at) -> str:
+    return " ".join(i.value for i in at.info)
+
+
+def _every_page_says(at, text: str, pages: tuple[str, ...]) -> None:
+    """Open every page: none fails, and those of pages say text (in their next step)."""
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        no_errors(at, page)
+        assert page not in pages or text in _next_step(at), (page, _next_step(at))
+
+
+def _start_teacher_says(at, text: str) -> None:
+    """Train's Start teacher shows why it cannot start (and starts nothing)."""
+    at.switch_page("views/train.py").run()
+    at.button(key="tr_start_teacher").click().run()
+    assert not at.exception and any(text in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_every_page_opens_on_a_project_with_no_labels_and_a_card_is_labeled_from_review(app, zero_label_project):
+    p = zero_label_project
+    at = app(p)
+    _every_page_says(at, "label some images", ("project", "train", "evaluate", "export"))
+    # Review: the pool's images, none predicted, each offering a class (and no accept)
+    at.switch_page("views/review.py").run()
+    cards = grid_data(at)["cards"]
+    assert len(cards) == 24 and all(c["can"]["correct"] and not c["can"]["accept"] and c["pred"] is None
+                                    for c in cards)
+    first = cards[0]["id"]
+    assert first == api.review_page(p, statuses=["pending"], order="random", limit=1)[0]["id"]
+    grid_send(at, decide_op([first], "correct", 1))
+    no_errors(at, "review")
+    assert [(r["item_id"], r["class"], r["source"]) for r in api.labels(p, "pool")] == [(first, "Trouser", "reviewed")]
+    assert grid_data(at)["message"] == {"kind": "success", "text": f"Corrected #{first} as Trouser"}
+    assert first not in _shown(at)
+    # Train: Start says why it cannot train yet, instead of failing
+    api.undo(p)
+    _start_teacher_says(at, "no labels yet")
+    assert api.runs(p) == []
+
+
+def test_every_page_opens_on_a_project_with_no_classes_and_says_to_add_them(app, zero_class_project):
+    p = zero_class_project
+    at = app(p)
+    _every_page_says(at, "add the classes", ("project", "review", "train", "evaluate", "export"))
+    at.switch_page("views/review.py").run()
+    assert not [e for e in at.get("bidi_component")]  # nothing to label with yet
+    _start_teacher_says(at, "0 class(es)")
+
+
+def test_project_page_adds_and_renames_classes_and_explains_a_refused_name(app, zero_class_project):
+    p = zero_class_project
+    at = app(p)
+    assert "no classes yet" in _next_step(at)
+    at.text_input(key="cl_add_names").set_value("cat, dog,")
+    at.button(key="cl_add").click().run()
+    no_errors(at, "project")
+    assert api.classes(p) == [{"id": 0, "name": "cat", "labels": 0}, {"id": 1, "name": "dog", "labels": 0}]
+    table = next(d.value for d in at.dataframe if "class" in d.value.columns)
+    assert list(table["class"]) == ["cat", "dog"] and list(table["id"]) == [0, 1]
+    assert not at.get("plotly_chart") and any("charted here once" in c.value for c in at.caption)  # no empty chart
+    assert at.text_input(key="cl_add_names").value == ""  # added: the field is cleared
+    # a name the project has (in any case) and an empty one: refused, said why, nothing lost
+    at.text_input(key="cl_add_names").set_value("bird, Dog")
+    at.button(key="cl_add").click().run()
+    assert not at.exception and [c["name"] for c in api.classes(p)] == ["cat", "dog"]
+    assert any("already has a class named" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.text_input(key="cl_add_names").value == "bird, Dog"
+    at.text_input(key="cl_add_names").set_value("  ")
+    at.button(key="cl_add").click().run()
+    assert any("non\\-empty" in e.value for e in at.error), [e.value for e in at.error]
+    # rename: the label stays on the class (by id)
+    api.set_label(p, [0], "dog")
+    at.selectbox(key="cl_rename_id").set_value(1)
+    at.text_input(key="cl_rename_name").set_value("puppy")
+    at.button(key="cl_rename").click().run()
+    no_errors(at, "project")
+    assert [c["name"] for c in api.classes(p)] == ["cat", "puppy"] and api.labels(p)[0]["class"] == "puppy"
+    table = next(d.value for d in at.dataframe if "class" in d.value.columns)
+    assert list(table["class"]) == ["cat", "puppy"] and list(table["labels"]) == [0, 1]
+    assert len(at.get("plotly_chart")) == 1  # the first label: the chart is drawn
+    at.selectbox(key="cl_rename_id").set_value(0)
+    at.text_input(key="cl_rename_name").set_value("Puppy")
+    at.button(key="cl_rename").click().run()
+    assert any("already has a class named" in e.value for e in at.error)
+    assert at.text_input(key="cl_rename_name").value == "Puppy" and p.classes == ["cat", "puppy"]
+    # two classes, no labels but one: the next step is to label more, on Review
+    assert "label" in _next_step(at).lower()
+
+
+def test_runs_trained_before_a_class_was_added_are_marked_and_not_resumed(app, trained_project):
+    p = trained_project
+    teacher = api.teacher(p)["id"]
+    p.store.runs.update(teacher, state="interrupted")
+    at = app(p, "train")
+    table = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert "classes" not in table.columns
+    at.selectbox(key="tr_run_pick").set_value(teacher).run()
+    assert not at.button(key="tr_resume").disabled
+    api.add_classes(p, ["Scarf"])
+    for page in PAGES:  # every page still opens on the runs that no longer fit
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    p.store.runs.update(teacher, state="finished")  # the teacher again: the next step says it no longer fits
+    at.switch_page("views/project.py").run()
+    assert f"classes changed since teacher {teacher} trained" in _next_step(at)
+    p.store.runs.update(teacher, state="interrupted")
+    at.switch_page("views/train.py").run()
+    table = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert set(table["classes"]) == {"changed"} and list(table.columns).index("classes") == 3  # beside the state
+    at.selectbox(key="tr_run_pick").set_value(teacher).run()
+    assert at.button(key="tr_resume").disabled
+    assert not [b for b in at.button if b.key == f"tr_resume_live_{teacher}"]
+
+
+def test_project_page_creates_a_project_with_no_labels_or_a_folder_with_named_classes(app, small_project, tmp_path):
+    from test_robustness_data import png
+    at = app(small_project, "project")
+    at.text_input(key="pr_folder").set_value(str(tmp_path / "zero"))
+    at.number_input(key="pr_limit").set_value(200)
+    next(n for n in at.number_input if n.label == "How many").set_value(0)
+    at.button(key="FormSubmitter:create-Create project").click().run()
+    no_errors(at, "project")
+    made = api.open_project(tmp_path / "zero")
+    assert api.counts(made)["labeled"] == 0 and "label some images" in _next_step(at)
+    for i in range(3):
+        png(tmp_path / "data" / "unlabeled" / f"u{i}.png", color=(60 * i, 10, 10))
+    at.selectbox(key="pr_dataset").set_value("folder").run()
+    at.text_input(key="pr_folder").set_value(str(tmp_path / "named"))
+    at.text_input(key="pr_data_root").set_value(str(tmp_path / "data"))
+    at.text_input(key="pr_classes").set_value("ant, bee")
+    at.button(key="FormSubmitter:create-Create project").click().run()
+    no_errors(at, "project")
+    assert [c["name"] for c in api.classes(api.open_project(tmp_path / "named"))] == ["ant", "bee"]

@@ -1,12 +1,11 @@
-"""Project: create or open a project; counts, class distribution, skipped files, next step."""
+"""Project: create or open a project; counts, next step, the classes (add, rename), skipped files."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import streamlit as st
 
 from dashboard import common, figures, util
 from stcore import api
+from stcore.errors import message
 
 st.title("Project")
 project = common.current_project(required=False)
@@ -32,11 +31,82 @@ def overview(p: api.Project) -> None:
                    + (f", and on {acc['accuracy_above_0.9']:.1%} of the {acc['n_above_0.9']:,} with "
                       f"confidence ≥ 0.9" if acc["accuracy_above_0.9"] is not None else "") + ".")
     common.next_step(p, where="project")
-    st.plotly_chart(figures.class_distribution(p.classes, api.class_counts(p)), key="class_dist")
+    classes_ui(p)
     skipped = api.skipped_files(p)
     if skipped:
         with st.expander(f"{len(skipped)} image file(s) were skipped when the project was made"):
             st.dataframe(skipped, hide_index=True, width="stretch")
+
+
+def classes_ui(p: api.Project) -> None:
+    """The classes (id, name, human labels) and their distribution, with forms to add and rename."""
+    st.subheader("Classes")
+    rows = api.classes(p)
+    if rows:
+        c1, c2 = st.columns([1, 2])
+        c1.dataframe([{"id": r["id"], "class": r["name"], "labels": r["labels"]} for r in rows], hide_index=True,
+                     width="stretch", key="cl_table",
+                     column_config={"labels": st.column_config.NumberColumn(help="human labels: the labeled set, "
+                                                                            "and the accepted and corrected pool items")})
+        per_class = api.class_counts(p)
+        if any(v for kind in per_class.values() for v in kind.values()):
+            with c2:
+                st.plotly_chart(figures.class_distribution(p.classes, per_class), key="class_dist")
+        else:  # an empty chart would only draw axes
+            c2.caption("No image has a label or a pseudo-label yet: the items of each class are charted here "
+                       "once they do.")
+    else:
+        st.info("The project has no classes yet. Add them below, at least two, before labeling images.")
+    # Each form commits in its button's callback, before the page is drawn again: the table above
+    # shows the change, and a refused name stays in its field with the reason under it.
+    a, b = st.columns(2)
+    with a.form("cl_add_form", border=True):
+        st.text_input("Add classes", key="cl_add_names", placeholder="cat, dog, bird",
+                      help="Comma-separated names; each new class gets the next id. Runs trained before then no "
+                           "longer fit the project: train a new teacher.")
+        st.form_submit_button("Add", key="cl_add", icon=":material/add:", on_click=add_classes, args=(p,))
+        form_message("cl_add")
+    with b.form("cl_rename_form", border=True):
+        c1, c2 = st.columns(2)
+        names = {r["id"]: r["name"] for r in rows}
+        c1.selectbox("Rename class", list(names), key="cl_rename_id", format_func=lambda k: f"{k}: {names[k]}",
+                     placeholder="no classes yet")
+        c2.text_input("New name", key="cl_rename_name")
+        st.form_submit_button("Rename", key="cl_rename", icon=":material/edit:", disabled=not rows,
+                              on_click=rename_class, args=(p,))
+        form_message("cl_rename")
+
+
+def add_classes(p: api.Project) -> None:
+    text = st.session_state.get("cl_add_names", "")
+    names = [n for n in (x.strip() for x in text.split(",")) if n] or [text]  # nothing: the API says why
+    try:
+        api.add_classes(p, names)
+    except common.USER_ERRORS as e:
+        st.session_state["cl_add_msg"] = ("error", message(e))
+        return
+    st.session_state["cl_add_names"] = ""
+    st.session_state["cl_add_msg"] = ("success", f"Added {', '.join(names)}")
+
+
+def rename_class(p: api.Project) -> None:
+    cls, name = st.session_state.get("cl_rename_id"), st.session_state.get("cl_rename_name", "")
+    try:
+        old = p.classes[cls]
+        api.rename_class(p, cls, name)
+    except common.USER_ERRORS as e:
+        st.session_state["cl_rename_msg"] = ("error", message(e))
+        return
+    st.session_state["cl_rename_name"] = ""
+    st.session_state["cl_rename_msg"] = ("success", f"Renamed {old} to {name.strip()}")
+
+
+def form_message(key: str) -> None:
+    """The outcome of a form's last submit (once)."""
+    if got := st.session_state.pop(f"{key}_msg", None):
+        kind, text = got
+        (st.error if kind == "error" else st.success)(util.md_escape(text),
+                                                      icon=":material/error:" if kind == "error" else None)
 
 
 def create_ui() -> dict | None:
@@ -48,7 +118,7 @@ def create_ui() -> dict | None:
         default_dir = api.stcore_home() / "projects" / "my-project"
         folder = st.text_input("New project folder", value=str(default_dir), key="pr_folder",
                                help="An empty or new folder; it will hold the store, the image cache and runs.")
-        how, n, data_root = "per class", 10, ""
+        how, n, data_root, classes = "per class", 10, "", ""
         if folder_data:
             data_root = st.text_input("Image folder", value="", key="pr_data_root",
                                       placeholder="/path/to/images",
@@ -57,10 +127,15 @@ def create_ui() -> dict | None:
                                            "you have a test set.")
             st.caption("The labels are the images in DIR/labeled/CLASS/: each class folder's images are its "
                        "labeled examples.")
+            classes = st.text_input("Classes (optional)", value="", key="pr_classes", placeholder="cat, dog, bird",
+                                    help="The class names, for a folder with only DIR/unlabeled/ (or name them in "
+                                         "DIR/classes.txt). Empty: the folders of DIR/labeled/, or none yet (add "
+                                         "them here later).")
         else:
             c2, c3 = st.columns(2)
             how = c2.radio("Labels", ["per class", "total"], horizontal=True)
-            n = c3.number_input("How many", min_value=1, value=10, step=1)
+            n = c3.number_input("How many", min_value=0, value=10, step=1,
+                                help="0: start with no labels, and label the first images on the Review page")
         c4, c5 = st.columns(2)
         seed = c4.number_input("Seed", min_value=0, value=0, step=1)
         limit = c5.number_input("Keep only the first N training images (0 = all; for a quick trial)",
@@ -68,7 +143,8 @@ def create_ui() -> dict | None:
         if not st.form_submit_button("Create project", type="primary"):
             return None
     return {"folder": folder, "dataset": dataset, "how": how, "n": int(n), "seed": int(seed),
-            "data_root": data_root.strip(), "limit": int(limit)}
+            "data_root": data_root.strip(), "limit": int(limit),
+            "classes": [c.strip() for c in classes.split(",") if c.strip()] or None}
 
 
 def create(v: dict) -> None:
@@ -80,6 +156,7 @@ def create(v: dict) -> None:
             raise ValueError("a 'folder' dataset needs the image folder")
         with st.status(f"Creating {folder}...", expanded=True) as status:
             api.create_project(folder, dataset=v["dataset"], seed=v["seed"], data_root=data_root, limit=v["limit"] or None,
+                           classes=v["classes"],
                            labels_per_class=v["n"] if v["how"] == "per class" and v["dataset"] != "folder" else None,
                            labeled=v["n"] if v["how"] == "total" and v["dataset"] != "folder" else None,
                            progress=status.write)

@@ -25,6 +25,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
 VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
+TO_LABEL = "to label"  # the pool before any pseudo-label: its images to label by hand
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
 # UI state only, kept for the session while the user visits other pages.
 KEEP = "session"
@@ -151,12 +152,14 @@ def state_to_url() -> None:
 
 
 # ------------------------------------------------------------------ filters and toolbar
-def view_ui() -> str:
-    """Which items the grid shows; 'similar' only once a card's Similar was pressed."""
+def view_ui(predicted: bool) -> str:
+    """Which items the grid shows; 'similar' only once a card's Similar was pressed. Before the
+    pool is predicted, the first view is its images to label by hand."""
     options = [v for v in VIEWS if v != "similar" or st.session_state.get("rv_similar") is not None]
     if st.session_state.get("rv_view") not in options:
         st.session_state["rv_view"] = VIEWS[0]
-    labels = {"similar": f"similar to #{st.session_state.get('rv_similar')}"}
+    labels = {"similar": f"similar to #{st.session_state.get('rv_similar')}",
+              **({} if predicted else {VIEWS[0]: TO_LABEL})}
     return st.segmented_control("Show", options, key="rv_view", format_func=lambda v: labels.get(v, v),
                                 on_change=reset_page, persist_state=KEEP, required=True) or VIEWS[0]
 
@@ -349,7 +352,7 @@ def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, i
     """(this page's rows, the whole list for a list view, the number of pages, the number of
     items), or None when a list view has nothing to show yet."""
     size = f["size"] if f else int(st.session_state["rv_size"])
-    if view == "pseudo-labels":
+    if view in ("pseudo-labels", TO_LABEL):
         query = {k: f[k] for k in ("classes", "statuses", "conf_min", "conf_max")}
         total, listed = api.review_count(project, **query), None
     else:
@@ -384,7 +387,9 @@ def body(view: str, f: dict | None) -> None:
     common.sidebar_counts(project)  # a decision changed them; the sidebar is outside this fragment
     if rows:
         return
-    if view == "pseudo-labels":
+    if view == TO_LABEL:
+        st.info("Every pool image has been labeled or rejected.")
+    elif view == "pseudo-labels":
         st.info("No items match these filters. Widen the confidence range, choose more statuses or classes"
                 + (", or go back a page." if st.session_state["rv_page"] > 1 else "."))
         if api.counts(project)["pending"] == 0:
@@ -395,11 +400,21 @@ def body(view: str, f: dict | None) -> None:
 
 st.title("Review")
 counts = api.counts(project)
-if counts["pseudo_labeled"] == 0:
-    st.info("Nothing to review yet: the pool has no pseudo-labels. A teacher trained on the labeled images "
-            "predicts a class for every pool image; here you then accept, correct or reject those predictions.")
+predicted = counts["pseudo_labeled"] > 0
+if not predicted:
+    if counts["labeled"] + counts["accepted"] + counts["corrected"]:
+        st.info("Nothing to review yet: the pool has no pseudo-labels. A teacher trained on the labeled images "
+                "predicts a class for every pool image; here you then accept, correct or reject those predictions.")
     common.next_step(project, where="review")
-    st.stop()
+    if not classes or not counts["pool"]:
+        st.stop()
+    st.caption("Until a teacher has predicted the pool, label its images by hand: choose a card's class, or mark "
+               "a card and press the class's number key (L opens the class list).")
 state_from_url()
-view = view_ui()
-body(view, filters_ui() if view == "pseudo-labels" else None)
+view = view_ui(predicted)
+if view == "pseudo-labels" and not predicted:
+    # A random sample of the pool (the first ids of a folder are often one class).
+    body(TO_LABEL, {"classes": None, "statuses": ["pending"], "conf_min": None, "conf_max": None,
+                    "order": "random", "size": int(st.session_state["rv_size"])})
+else:
+    body(view, filters_ui() if view == "pseudo-labels" else None)

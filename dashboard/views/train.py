@@ -72,7 +72,7 @@ def live(run_id: str, was_active: bool) -> None:
     if is_active:
         head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:", width="stretch",
                        on_click=act, args=("cancel", run_id))
-    elif run["state"] in RESUMABLE and run["role"] in RESUMES:
+    elif run["state"] in RESUMABLE and run["role"] in RESUMES and not run["classes_changed"]:
         head[1].button("Resume", key=f"tr_resume_live_{run_id}", icon=":material/replay:", width="stretch",
                        on_click=act, args=("resume", run_id), type="primary")
     rows = api.metrics(project, run_id)
@@ -153,10 +153,12 @@ def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
     column, comes last but one, before the device."""
     rows = []
     several = any(api.world_size(r) > 1 for r in run_list)
+    stale = any(r["classes_changed"] for r in run_list)
     for r in reversed(run_list):
         acc, final = api.accuracy_of(project, r)
         rows.append({"run": r["id"] + (" ✓ teacher" if teacher and r["id"] == teacher["id"] else ""),
                      "role": r["role"], "state": r["state"],
+                     **({"classes": "changed" if r["classes_changed"] else ""} if stale else {}),
                      "accuracy": "" if acc is None else f"{acc:.1%}" + ("" if final else " (so far)"),
                      "progress": f"{r['step']:,} / {r['total']:,}",
                      "started": datetime.fromtimestamp(r["started"]).strftime("%m-%d %H:%M") if r["started"] else "",
@@ -167,6 +169,8 @@ def runs_table(run_list: list[dict], teacher: dict | None) -> list[dict]:
 
 RUN_COLUMNS = {"run": st.column_config.TextColumn(width=150), "role": st.column_config.TextColumn(width=90),
                "state": st.column_config.TextColumn(width=80),
+               "classes": st.column_config.TextColumn(width=75, help="changed: the project's classes changed since "
+                                                      "the run trained, so its model no longer fits"),
                "accuracy": st.column_config.TextColumn(width=100, help="final test accuracy, or the last "
                                                        "evaluation so far; a pseudo-label job's agreement with "
                                                        "the hidden labels"),
@@ -193,7 +197,8 @@ def history(was_active: bool) -> None:
               icon=":material/stop:", on_click=act, args=("cancel", chosen["id"]))
     c3.button("Resume", key="tr_resume", width="stretch", icon=":material/replay:", on_click=act,
               args=("resume", chosen["id"]),
-              disabled=not (chosen["state"] in RESUMABLE and chosen["role"] in RESUMES))
+              disabled=not (chosen["state"] in RESUMABLE and chosen["role"] in RESUMES) or chosen["classes_changed"],
+              help="the project's classes changed since it trained: train a new run" if chosen["classes_changed"] else None)
     promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
         not (teacher and teacher["id"] == chosen["id"])
     label = "Make this student the next teacher" if chosen["role"] == "student" else "Make this the teacher"
