@@ -123,6 +123,9 @@ def promote(project: Project, run_id: str) -> list[dict]:
     """Make a finished run the teacher. Returns the classes it is more than 5 points worse at than
     the teacher it replaces (class_regressions; [] if none or nothing to compare): it promotes anyway."""
     previous = (project.teacher_run() or {}).get("id")
+    if run(project, run_id)["classes_changed"]:
+        raise UsageError(f"run {run_id} was trained before the project's classes changed, so its model no "
+                         f"longer fits them; train a new teacher or student and promote that")
     project.promote(run_id)
     try:
         return class_regressions(project, run_id, against=previous)

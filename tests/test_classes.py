@@ -98,5 +98,7 @@ def test_a_class_added_after_a_run_marks_it_changed_and_using_it_says_why(tmp_pa
     assert api.run(p, run)["result"]["accuracy"] is not None  # its results are kept
     with pytest.raises(ProjectError, match="trained on 2 classes and the project now has 3 \\(added since: bird\\)"):
         api.start_pseudo_label(p, detach=False)
+    with pytest.raises(UsageError, match="before the project's classes changed"):
+        api.promote(p, run)
     with pytest.raises(UsageError, match="already has a class named 'bird'"):
         api.add_classes(p, ["Bird"])
