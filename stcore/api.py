@@ -10,6 +10,7 @@ fast. The functions that train, infer or read images import the heavy modules wh
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -21,6 +22,8 @@ from . import jobs
 from .access import default_project_path, is_local, password_configured, stcore_home  # noqa: F401 (re-exported)
 from .errors import DeviceError, ProjectError, UsageError
 from .jobs import current_phase, duration, eta_seconds, phase_eta  # noqa: F401 (re-exported)
+from .kinds import KINDS, MAP_METHODS  # noqa: F401 (re-exported)
+from .kinds import check_teacher, default_model, embeddings, has_ssl_encoder, recommended_backbone  # noqa: F401
 from .metrics import accuracy_by_confidence, agreement, confusion, summarize
 from .project import DATASETS, DB, Project, default_reviewer, is_project  # noqa: F401 (re-exported)
 from . import orders
@@ -296,25 +299,50 @@ def train_config(values: dict) -> dict:
 
 
 def start_training(project: Project, values: dict, *, detach: bool = True) -> str:
-    """Check and start a teacher or student run (values: config fields, role required). The device
-    must exist and be free, and a student's teacher must fit this project, before any run is
-    created. detach: a detached worker; else in this process, returning when it ends."""
-    from .config import default_steps, make_config, to_dict
-    from .devices import resolve_many
-    device, nproc = resolve_many(values.get("device", "cpu"), values.get("nproc"))
-    values = {"model": default_model(project), **values, "device": device, "nproc": nproc}
-    if values.get("role") == "student" and not values.get("teacher_run") and project.teacher_run():
-        values["teacher_run"] = project.teacher_run()["id"]  # pinned: a resume or a later promote keeps it
-    cfg = make_config(values)
-    project.check_trainable()
-    check_teacher(project, cfg)
-    if cfg.init == "ssl" and not has_ssl_encoder(project):
-        raise UsageError(f"--init ssl starts from the project's self-supervised encoder, and it has none; run "
-                         f"`stcore embed {project.path} --backbone ssl` first")
-    total = cfg.steps or default_steps(cfg.role, cfg.rounds)
-    if cfg.nnodes > 1:  # queued: each machine starts its share with its torchrun line (node_commands)
-        return jobs.create(project, cfg.role, to_dict(cfg), total=total)
-    return _start(project, cfg.role, to_dict(cfg), total, detach)
+    """Check and start a teacher or student run (values: config fields, role required); see start_job."""
+    return start_job(project, values.get("role", "teacher"), values, detach=detach)
+
+
+def start_job(project: Project, kind: str, values: dict, *, detach: bool = True) -> str:
+    """Check and start a run of a job kind (kinds.KINDS) with values, the config fields a user gave;
+    the rest take the kind's defaults. An unknown key or a wrong type is a ConfigError, and the
+    kind's checks (the device, the teacher, the backbone...) refuse what would fail in the
+    worker, before any run is created. detach: a detached worker; else in this process,
+    returning when it ends."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown job kind {kind!r}; use one of {', '.join(KINDS)}")
+    cfg, total = KINDS[kind].check(project, values)
+    config = dataclasses.asdict(cfg)
+    if config.get("nnodes", 1) > 1:  # queued: each machine starts its share with its torchrun line (node_commands)
+        return jobs.create(project, kind, config, total=total)
+    return _start(project, kind, config, total, detach)
+
+
+def job_defaults(kind: str) -> dict:
+    """The config a run of a job kind gets when the user gives nothing, as plain data."""
+    return dataclasses.asdict(KINDS[kind].config({}))
+
+
+def resumable(run_row: dict) -> bool:
+    """Whether a run can be resumed now: it stopped (interrupted, cancelled or failed), its kind
+    goes on from where it stopped, and the project's classes are those it trained on. The Runs
+    table and the live panel both ask this."""
+    kind = KINDS.get(run_row["role"])
+    return (run_row["state"] in ("interrupted", "cancelled", "failed") and kind is not None and kind.resumes
+            and not run_row.get("classes_changed"))
+
+
+def summary(run_row: dict) -> str | None:
+    """A finished run's result in one line (its kind's summary), else None."""
+    kind = KINDS.get(run_row["role"])
+    if run_row["state"] != "finished" or not run_row.get("result") or kind is None:
+        return None
+    return kind.summary(run_row["result"])
+
+
+def _given(**values) -> dict:
+    """The keyword arguments a caller gave (not None): the rest take the job kind's defaults."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def world_size(run_row: dict) -> int:
@@ -352,132 +380,34 @@ def node_commands(project: Project, run_id: str, endpoint: str | None = None) ->
                          node_rank=k, endpoint=endpoint, device=run_row["device"]) for k in range(int(cfg["nnodes"]))]
 
 
-def check_teacher(project: Project, cfg) -> None:
-    """The teacher a student starts from must exist and have a checkpoint that fits this project
-    (its id, class count, input shape and model); ProjectError otherwise, so that a bad teacher
-    never gets as far as a failed run."""
-    if cfg.teacher_run:
-        project.store.runs.get(cfg.teacher_run)  # NotFound naming the known runs
-    if cfg.model == "head" and not project.store.meta().get("embedding"):
-        raise ProjectError("--model head learns on the project's embedding, and there is none; run "
-                           "`stcore embed` first (or Train → Embed)")
-    if not (cfg.role == "student" and cfg.init == "teacher"):
-        return
-    from .checkpoints import model_from, run_checkpoint
-    chosen = project.store.runs.get(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
-    if chosen is None:
-        raise ProjectError("the student starts from the teacher's weights, and there is no finished teacher; "
-                           "train one (stcore train PROJECT --role teacher), or use --init scratch")
-    ck = run_checkpoint(project, chosen["id"])  # refuses another project's, or a wrong class count or shape
-    if "head" in (ck["config"].get("model"), cfg.model) and ck["config"].get("model") != cfg.model:
-        return  # a head and a network share no layers: the student starts from scratch
-    if ck["config"].get("model") != cfg.model:
-        raise ProjectError(f"the teacher {chosen['id']} is a {ck['config'].get('model')}, the student a "
-                           f"{cfg.model}; use the same --model, or --init scratch")
-    model_from(project, ck, f"the teacher {chosen['id']}")  # the weights themselves must fit too
-
-
-def start_pseudo_label(project: Project, *, device: str = "cpu", teacher_run: str | None = None,
-                       batch_size: int = 1024, detach: bool = True) -> str:
+def start_pseudo_label(project: Project, *, device: str | None = None, teacher_run: str | None = None,
+                       batch_size: int | None = None, detach: bool = True) -> str:
     """Pseudo-label the whole pool with a teacher (the current one by default)."""
-    if batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, not {batch_size}")
-    chosen = project.store.runs.get(teacher_run) if teacher_run else project.teacher_run()
-    if chosen is None or chosen["state"] != "finished":
-        raise ProjectError("there is no finished teacher yet; train one first (stcore train PROJECT --role teacher)")
-    from .checkpoints import run_model
-    run_model(project, chosen["id"])  # a missing, damaged or foreign checkpoint is refused now
-    config = {"device": resolve_device(device), "teacher_run": chosen["id"], "batch_size": batch_size}
-    return _start(project, "pseudo-label", config, project.counts()["pool"], detach)
+    return start_job(project, "pseudo-label", _given(device=device, teacher_run=teacher_run, batch_size=batch_size),
+                     detach=detach)
 
 
 BACKBONES = ("pixels", "ssl", "efficientnet-lite0", "torchvision:ARCH", "file:PATH")
 
 
-def start_embedding(project: Project, backbone: str | None = None, *, device: str = "cpu", weights: str | None = None,
-                    image_size: int | None = None, batch_size: int = 256, epochs: float | None = None,
-                    minutes: float | None = None, seed: int = 0, nproc: int | None = None, detach: bool = True) -> str:
+def start_embedding(project: Project, backbone: str | None = None, *, device: str | None = None,
+                    weights: str | None = None, image_size: int | None = None, batch_size: int | None = None,
+                    epochs: float | None = None, minutes: float | None = None, seed: int | None = None,
+                    nproc: int | None = None, detach: bool = True) -> str:
     """Embed every image of the project with a backbone (by default the one recommended for its
     images), in a worker; once it finishes, the graph and the pseudo-labels read this embedding.
     The ssl backbone first pretrains on the project's images for epochs or minutes, whichever
     ends first. nproc (or several GPUs in device): a network backbone's batches shared among
     that many processes."""
-    from . import embed, ssl
-    from .devices import resolve_many
-    backbone = backbone or recommended_backbone(project)
-    if nproc is not None and nproc < 1:
-        raise UsageError(f"--nproc must be at least 1, not {nproc}")
-    device, nproc = resolve_many(device, nproc)
-    if nproc > 1 and backbone in ("pixels", "ssl"):
-        raise UsageError(f"the {backbone} backbone embeds in one process ("
-                         + ("one PCA over every image, in seconds" if backbone == "pixels" else
-                            "its self-supervised pretraining trains on one device")
-                         + "); leave out --nproc, or pick a pretrained backbone")
-    if batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, not {batch_size}")
-    if image_size is not None and not 16 <= image_size <= 512:
-        raise UsageError(f"--image-size must be between 16 and 512 pixels, not {image_size}")
-    if backbone != "ssl" and (epochs is not None or minutes is not None):
-        raise UsageError(f"--epochs and --minutes are the ssl backbone's pretraining budget; {backbone} trains nothing")
-    if backbone == "ssl" and image_size is not None:
-        raise UsageError("--image-size is for pretrained backbones; ssl learns on the images as they are")
-    embed.check(backbone, weights)
-    config = {"device": device, "nproc": nproc, "backbone": backbone, "batch_size": batch_size,
-              "weights": str(Path(weights).expanduser().resolve()) if weights else None, "image_size": image_size}
-    c = project.counts()
-    total = c["labeled"] + c["pool"] + c["test"]
-    if backbone == "ssl":
-        epochs, minutes = ssl.EPOCHS if epochs is None else epochs, ssl.MINUTES if minutes is None else minutes
-        if epochs <= 0 or minutes <= 0:
-            raise UsageError(f"--epochs and --minutes must be positive, not {epochs} and {minutes}")
-        if c["labeled"] + c["pool"] < batch_size:
-            raise UsageError(f"ssl pretraining needs at least --batch-size ({batch_size}) images besides the test "
-                             f"set; the project has {c['labeled'] + c['pool']}: lower --batch-size")
-        config.update(epochs=epochs, minutes=minutes, seed=seed)
-        total = ssl.planned_steps(c["labeled"] + c["pool"], batch_size, epochs)
-    return _start(project, "embed", config, total, detach)
+    return start_job(project, "embed", _given(backbone=backbone, device=device, weights=weights, image_size=image_size,
+                                              batch_size=batch_size, epochs=epochs, minutes=minutes, seed=seed,
+                                              nproc=nproc), detach=detach)
 
 
-def recommended_backbone(project: Project) -> str:
-    """The backbone measured best for the project's kind of images: ImageNet features for colour
-    photos; for small gray images (Fashion-MNIST) they are no better than the pixels, which take
-    seconds instead of minutes."""
-    channels, side, _ = project.meta["input_shape"]
-    return "efficientnet-lite0" if channels == 3 else "pixels"
-
-
-def default_model(project: Project) -> str:
-    """The model a run gets unless told: a head on the embedding when the project's embedding is a
-    pretrained network's (on CIFAR-10 with 100 labels per class and EfficientNet-Lite0 the head
-    teacher reaches 71% where the small CNN reaches 47%), else the small CNN on the images (on
-    the pixel embedding a linear head is weaker than the CNN, and on an ssl embedding pretrained
-    for ten minutes on two CPU cores, 65.2% against 67.0% on Fashion-MNIST)."""
-    current = project.store.meta().get("embedding")
-    return "head" if current and current not in ("pixels", "ssl") else "cnn"
-
-
-def has_ssl_encoder(project: Project) -> bool:
-    """Whether a network can start from the project's self-supervised encoder (--init ssl)."""
-    return any(e["backbone"] == "ssl" for e in embeddings(project))
-
-
-def embeddings(project: Project) -> list[dict]:
-    """The provenance of each finished embedding, and which one the project reads."""
-    d = project.path / "embeddings"
-    current = project.store.meta().get("embedding")
-    found = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
-    return [{**e, "current": e["backbone"] == current} for e in found]
-
-
-def start_label_issues(project: Project, *, device: str = "cpu", detach: bool = True) -> str:
+def start_label_issues(project: Project, *, device: str | None = None, detach: bool = True) -> str:
     """Rank the human labels (labeled, accepted, corrected) by how likely each is wrong, in a
     worker: each label against what its neighbours in the embedding say, from the other labels."""
-    from .quality import MIN_LABELS
-    n = len(project.store.items.human_labels())
-    if n < MIN_LABELS:
-        raise UsageError(f"finding label errors needs at least {MIN_LABELS} human labels, the project has {n}; "
-                         f"label or review more items first")
-    return _start(project, "label-issues", {"device": resolve_device(device)}, n, detach)
+    return start_job(project, "label-issues", _given(device=device), detach=detach)
 
 
 def similar(project: Project, item_id: int, k: int = 12) -> dict:
@@ -490,14 +420,11 @@ def similar(project: Project, item_id: int, k: int = 12) -> dict:
     return nearest(project, int(item_id), k)
 
 
-def start_duplicates(project: Project, *, threshold: float = 0.98, device: str = "cpu", detach: bool = True) -> str:
+def start_duplicates(project: Project, *, threshold: float | None = None, device: str | None = None,
+                     detach: bool = True) -> str:
     """Find near-identical images among every split (the test set included), in a worker: pairs
     whose embedding rows have a cosine similarity of at least threshold."""
-    if not 0 < threshold <= 1:
-        raise UsageError(f"--threshold must be within (0, 1], not {threshold}")
-    c = project.counts()
-    return _start(project, "duplicates", {"device": resolve_device(device), "threshold": threshold},
-                  c["labeled"] + c["pool"] + c["test"], detach)
+    return start_job(project, "duplicates", _given(threshold=threshold, device=device), detach=detach)
 
 
 def label_issues(project: Project) -> dict | None:
@@ -511,19 +438,14 @@ def label_issues(project: Project) -> dict | None:
 
 
 # ------------------------------------------------------------------ the map
-MAP_METHODS = ("auto", "umap", "pca")  # projection.METHODS, without importing torch
 MAP_POINTS = 100_000  # the Map page draws at most this many points (a fixed random sample above)
 SELECTION = "map"     # the store's name for the map's selection
 
 
-def start_map(project: Project, *, method: str = "auto", device: str = "cpu", detach: bool = True) -> str:
+def start_map(project: Project, *, method: str | None = None, device: str | None = None, detach: bool = True) -> str:
     """Lay the current embedding (the labeled set and the pool) out in 2-D, in a worker: UMAP
     up to the exact neighbour search's size, PCA above it or when asked."""
-    if method not in MAP_METHODS:
-        raise UsageError(f"unknown map method {method!r}; use one of {', '.join(MAP_METHODS)}")
-    c = project.counts()
-    return _start(project, "map", {"method": method, "device": resolve_device(device)}, c["labeled"] + c["pool"],
-                  detach)
+    return start_job(project, "map", _given(method=method, device=device), detach=detach)
 
 
 def map_points(project: Project, *, limit: int = MAP_POINTS, seed: int = 0) -> dict | None:
@@ -593,14 +515,9 @@ def duplicates(project: Project) -> dict | None:
     return {**done[-1]["result"], "run": done[-1]["id"]} if done else None
 
 
-def start_evaluation(project: Project, run_id: str, *, device: str = "cpu", detach: bool = True) -> str:
+def start_evaluation(project: Project, run_id: str, *, device: str | None = None, detach: bool = True) -> str:
     """Evaluate a finished run on the whole test set again, in a worker (evaluate --recompute)."""
-    target = project.store.runs.get(run_id)
-    if target["role"] not in ("teacher", "student") or target["state"] != "finished":
-        raise UsageError(f"run {run_id} is {target['role']} and {target['state']}; only a finished teacher "
-                         f"or student can be evaluated")
-    config = {"device": resolve_device(device), "run": run_id}
-    return _start(project, "evaluate", config, project.counts()["test"], detach)
+    return start_job(project, "evaluate", _given(run=run_id, device=device), detach=detach)
 
 
 def _start(project: Project, role: str, config: dict, total: int, detach: bool) -> str:

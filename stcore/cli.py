@@ -172,9 +172,9 @@ def cmd_train(a):
     return _report_run(_foreground(p, lambda: api.start_training(p, values, detach=False)), a.json)
 
 
-def _job(a, p, start, summary) -> int:
-    """Start a job detached (print its id) or here with a progress line; on success print
-    summary(result)."""
+def _job(a, p, start, more=lambda result: []) -> int:
+    """Start a job detached (print its id) or here with a progress line; on success print its
+    kind's summary, and the lines more(result) adds."""
     if a.detach:
         run_id = start(True)
         _print({"run": run_id}, a.json, run_id)
@@ -182,7 +182,7 @@ def _job(a, p, start, summary) -> int:
     run = _foreground(p, lambda: start(False))
     if run["state"] != "finished":
         return _report_run(run, a.json)
-    _print(run["result"], a.json, summary(run["result"]))
+    _print(run["result"], a.json, "\n".join([api.summary(run), *more(run["result"])]))
     return 0
 
 
@@ -191,28 +191,14 @@ def cmd_embed(a):
     start = lambda detach: api.start_embedding(p, a.backbone, device=a.device, weights=a.weights,
                                                image_size=a.image_size, batch_size=a.batch_size, epochs=a.epochs,
                                                minutes=a.minutes, seed=a.seed, nproc=a.nproc, detach=detach)
-
-    def summary(e):
-        pre = e.get("pretraining")
-        pre = f" (pretrained {pre['epochs']} epochs, {pre['steps']:,} steps, in {pre['seconds']} s)" if pre else ""
-        return (f"embedded {sum(e['rows'].values()):,} images with {e['backbone']}{pre} in {e['seconds']} s "
-                f"({e['images_per_s']} images/s): {e['dims']} dimensions, in {p.path / 'embeddings' / e['file']}")
-    return _job(a, p, start, summary)
+    return _job(a, p, start)
 
 
 def cmd_pseudo_label(a):
     p = api.open_project(a.project)
     start = lambda detach: api.start_pseudo_label(p, device=a.device, teacher_run=a.run,
                                                   batch_size=a.batch_size, detach=detach)
-
-    def summary(s):
-        acc = s.get("accuracy") or {}
-        return (f"pseudo-labeled {s['items']} items with {s['teacher_run']} in {s['seconds']} s "
-                f"({s['images_per_s']} images/s)"
-                + (f", spread over the {s['spread_over']} embedding" if s.get("spread_over") else "")
-                + (f"; accuracy against hidden labels {acc['accuracy']:.4f}, above 0.9: "
-                   f"{acc['accuracy_above_0.9']} on {acc['n_above_0.9']} items" if acc else ""))
-    return _job(a, p, start, summary)
+    return _job(a, p, start)
 
 
 def cmd_review(a):
@@ -257,8 +243,7 @@ def cmd_label_issues(a):
         return _report_run(run, a.json)
     r = run["result"]
     r = {**r, "issues": r["issues"][:a.top] if a.top else r["issues"]}
-    lines = [f"{len(run['result']['issues'])} of {r['checked']:,} human labels look wrong (their neighbours "
-             f"in the {r['over']} embedding say otherwise), most likely first:"]
+    lines = [api.summary(run) + ", most likely first:"]
     lines += [f"  {i['id']:>8}  {i['given']} -> {i['suggested']}  score {i['score']:.3f}  ({i['source']})"
               for i in r["issues"]]
     _print(r, a.json, "\n".join(lines))
@@ -278,22 +263,18 @@ def cmd_duplicates(a):
     p = api.open_project(a.project)
     start = lambda detach: api.start_duplicates(p, threshold=a.threshold, device=a.device, detach=detach)
 
-    def summary(r):
-        n = len(r["pairs"])
-        lines = [f"{n:,} pair{'s' * (n != 1)} of near-identical images (cosine similarity at least {r['threshold']} "
-                 f"in the {r['over']} embedding) among {r['images']:,} images:"]
-        lines += [f"  {x['a']['split']} {x['a']['id']} ~ {x['b']['split']} {x['b']['id']}  {x['similarity']:.4f}"
-                  for x in r["pairs"][:a.top]]
+    def pairs(r):
+        lines = [f"  {x['a']['split']} {x['a']['id']} ~ {x['b']['split']} {x['b']['id']}  {x['similarity']:.4f}"
+                 for x in r["pairs"][:a.top]]
         more = len(r["pairs"]) - a.top
-        return "\n".join(lines + ([f"  ... and {more:,} more (--top N or --json)"] if more > 0 else []))
-    return _job(a, p, start, summary)
+        return lines + ([f"  ... and {more:,} more (--top N or --json)"] if more > 0 else [])
+    return _job(a, p, start, pairs)
 
 
 def cmd_map(a):
     p = api.open_project(a.project)
     start = lambda detach: api.start_map(p, method=a.method, device=a.device, detach=detach)
-    return _job(a, p, start, lambda m: f"laid out {m['rows']:,} images of the {m['embedding']} embedding in 2-D "
-                                       f"with {m['method'].upper()} in {m['seconds']} s; open the Map page to see it")
+    return _job(a, p, start)
 
 
 def cmd_evaluate(a):
@@ -526,6 +507,7 @@ def _review_args(s) -> None:
 
 
 def _run_commands(cmd) -> None:
+    embed = api.job_defaults("embed")
     s = cmd("embed", cmd_embed, "embed every image with a backbone; the graph and the pseudo-labels then read it")
     s.add_argument("--backbone", metavar="NAME",
                    help="pixels, ssl (self-supervised on the project's images), efficientnet-lite0 (ImageNet, "
@@ -535,27 +517,29 @@ def _run_commands(cmd) -> None:
     s.add_argument("--image-size", type=int, metavar="N", help="pretrained backbones: resize images to N px (default 128)")
     s.add_argument("--epochs", type=float, help="ssl: pretraining passes over the images (default 100) ...")
     s.add_argument("--minutes", type=float, help="... or minutes, whichever ends first (default 10)")
-    s.add_argument("--seed", type=int, default=0, help="ssl: the pretraining's random seed")
+    s.add_argument("--seed", type=int, help=f"ssl: the pretraining's random seed (default {embed['seed']})")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, several GPUs (cuda:0,cuda:1), mps or auto")
     s.add_argument("--nproc", type=int, help="pretrained backbones: share the batches among N processes (torchrun): "
                                              "on the CPU, or one GPU each")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--batch-size", type=int, help=f"images per batch (default {embed['batch_size']})")
     s.add_argument("--detach", action="store_true")
     s = cmd("pseudo-label", cmd_pseudo_label, "pseudo-label the pool with the current teacher")
     s.add_argument("--run", help="the teacher run to use (default: the current teacher)")
     s.add_argument("--device", default="cpu")
-    s.add_argument("--batch-size", type=int, default=1024)
+    s.add_argument("--batch-size", type=int,
+                   help=f"images per batch (default {api.job_defaults('pseudo-label')['batch_size']})")
     s.add_argument("--detach", action="store_true")
     s = cmd("similar", cmd_similar, "the images nearest to one in the embedding")
     s.add_argument("id", type=int, help="a labeled or pool item's id")
     s.add_argument("--k", type=int, default=12, help="how many (default 12)")
     s = cmd("duplicates", cmd_duplicates, "pairs of near-identical images, the test set included")
-    s.add_argument("--threshold", type=float, default=0.98, help="cosine similarity of a pair (default 0.98)")
+    s.add_argument("--threshold", type=float, help=f"cosine similarity of a pair (default "
+                                                    f"{api.job_defaults('duplicates')['threshold']})")
     s.add_argument("--top", type=int, default=20, metavar="N", help="pairs to print (default 20; --json: all)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--detach", action="store_true")
     s = cmd("map", cmd_map, "lay the embedding out in 2-D for the dashboard's Map page")
-    s.add_argument("--method", choices=api.MAP_METHODS, default="auto",
+    s.add_argument("--method", choices=api.MAP_METHODS,
                    help="umap, pca, or auto (default: UMAP up to 200,000 images, else PCA)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--detach", action="store_true")

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .fields import checked_values
 from .methods import ALIASES, DEFAULT_METHOD, METHODS, STEPS_PER_ROUND, TEACHER_METHOD, TEACHER_STEPS
 
 ROLES = ("teacher", "student")
@@ -112,12 +111,7 @@ def make_config(values: dict | None = None, **overrides) -> TrainConfig:
     values of the wrong type are errors, so a typo never becomes a silent default. What is left
     out comes from the method: its options (an alias such as fixmatch sets some), its defaults,
     and the default budget (teacher 400 steps, student 600 per round)."""
-    values = {**(values or {}), **overrides}
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    clean = {k: _checked(k, v) for k, v in values.items()}
+    clean = checked_values(TrainConfig, {**(values or {}), **overrides})
     role = clean.get("role", "teacher")
     if role == "student":
         method = clean.get("method", DEFAULT_METHOD)
@@ -139,19 +133,6 @@ def default_steps(role: str, rounds: int = 1) -> int:
     return TEACHER_STEPS if role == "teacher" else STEPS_PER_ROUND * max(1, rounds)
 
 
-def _checked(key: str, v):
-    t = typing.get_type_hints(TrainConfig)[key]
-    optional = isinstance(t, types.UnionType)
-    if optional:
-        if v is None:
-            return v
-        t = next(a for a in typing.get_args(t) if a is not type(None))
-    if t is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if (t is bool) != isinstance(v, bool) or not isinstance(v, t):
-        raise ConfigError(f"config key {key!r} must be {t.__name__}, not {type(v).__name__} ({v!r})")
-    return v
-
 
 # Values that older versions stored to mean "the method's default".
 _LEGACY_DEFAULTS = {"method": "", "rounds": 0, "strength": 0.0, "steps": 0, "epochs": 0.0, "eval_every": 0}
@@ -159,8 +140,9 @@ _LEGACY_DEFAULTS = {"method": "", "rounds": 0, "strength": 0.0, "steps": 0, "epo
 
 def stored_config(values: dict) -> TrainConfig:
     """The config of a stored run (a resumed run, a checkpoint), including runs stored by older
-    versions: their 'default' markers are read as absent, and students stored before the
-    strength setting existed augmented at full strength."""
+    versions: keys this version does not know are dropped, their 'default' markers are read as
+    absent, and students stored before the strength setting existed augmented at full strength."""
+    values = checked_values(TrainConfig, values, strict=False)
     before_strength = values.get("role") == "student" and "strength" not in values
     values = {k: v for k, v in values.items() if _LEGACY_DEFAULTS.get(k, object()) != v}
     if values.get("role") == "student":

@@ -14,12 +14,13 @@ import sys
 import time
 
 from .errors import UsageError
+from .kinds import KINDS
 from .project import Project
 from .store import ACTIVE_STATES
 
 HEARTBEAT_TIMEOUT = 30.0   # seconds without a heartbeat before a running worker counts as dead
 START_TIMEOUT = 120.0      # seconds a queued run may wait for its worker to start
-ROLES = ("teacher", "student", "pseudo-label", "evaluate", "embed", "label-issues", "duplicates", "map")
+ROLES = tuple(KINDS)  # a run's role is the name of its job kind
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -115,7 +116,7 @@ def requeue(project: Project, run_id: str) -> dict:
     if run["state"] in ACTIVE_STATES or run["state"] == "finished":
         raise UsageError(f"run {run_id} is {run['state']}; only interrupted, cancelled or failed runs "
                          f"can be resumed")
-    if run["role"] not in ("teacher", "student", "embed"):
+    if run["role"] not in KINDS or not KINDS[run["role"]].resumes:
         raise UsageError(f"a {run['role']} job is not resumed; start it again")
     project.store.runs.requeue(run_id, run["device"])
     return run

@@ -1,15 +1,14 @@
 """`python -m stcore.worker PROJECT RUN_ID`: run one job and write its progress to the store.
 
-A job is a run of the store: a teacher or student (training), a pseudo-labeling pass over the
-pool, or an evaluation of a finished run. A reporter thread owns the worker's writes: once a
-second it flushes the buffered metric rows, the step and a heartbeat in one short transaction,
-and reads the cancel flag. The job itself only appends to a list, so reporting costs it
-almost nothing.
+A job is a run of the store, of one of the kinds in kinds.KINDS (a teacher or student, an
+embedding, a pseudo-labeling pass over the pool, ...); this module runs it. A reporter thread
+owns the worker's writes: once a second it flushes the buffered metric rows, the step and a
+heartbeat in one short transaction, and reads the cancel flag. The job itself only appends to
+a list, so reporting costs it almost nothing.
 """
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import signal
@@ -17,14 +16,13 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .distributed import Group, join, leave, under_torchrun, write_error
-from .errors import NotFound, ProjectError, StcoreError
+from .errors import StcoreError
+from .kinds import KINDS
 from .project import Project
 from .store import Store
 from .store.location import engine_of
@@ -135,8 +133,8 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with reporter:
-            result = JOBS[run["role"]](project, run, reporter) if group is None else \
-                (_embed if run["role"] == "embed" else _train)(project, run, reporter, group)
+            job = KINDS[run["role"]].run  # a group only for the kinds that run on several processes
+            result = job(project, run, reporter) if group is None else job(project, run, reporter, group)
         if result.get("stopped"):
             store.runs.transition(run_id, ["running"], state="cancelled", ended=time.time())
         else:
@@ -156,88 +154,11 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
     return store.runs.get(run_id)["state"]
 
 
-def save_test_probs(run_dir: Path, probs: torch.Tensor) -> None:
-    """The probabilities (N, K) of a run's model on the test set, float16, written whole or not at all."""
-    tmp = run_dir / f".test_probs.{os.getpid()}.npy"
-    np.save(tmp, probs.half().numpy())
-    os.replace(tmp, run_dir / "test_probs.npy")
-
-
-def _train(project: Project, run: dict, reporter: Reporter, group: Group | None = None) -> dict:
-    from .checkpoints import model_from, project_tag, run_checkpoint
-    from .config import stored_config
-    from .data import training_data
-    from .devices import resolve
-    from .methods import METHODS
-    from .models import build
-    from .train import fit, total_steps
-
-    cfg = stored_config(run["config"])
-    device = group.device if group else resolve(cfg.device)
-    teacher = _teacher(project, cfg)
-    data = training_data(project, role=cfg.role, corrected_weight=cfg.corrected_weight,
-                         use_unreviewed=cfg.use_unreviewed,
-                         needs_pseudo_labels=cfg.role == "student" and (cfg.model == "head"
-                                                                        or not METHODS[cfg.method].online))
-    if cfg.role == "student" and METHODS[cfg.method].pool_labels == "graph":
-        from .embed import attach
-        attach(project, data)
-    total = total_steps(cfg, data)
-    project.store.runs.update(run["id"], total=total)
-    run_dir = project.run_dir(run["id"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in run_dir.glob(".*.tmp"):  # half-written checkpoints of a worker that was killed
-        tmp.unlink(missing_ok=True)
-    if cfg.model == "head":
-        return _train_head(project, run, cfg, data, teacher, total, reporter)
-    c, h, _ = project.meta["input_shape"]
-    model, resume = build(cfg.model, c, len(project.classes), h), None
-    if (run_dir / "latest.pt").exists():
-        resume = run_checkpoint(project, run["id"])
-        project.store.runs.truncate_metrics(run["id"], resume["step"])
-    else:
-        project.store.runs.truncate_metrics(run["id"], 0)
-        if cfg.role == "student" and cfg.init == "teacher":
-            if teacher is None:
-                raise ProjectError("the student starts from the teacher's weights, and there is no finished "
-                                   "teacher; train one, or use --init scratch")
-            ck = run_checkpoint(project, teacher["id"])
-            if ck["config"].get("model") not in (cfg.model, "head"):  # a head shares no layers with a network
-                raise ProjectError(f"the teacher is a {ck['config'].get('model')}, the student a {cfg.model}; "
-                                   f"use the same model, or --init scratch")
-            if ck["config"].get("model") == cfg.model:
-                model = model_from(project, ck, f"the teacher {teacher['id']}")
-        if cfg.init == "ssl":
-            from .ssl import start_from_encoder
-            start_from_encoder(project, model, cfg.model)
-    if group is not None:  # the other ranks train the same model on the same data
-        group.share({"kind": "train", "model": model, "data": data, "cfg": cfg, "resume": resume})
-    out = fit(model, data, cfg, device=device, callback=reporter.report, checkpoint_dir=run_dir, resume=resume,
-              extra={**project_tag(project), "teacher_run": (teacher or {}).get("id")}, group=group)
-    if group is not None:
-        write_ranks(run_dir, group.gather(rank_report(group, out)))
-    if out["test_probs"] is not None:
-        save_test_probs(run_dir, out["test_probs"])
-    return {**out, "done": total}
-
-
 # ------------------------------------------------------------------ several processes
-def rank_report(group: Group, out: dict) -> dict:
-    from .distributed import weights_digest
-    return {"rank": group.rank, "device": group.device, "step": out["step"],
-            "weights": weights_digest(out["model"]), "ema_weights": weights_digest(out["ema"])}
-
-
-def write_ranks(run_dir: Path, reports: list[dict]) -> None:
-    """runs/RUN/ranks.json: where each rank ran and a hash of the weights it ended with."""
-    tmp = run_dir / f".ranks.{os.getpid()}.json"
-    tmp.write_text(json.dumps(reports, indent=1))
-    os.replace(tmp, run_dir / "ranks.json")
-
-
 def follow(project_path: str, run_id: str, group: Group) -> int:
     """A rank other than 0: train (or embed) what rank 0 sends, report to it, and write this rank's
     reason if it fails (it never touches the store)."""
+    from .tasks import rank_report
     from .train import fit
     run_dir = Path(project_path) / "runs" / run_id
     try:
@@ -296,178 +217,6 @@ def supervise(project: Project, run_id: str) -> str:
         project.store.runs.transition(run_id, ACTIVE_STATES, owner=me, state="failed", ended=time.time(),
                                  error="the ranks ended without rank 0 finishing the run; see the run's log.txt")
     return project.store.runs.get(run_id)["state"]
-
-
-def _train_head(project: Project, run: dict, cfg, data, teacher: dict | None, total: int, reporter: Reporter) -> dict:
-    """A head on the project's embedding (--model head): a teacher, or a student that starts from
-    a head teacher's weights where it has one, learning the stored (spread) pseudo-labels."""
-    from . import embed
-    from .checkpoints import project_tag, run_checkpoint
-    from .head import fit_head, standardize_on
-    from .methods import METHODS
-    from .models import build
-    z = embed.load(project)
-    if z is None:
-        raise ProjectError("--model head learns on the project's embedding, and there is none; "
-                           "run `stcore embed` first")
-    train_z, data.z_test = z
-    data.z_lab, data.z_unl = train_z[data.rows_lab], train_z[data.rows_unl]
-    torch.manual_seed(cfg.seed)  # the head's initial weights, as a run's seed fixes the network's
-    model = build("head", 0, len(project.classes), 0, dims=train_z.shape[1])
-    standardize_on(model, train_z)
-    run_dir, resume = project.run_dir(run["id"]), None
-    if (run_dir / "latest.pt").exists():
-        resume = run_checkpoint(project, run["id"])
-        project.store.runs.truncate_metrics(run["id"], resume["step"])
-    else:
-        project.store.runs.truncate_metrics(run["id"], 0)
-    if resume is None and cfg.role == "student" and cfg.init == "teacher" and teacher is not None:
-        ck = run_checkpoint(project, teacher["id"])
-        if ck["config"].get("model") == "head" and ck["ema"]["linear.weight"].shape[1] == train_z.shape[1]:
-            model.load_state_dict(ck["ema"])  # else the head starts fresh: there is nothing to start from
-    if cfg.role == "student" and data.p_unl is not None and METHODS[cfg.method].pool_labels == "graph" and resume is None:
-        # labelprop: the pool's labels are spread again with today's human labels (reviews included)
-        from .pseudo import spread_over_embedding
-        reporter.report("phase", 0, {"phase": f"spreading the labels over the graph of {len(data.z_unl):,} pool "
-                                              f"images", "done": 0, "total": 0, "started": time.time()})
-        spread = spread_over_embedding(project, data.rows_unl, data.p_unl, corrected_weight=cfg.corrected_weight)
-        data.p_unl = spread if spread is not None else data.p_unl
-    out = fit_head(model, data, cfg, total=total, callback=reporter.report, checkpoint_dir=run_dir,
-                   resume=resume, extra={**project_tag(project), "teacher_run": (teacher or {}).get("id"),
-                                         "embedding": project.store.meta().get("embedding")})
-    if out["test_probs"] is not None:
-        save_test_probs(run_dir, out["test_probs"])
-    return {**out, "done": total}
-
-
-def _teacher(project: Project, cfg) -> dict | None:
-    """The teacher a student learns from: the one named in its config, else the current one."""
-    if cfg.role != "student" and not cfg.teacher_run:
-        return None
-    try:
-        return project.store.runs.get(cfg.teacher_run) if cfg.teacher_run else project.teacher_run()
-    except NotFound as e:
-        raise ProjectError(f"the student's teacher {cfg.teacher_run} is gone ({e})") from e
-
-
-def _pseudo_label(project: Project, run: dict, reporter: Reporter) -> dict:
-    from .devices import resolve
-    from .metrics import agreement
-    from .pseudo import pseudo_label
-    cfg = run["config"]
-    summary = pseudo_label(project, project.store.runs.get(cfg["teacher_run"]), device=resolve(cfg.get("device", "cpu")),
-                           batch_size=int(cfg.get("batch_size", 1024)), progress=reporter.progress,
-                           phase=lambda text: reporter.report("phase", reporter.step, {
-                               "phase": text, "done": 0, "total": 0, "started": time.time()}))
-    summary["accuracy"] = agreement(project.store.items.pseudo_label_agreement())
-    return {"eval": summary, "done": summary["items"]}
-
-
-def _evaluate(project: Project, run: dict, reporter: Reporter) -> dict:
-    """Evaluate a finished run's model on the whole test set again: its stored result and its
-    test-set probabilities are replaced."""
-    from .checkpoints import run_model
-    from .data import images
-    from .devices import resolve
-    from .metrics import confusion, summarize
-    from .models import EmbeddingHead
-    from .train import predict_probs
-    target = run["config"]["run"]
-    device = resolve(run["config"].get("device", "cpu"))
-    model = run_model(project, target, device=device)
-    if isinstance(model, EmbeddingHead):  # a head reads the embedding, not the images
-        from .embed import load
-        probs = model.probs(load(project)[1])
-    else:
-        probs = predict_probs(model, images(project, "test"), device=device, progress=reporter.progress)
-    _, labels = project.store.items.test_set()
-    result = summarize(confusion(labels, probs.argmax(1).tolist() if len(probs) else [], len(project.classes)),
-                       project.classes)
-    save_test_probs(project.run_dir(target), probs)
-    project.store.runs.update(target, result=result)
-    return {"eval": result, "done": len(labels)}
-
-
-def _embed(project: Project, run: dict, reporter: Reporter, group: Group | None = None) -> dict:
-    """Embed every image of the project (train then test) with a backbone; a resumed job goes on
-    from the last rows it reported as written. group: rank 0 of several processes."""
-    from . import embed
-    from .data import images
-    from .devices import resolve
-    cfg = run["config"]
-    device = group.device if group else resolve(cfg.get("device", "cpu"))
-    train, test = images(project, "train"), images(project, "test")
-    everything = torch.cat([train, test]) if len(test) else train
-    started, start, batch = time.time(), int(run.get("step") or 0), int(cfg.get("batch_size", 256))
-    progress, pretrained = reporter.progress, None
-    if cfg["backbone"] == "ssl":  # its steps are pretraining steps; the embedding pass is a phase after them
-        pretrained = _pretrain(project, run, train, device, reporter)
-        if pretrained.get("stopped"):
-            return pretrained
-        start, progress = 0, _phase_progress(reporter, pretrained["steps"], "embedding the images")
-    else:
-        project.store.runs.update(run["id"], total=len(everything))
-    backbone = embed.build(cfg["backbone"], project, weights=cfg.get("weights"), image_size=cfg.get("image_size"))
-    caches = [str(project.image_cache(split)) for split, x in (("train", train), ("test", test)) if len(x)]
-    embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress,
-                  group=group, job={"kind": "embed", "images": caches})
-    info = embed.finish(project, backbone, {"train": len(train), "test": len(test)}, device=device,
-                        seconds=time.time() - started + float(run.get("earlier_seconds") or 0),
-                        extra={"pretraining": pretrained} if pretrained else None)
-    return {"eval": info, "done": pretrained["steps"] if pretrained else len(everything)}
-
-
-def _pretrain(project: Project, run: dict, train: torch.Tensor, device: str, reporter: Reporter) -> dict:
-    """The ssl backbone's self-supervised pretraining, on the labeled set and the pool; its steps
-    are the run's steps."""
-    from .ssl import pretrain
-    cfg = run["config"]
-    return pretrain(project, train, project.run_dir(run["id"]) / "ssl-state.pt", device=device,
-                    batch_size=int(cfg.get("batch_size", 256)), epochs=float(cfg["epochs"]),
-                    minutes=float(cfg["minutes"]), seed=int(cfg.get("seed", 0)), report=reporter.report,
-                    set_total=lambda n: project.store.runs.update(run["id"], total=n),
-                    forget_after=lambda step: project.store.runs.truncate_metrics(run["id"], step))
-
-
-def _phase_progress(reporter: Reporter, step: int, text: str) -> Callable[[int, int], None]:
-    """A progress callback that reports a phase row at the run's last step (cancel included)."""
-    started = time.time()
-
-    def progress(done: int, total: int) -> None:
-        if reporter.report("phase", step, {"phase": text, "done": done, "total": total, "started": started}):
-            raise KeyboardInterrupt("cancelled")
-    return progress
-
-
-def _quality(project: Project, run: dict, reporter: Reporter) -> dict:
-    """Rank the human labels by how likely each is wrong (role label-issues), or find
-    near-duplicate images (role duplicates); the steps follow the neighbour search."""
-    from .devices import resolve
-    from .quality import duplicates, label_issues
-    total, cfg = [run["total"]], run["config"]
-
-    def progress(done: int, of: int) -> None:
-        if of != total[0]:
-            total[0] = of
-            project.store.runs.update(run["id"], total=of)
-        reporter.progress(done, of)
-    device = resolve(cfg.get("device", "cpu"))
-    if run["role"] == "duplicates":
-        out = duplicates(project, threshold=float(cfg["threshold"]), device=device, progress=progress)
-    else:
-        out = label_issues(project, device=device, progress=progress)
-    return {"eval": out, "done": total[0]}
-
-
-def _map(project: Project, run: dict, reporter: Reporter) -> dict:
-    """Lay the embedding out in 2-D for the Map page; the steps follow the neighbour search."""
-    from .projection import compute
-    meta = compute(project, run["config"].get("method", "auto"), progress=reporter.progress)
-    return {"eval": meta, "done": meta["rows"]}
-
-
-JOBS = {"teacher": _train, "student": _train, "pseudo-label": _pseudo_label, "evaluate": _evaluate,
-        "embed": _embed, "label-issues": _quality, "duplicates": _quality, "map": _map}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {
     "faces": ("cli", "launch", "__main__"),
     "api": ("api",),
-    "jobs": ("jobs", "worker"),
+    "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "projection", "distributed", "orders",
                  "balance", "insights"),
-    "data": ("data", "sources", "project", "store", "actions", "errors", "access", "__init__"),
+    "data": ("data", "sources", "project", "store", "actions", "errors", "access", "fields", "__init__"),
 }
 RANK = {m: i for i, layer in enumerate(reversed(list(LAYERS.values()))) for m in layer}
 MAX_LINES, MAX_FIT_LINES = 80, 60

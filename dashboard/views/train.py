@@ -16,8 +16,6 @@ from stcore import api
 project = common.current_project()
 METHODS = api.methods()
 STUDENT_DEFAULT = next(iter(METHODS))
-RESUMABLE = ("interrupted", "cancelled", "failed")
-RESUMES = ("teacher", "student", "embed")  # the roles a worker can continue from a checkpoint
 
 
 def shown_run(run_list: list[dict]) -> dict | None:
@@ -72,7 +70,7 @@ def live(run_id: str, was_active: bool) -> None:
     if is_active:
         head[1].button("Cancel", key=f"tr_cancel_live_{run_id}", icon=":material/stop:", width="stretch",
                        on_click=act, args=("cancel", run_id))
-    elif run["state"] in RESUMABLE and run["role"] in RESUMES and not run["classes_changed"]:
+    elif api.resumable(run):
         head[1].button("Resume", key=f"tr_resume_live_{run_id}", icon=":material/replay:", width="stretch",
                        on_click=act, args=("resume", run_id), type="primary")
     rows = api.metrics(project, run_id)
@@ -197,7 +195,7 @@ def history(was_active: bool) -> None:
               icon=":material/stop:", on_click=act, args=("cancel", chosen["id"]))
     c3.button("Resume", key="tr_resume", width="stretch", icon=":material/replay:", on_click=act,
               args=("resume", chosen["id"]),
-              disabled=not (chosen["state"] in RESUMABLE and chosen["role"] in RESUMES) or chosen["classes_changed"],
+              disabled=not api.resumable(chosen),
               help="the project's classes changed since it trained: train a new run" if chosen["classes_changed"] else None)
     promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
         not (teacher and teacher["id"] == chosen["id"])
