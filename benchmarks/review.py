@@ -77,6 +77,7 @@ def build_store(folder: Path, n: int, *, seed: int = 0) -> float:
                        [(i, x) for i, x in zip(ids.tolist(), label.tolist()) if x >= 0])
         for _, sql in indexes:
             db.execute(sql)
+    store.items.recount()  # the counts an overview reads, after rows written around the store's methods
     store.classes.add(CLASSES)
     store.set_meta(project_id=f"synthetic-{n}", dataset="synthetic", data_root=None, seed=seed,
                    labels_per_class=10, labeled=100, input_shape=[1, 28, 28], flip=True,

@@ -121,6 +121,22 @@ def make_store(path, n: int, *, classes: int = 10, seed: int = 0):
     return s
 
 
+def assert_counts_fresh(store) -> None:
+    """The counts the store keeps (status, split, pseudo-labeled, agreement) equal a fresh count
+    of its tables, and counting again changes none of them."""
+    from stcore.store import STATUSES
+    kept = (store.items.status_counts(), store.items.split_counts(), store.items.pseudo_label_agreement())
+    fresh_status = {s: store.queue.count(statuses=[s]) for s in STATUSES}
+    fresh_split = {s: len(store.items.of_split(s)) for s in ("labeled", "pool", "test")}
+    fresh_split["pseudo_labeled"] = sum(store.items.class_counts()["pseudo"].values())
+    pairs = store.items.hidden_agreement_by_item()
+    fresh_agreement = (len(pairs), sum(right for _, right in pairs), sum(c >= 0.9 for c, _ in pairs),
+                       sum(c >= 0.9 and right for c, right in pairs))
+    assert kept == (fresh_status, fresh_split, fresh_agreement)
+    store.items.recount()
+    assert (store.items.status_counts(), store.items.split_counts(), store.items.pseudo_label_agreement()) == kept
+
+
 @pytest.fixture(scope="session")
 def pg_url():
     """A throwaway PostgreSQL cluster for the session (benchmarks/pgcluster.py); the tests that need

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import make_store, stcore
+from conftest import assert_counts_fresh, make_store, stcore
 from stcore import api, orders
 from stcore.store import Store
 from test_dashboard import app, grid_data, grid_send, no_errors  # noqa: F401 (app: a fixture)
@@ -64,6 +64,45 @@ def test_undo_reverts_the_reviewers_own_last_action(store):
     assert store.decisions.undo() == 1  # anyone's: bob's
 
 
+def test_the_kept_counts_equal_a_fresh_count_after_every_kind_of_write(new_engine):
+    """Status, split and pseudo-label counts (read by `stcore status` without counting the pool)
+    stay exact through decisions, bulk accepts, undo, pseudo-labels and a transaction rolled back."""
+    from stcore.store import Store
+    s = Store(new_engine(), create=True)
+    ids = list(range(300))
+    s.items.add("pool", ids, ids, [f"train[{i}]" for i in ids], [None] * 300, [i % 7 for i in ids])
+    s.items.add("labeled", [1000, 1001], [300, 301], ["a", "b"], [0, 1])
+    assert_counts_fresh(s)
+    # pseudo-labels for part of the pool, agreeing with the hidden label on some
+    s.items.write_predictions([(i % 5, (i % 10) / 9, 0.1, 0.5, None, "t1", i) for i in range(250)])
+    assert_counts_fresh(s)
+    assert s.items.split_counts()["pseudo_labeled"] == 250 and 0 < s.items.pseudo_label_agreement()[1] < 250
+    s.decisions.decide([0, 1, 2], "accepted", reviewer="ann")
+    s.decisions.decide([2, 3], "corrected", 4, reviewer="bob")
+    s.decisions.decide([3, 4], "rejected", reviewer="ann")
+    s.decisions.decide([4], "rejected", reviewer="ann")  # no change: nothing logged
+    assert_counts_fresh(s)
+    assert s.decisions.accept_above(0.5, reviewer="cy") > 50
+    assert_counts_fresh(s)
+    s.decisions.relabel([1000], 3, reviewer="cy")
+    assert s.decisions.undo(reviewer="bob") == 2  # bob's corrections; item 3 was rejected by ann since
+    assert_counts_fresh(s)
+    while s.decisions.undo():
+        assert_counts_fresh(s)
+    with pytest.raises(Exception):
+        with s.tx():
+            s.decisions.decide([5, 6], "accepted", reviewer="ann")
+            s.decisions.decide([10**6], "accepted")  # unknown: the whole transaction rolls back
+    assert s.items.status_counts()["accepted"] == 0
+    assert_counts_fresh(s)
+    # a new teacher's pass changes the agreement; new pool items come in pending
+    s.items.write_predictions([(i % 7, 0.95, 0.1, 0.5, None, "t2", i) for i in range(300)], reindex=True)
+    s.items.add("pool", [500, 501], [500, 501], ["c", "d"], [None, None], [1, None])
+    assert_counts_fresh(s)
+    assert s.items.pseudo_label_agreement() == (300, 300, 300, 300)
+    s.close()
+
+
 def test_the_review_orders_agree_on_both_engines(tmp_path, pg_url):
     """The same store on SQLite and on PostgreSQL gives the same pages in every order (NULLs
     first, ties by id), and the same counts."""
@@ -82,6 +121,7 @@ def test_the_review_orders_agree_on_both_engines(tmp_path, pg_url):
                 assert [r["id"] for r in pa] == [r["id"] for r in pb], (order, f)
         assert a.items.status_counts() == b.items.status_counts()
         assert a.items.class_counts() == b.items.class_counts()
+        assert_counts_fresh(b)  # the kept counts come over with the copy
     finally:
         b.engine.drop()
         b.close()

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_counts_fresh
 from stcore import api
 from stcore.project import Project
+from stcore.store import SCHEMA_VERSION
 from stcore.store.location import POINTER
 from stcore.store.postgres import PostgresEngine
 
@@ -64,7 +66,7 @@ def saved(request, tmp_path):
 
 def test_a_schema_4_project_keeps_every_label_decision_history_row_and_run(saved):
     p = Project(saved)
-    assert p.store.meta()["schema_version"] == 5
+    assert p.store.meta()["schema_version"] == SCHEMA_VERSION
     assert p.classes == FASHION and "classes" not in p.store.meta()
     # the labeled set and the test set: every label, the relabeled two given by cy
     labeled = {r["item_id"]: r for r in api.labels(p, "labeled")}
@@ -81,6 +83,8 @@ def test_a_schema_4_project_keeps_every_label_decision_history_row_and_run(saved
     assert {i for i, r in pool.items() if r["source"] == "simulated"} == {18, 19}
     assert pool[7]["batch"] == 2 and pool[7]["class"] == "Bag"
     assert sum(r["status"] == "pending" for r in rows.values()) == 100 - len(DECIDED)
+    assert p.counts()["pending"] == 100 - len(DECIDED) and p.counts()["pool"] == 100
+    assert_counts_fresh(p.store)  # the counts the migration counted
     # history: all 18 rows, bob's undone batch still marked
     hist = api.history(p, limit=100)
     assert len(hist) == 18 and {h["item_id"] for h in hist if h["undone"]} == {13, 14}

@@ -6,7 +6,9 @@ A Store is small interfaces by concern, over one engine (engine.py):
 - store.items: the splits, the human labels, the pseudo-labels, what a run trains on;
 - store.queue: the review queue, read in pages (the orders themselves are in stcore/orders.py);
 - store.decisions: review decisions, their history and undo;
-- store.runs: runs and metrics.
+- store.runs: runs and metrics;
+- counts.py: the counts an overview shows, kept by the methods above as they write, so that
+  reading them never counts the pool.
 Every method that writes is one short transaction, so a worker writing once a second, a
 dashboard reading and a reviewer bulk-accepting never block each other for long.
 """

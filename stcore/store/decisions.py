@@ -6,6 +6,7 @@ from typing import Sequence
 
 from ..actions import REVIEW_STATUSES
 from ..errors import NotFound, UsageError
+from . import counts as kept
 from .engine import Engine
 from .queue import Queue
 
@@ -63,6 +64,12 @@ class Decisions:
             [batch, status, *label_params, reviewer, at, None if gives == "none" else source,
              *params, status, *label_params])
         logged = "SELECT item_id FROM history WHERE seq >= ?"
+        # each logged row is one pool row, whose status goes from old_status to status
+        moved = self.e.all("SELECT old_status, COUNT(*) FROM history WHERE seq >= ? GROUP BY old_status", (first,))
+        deltas = {f"status:{status}": sum(r[1] for r in moved)}
+        for old, n in moved:
+            deltas[f"status:{old}"] = deltas.get(f"status:{old}", 0) - n
+        kept.add(self.e, deltas)
         if gives != "none":
             self.e.execute("INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) "
                            "SELECT 'pool', item_id, new_label, source, reviewer, at, batch FROM history "
@@ -127,10 +134,18 @@ class Decisions:
                 "x.item_id = h.item_id AND x.seq < h.seq AND x.undone = 0) WHERE h.batch=? AND h.old_label IS NOT NULL "
                 "ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, source=excluded.source, "
                 "reviewer=excluded.reviewer, at=excluded.at, batch=excluded.batch", (batch,))
+            # the statuses of the batch's pool items before and after: exact whatever their history
+            touched = ("SELECT status, COUNT(*) FROM pool WHERE id IN (SELECT item_id FROM history WHERE batch=? "
+                       "AND new_status != 'labeled') GROUP BY status")
+            before = self.e.all(touched, (batch,))
             n = self.e.execute(
                 "UPDATE pool SET status=h.old_status, decided_at=h.at "
                 "FROM (SELECT item_id, old_status, at FROM history WHERE batch=? "
                 "AND new_status != 'labeled') AS h WHERE pool.id = h.item_id", (batch,)).rowcount
+            deltas = {f"status:{r[0]}": r[1] for r in self.e.all(touched, (batch,))}
+            for status, k in before:
+                deltas[f"status:{status}"] = deltas.get(f"status:{status}", 0) - k
+            kept.add(self.e, deltas)
             n += self.e.one("SELECT COUNT(*) FROM history WHERE batch=? AND new_status='labeled'", (batch,))[0]
             self.e.execute("UPDATE history SET undone=1 WHERE batch=?", (batch,))
             return n

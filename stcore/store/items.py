@@ -8,6 +8,7 @@ import time
 from typing import Iterable, Iterator, Sequence
 
 from ..actions import STATUSES
+from . import counts as kept
 from .engine import Engine
 
 # An item's human label, joined to items i (none where it has no label).
@@ -37,6 +38,8 @@ class Items:
             if split == "pool":
                 rng = random.Random(seed)
                 self.e.executemany("INSERT INTO pool (id, rand) VALUES (?, ?)", [(i, rng.getrandbits(62)) for i in ids])
+            # new pool items are pending and not pseudo-labeled: the agreement is unchanged
+            kept.add(self.e, {f"split:{split}": len(ids), "status:pending": len(ids) if split == "pool" else 0})
 
     def of_split(self, split: str) -> list:
         return self.e.all("SELECT * FROM items WHERE split=? ORDER BY row", (split,))
@@ -74,10 +77,12 @@ class Items:
     # -- pseudo-labels -----------------------------------------------------------------
     def write_predictions(self, rows: Iterable[tuple], *, reindex: bool = False) -> None:
         """rows: (pred, confidence, margin, entropy, probs_bytes, teacher_run, id), in one
-        transaction. reindex: most of the pool changes (a whole pseudo-labeling pass)."""
+        transaction. reindex: most of the pool changes (a whole pseudo-labeling pass). The
+        pseudo-label counts are counted again over the pool, in the same transaction."""
         with self.e.tx():
             self.e.update_many("pool", ("pred", "confidence", "margin", "entropy", "probs", "teacher_run"), "id",
                                list(rows), rebuild_indexes=reindex)
+            kept.recount_predictions(self.e)
 
     def pool_order(self) -> tuple[list[int], list[int]]:
         """(ids, image rows) of the pool, in image-row order: what a pseudo-labeling pass reads."""
@@ -144,15 +149,18 @@ class Items:
     # -- counts ------------------------------------------------------------------------
     def split_counts(self) -> dict[str, int]:
         """Items per split (labeled, pool, test) and how many pool items are pseudo-labeled."""
-        counts = {"labeled": 0, "pool": 0, "test": 0}
-        counts.update({r[0]: r[1] for r in self.e.all("SELECT split, COUNT(*) FROM items GROUP BY split")})
-        counts["pseudo_labeled"] = self.e.one("SELECT COUNT(*) FROM pool WHERE pred IS NOT NULL")[0]
-        return counts
+        n = kept.read(self.e)
+        return {**{s: n.get(f"split:{s}", 0) for s in ("labeled", "pool", "test")},
+                "pseudo_labeled": n.get("pseudo_labeled", 0)}
 
     def status_counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in STATUSES}
-        counts.update({r[0]: r[1] for r in self.e.all("SELECT status, COUNT(*) FROM pool GROUP BY status")})
-        return counts
+        n = kept.read(self.e)
+        return {s: n.get(f"status:{s}", 0) for s in STATUSES}
+
+    def recount(self) -> None:
+        """Count the kept counts again from the tables (after rows were written around the store)."""
+        with self.e.tx():
+            kept.recount(self.e)
 
     def class_counts(self) -> dict[str, dict[int, int]]:
         """Per class index: labeled items, pseudo-labeled pool items (by pred), and accepted and
@@ -167,16 +175,13 @@ class Items:
             out[status][label] = n
         return out
 
-    def pseudo_label_agreement(self, threshold: float = 0.9) -> tuple[int, int, int, int]:
+    def pseudo_label_agreement(self, threshold: float = kept.AGREEMENT_THRESHOLD) -> tuple[int, int, int, int]:
         """Against hidden labels: (pseudo-labeled items with a hidden label, of them right,
-        of them at least threshold confident, of those right)."""
-        r = self.e.one(
-            "SELECT COUNT(*), SUM(CASE WHEN p.pred = i.hidden_label THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN p.confidence >= ? THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN p.confidence >= ? AND p.pred = i.hidden_label THEN 1 ELSE 0 END) FROM pool p "
-            "JOIN items i ON i.split='pool' AND i.id=p.id WHERE p.pred IS NOT NULL AND i.hidden_label IS NOT NULL",
-            (threshold, threshold))
-        return int(r[0]), int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)
+        of them at least threshold confident, of those right). Kept for the default threshold."""
+        if threshold == kept.AGREEMENT_THRESHOLD:
+            n = kept.read(self.e)
+            return tuple(n.get(k, 0) for k in kept.AGREEMENT)
+        return kept.agreement_query(self.e, threshold)
 
     def hidden_agreement_by_item(self) -> list[tuple[float, bool]]:
         """(confidence, pseudo-label == hidden label) of every pseudo-labeled item with a hidden label."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-SCHEMA_VERSION = 5
+from .counts import recount
+
+SCHEMA_VERSION = 6
 # from-version -> the steps that bring a store to the next version: SQL statements, or a
 # function of the engine where a step needs more than SQL. Add one entry with each schema change
 # (and bump SCHEMA_VERSION); the store applies them on open, in one transaction.
@@ -19,6 +21,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], None], ...]] = {
         "PRIMARY KEY (name, pos))",),
     # 5: classes as a table with stable ids, and one table of human labels, whatever the split
     4: (lambda engine: _to_classes_and_labels(engine),),
+    # 6: the counts an overview shows, kept by the writers (counts.py)
+    5: (lambda engine: _add_counts(engine),),
 }
 
 # nf: how an index keeps NULLs so that the queue's orders (a NULL before any number, ascending)
@@ -49,7 +53,13 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_class ON labels (split, class_id);
 """
 
-_SCHEMA = _CLASSES_AND_LABELS + """
+_COUNTS = """
+-- Counts kept by the methods that change them, in the same transaction (counts.py): items per
+-- split ('split:pool'), per review status ('status:pending'), pseudo-labeled, agreement.
+CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, n {int} NOT NULL);
+"""
+
+_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Every image: the labeled set, the unlabeled pool and the test set.
 CREATE TABLE IF NOT EXISTS items (
@@ -131,7 +141,8 @@ CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos {int} NOT NULL, id
 """
 
 # The tables in an order that a copy can fill them in, and the columns of each.
-TABLES = ("meta", "classes", "items", "pool", "labels", "history", "runs", "metrics", "skipped", "selection")
+TABLES = ("meta", "classes", "items", "pool", "labels", "history", "runs", "metrics", "skipped", "selection",
+          "counts")
 
 
 def schema(engine: str, text: str = _SCHEMA) -> str:
@@ -172,3 +183,9 @@ def _to_classes_and_labels(engine) -> None:
                    "ELSE 'reviewed' END WHERE new_label IS NOT NULL")
     engine.execute("ALTER TABLE items DROP COLUMN label")
     engine.execute("ALTER TABLE pool DROP COLUMN label")
+
+
+def _add_counts(engine) -> None:
+    """Schema 5 -> 6: the counts table, counted once from the tables."""
+    engine.script(schema(engine.name, _COUNTS))
+    recount(engine)
