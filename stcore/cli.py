@@ -9,107 +9,11 @@ import math
 import os
 import shlex
 import sys
-import threading
 import time
 
 from . import __version__, api
 from .errors import StcoreError, UsageError, message
-
-
-def _print(obj, as_json: bool, text: str | None = None) -> None:
-    if as_json or text is None:
-        print(json.dumps(obj, indent=1, default=str))
-    else:
-        print(text)
-
-
-# ------------------------------------------------------------------ progress in a terminal
-def _bar(frac: float, width: int = 28) -> str:
-    n = int(round(frac * width))
-    return "[" + "#" * n + "." * (width - n) + "]"
-
-
-def _fmt_s(s: float) -> str:
-    s = int(max(0, s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def progress_line(run: dict, metrics: list[dict]) -> str:
-    total = max(1, run["total"] or 1)
-    frac = min(1.0, run["step"] / total)
-    parts = [f"{run['id']} {run['state']:<9} {_bar(frac)} {run['step']}/{run['total']} {frac:4.0%}"]
-    train = [m for m in metrics if m["kind"] == "train"]
-    evals = [m for m in metrics if m["kind"] == "eval"]
-    if train:
-        parts.append(f"loss {train[-1]['loss']:.3f}")
-    if evals:
-        parts.append(f"acc {evals[-1]['accuracy']:.3f}")
-    if (eta := api.eta_seconds(run, metrics)) is not None:
-        parts.append(f"ETA {_fmt_s(eta)}")
-    if run["state"] == "running" and (phase := api.current_phase(metrics)):
-        done, of = phase.get("done") or 0, phase.get("total") or 0
-        parts.append(phase["phase"] + (f" {done:,}/{of:,}" if of else "") + "...")
-    return "  ".join(parts)
-
-
-def _recent(project, run: dict) -> list[dict]:
-    return api.metrics(project, run["id"], after_step=max(0, run["step"] - 200))
-
-
-def watch(project, run_id: str, *, interval: float = 0.5, stream=sys.stdout) -> dict:
-    tty, last = stream.isatty(), ""
-    while True:
-        run = next((r for r in api.runs(project) if r["id"] == run_id), None) or api.run(project, run_id)
-        line = progress_line(run, _recent(project, run))
-        if line != last:
-            stream.write(("\r\033[K" + line) if tty else line + "\n")
-            stream.flush()
-            last = line
-        if run["state"] not in api.ACTIVE_STATES:
-            if tty:
-                stream.write("\n")
-            if run["error"]:
-                stream.write(f"{run['state']}: {run['error']}\n")
-            return run
-        time.sleep(interval)
-
-
-def _foreground(project, start) -> dict:
-    """Run start() (which executes a job in this process) while a thread draws its progress."""
-    done = threading.Event()
-
-    def show():
-        p = api.open_project(project.path)  # its own connection, in its own thread
-        tty, last_step = sys.stderr.isatty(), None
-        while not done.wait(0.5):
-            run_id = p.store.runs.running_of(os.getpid())
-            if run_id:
-                run = api.run(p, run_id)
-                if not tty and run["step"] == last_step:
-                    continue  # a log file gets one line per step reported, not one per tick
-                last_step = run["step"]
-                sys.stderr.write(("\r\033[K" if tty else "") + progress_line(run, _recent(p, run)) + ("" if tty else "\n"))
-                sys.stderr.flush()
-    t = threading.Thread(target=show, daemon=True)
-    t.start()
-    try:
-        run_id = start()
-    finally:
-        done.set()
-        t.join()
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-    return api.run(project, run_id)
-
-
-def _report_run(run: dict, as_json: bool) -> int:
-    res = run["result"] or {}
-    acc = res.get("accuracy")
-    _print({"run": run["id"], "state": run["state"], "error": run["error"], "accuracy": acc,
-            "seconds": round(api.duration(run) or 0.0, 1)}, as_json,
-           f"{run['id']} {run['state']}" + (f": test accuracy {acc:.4f}" if isinstance(acc, float) else "")
-           + (f"\nerror: {run['error']}" if run["error"] else ""))
-    return 0 if run["state"] in ("finished", "cancelled") else 1
+from .terminal import foreground, report_run, show, watch
 
 
 # ------------------------------------------------------------------ commands
@@ -125,7 +29,7 @@ def cmd_classes(a):
     if a.rename:
         api.rename_class(p, a.rename[0], a.rename[1])
     rows = api.classes(p)
-    _print({"classes": rows}, a.json, "\n".join(f"{r['id']:>4}  {r['name']}  ({r['labels']:,} labels)" for r in rows)
+    show({"classes": rows}, a.json, "\n".join(f"{r['id']:>4}  {r['name']}  ({r['labels']:,} labels)" for r in rows)
            or "no classes yet; add them with --add NAME ...")
 
 
@@ -135,7 +39,7 @@ def cmd_init(a):
                            download=not a.no_download, limit=a.limit, database=a.database,
                            classes=_names(a.classes), progress=None if a.json else lambda m: print(m, file=sys.stderr))
     c, n_skipped = api.counts(p), len(api.skipped_files(p))
-    _print({"project": str(p.path), "classes": p.classes, **c, "skipped": n_skipped}, a.json,
+    show({"project": str(p.path), "classes": p.classes, **c, "skipped": n_skipped}, a.json,
            f"created {p.path}: {c['labeled']} labeled, {c['pool']} in the pool, {c['test']} test images, "
            f"{len(p.classes)} classes, {n_skipped} files skipped")
 
@@ -167,9 +71,9 @@ def cmd_train(a):
         return _print_nodes(p, run_id, a.rdzv_endpoint, a.json)
     if a.detach:
         run_id = api.start_training(p, values, detach=True)
-        _print({"run": run_id, "state": api.run(p, run_id)["state"]}, a.json, run_id)
+        show({"run": run_id, "state": api.run(p, run_id)["state"]}, a.json, run_id)
         return 0
-    return _report_run(_foreground(p, lambda: api.start_training(p, values, detach=False)), a.json)
+    return report_run(foreground(p, lambda: api.start_training(p, values, detach=False)), a.json)
 
 
 def _job(a, p, start, more=lambda result: []) -> int:
@@ -177,12 +81,12 @@ def _job(a, p, start, more=lambda result: []) -> int:
     kind's summary, and the lines more(result) adds."""
     if a.detach:
         run_id = start(True)
-        _print({"run": run_id}, a.json, run_id)
+        show({"run": run_id}, a.json, run_id)
         return 0
-    run = _foreground(p, lambda: start(False))
+    run = foreground(p, lambda: start(False))
     if run["state"] != "finished":
-        return _report_run(run, a.json)
-    _print(run["result"], a.json, "\n".join([api.summary(run), *more(run["result"])]))
+        return report_run(run, a.json)
+    show(run["result"], a.json, "\n".join([api.summary(run), *more(run["result"])]))
     return 0
 
 
@@ -222,7 +126,7 @@ def cmd_review(a):
             raise UsageError(f"nothing to do: give {', '.join('--' + n for n in api.ACTIONS)}, --accept-above, "
                              "--simulate or --undo")
     out["counts"] = api.counts(p)
-    _print(out, True)
+    show(out, True)
     return 0
 
 
@@ -236,17 +140,17 @@ def _id_class(spec: str, option: str) -> tuple[int, str]:
 def cmd_label_issues(a):
     p = api.open_project(a.project)
     if a.detach:
-        _print({"run": (run_id := api.start_label_issues(p, device=a.device))}, a.json, run_id)
+        show({"run": (run_id := api.start_label_issues(p, device=a.device))}, a.json, run_id)
         return 0
-    run = _foreground(p, lambda: api.start_label_issues(p, device=a.device, detach=False))
+    run = foreground(p, lambda: api.start_label_issues(p, device=a.device, detach=False))
     if run["state"] != "finished":
-        return _report_run(run, a.json)
+        return report_run(run, a.json)
     r = run["result"]
     r = {**r, "issues": r["issues"][:a.top] if a.top else r["issues"]}
     lines = [api.summary(run) + ", most likely first:"]
     lines += [f"  {i['id']:>8}  {i['given']} -> {i['suggested']}  score {i['score']:.3f}  ({i['source']})"
               for i in r["issues"]]
-    _print(r, a.json, "\n".join(lines))
+    show(r, a.json, "\n".join(lines))
     return 0
 
 
@@ -255,7 +159,7 @@ def cmd_similar(a):
     lines = [f"the {len(r['neighbours'])} images nearest to {r['id']} in the {r['over']} embedding:"]
     lines += [f"  {n['id']:>8}  similarity {n['similarity']:.3f}  {n['label'] or '(not pseudo-labeled)'}  ({n['status']})"
               for n in r["neighbours"]]
-    _print(r, a.json, "\n".join(lines))
+    show(r, a.json, "\n".join(lines))
     return 0
 
 
@@ -282,10 +186,10 @@ def cmd_evaluate(a):
     if a.recompute:
         runs = [a.run] if a.run else [r["run"] for r in api.evaluation(p).values()]
         for run_id in runs:
-            _foreground(p, lambda: api.start_evaluation(p, run_id, device=a.device, detach=False))
+            foreground(p, lambda: api.start_evaluation(p, run_id, device=a.device, detach=False))
     res = api.evaluation(p, a.run)
     if a.json:
-        _print(res, True)
+        show(res, True)
     elif not res:
         print("no finished runs yet; train a teacher first")
     for role, r in ({} if a.json else res).items():
@@ -297,7 +201,7 @@ def cmd_evaluate(a):
 
 def cmd_migrate(a):
     out = api.migrate_store(a.project, a.to)
-    _print(out, a.json, f"moved the store of {a.project} from {out['from']} to {out['to']}: "
+    show(out, a.json, f"moved the store of {a.project} from {out['from']} to {out['to']}: "
                         + ", ".join(f"{n:,} {t}" for t, n in out["rows"].items() if n)
                         + f"; the old store is kept ({out['kept']})")
 
@@ -305,7 +209,7 @@ def cmd_migrate(a):
 def cmd_status(a):
     s = api.status(api.open_project(a.project))
     if a.json:
-        _print(s, True)
+        show(s, True)
         return 0
     c = s["counts"]
     print(f"{s['project']} ({s['dataset']}, {len(s['classes'])} classes)")
@@ -337,7 +241,7 @@ def cmd_export(a):
         out["model"] = {"path": os.path.abspath(a.model), "run": api.export_model(p, a.model, a.run)}
     if not out:
         raise UsageError("nothing to export: give --labels FILE and/or --model FILE")
-    _print(out, True)
+    show(out, True)
     return 0
 
 
@@ -354,7 +258,7 @@ def cmd_runs(a):
                      "seconds": round(api.duration(r) or 0.0, 1),
                      "last_metrics": {"loss": tr[-1]["loss"] if tr else None, "accuracy": acc, "final": final}})
     if a.json:
-        _print(rows, True)
+        show(rows, True)
         return 0
     for r in rows:
         acc = r["last_metrics"]["accuracy"]
@@ -379,7 +283,7 @@ def cmd_cancel(a):
     while state in api.ACTIVE_STATES and time.time() < deadline:
         time.sleep(0.3)
         state = next(r["state"] for r in api.runs(p) if r["id"] == a.run)
-    _print({"run": a.run, "state": state}, a.json, f"{a.run}: {state}"
+    show({"run": a.run, "state": state}, a.json, f"{a.run}: {state}"
            + (" (stops at its next step)" if state == "running" else ""))
     return 0
 
@@ -388,7 +292,7 @@ def _print_nodes(p, run_id: str, endpoint: str | None, as_json: bool) -> int:
     lines = api.node_commands(p, run_id, endpoint)
     text = "\n".join([f"run {run_id} is queued; on each machine, with the project folder at {p.path}, run:"]
                      + [f"  node {k}: {shlex.join(c)}" for k, c in enumerate(lines)])
-    _print({"run": run_id, "nodes": [shlex.join(c) for c in lines]}, as_json, text)
+    show({"run": run_id, "nodes": [shlex.join(c) for c in lines]}, as_json, text)
     return 0
 
 
@@ -402,9 +306,9 @@ def cmd_resume(a):
         api.resume(p, a.run)
         return _print_nodes(p, a.run, a.rdzv_endpoint, a.json)
     if a.foreground:
-        return _report_run(_foreground(p, lambda: api.resume(p, a.run, detach=False)), a.json)
+        return report_run(foreground(p, lambda: api.resume(p, a.run, detach=False)), a.json)
     api.resume(p, a.run)
-    _print({"run": a.run, "state": api.run(p, a.run)["state"]}, a.json, a.run)
+    show({"run": a.run, "state": api.run(p, a.run)["state"]}, a.json, a.run)
     return 0
 
 
@@ -413,13 +317,13 @@ def cmd_promote(a):
     text = "\n".join([f"{a.run} is now the teacher"] + [
         f"  note: {r['name']} {100 * r['before']:.1f}% -> {100 * r['after']:.1f}% ({r['drop']:.1f} points lower "
         f"than the teacher it replaces)" for r in worse])
-    _print({"teacher": a.run, "regressions": worse}, a.json, text)
+    show({"teacher": a.run, "regressions": worse}, a.json, text)
     return 0
 
 
 def cmd_devices(a):
     devs = api.devices()
-    _print(devs, a.json, "\n".join(d["label"] for d in devs))
+    show(devs, a.json, "\n".join(d["label"] for d in devs))
     return 0
 
 

@@ -12,7 +12,7 @@ import torch
 
 from stcore import api, embed
 from stcore.data import images, training_data
-from stcore.errors import ConfigError
+from stcore.errors import ConfigError, ProjectError
 
 from conftest import cancel_at_step, stcore
 
@@ -143,7 +143,7 @@ def test_a_labelprop_student_builds_its_graph_on_the_embedding(trained_project):
 
 def test_a_head_on_the_embedding_teaches_pseudo_labels_and_a_student(small_project):
     p = small_project
-    with pytest.raises(api.ProjectError, match="stcore embed"):
+    with pytest.raises(ProjectError, match="stcore embed"):
         api.start_training(p, {"role": "teacher", "model": "head"}, detach=False)
     api.start_embedding(p, "pixels", detach=False)
     teacher = api.start_training(p, {"role": "teacher", "model": "head", "steps": 200}, detach=False)

@@ -18,6 +18,7 @@ import torch
 
 from stcore import api, cli, worker
 from stcore.checkpoints import run_checkpoint
+from stcore.kinds import check_teacher
 from stcore.project import Project
 from test_robustness_options import state
 from test_robustness_store import one_error_line
@@ -136,7 +137,7 @@ def test_resume_refuses_a_foreign_checkpoint_and_leaves_the_run_alone(trained_pr
 def test_matching_checkpoint_passes_the_same_checks(trained_project):
     """The control: an untouched teacher passes check_teacher (so the refusals above are real)."""
     from stcore.config import make_config
-    api.check_teacher(trained_project, make_config(role="student", steps=5))
+    check_teacher(trained_project, make_config(role="student", steps=5))
 
 
 # ------------------------------------------------------------------ kill -9 while saving

@@ -16,7 +16,7 @@ from stcore import orders
 REPO = Path(__file__).resolve().parents[1]
 # Each stcore module's layer; a module may import modules of its own layer or of a lower one.
 LAYERS = {
-    "faces": ("cli", "launch", "__main__"),
+    "faces": ("cli", "terminal", "launch", "__main__"),
     "api": ("api",),
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
@@ -29,11 +29,13 @@ MAX_LINES, MAX_FIT_LINES = 80, 60
 
 
 def stcore_imports(path: Path) -> set[str]:
-    """The stcore modules a file imports, at module level or inside functions."""
-    out, inside = set(), path.parent.name == "stcore"
+    """The stcore modules a file imports, at module level or inside functions (a file of a package
+    such as stcore/api/: what its package imports, its own package left out)."""
+    out, stcore = set(), REPO / "stcore"
+    depth = len(path.relative_to(stcore).parts) if stcore in path.parents else None  # 1: stcore/x.py
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and inside:
+            if depth is not None and node.level == depth:  # relative to stcore/
                 out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
             elif node.level == 0 and node.module and node.module.split(".")[0] == "stcore":
                 parts = node.module.split(".")
@@ -44,7 +46,20 @@ def stcore_imports(path: Path) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    return {p.stem: stcore_imports(p) for p in (REPO / "stcore").glob("*.py")}
+    """stcore's modules and packages, and the others each imports."""
+    out: dict[str, set[str]] = {p.stem: stcore_imports(p) for p in (REPO / "stcore").glob("*.py")}
+    for package in (p.parent for p in (REPO / "stcore").glob("*/__init__.py")):
+        out[package.name] = set().union(*map(stcore_imports, package.rglob("*.py"))) - {package.name}
+    return out
+
+
+def test_no_module_is_over_600_lines_and_no_class_over_300():
+    long = {p.relative_to(REPO).as_posix(): n for p in (REPO / "stcore").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 600}
+    big = [(p.relative_to(REPO).as_posix(), c.name, c.end_lineno - c.lineno + 1)
+           for p in (REPO / "stcore").rglob("*.py") for c in ast.walk(ast.parse(p.read_text()))
+           if isinstance(c, ast.ClassDef) and c.end_lineno - c.lineno + 1 > 300]
+    assert not long and not big, (long, big)
 
 
 def test_every_stcore_module_has_a_layer():

@@ -1,0 +1,51 @@
+"""The one surface that both faces call: the `stcore` CLI and the dashboard.
+
+Projects (create, open, status and counts), review decisions with their checks, runs (start,
+cancel, resume, list, progress), evaluation results and exports. Every function takes plain
+values and returns plain data; errors a user can act on are stcore.errors.StcoreError.
+
+Reading a project never imports torch: status, runs, review, cancel and label exports stay
+fast. The functions that train, infer or read images import the heavy modules when called.
+
+One module per feature; this package is their one surface:
+  projects.py    create, open, migrate; classes, labels, counts, status
+  runs.py        start any job kind, list, follow, cancel, resume; estimates
+  review.py      decisions, undo, the queue in pages, labels on any item, bulk-accept impact
+  insight.py     similar images, likely label errors, near-duplicates, the map
+  evaluation.py  test results, calibration, regressions per class, promote
+  export.py      labels as CSV or JSON, a model
+"""
+from __future__ import annotations
+
+# Names the faces read from here rather than from the modules below the API.
+from ..access import default_project_path, is_local, password_configured, stcore_home  # noqa: F401
+from ..actions import ACTIONS, LABELED, REVIEW_STATUSES, STATUS_COLORS, STATUSES, table as review_actions  # noqa: F401
+from ..jobs import current_phase, duration, eta_seconds, phase_eta  # noqa: F401
+from ..kinds import KINDS, MAP_METHODS, default_model, embeddings, has_ssl_encoder, recommended_backbone  # noqa: F401
+from ..orders import DEFAULT_ORDER, ORDER_ALIASES, ORDERS  # noqa: F401
+from ..project import DATASETS, DB, Project, default_reviewer, is_project  # noqa: F401
+from ..store import ACTIVE_STATES, RUN_STATES  # noqa: F401
+from .export import _csv_safe  # noqa: F401 (its test)
+
+from .projects import (  # noqa: F401
+    open_project, migrate_store, create_project, ensure_default_project, counts, class_counts,
+    classes, add_classes, rename_class, labels, pseudo_label_accuracy, status,
+    skipped_files, teacher, images)
+from .runs import (  # noqa: F401
+    runs, run, running_in, metrics, active, devices, resolve_device,
+    models, methods, method_aliases, train_config, start_training, start_job,
+    job_defaults, resumable, summary, world_size, batch_per_process, placement,
+    node_commands, start_pseudo_label, BACKBONES, start_embedding, start_label_issues, start_duplicates,
+    start_map, start_evaluation, cancel, resume, estimate_training)
+from .review import (  # noqa: F401
+    all_or_nothing, review, still_pending, accept_above, count_above, undo,
+    last_action, history, review_page, review_count, simulate_review, SELECTION,
+    set_selection, selection, items, set_label, bulk_accept_impact, ids_accept_impact)
+from .insight import (  # noqa: F401
+    similar, label_issues, MAP_POINTS, map_points, MAP_COLUMNS, duplicates)
+from .evaluation import (  # noqa: F401
+    promote, accuracy_of, evaluation, test_predictions, test_items, summary_of,
+    calibration, class_regressions)
+from .export import (  # noqa: F401
+    EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_bytes,
+    export_model)

@@ -1,0 +1,174 @@
+"""Review: decisions on pool items (each one transaction, undone per reviewer), the review
+queue in pages, labels given to any item, and what a bulk accept would do before it is done."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from .. import orders
+from ..errors import ProjectError, UsageError
+from ..orders import DEFAULT_ORDER
+from ..project import Project, default_reviewer
+from ..actions import ACTIONS
+from .evaluation import calibration
+from .projects import class_counts
+
+
+@contextmanager
+def all_or_nothing(project: Project) -> Iterator[None]:
+    """Decisions made inside are one transaction: a bad id or class anywhere changes nothing."""
+    with project.store.tx():
+        yield
+
+
+def review(project: Project, ids, action: str, label: str | int | None = None, *,
+           reviewer: str | None = None) -> int:
+    """action: a name in ACTIONS (accept, correct, reject, reset), for pool item ids; label: the
+    class of an action that needs one. Returns the items changed."""
+    if action not in ACTIONS:
+        raise UsageError(f"unknown review action {action!r}; use {', '.join(ACTIONS)}")
+    a = ACTIONS[action]
+    lab = project.class_index(label) if a.needs_class else None
+    return project.store.decisions.decide(ids, a.status, lab, reviewer=reviewer or default_reviewer())
+
+
+def still_pending(project: Project, ids: list[int]) -> list[int]:
+    """Those of ids (pool items) that are still pending and pseudo-labeled, in their order."""
+    pending: set[int] = set()
+    for start in range(0, len(ids), 900):
+        part = [int(i) for i in ids[start:start + 900]]
+        pending |= {r["id"] for r in orders.page(project.store.queue, statuses=["pending"], ids=part, limit=len(part))
+                    if r["pred"] is not None}
+    return [int(i) for i in ids if int(i) in pending]
+
+
+def accept_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None,
+                 reviewer: str | None = None) -> int:
+    """Accept every pending, pseudo-labeled item with confidence >= threshold (and <= conf_max),
+    of the given classes (names or indices; all if None), in one transaction."""
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"threshold must be within [0, 1], not {threshold}")
+    cls = [project.class_index(c) for c in classes] if classes else None
+    return project.store.decisions.accept_above(threshold, classes=cls, conf_max=conf_max,
+                                      reviewer=reviewer or default_reviewer())
+
+
+def count_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> int:
+    """How many items accept_above would accept."""
+    return project.store.queue.count(classes=classes, statuses=["pending"], conf_min=max(threshold, 1e-9),
+                               conf_max=conf_max)
+
+
+def undo(project: Project, reviewer: str | None = None) -> int:
+    """Revert the last decision (one item, or one bulk action) of reviewer, or of anyone when
+    None. Returns the items reverted."""
+    return project.store.decisions.undo(reviewer)
+
+
+def last_action(project: Project, reviewer: str | None = None) -> dict | None:
+    """{'new_status', 'n', 'at'} of the decision undo(reviewer) would revert, or None."""
+    return project.store.decisions.last_batch(reviewer)
+
+
+def history(project: Project, item_id: int | None = None, limit: int = 100) -> list[dict]:
+    return project.store.decisions.history(item_id, limit)
+
+
+def review_page(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None,
+                order: str = DEFAULT_ORDER, offset: int = 0, limit: int = 50) -> list[dict]:
+    """One page of pool items (id, pred, confidence, margin, entropy, status, label, ...)."""
+    return orders.page(project.store.queue, classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max,
+                              order=order, offset=offset, limit=limit)
+
+
+def review_count(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
+    return project.store.queue.count(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max)
+
+
+def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, reviewer: str = "simulated") -> dict:
+    """A perfect reviewer: takes the first n pending pseudo-labeled items in the given order and
+    accepts each one whose prediction equals its hidden label, correcting the others."""
+    if not project.meta.get("hidden_labels"):
+        raise ProjectError("this project has no hidden labels, so a reviewer cannot be simulated")
+    rows = [r for r in orders.page(project.store.queue, statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
+    if not rows:
+        raise ProjectError("no pending pseudo-labels to review; run pseudo-label first")
+    truth = project.store.items.hidden_labels([r["id"] for r in rows])
+    right = [r["id"] for r in rows if truth[r["id"]] == r["pred"]]
+    by_class: dict[int, list[int]] = {}
+    for r in rows:
+        if truth[r["id"]] != r["pred"]:
+            by_class.setdefault(truth[r["id"]], []).append(r["id"])
+    with project.store.tx():
+        project.store.decisions.decide(right, "accepted", reviewer=reviewer)
+        for c, ids in by_class.items():
+            project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer)
+    return {"reviewed": len(rows), "accepted": len(right), "corrected": len(rows) - len(right), "order": order}
+
+
+SELECTION = "map"     # the store's name for the map's selection
+
+
+def set_selection(project: Project, ids: list[int]) -> int:
+    """Keep a list of labeled or pool item ids (a selection on the map) for the Review page."""
+    return project.store.queue.set_selection(SELECTION, ids)
+
+
+def selection(project: Project) -> list[int]:
+    return project.store.queue.selection(SELECTION)
+
+
+def items(project: Project, ids: list[int]) -> list[dict]:
+    """Review rows of labeled and pool items in the order given (a labeled item: status
+    'labeled', its label, no prediction)."""
+    return project.store.queue.rows_by_id(ids)
+
+
+def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: str | None = None) -> int:
+    """Give items the class label, whichever their split: pool items are corrected, items of
+    the labeled set relabeled; one transaction, and one action for undo. Returns the items changed."""
+    lab = project.class_index(label)
+    rows = project.store.queue.rows_by_id(ids)
+    known = {r["id"] for r in rows}
+    missing = [int(i) for i in ids if int(i) not in known]
+    if missing:
+        raise UsageError(f"unknown item id(s): {', '.join(map(str, missing[:5]))}; ids are on each Review card")
+    pool = [r["id"] for r in rows if r["split"] == "pool"]
+    labeled = [r["id"] for r in rows if r["split"] == "labeled"]
+    who = reviewer or default_reviewer()
+    with project.store.tx():
+        batch = project.store.decisions.next_batch()
+        n = project.store.decisions.decide(pool, "corrected", lab, reviewer=who, batch=batch) if pool else 0
+        return n + (project.store.decisions.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0)
+
+
+def bulk_accept_impact(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> dict:
+    """What accept_above(project, threshold, classes=..., conf_max=...) would do, without doing it:
+    {'n', 'accepted', 'before', 'after' (class name -> human labels: the labeled set, accepted and
+    corrected items), 'largest_before', 'largest_after' ({'class', 'count', 'share'}),
+    'expected_wrong' (how many of the n the reviewed items' accuracy at their confidence, else the
+    confidence itself, expects to be wrong), 'estimate' (which of the two), 'calibrated_items',
+    'warning' (a sentence when the largest class would take over the human labels, else None)}."""
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"threshold must be within [0, 1], not {threshold}")
+    cls = [project.class_index(c) for c in classes] if classes else None
+    n = count_above(project, threshold, classes=cls, conf_max=conf_max)
+    rows = review_page(project, classes=cls, statuses=["pending"], conf_min=max(threshold, 1e-9), conf_max=conf_max,
+                       order="confidence", limit=n) if n else []
+    return _accept_impact(project, rows)
+
+
+def ids_accept_impact(project: Project, ids: list[int]) -> dict:
+    """bulk_accept_impact for accepting these pool items (those still pending and pseudo-labeled)."""
+    return _accept_impact(project, [r for r in items(project, ids)
+                                    if r["status"] == "pending" and r["pred"] is not None])
+
+
+def _accept_impact(project: Project, rows: list[dict]) -> dict:
+    from ..insights import CALIBRATION_BINS, accept_impact
+    counts, human = class_counts(project), {}
+    for part in ("labeled", "accepted", "corrected"):
+        for c, n in counts[part].items():
+            human[c] = human.get(c, 0) + n
+    return accept_impact(project.classes, human, [(r["pred"], r["confidence"]) for r in rows],
+                         calibration(project, CALIBRATION_BINS)["reviewed"])
