@@ -135,7 +135,7 @@ def thumbnails(path: str, project_id: str, split: str, ids: tuple[int, ...], tar
 
 
 def thumbs(project: api.Project, split: str, ids: list[int], target: int = 140) -> list[bytes]:
-    return thumbnails(str(project.path), project.meta["project_id"], split, tuple(int(i) for i in ids), target)
+    return thumbnails(str(project.path), api.info(project)["id"], split, tuple(int(i) for i in ids), target)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -161,7 +161,7 @@ def item_thumbs(project: api.Project, rows: list[dict], target: int = 140) -> li
 
 def item_uris(project: api.Project, rows: list[dict], target: int = 140) -> list[str]:
     """Thumbnails of review rows of any split as data: URIs, in order."""
-    return _per_split(rows, lambda split, ids: thumbnail_uris(str(project.path), project.meta["project_id"], split,
+    return _per_split(rows, lambda split, ids: thumbnail_uris(str(project.path), api.info(project)["id"], split,
                                                               tuple(ids), target))
 
 
@@ -212,7 +212,7 @@ def similar(project: api.Project, item_id: int, k: int) -> dict:
     reading the embedding from disk again (the neighbours' labels and statuses are read fresh
     by the page, not from here)."""
     current = next((f"{e['backbone']}@{e.get('created')}" for e in api.embeddings(project) if e["current"]), "")
-    return _similar(str(project.path), project.meta["project_id"], current, int(item_id), int(k))
+    return _similar(str(project.path), api.info(project)["id"], current, int(item_id), int(k))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -93,6 +93,18 @@ def test_the_dashboard_imports_only_the_api_and_errors_of_stcore(page):
     assert used <= {"api", "errors"}, f"{page} imports stcore.{sorted(used - {'api', 'errors'})}"
 
 
+FACES = [p.relative_to(REPO).as_posix() for p in (*(REPO / "dashboard").rglob("*.py"),
+                                                  *(REPO / "stcore" / f"{m}.py" for m in LAYERS["faces"]))]
+
+
+@pytest.mark.parametrize("face", sorted(FACES))
+def test_the_faces_reach_no_project_internals(face):
+    """A face asks the API; it never reads a project's store or metadata itself."""
+    reached = [f"{node.lineno}: .{node.attr}" for node in ast.walk(ast.parse((REPO / face).read_text()))
+               if isinstance(node, ast.Attribute) and node.attr in ("store", "meta")]
+    assert not reached, reached
+
+
 SQL = re.compile(r"\.execute(many|script)?\(|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE)\b")
 
 

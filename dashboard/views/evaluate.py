@@ -44,7 +44,7 @@ def cell_images(run: dict) -> None:
     c1, c2 = st.columns(2)
     t = c1.selectbox("True class", range(len(classes)), format_func=lambda i: classes[i], key="ev_true")
     pr = c2.selectbox("Predicted as", range(len(classes)), format_func=lambda i: classes[i], key="ev_pred")
-    preds = common.test_predictions(str(project.path), project.meta["project_id"], run["id"], run["ended"])
+    preds = common.test_predictions(str(project.path), api.info(project)["id"], run["id"], run["ended"])
     if preds is None:
         st.info(f"{run['id']} saved no test-set predictions (runs made by an older stcore). Evaluate it again "
                 f"to see the images of each cell.")

@@ -12,9 +12,9 @@ project = common.current_project(required=False)
 
 
 def overview(p: api.Project) -> None:
-    c = api.counts(p)
-    st.caption(f"{p.meta['dataset']} · {len(p.classes)} classes · images "
-               f"{'x'.join(str(v) for v in p.meta['input_shape'])} · {p.path}")
+    c, about = api.counts(p), api.info(p)
+    st.caption(f"{about['dataset']} · {len(about['classes'])} classes · images "
+               f"{'x'.join(str(v) for v in about['input_shape'])} · {about['path']}")
     cols = st.columns(7)
     for col, (label, key) in zip(cols, [("Labeled", "labeled"), ("Pool", "pool"), ("Pseudo-labeled", "pseudo_labeled"),
                                         ("Pending review", "pending"), ("Accepted", "accepted"),

@@ -341,7 +341,7 @@ def grid_ui(rows: list[dict], page: int, n_pages: int, total: int) -> None:
     cards = [grid.card(r, classes, uri, searchable=searchable) for r, uri in zip(rows, common.item_uris(project, rows))]
     last = api.last_action(project)
     flashed = st.session_state.pop("rv_flash", None)
-    grid.draw(key="rv_grid", project_id=project.meta["project_id"], cards=cards, classes=classes, page=page,
+    grid.draw(key="rv_grid", project_id=api.info(project)["id"], cards=cards, classes=classes, page=page,
               n_pages=n_pages, total=total, done=st.session_state.setdefault("rv_done", {}), on_ops=on_grid,
               undo=f"{last['new_status']} {last['n']:,} item{'s' * (last['n'] != 1)}" if last else None,
               message={"kind": "error" if flashed.startswith("error: ") else "success",

@@ -28,7 +28,7 @@ from ..store import ACTIVE_STATES, RUN_STATES  # noqa: F401
 from .export import _csv_safe  # noqa: F401 (its test)
 
 from .projects import (  # noqa: F401
-    open_project, migrate_store, create_project, ensure_default_project, counts, class_counts,
+    info, open_project, migrate_store, create_project, ensure_default_project, counts, class_counts,
     classes, add_classes, rename_class, labels, pseudo_label_accuracy, status,
     skipped_files, teacher, images)
 from .runs import (  # noqa: F401

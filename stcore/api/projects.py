@@ -44,6 +44,12 @@ def ensure_default_project(say=print) -> Path:
     return path
 
 
+def info(project: Project) -> dict:
+    """What a face shows of a project: its id, folder, dataset, image shape [C, H, W] and classes."""
+    return {"id": project.meta["project_id"], "path": str(project.path), "dataset": project.meta["dataset"],
+            "input_shape": list(project.meta["input_shape"]), "classes": project.classes}
+
+
 def counts(project: Project) -> dict:
     return project.counts()
 
