@@ -217,7 +217,7 @@ def test_eta_goes_by_the_training_pace_not_the_time_before_the_first_step_or_in_
 
 
 def test_the_progress_line_names_the_phase_of_a_running_run():
-    from stcore.cli import progress_line
+    from stcore.terminal import progress_line
     run = {"id": "student-3", "state": "running", "step": 600, "total": 1800, "started": time.time() - 60}
     metrics = [{"kind": "train", "step": 600, "at": 0.0, "loss": 0.5},
                {"kind": "phase", "step": 600, "at": 0.0, "phase": "re-labeling 100 pool images for round 2 of 3"}]
