@@ -38,11 +38,10 @@ POWERS = np.geomspace(0.02, 2.0, 60)  # the exponents c the power law may take
 def unreliable(labels: np.ndarray) -> str | None:
     """Why a curve of these labels (class indices (n,)) would be noise, or None when it would not."""
     n, present = len(labels), len(np.unique(labels))
-    if present < 2:
-        return f"an estimate needs labels of at least 2 classes; the human labels have {present}"
     if n < MIN_LABELS:
-        return (f"an estimate needs at least {MIN_LABELS} human labels, the project has {n}: "
-                f"label {MIN_LABELS - n} more")
+        return f"an estimate needs at least {MIN_LABELS} human labels of 2 classes or more; the project has {n}"
+    if present < 2:
+        return f"an estimate needs labels of at least 2 classes; the {n} human labels are all of one"
     return None
 
 

@@ -82,8 +82,7 @@ def label_curve(project: Project, *, seed: int = 0) -> dict:
     human = project.store.items.human_labels()
     y = np.array([label for _, _, label, _ in human], dtype=np.int64)
     if reason := lv.unreliable(y):
-        return {"gain": None, "reason": reason, "labels": len(y),
-                "needed": max(0, lv.MIN_LABELS - len(y)) if len(np.unique(y)) >= 2 else 0}
+        return {"gain": None, "reason": reason, "labels": len(y), "needed": max(0, lv.MIN_LABELS - len(y))}
     z, over = _label_rows(project, [row for _, row, _, _ in human])
     got = lv.value_of_labels(z, y, seed=seed)
     if "reason" in got:
