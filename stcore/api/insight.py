@@ -113,6 +113,12 @@ def _label_rows(project: Project, rows: list[int]):
             raise ProjectError(f"the embedding {name} is missing from {npy.parent}; run `stcore embed "
                                f"{project.path} --backbone {name}` again")
         return np.asarray(np.load(npy, mmap_mode="r")[rows], dtype=np.float32), name
+    import torch.nn.functional as F
     from ..data import images
-    from ..graph import embed
-    return embed(images(project, "train")[rows]).numpy(), "pixels"
+    from ..graph import MAX_SIDE
+    # the square roots of the pixels, as graph.embed reads them (its PCA, fitted on a few hundred
+    # images, took seconds and changes little for a nearest neighbour)
+    x = images(project, "train")[rows].float().div_(255)
+    if max(x.shape[-2:]) > MAX_SIDE:
+        x = F.adaptive_avg_pool2d(x, (min(x.shape[-2], MAX_SIDE), min(x.shape[-1], MAX_SIDE)))
+    return x.sqrt_().flatten(1).numpy(), "pixels"
