@@ -364,7 +364,7 @@ def label_value_chart(curve: dict) -> go.Figure:
     end = ext[-1]
     fig.add_annotation(x=end["n_labels"], y=100 * end["accuracy"], text=f"+{100 * curve['gain']:.1f} pts",
                        showarrow=True, arrowhead=0, ax=-40, ay=-30)
-    fig = _layout(fig, "What more labels would buy", xaxis_title="human labels trained on",
+    fig = _layout(fig, "Estimated accuracy against human labels", xaxis_title="human labels trained on",
                   yaxis_title="accuracy (%)")
     fig.update_xaxes(rangemode="tozero")
     return fig

@@ -1055,7 +1055,7 @@ def test_project_page_charts_what_more_labels_would_buy(app, small_project):
     at = app(small_project, "project")
     no_errors(at, "project")
     assert "What more labels would buy" in [h.value for h in at.subheader]
-    assert [c for c in at.get("plotly_chart") if '"What more labels would buy"' in c.proto.spec]
+    assert [c for c in at.get("plotly_chart") if '"Estimated accuracy against human labels"' in c.proto.spec]
     assert any("The next 100 labels would add about" in m.value for m in at.caption)
     assert any("Out of fold on the 100 human labels" in c.value for c in at.caption)
 
@@ -1064,4 +1064,4 @@ def test_project_page_says_how_many_more_labels_an_estimate_needs(app, zero_labe
     at = app(zero_label_project, "project")
     no_errors(at, "project")
     assert any("Label 20 more image(s) for an estimate" in c.value for c in at.caption)
-    assert not [c for c in at.get("plotly_chart") if "What more labels would buy" in c.proto.spec]
+    assert not [c for c in at.get("plotly_chart") if "Estimated accuracy against human labels" in c.proto.spec]
