@@ -342,3 +342,29 @@ def map_selection(points: dict, selection: dict | None) -> list[int]:
         ids += np.asarray(points["id"], dtype=np.int64)[hit].tolist()
     known = set(points["id"])  # an event from a map drawn before the points changed may name others
     return [i for i in dict.fromkeys(ids) if i in known]
+
+
+def label_value_chart(curve: dict) -> go.Figure:
+    """What more labels would buy: curve is api.label_curve's result with a gain. The measured
+    accuracy (%) against labels trained on, a band of ± its spread, and the fitted curve dotted
+    on to the next 100 labels."""
+    pts, ext = curve["points"], curve["extrapolation"]
+    x = [p["n_labels"] for p in pts]
+    acc = [100 * p["accuracy"] for p in pts]
+    lo = [100 * (p["accuracy"] - p["spread"]) for p in pts]
+    hi = [100 * (p["accuracy"] + p["spread"]) for p in pts]
+    color = ROLE_COLORS["teacher"]
+    fig = go.Figure()
+    fig.add_scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor="rgba(99,110,250,0.18)",
+                    line=dict(width=0), hoverinfo="skip", name="± spread over splits")
+    fig.add_scatter(x=x, y=acc, mode="lines+markers", name="measured (out of fold)", line=dict(color=color),
+                    marker=dict(size=6, color=color))
+    fig.add_scatter(x=[e["n_labels"] for e in ext], y=[100 * e["accuracy"] for e in ext], mode="lines",
+                    name=f"fitted, to {curve['labels'] + 100:,} labels", line=dict(color=color, dash="dot"))
+    end = ext[-1]
+    fig.add_annotation(x=end["n_labels"], y=100 * end["accuracy"], text=f"+{100 * curve['gain']:.1f} pts",
+                       showarrow=True, arrowhead=0, ax=-40, ay=-30)
+    fig = _layout(fig, "Estimated accuracy against human labels", xaxis_title="human labels trained on",
+                  yaxis_title="accuracy (%)")
+    fig.update_xaxes(rangemode="tozero")
+    return fig

@@ -1049,3 +1049,19 @@ def test_project_page_creates_a_project_with_no_labels_or_a_folder_with_named_cl
     at.button(key="FormSubmitter:create-Create project").click().run()
     no_errors(at, "project")
     assert [c["name"] for c in api.classes(api.open_project(tmp_path / "named"))] == ["ant", "bee"]
+
+
+def test_project_page_charts_what_more_labels_would_buy(app, small_project):
+    at = app(small_project, "project")
+    no_errors(at, "project")
+    assert "What more labels would buy" in [h.value for h in at.subheader]
+    assert [c for c in at.get("plotly_chart") if '"Estimated accuracy against human labels"' in c.proto.spec]
+    assert any("The next 100 labels would add about" in m.value for m in at.caption)
+    assert any("Out of fold on the 100 human labels" in c.value for c in at.caption)
+
+
+def test_project_page_says_how_many_more_labels_an_estimate_needs(app, zero_label_project):
+    at = app(zero_label_project, "project")
+    no_errors(at, "project")
+    assert any("Label 20 more image(s) for an estimate" in c.value for c in at.caption)
+    assert not [c for c in at.get("plotly_chart") if "Estimated accuracy against human labels" in c.proto.spec]

@@ -195,3 +195,16 @@ def test_map_colourings_keep_every_point_once_with_its_id():
     for color_by in figures.MAP_COLOR_BY:
         fig = figures.embedding_map(pts, CLASSES, color_by)
         assert sorted(_drawn(fig)) == pts["id"], color_by
+
+
+def test_label_value_chart_draws_the_band_the_measured_curve_and_the_dotted_extrapolation():
+    curve = {"labels": 50, "gain": 0.031,
+             "points": [{"n_labels": 4.0, "accuracy": 0.5, "spread": 0.05}, {"n_labels": 20.0, "accuracy": 0.7,
+                                                                              "spread": 0.03},
+                        {"n_labels": 40.0, "accuracy": 0.76, "spread": 0.02}],
+             "extrapolation": [{"n_labels": 40.0, "accuracy": 0.76}, {"n_labels": 150.0, "accuracy": 0.81}]}
+    band, measured, fitted = figures.label_value_chart(curve).data
+    assert list(measured.y) == [50.0, 70.0, 76.0] and list(measured.x) == [4.0, 20.0, 40.0]
+    assert list(band.y) == pytest.approx([55.0, 73.0, 78.0, 74.0, 67.0, 45.0]) and band.fill == "toself"
+    assert fitted.line.dash == "dot" and list(fitted.x) == [40.0, 150.0]
+    assert "+3.1 pts" in figures.label_value_chart(curve).layout.annotations[0].text

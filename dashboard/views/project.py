@@ -1,4 +1,5 @@
-"""Project: create or open a project; counts, next step, the classes (add, rename), skipped files."""
+"""Project: create or open a project; counts, next step, what more labels would buy, the classes (add,
+rename), skipped files."""
 from __future__ import annotations
 
 import streamlit as st
@@ -31,11 +32,35 @@ def overview(p: api.Project) -> None:
                    + (f", and on {acc['accuracy_above_0.9']:.1%} of the {acc['n_above_0.9']:,} with "
                       f"confidence ≥ 0.9" if acc["accuracy_above_0.9"] is not None else "") + ".")
     common.next_step(p, where="project")
+    label_value_ui(p)
     classes_ui(p)
     skipped = api.skipped_files(p)
     if skipped:
         with st.expander(f"{len(skipped)} image file(s) were skipped when the project was made"):
             st.dataframe(skipped, hide_index=True, width="stretch")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def label_curve(path: str, digest: str, embedding: str) -> dict:
+    """api.label_curve, computed again only when the human labels or the embedding change."""
+    return api.label_curve(api.open_project(path))
+
+
+def label_value_ui(p: api.Project) -> None:
+    """The learning curve of the human labels and the estimated gain of the next 100."""
+    st.subheader("What more labels would buy")
+    # a new embedding (or the same backbone embedded again) has new provenance: a new key
+    embedding = str(next((e for e in api.embeddings(p) if e["current"]), None))
+    curve = label_curve(str(p.path), api.labels_digest(p), embedding)
+    if curve["gain"] is None:
+        more = (f"Label {curve['needed']} more image(s) for an estimate of what more labels would buy"
+                if curve["needed"] else "No estimate yet")
+        st.caption(f"{more}: {util.md_escape(curve['reason'])}.")
+        return
+    st.caption(f"The next 100 labels would add about **{100 * curve['gain']:.1f} points** of accuracy "
+               f"(now about {100 * curve['accuracy_now']:.1f}% at {curve['labels']:,} labels).")
+    st.plotly_chart(figures.label_value_chart(curve), key="label_value")
+    st.caption(util.md_escape(curve["basis"]))
 
 
 def classes_ui(p: api.Project) -> None:
