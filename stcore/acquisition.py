@@ -44,17 +44,32 @@ def unit_rows(z: np.ndarray, dims: int = DIMS, *, sample: int = 5000, seed: int 
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 
+def kmeans_plus_plus(z: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """k starting centres (k, d) from rows z (n, d): each next one drawn with probability
+    proportional to the squared distance to the nearest centre so far (Arthur and Vassilvitskii, 2007)."""
+    rng = np.random.default_rng(seed)
+    centres = [z[rng.integers(len(z))]]
+    d2 = ((z - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        centres.append(z[rng.choice(len(z), p=d2 / d2.sum()) if d2.sum() > 0 else rng.integers(len(z))])
+        d2 = np.minimum(d2, ((z - centres[-1]) ** 2).sum(1))
+    return np.stack(centres)
+
+
 def kmeans(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
-    """The cluster (0..k-1) of each row of z (N, d): faiss's k-means (Lloyd iterations, fitted
-    on at most 256 rows a cluster), then each row's nearest centre."""
+    """The cluster (0..k-1) of each row of z (N, d): faiss's k-means (Lloyd iterations, fitted on
+    at most 256 rows a cluster) from k-means++ centres (drawn from at most 20 rows a cluster:
+    a random start splits large groups and merges small ones), then each row's nearest centre."""
     import faiss
     z = np.ascontiguousarray(z, dtype=np.float32)
     k = max(1, min(int(k), len(z)))
     if k == 1:
         return np.zeros(len(z), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    sample = z[rng.choice(len(z), 20 * k, replace=False)] if len(z) > 20 * k else z
     km = faiss.Kmeans(z.shape[1], k, niter=iterations, seed=seed, verbose=False,
                       min_points_per_centroid=1, max_points_per_centroid=256)  # no warning on small data
-    km.train(z)
+    km.train(z, init_centroids=np.ascontiguousarray(kmeans_plus_plus(sample, k, seed=seed)))
     return km.index.search(z, 1)[1][:, 0].astype(np.int64)
 
 
