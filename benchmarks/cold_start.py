@@ -4,7 +4,8 @@ budget) 10 per class at random, which a user cannot do without labels. Each choi
 the accuracy of its labels spread over the project's graph (stcore.graph, no model) on the rest
 of the pool, and of a linear classifier on the embedding on the test set. Then, from the
 typical labels, N more are chosen by `--strategy uncertain` (the spread labels' margins as the
-teacher's), by the plain least margin, and at random, and the spread is read again.
+teacher's), by the plain least margin, by `--strategy typical` again (the first labels now
+covering their clusters), and at random, and the spread is read again.
 """
 from __future__ import annotations
 
@@ -118,6 +119,10 @@ def bench_cold_start(workdir: Path, *, seeds: list[int], budgets: list[int], per
             suggest_s.setdefault(f"uncertain_{n}", []).append(time.perf_counter() - t)
             record(f"then_uncertain_{n}", np.concatenate([first, rest[[q.index for q in picks]]]))
             record(f"then_margin_{n}", np.concatenate([first, rest[np.argsort(margin[rest])[:n]]]))
+            labeled = np.zeros(len(y), bool)
+            labeled[first] = True
+            record(f"then_typical_{n}", np.concatenate([first, [q.index for q in acquisition.typical(
+                z_pool.numpy(), labeled, n, seed=seed)]]))
             record(f"then_random_{n}", np.concatenate([first, np.random.default_rng(seed).choice(rest, n, replace=False)]))
     return {"pool": len(ids), "classes": k, "test": len(test_ids), "seeds": seeds, "budgets": budgets, "embedding": "pixels",
             "accuracy": {name: {key: stats(v) for key, v in acc.items()} for name, acc in results.items()},

@@ -203,6 +203,7 @@ COLD_START_ROWS = {  # name prefix -> how the labels were chosen
     "per_class": "as many of each class, at random (needs the labels first)",
     "then_uncertain": "+ as many by `--strategy uncertain` (cluster-margin)",
     "then_margin": "+ as many by least margin alone",
+    "then_typical": "+ as many by `--strategy typical` again",
     "then_random": "+ as many at random",
 }
 
