@@ -183,7 +183,43 @@ def markdown(r: dict) -> str:
         note = (r.get("accuracy", {}).get("supervised_ceiling") or {}).get("note")
         if note:
             out += ["", f"Ceiling: {note}."]
+    rows = cold_start_rows(r)
+    if rows:
+        cs = r["details"]["cold-start"]
+        times = ", ".join(f"{k.split('_')[0]} {v['mean']:.2f} s" for k, v in cs["suggest_s"].items()
+                          if k.endswith(f"_{max(cs['budgets'])}"))
+        out += ["", f"What to label first, from zero labels: Fashion-MNIST, {cs['pool']:,} pool images, pixel "
+                f"embedding, mean ± std over seeds {', '.join(map(str, cs['seeds']))}; accuracy of the labels "
+                f"spread over the graph on the rest of the pool, and of a linear classifier on the embedding on "
+                f"the test set. Choosing {max(cs['budgets'])}: {times}.", "",
+                "| Labels chosen by | Labels | Spread (pool) | Linear (test) |", "| --- | --- | --- | --- |"]
+        out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(out)
+
+
+COLD_START_ROWS = {  # name prefix -> how the labels were chosen
+    "typical": "`suggest --strategy typical` (TypiClust)",  # the first N
+    "random": "at random",
+    "per_class": "as many of each class, at random (needs the labels first)",
+    "then_uncertain": "+ as many by `--strategy uncertain` (cluster-margin)",
+    "then_margin": "+ as many by least margin alone",
+    "then_typical": "+ as many by `--strategy typical` again",
+    "then_random": "+ as many at random",
+}
+
+
+def cold_start_rows(r: dict) -> list[tuple[str, str, str, str]]:
+    """(labels chosen by, N, spread on the pool, linear on test) per setting of the cold-start part."""
+    cs = (r.get("details") or {}).get("cold-start") or {}
+    pct = lambda a: f"{100 * a['mean']:.1f}% ± {100 * a['std']:.1f}"
+    rows = []
+    for n in cs.get("budgets", []):
+        for prefix, label in COLD_START_ROWS.items():
+            a = cs["accuracy"].get(f"{prefix}_{n}")
+            if a:
+                rows.append((label, f"{n}" if not prefix.startswith("then") else f"{n} + {n}", pct(a["spread"]),
+                             pct(a["linear_test"])))
+    return rows
 
 
 def console(r: dict) -> str:
@@ -196,4 +232,9 @@ def console(r: dict) -> str:
     if acc:
         w = max(len(a) for a, *_ in acc)
         lines += ["", "accuracy:"] + [f"{a:<{w}}  {b:>14}  {c:>7}  {t}" for a, b, c, t in acc]
+    cold = cold_start_rows(r)
+    if cold:
+        w = max(len(a) for a, *_ in cold)
+        lines += ["", "cold start (spread on the pool, linear on test):"] + [
+            f"{a:<{w}}  {b:>9}  {c:>14}  {d:>14}" for a, b, c, d in cold]
     return "\n".join(lines)

@@ -12,6 +12,8 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
   accuracy   teacher, student without and with 200 simulated reviews, and the supervised ceiling
   lopsided   a bulk accept of one class (every Trouser >= 0.95): per-class accuracy of the next student
              with and without it, the worst drop (target: no class loses more than 5 points)
+  cold-start what to label first from zero labels (issue 25): N labels by `suggest --strategy typical`,
+             at random, 10 per class; their spread over the graph, a linear classifier; suggest's wall time
 --quick shrinks every part to a few seconds (CI's smoke run).
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided")
+PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -49,7 +51,8 @@ def settings(quick: bool) -> dict:
                              "review_n": 20, "ceiling": (["--labeled", "599"], ["--steps", "3", "--batch-size", "16"])},
                 # a teacher good enough to be sure of some items, so that there is something to accept
                 "lopsided": {"seeds": [0], "limit": 600, "teacher": {"steps": 40, "batch_size": 16},
-                             "student": {"steps": 4, "batch_size": 16}, "threshold": 0.3}}
+                             "student": {"steps": 4, "batch_size": 16}, "threshold": 0.3},
+                "cold-start": {"seeds": [0], "budgets": [10, 30], "per_class_at": 30, "limit": 1000}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
@@ -66,7 +69,9 @@ def settings(quick: bool) -> dict:
             # The user's case: the whole pool, the default teacher; students shortened from 1,800
             # steps to 300 so that three seeds fit in about 15 minutes on two shared cores.
             "lopsided": {"seeds": [0, 1, 2], "limit": None, "teacher": {}, "student": {"steps": 300},
-                         "threshold": 0.95}}
+                         "threshold": 0.95},
+            # the issue's setting: the whole pool, the pixel embedding, 30 and 100 labels
+            "cold-start": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None}}
 
 
 def headline(part: str, res: dict) -> dict:
@@ -123,6 +128,10 @@ def headline(part: str, res: dict) -> dict:
                                      "review_click_p95_s": (res.get("dashboard") or {}).get("accept_click_p95_s")}}
         case "accuracy":
             return {"accuracy": res}
+        case "cold-start":
+            acc = res["accuracy"]
+            return {"cold_start": {name: acc[name]["spread"]["mean"] for name in acc} | {
+                f"suggest_s_{name}": v["mean"] for name, v in res["suggest_s"].items()}}
         case "lopsided":
             return {"lopsided": {"worst_class": res["worst_class"], "worst_drop_points": res["worst_drop_points"],
                                  "accepted_class": res["accepted"]["class"], "accepted": res["accepted"]["mean"],
@@ -209,6 +218,9 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "lopsided":
                     from .lopsided import bench_lopsided
                     res = bench_lopsided(workdir, say=say, **s["lopsided"])
+                case "cold-start":
+                    from .cold_start import bench_cold_start
+                    res = bench_cold_start(workdir, say=say, **s["cold-start"])
         except Exception as e:  # one broken part must not lose the others' numbers
             import traceback
             traceback.print_exc()

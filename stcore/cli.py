@@ -130,6 +130,14 @@ def cmd_review(a):
     return 0
 
 
+def cmd_suggest(a):
+    p = api.open_project(a.project)
+    out = api.suggest(p, a.count, a.strategy)
+    show(out, a.json, "\n".join(f"{i['id']:>8}  {i['score']:>8.4f}  {i['reason']}" for i in out["items"])
+         or "nothing left to label: every pool item has a label or was rejected")
+    return 0
+
+
 def _id_class(spec: str, option: str) -> tuple[int, str]:
     item, sep, cls = spec.partition("=")
     if not sep or not item.strip().isdigit():
@@ -402,7 +410,8 @@ def _review_args(s) -> None:
                        metavar="ID=CLASS" if action.needs_class else "ID", help=action.help.replace("%", "%%") + ("; --undo reverts it" if action.undoable else ""))
     s.add_argument("--accept-above", type=float, metavar="T", help="accept every pending item with confidence >= T")
     s.add_argument("--class", dest="cls", nargs="+", metavar="C", help="with --accept-above: only these classes")
-    s.add_argument("--simulate", type=int, metavar="N", help="a perfect reviewer decides N items (hidden labels)")
+    s.add_argument("--simulate", type=int, metavar="N", help="a perfect reviewer decides N items (hidden labels); "
+                   "with no teacher yet, labels the first N of `stcore suggest` (--order random: N at random)")
     s.add_argument("--order", default=api.DEFAULT_ORDER, choices=[*api.ORDERS, *api.ORDER_ALIASES],
                    help=f"--simulate order (default {api.DEFAULT_ORDER}; weighted-margin gives classes with more "
                    "expected errors more turns; baselines: confidence (= least-confidence), margin, entropy, random)")
@@ -491,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(cmd("train", cmd_train, "train a teacher or a student"))
     _review_args(cmd("review", cmd_review, "record review decisions"))
     _run_commands(cmd)
+    s = cmd("suggest", cmd_suggest, "what to label next: pool items without a label, the most useful first")
+    s.add_argument("--count", type=int, default=api.SUGGEST_COUNT, metavar="N", help=f"how many (default {api.SUGGEST_COUNT})")
+    s.add_argument("--strategy", default="auto", choices=api.STRATEGIES,
+                   help="typical (no teacher needed), uncertain (the teacher's doubts, spread over the embedding), "
+                        "random, or auto: uncertain once there are pseudo-labels, else typical")
     cmd("status", cmd_status, "counts, pseudo-label accuracy, runs and skipped files")
     s = cmd("classes", cmd_classes, "list the classes, add some, or rename one (its labels keep it)")
     s.add_argument("--add", nargs="+", metavar="NAME", help="new classes")

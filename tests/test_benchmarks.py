@@ -95,6 +95,20 @@ def test_quick_run_writes_every_key(tmp_path):
     assert "| Setting | Test accuracy | Wall time | Target |" in table.stdout
 
 
+@pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs Fashion-MNIST")
+def test_quick_cold_start_writes_its_accuracies_and_table(tmp_path):
+    out = tmp_path / "results.json"
+    r = bench("--quick", "--only", "cold-start", "--out", out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    cs = res["details"]["cold-start"]
+    for name in ("typical_10", "random_10", "typical_30", "random_30", "per_class_30", "then_uncertain_30"):
+        assert 0 < cs["accuracy"][name]["spread"]["mean"] <= 1 and res["cold_start"][name] > 0, name
+    assert cs["suggest_s"]["typical_30"]["mean"] > 0 and cs["pool"] == 1000
+    table = bench("--table", "--out", out).stdout
+    assert "| Labels chosen by | Labels | Spread (pool) | Linear (test) |" in table and "TypiClust" in table
+
+
 def test_unknown_part_is_refused(tmp_path):
     r = bench("--only", "nonsense", "--out", tmp_path / "r.json")
     assert r.returncode == 2 and "unknown part" in r.stderr

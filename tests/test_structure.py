@@ -21,7 +21,7 @@ LAYERS = {
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
-                 "distributed", "orders", "balance", "insights"),
+                 "distributed", "orders", "balance", "insights", "acquisition"),
     "data": ("data", "sources", "project", "store", "actions", "errors", "access", "fields", "__init__"),
 }
 RANK = {m: i for i, layer in enumerate(reversed(list(LAYERS.values()))) for m in layer}

@@ -7,11 +7,12 @@ from typing import Iterator
 
 from .. import orders
 from ..errors import ProjectError, UsageError
-from ..orders import DEFAULT_ORDER
+from ..orders import DEFAULT_ORDER, ORDER_ALIASES
 from ..project import Project, default_reviewer
 from ..actions import ACTIONS
 from .evaluation import calibration
 from .projects import class_counts
+from .suggest import simulate_labeling
 
 
 @contextmanager
@@ -87,9 +88,13 @@ def review_count(project: Project, *, classes=None, statuses=None, conf_min=None
 
 def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, reviewer: str = "simulated") -> dict:
     """A perfect reviewer: takes the first n pending pseudo-labeled items in the given order and
-    accepts each one whose prediction equals its hidden label, correcting the others."""
+    accepts each one whose prediction equals its hidden label, correcting the others. On a project
+    with no teacher yet (no pseudo-labels), labels the first n items of the suggested order
+    instead (typical ones; random ones with order 'random'): see suggest.simulate_labeling."""
     if not project.meta.get("hidden_labels"):
         raise ProjectError("this project has no hidden labels, so a reviewer cannot be simulated")
+    if project.store.items.split_counts()["pseudo_labeled"] == 0:
+        return simulate_labeling(project, n, order=ORDER_ALIASES.get(order, order), reviewer=reviewer)
     rows = [r for r in orders.page(project.store.queue, statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
     if not rows:
         raise ProjectError("no pending pseudo-labels to review; run pseudo-label first")

@@ -132,6 +132,13 @@ class Items:
              "WHERE p.status='pending'" + (" AND p.pred IS NOT NULL" if pseudo_labeled_only else ""))
         return [(r[0], bytes(r[1]) if r[1] is not None else None) for r in self.e.all(q + " ORDER BY i.row")]
 
+    def to_label(self) -> list[tuple[int, int, float | None]]:
+        """(item id, image row, margin or None) of pending pool items (no human label, not
+        rejected), in row order: what a suggestion of what to label ranks."""
+        return [tuple(r) for r in self.e.all(
+            "SELECT p.id, i.row, p.margin FROM pool p JOIN items i ON i.split='pool' AND i.id=p.id "
+            "WHERE p.status='pending' ORDER BY i.row")]
+
     def test_set(self) -> tuple[list[int], list[int]]:
         """(ids, labels) of the test items, in image-row order."""
         rows = self.e.all("SELECT i.id, l.class_id FROM items i JOIN labels l ON l.split='test' AND "
