@@ -1065,3 +1065,20 @@ def test_project_page_says_how_many_more_labels_an_estimate_needs(app, zero_labe
     no_errors(at, "project")
     assert any("Label 20 more image(s) for an estimate" in c.value for c in at.caption)
     assert not [c for c in at.get("plotly_chart") if "Estimated accuracy against human labels" in c.proto.spec]
+
+
+def test_to_label_shows_the_apps_choice_once_the_images_are_embedded(app, zero_label_project):
+    p = zero_label_project
+    api.start_embedding(p, "pixels", detach=False)
+    at = app(p, "review")
+    no_errors(at, "review")
+    want = api.suggest(p, count=72, strategy="typical")["items"]
+    cards = grid_data(at)["cards"]
+    assert [c["id"] for c in cards] == [i["id"] for i in want[:24]]
+    assert cards[0]["note"] == want[0]["reason"] and "typical" in cards[0]["note"]
+    assert any("Labeled so far: T-shirt/top 0" in c.value for c in at.caption)
+    first = cards[0]["id"]
+    grid_send(at, decide_op([first], "correct", 1))
+    no_errors(at, "review")
+    assert _card(at, first)["status"] == "corrected"  # the batch stays in place while it is labeled
+    assert any("Trouser 1" in c.value for c in at.caption)

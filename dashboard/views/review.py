@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboard import common, grid, util
 from stcore import api
-from stcore.errors import message
+from stcore.errors import UsageError, message
 
 ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by class)",
                 "weighted-margin": "smallest margin, classes weighted by expected errors",
@@ -26,6 +26,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
 PAGE_SIZES = [12, 24, 48, 96]
 VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
 TO_LABEL = "to label"  # the pool before any pseudo-label: its images to label by hand
+SUGGEST_PAGES = 3  # the "to label" view chooses this many pages of images at a time
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
 # UI state only, kept for the session while the user visits other pages.
 KEEP = "session"
@@ -348,11 +349,43 @@ def grid_ui(rows: list[dict], page: int, n_pages: int, total: int) -> None:
                        "text": flashed.removeprefix("error: ")} if flashed else None)
 
 
+def suggested_rows(size: int) -> list[dict] | None:
+    """The app's choice of what to label next (api.suggest: the most typical image of each
+    cluster of the embedding not yet labeled), a batch of a few pages at a time: cards stay
+    where they are once labeled, and the next batch is chosen when this one is all decided.
+    None without an embedding (the view then shows a random sample)."""
+    if not api.embeddings(project):
+        return None
+    key = f"rv_suggested:{api.info(project)['id']}"
+    ids = st.session_state.get(key)
+    rows = api.items(project, ids) if ids else []
+    if not any(r["status"] == "pending" for r in rows):
+        try:
+            got = api.suggest(project, count=SUGGEST_PAGES * size, strategy="typical")
+        except UsageError:
+            return None
+        st.session_state[key] = [i["id"] for i in got["items"]]
+        st.session_state[key + ":why"] = {i["id"]: i["reason"] for i in got["items"]}
+        st.session_state["rv_page"] = 1
+        rows = api.items(project, st.session_state[key])
+    reasons = st.session_state.get(key + ":why", {})
+    return [{**r, "note": reasons.get(r["id"])} for r in rows]
+
+
+def labeled_so_far() -> None:
+    """How many human labels each class has (the next step above says when a teacher can start)."""
+    have = api.classes(project)
+    st.caption("Labeled so far: " + " · ".join(f"{c['name']} {c['labels']:,}" for c in have))
+
+
 def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, int, int] | None:
     """(this page's rows, the whole list for a list view, the number of pages, the number of
     items), or None when a list view has nothing to show yet."""
     size = f["size"] if f else int(st.session_state["rv_size"])
-    if view in ("pseudo-labels", TO_LABEL):
+    listed = suggested_rows(size) if view == TO_LABEL else None
+    if listed is not None:
+        total = len(listed)
+    elif view in ("pseudo-labels", TO_LABEL):
         query = {k: f[k] for k in ("classes", "statuses", "conf_min", "conf_max")}
         total, listed = api.review_count(project, **query), None
     else:
@@ -409,7 +442,11 @@ if not predicted:
     if not classes or not counts["pool"]:
         st.stop()
     st.caption("Until a teacher has predicted the pool, label its images by hand: choose a card's class, or mark "
-               "a card and press the class's number key (L opens the class list).")
+               "a card and press the class's number key (L opens the class list). "
+               + ("The cards are the app's choice: the most typical image of each group of similar images that "
+                  "has no label yet." if api.embeddings(project) else
+                  "The cards are a random sample; embed the images (Train page) and the app chooses them instead."))
+    labeled_so_far()
 state_from_url()
 view = view_ui(predicted)
 if view == "pseudo-labels" and not predicted:
