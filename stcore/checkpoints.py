@@ -70,6 +70,9 @@ def check(project, ck: dict, where: object) -> None:
     stale = stale_classes(project, class_ids(ck))
     if stale:
         raise ProjectError(f"{where} no longer fits the project's classes: {stale}")
+    if ck.get("classes") is not None and len(ck["classes"]) != len(project.classes):  # metadata that disagrees
+        raise ProjectError(f"{where} was trained for {len(ck['classes'])} classes "
+                           f"({', '.join(map(str, ck['classes'][:5]))}...), this project has {len(project.classes)}")
     if ck.get("input_shape") is not None and list(ck["input_shape"]) != list(project.meta["input_shape"]):
         raise ProjectError(f"{where} expects input {ck['input_shape']}, this project's images are "
                            f"{project.meta['input_shape']}")

@@ -124,10 +124,11 @@ def test_selection_items_and_labels_on_any_split(trained_project):
 
 def test_a_class_index_is_never_read_as_a_class_name(trained_project):
     p = trained_project
-    p.meta["classes"] = ["1", "10", "2"]  # folder names that are numbers, sorted as text
+    for k, name in enumerate(["1", "10", "2"]):  # folder names that are numbers, sorted as text
+        api.rename_class(p, k, name)
     assert p.class_index(1) == 1 and p.class_index("1") == 0 and p.class_index("2") == 2
-    with pytest.raises(NotFound, match="class index 3 is out of range"):
-        p.class_index(3)
+    with pytest.raises(NotFound, match="class index 10 is out of range"):
+        p.class_index(10)
     pool = p.store.items.pool_order()[0][:3]
     api.review(p, [pool[0]], "correct", 0)
     assert api.still_pending(p, pool) == pool[1:]

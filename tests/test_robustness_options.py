@@ -139,9 +139,8 @@ needs_fmnist = pytest.mark.needs_fmnist
 @needs_fmnist
 @pytest.mark.parametrize("flags, expect", [
     (["--labels-per-class", "50", "--limit", "200"], "is more than class"),
-    (["--labels-per-class", "0"], "--labels-per-class must be positive"),
-    (["--labels-per-class", "-3"], "--labels-per-class must be positive"),
-    (["--labeled", "0"], "--labeled 0 must be between 1"),
+    (["--labels-per-class", "-3"], "--labels-per-class must be 0 or more"),
+    (["--labeled", "-1"], "--labeled -1 must be between 0"),
     (["--image-size", "0"], "--image-size must be between"),
 ])
 def test_bad_init_option_creates_nothing(tmp_path, capsys, flags, expect):
