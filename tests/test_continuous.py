@@ -14,7 +14,10 @@ import pytest
 from stcore import api, jobs, kinds, worker
 from stcore.errors import ProjectError
 
+import test_dashboard
+
 pytestmark = pytest.mark.needs_fmnist
+app = test_dashboard.app  # the AppTest fixture
 EVERY = 10
 
 
@@ -144,3 +147,20 @@ def test_a_killed_refresh_worker_loses_no_decision(labeling):
     assert [r["state"] for r in refreshes(labeling)] == ["interrupted"]  # api.runs noticed the dead worker
     assert "is gone" in api.run(labeling, run["id"])["error"]
     assert api.continuous_status(labeling)["running"] is None
+
+
+def test_the_review_page_turns_it_on_and_says_what_is_missing(app, zero_label_project, monkeypatch):
+    queue_only(monkeypatch)
+    api.start_embedding(zero_label_project, backbone="pixels", detach=False)
+    at = app(zero_label_project, "review")
+    toggle = next(t for t in at.toggle if "Learn while I label" in t.label)
+    toggle.set_value(True).run()
+    assert any("two classes" in e.value for e in at.error), [e.value for e in at.error]  # says what is missing
+    assert api.continuous_status(zero_label_project)["every"] is None
+    api.simulate_review(zero_label_project, 20)
+    at.run()
+    next(t for t in at.toggle if "Learn while I label" in t.label).set_value(True).run()
+    assert api.continuous_status(zero_label_project)["every"] == api.CONTINUOUS_EVERY
+    assert any(f"after {api.CONTINUOUS_EVERY} decisions (0 so far)" in c.value for c in at.caption)
+    next(t for t in at.toggle if "Learn while I label" in t.label).set_value(False).run()
+    assert api.continuous_status(zero_label_project)["every"] is None
