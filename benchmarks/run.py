@@ -14,6 +14,8 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
              with and without it, the worst drop (target: no class loses more than 5 points)
   cold-start what to label first from zero labels (issue 25): N labels by `suggest --strategy typical`,
              at random, 10 per class; their spread over the graph, a linear classifier; suggest's wall time
+  continuous continuous mode (issue 25): from the 50th decision to the refreshed pseudo-labels, and the
+             Review click's latency (api.review) while the refresh runs
 --quick shrinks every part to a few seconds (CI's smoke run).
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start")
+PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start", "continuous")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -52,7 +54,8 @@ def settings(quick: bool) -> dict:
                 # a teacher good enough to be sure of some items, so that there is something to accept
                 "lopsided": {"seeds": [0], "limit": 600, "teacher": {"steps": 40, "batch_size": 16},
                              "student": {"steps": 4, "batch_size": 16}, "threshold": 0.3},
-                "cold-start": {"seeds": [0], "budgets": [10, 30], "per_class_at": 30, "limit": 1000}}
+                "cold-start": {"seeds": [0], "budgets": [10, 30], "per_class_at": 30, "limit": 1000},
+                "continuous": {"limit": 1000, "every": 10, "rounds": 1, "start_labels": 20}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
@@ -71,7 +74,9 @@ def settings(quick: bool) -> dict:
             "lopsided": {"seeds": [0, 1, 2], "limit": None, "teacher": {}, "student": {"steps": 300},
                          "threshold": 0.95},
             # the issue's setting: the whole pool, the pixel embedding, 30 and 100 labels
-            "cold-start": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None}}
+            "cold-start": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None},
+            # the issue's setting: 60,000 pool images, the pixel embedding, a refresh every 50 decisions
+            "continuous": {"limit": None, "every": 50, "rounds": 3, "start_labels": 100}}
 
 
 def headline(part: str, res: dict) -> dict:
@@ -132,6 +137,10 @@ def headline(part: str, res: dict) -> dict:
             acc = res["accuracy"]
             return {"cold_start": {name: acc[name]["spread"]["mean"] for name in acc} | {
                 f"suggest_s_{name}": v["mean"] for name, v in res["suggest_s"].items()}}
+        case "continuous":
+            return {"continuous": {"items": res["items"], "reflects_s": res["reflects_s"]["median"],
+                                   "reflects_s_max": res["reflects_s"]["max"],
+                                   "click_p95_during_refresh_s": (res["click_during_refresh_s"] or {}).get("p95")}}
         case "lopsided":
             return {"lopsided": {"worst_class": res["worst_class"], "worst_drop_points": res["worst_drop_points"],
                                  "accepted_class": res["accepted"]["class"], "accepted": res["accepted"]["mean"],
@@ -221,6 +230,9 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "cold-start":
                     from .cold_start import bench_cold_start
                     res = bench_cold_start(workdir, say=say, **s["cold-start"])
+                case "continuous":
+                    from .continuous import bench_continuous
+                    res = bench_continuous(workdir, say=say, **s["continuous"])
         except Exception as e:  # one broken part must not lose the others' numbers
             import traceback
             traceback.print_exc()

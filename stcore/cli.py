@@ -122,9 +122,11 @@ def cmd_review(a):
             out["simulated"] = api.simulate_review(p, a.simulate, order=a.order)
         if a.undo:
             out["undone"] = api.undo(p, who)  # with --reviewer: that person's last action only
+        if a.continuous is not None:  # after every N decisions, a refresh: a head teacher and the pseudo-labels
+            out["continuous"] = api.set_continuous(p, None if a.continuous == "off" else _count(a.continuous))
         if not out:
             raise UsageError(f"nothing to do: give {', '.join('--' + n for n in api.ACTIONS)}, --accept-above, "
-                             "--simulate or --undo")
+                             "--simulate, --undo or --continuous")
     out["counts"] = api.counts(p)
     show(out, True)
     return 0
@@ -404,6 +406,12 @@ def _init_args(s) -> None:
                         "postgresql://USER@HOST[:PORT]/DBNAME for a team; default $STCORE_DATABASE_URL if set")
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"--continuous takes a number of decisions or off, not {text!r}")
+    return int(text)
+
+
 def _review_args(s) -> None:
     for action in api.ACTIONS.values():  # one option per review action: --accept ID ..., --correct ID=CLASS ...
         s.add_argument(f"--{action.name}", nargs="+", type=str if action.needs_class else int,
@@ -417,6 +425,9 @@ def _review_args(s) -> None:
                    "expected errors more turns; baselines: confidence (= least-confidence), margin, entropy, random)")
     s.add_argument("--undo", action="store_true", help="undo the last decision (one item or one bulk action)")
     s.add_argument("--reviewer", help="name stored with each decision (default: the OS user)")
+    s.add_argument("--continuous", metavar="N|off", help="continuous mode: after every N decisions (e.g. "
+                   f"{api.CONTINUOUS_EVERY}) retrain the teacher as a head on the embedding and pseudo-label the "
+                   "pool again, in the background; it becomes the teacher. off: stop, the teacher chosen before is back")
 
 
 def _run_commands(cmd) -> None:

@@ -51,3 +51,11 @@ class DuplicatesConfig:
 class MapConfig:
     method: str = "auto"            # umap, pca, or auto (UMAP up to the exact neighbour search's size)
     device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """Continuous mode's job: a head teacher on the embedding, then the pool's pseudo-labels."""
+    device: str = "cpu"             # a linear head trains in seconds on the CPU
+    steps: int = 0                  # the head's steps (0: a teacher's default)
+    upto: int = 0                   # the newest decision (history seq) when it was queued: the next counts from it

@@ -16,9 +16,10 @@ from typing import Any, Callable
 from .errors import ProjectError, UsageError
 from .fields import from_values
 from .jobconfig import (MAP_METHODS, DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig,  # noqa: F401
-                        MapConfig, PseudoLabelConfig)
+                        MapConfig, PseudoLabelConfig, RefreshConfig)
 from .project import Project
-from .tasks import run_duplicates, run_embed, run_evaluate, run_label_issues, run_map, run_pseudo_label, run_training
+from .tasks import (promote_refresh, run_duplicates, run_embed, run_evaluate, run_label_issues, run_map,
+                    run_pseudo_label, run_refresh, run_training)
 
 def _training(role: str) -> Callable[..., Any]:
     """The config of a teacher or student (config.TrainConfig), from plain values: strict for
@@ -216,6 +217,32 @@ def _check_map(project: Project, values: dict) -> tuple[MapConfig, int]:
     return replace(cfg, device=_device(cfg.device)), c["labeled"] + c["pool"]
 
 
+def learnable(project: Project) -> str | None:
+    """Why a head teacher cannot be trained on this project now (no embedding, fewer than two
+    classes with human labels), in a sentence that says what to do; None when it can. Light."""
+    if not project.store.meta().get("embedding"):
+        return (f"continuous mode trains a head on the project's embedding, and there is none yet: embed the "
+                f"images first (`stcore embed {project.path}`, or Train → Embed)")
+    c = project.store.items.class_counts()
+    have = {k for part in ("labeled", "accepted", "corrected") for k, n in c[part].items() if n}
+    if len(have) < 2:
+        names = ", ".join(project.classes[k] for k in sorted(have))
+        return ("continuous mode needs human labels in at least two classes to learn from; "
+                + (f"only {names} has some so far: label a few images of another class first" if names else
+                   "there are none yet: label a few images of two classes first (Review → to label)"))
+    return None
+
+
+def _check_refresh(project: Project, values: dict) -> tuple[RefreshConfig, int]:
+    """An embedding and human labels in two classes; light (no torch), as a click queues it."""
+    cfg = from_values(RefreshConfig, values)
+    if cfg.steps < 0:
+        raise UsageError(f"steps must be positive (0: the default), not {cfg.steps}")
+    if why := learnable(project):
+        raise ProjectError(why)
+    return cfg, cfg.steps or 400  # methods.TEACHER_STEPS, without importing torch; the worker sets the total
+
+
 # ------------------------------------------------------------------ runs (in the worker)
 # Each takes (project, the run's row, the worker's reporter) and, for the kinds that train or
 # embed on several processes, rank 0's group; it returns {'eval': the result, 'done': steps or
@@ -234,6 +261,13 @@ def _pseudo_label_summary(s: dict) -> str:
             + (f", spread over the {s['spread_over']} embedding" if s.get("spread_over") else "")
             + (f"; accuracy against hidden labels {acc['accuracy']:.4f}, above 0.9: "
                f"{acc['accuracy_above_0.9']} on {acc['n_above_0.9']} items" if acc else ""))
+
+
+def _refresh_summary(r: dict) -> str:
+    acc = r.get("accuracy")
+    return (f"learned from {r['labels']:,} human labels (a head on the embedding"
+            + (f", test accuracy {acc:.4f}" if isinstance(acc, float) else "") + ") and pseudo-labeled "
+            f"{r['pseudo']['items']:,} pool items in {r['pseudo']['seconds']} s; it is the teacher now")
 
 
 def _embed_summary(e: dict) -> str:
@@ -267,13 +301,15 @@ class Kind:
     strict: a stored run's config, unknown keys dropped). check(project, values): (the config
     to queue, the run's total), or a StcoreError saying why not. run(project, run, reporter
     [, group]): the job, in the worker. summary(result): a finished run's result in one line.
-    resumes: a stopped run goes on from where it stopped (its checkpoint, its rows written)."""
+    resumes: a stopped run goes on from where it stopped (its checkpoint, its rows written).
+    after(project, run): what the worker does once a run finished (None: nothing)."""
     name: str
     config: Callable[..., Any]
     check: Callable[[Project, dict], tuple[Any, int]]
     run: Callable[..., dict]
     summary: Callable[[dict], str]
     resumes: bool
+    after: Callable[[Project, dict], None] | None = None
 
 
 KINDS = {k.name: k for k in (
@@ -289,4 +325,7 @@ KINDS = {k.name: k for k in (
     Kind("duplicates", _plain(DuplicatesConfig), _check_duplicates, run_duplicates, _duplicates_summary,
          resumes=False),
     Kind("map", _plain(MapConfig), _check_map, run_map, _map_summary, resumes=False),
+    # Continuous mode: a head teacher and the pool's pseudo-labels in one run, the teacher once it finished.
+    Kind("refresh", _plain(RefreshConfig), _check_refresh, run_refresh, _refresh_summary, resumes=False,
+         after=promote_refresh),
 )}

@@ -11,7 +11,8 @@ from typing import Callable
 
 from .errors import NotFound, ProjectError
 from .fields import from_values
-from .jobconfig import DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig, MapConfig, PseudoLabelConfig
+from .jobconfig import (DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig, MapConfig, PseudoLabelConfig,
+                        RefreshConfig)
 from .project import Project
 
 
@@ -146,6 +147,35 @@ def run_pseudo_label(project: Project, run: dict, reporter) -> dict:
                                "phase": text, "done": 0, "total": 0, "started": time.time()}))
     summary["accuracy"] = agreement(project.store.items.pseudo_label_agreement())
     return {"eval": summary, "done": summary["items"]}
+
+
+def run_refresh(project: Project, run: dict, reporter) -> dict:
+    """Continuous mode's job, in one worker: train a head teacher on the embedding with today's
+    human labels (its checkpoint in this run's folder), then pseudo-label the pool with it (spread
+    over the embedding's graph). It becomes the teacher once it finished (promote_refresh)."""
+    from .config import make_config, to_dict
+    from .devices import resolve
+    from .metrics import agreement
+    from .pseudo import pseudo_label
+    cfg = from_values(RefreshConfig, run["config"], strict=False)
+    learned = project.store.items.count_labels()
+    teacher = make_config({"role": "teacher", "model": "head", "device": cfg.device,
+                           **({"steps": cfg.steps} if cfg.steps else {})})
+    out = run_training(project, {**run, "config": to_dict(teacher)}, reporter)
+    if out.get("stopped"):
+        return out
+    step = out["done"]
+    summary = pseudo_label(project, run, device=resolve(cfg.device), progress=lambda done, total: reporter.progress(
+                               step, total), phase=lambda text: reporter.report("phase", step, {
+                               "phase": text, "done": 0, "total": 0, "started": time.time()}))
+    summary["accuracy"] = agreement(project.store.items.pseudo_label_agreement())
+    return {"eval": {**(out["eval"] or {}), "labels": learned, "upto": cfg.upto, "pseudo": summary}, "done": step}
+
+
+def promote_refresh(project: Project, run: dict) -> None:
+    """A finished refresh is the project's teacher from now on (continuous mode hands the teacher
+    to its refreshes; turning it off gives back the one chosen before)."""
+    project.store.set_meta(teacher=run["id"])
 
 
 def run_evaluate(project: Project, run: dict, reporter) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import continuous
 from .distributed import Group, join, leave, under_torchrun, write_error
 from .errors import StcoreError
 from .kinds import KINDS
@@ -137,9 +138,10 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
             result = job(project, run, reporter) if group is None else job(project, run, reporter, group)
         if result.get("stopped"):
             store.runs.transition(run_id, ["running"], state="cancelled", ended=time.time())
-        else:
-            store.runs.transition(run_id, ["running"], state="finished", ended=time.time(),
-                             result=result.get("eval"), step=result.get("done", run["total"]))
+        elif store.runs.transition(run_id, ["running"], state="finished", ended=time.time(),
+                                   result=result.get("eval"), step=result.get("done", run["total"])):
+            if KINDS[run["role"]].after:
+                KINDS[run["role"]].after(project, store.runs.get(run_id))
     except BaseException as e:  # every failure, KeyboardInterrupt included, must leave a true state
         cancelled = isinstance(e, KeyboardInterrupt) and reporter.cancel.is_set()
         with open(log, "a") as f:
@@ -151,6 +153,8 @@ def execute(project: Project, run_id: str, group: Group | None = None, pid: int 
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if run["role"] == continuous.ROLE:  # decisions made meanwhile may call for the next refresh now
+        continuous.maybe_start(project)
     return store.runs.get(run_id)["state"]
 
 

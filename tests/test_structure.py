@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {
     "faces": ("cli", "terminal", "launch", "__main__"),
     "api": ("api",),
-    "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig"),
+    "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig", "continuous"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
                  "distributed", "orders", "balance", "insights", "acquisition"),

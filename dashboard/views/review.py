@@ -372,6 +372,43 @@ def suggested_rows(size: int) -> list[dict] | None:
     return [{**r, "note": reasons.get(r["id"])} for r in rows]
 
 
+def continuous_ui() -> None:
+    """Continuous mode: a toggle (retrain every N decisions, in a job), and its refreshes' state."""
+    now = api.continuous_status(project)
+    every = now["every"] or api.CONTINUOUS_EVERY
+    on = st.toggle(f"Learn while I label: retrain the teacher every {every} decisions", value=now["every"] is not None,
+                   help="A head on the embedding is trained on your labels and pseudo-labels the pool again, in "
+                        "the background; it then becomes the teacher, and the grid shows its labels. Turning this "
+                        "off gives back the teacher you had before.")
+    if on != (now["every"] is not None):
+        try:
+            api.set_continuous(project, every if on else None)
+        except common.USER_ERRORS as e:
+            common.show_error(e)
+            return
+        st.rerun(scope="app")
+    if on:
+        st.fragment(continuous_state, run_every=2.0)()
+
+
+def continuous_state() -> None:
+    now = api.continuous_status(project)
+    if now["running"]:
+        r = now["running"]
+        st.caption(f"Retraining now ({r['id']}, {r['state']}): a head on your labels, then the pool's pseudo-labels. "
+                   "Keep labeling; the next page shows them.")
+    if last := now["last"]:
+        st.caption(f"Last refresh {last['id']}: {util.fmt_duration(last['ago'])} ago, learned from {last['labels']:,} labels in "
+                   f"{last['seconds']} s. Next after {now['every']} decisions ({now['decisions']} so far).")
+    elif not now["running"]:
+        st.caption(f"The first refresh starts after {now['every']} decisions ({now['decisions']} so far).")
+    if now["failed"]:
+        st.warning(f"The last refresh {now['failed']['id']} {now['failed']['state']}: {util.md_escape(now['failed']['error'])}. "
+                   f"The next one starts after {now['every']} more decisions; your labels are all kept.")
+    if now["problem"]:
+        st.warning(f"No refresh could start: {util.md_escape(now['problem'])}")
+
+
 def labeled_so_far() -> None:
     """How many human labels each class has (the next step above says when a teacher can start)."""
     have = api.classes(project)
@@ -447,6 +484,8 @@ if not predicted:
                   "has no label yet." if api.embeddings(project) else
                   "The cards are a random sample; embed the images (Train page) and the app chooses them instead."))
     labeled_so_far()
+if api.embeddings(project):
+    continuous_ui()
 state_from_url()
 view = view_ui(predicted)
 if view == "pseudo-labels" and not predicted:

@@ -11,6 +11,7 @@ One module per feature; this package is their one surface:
   projects.py    create, open, migrate; classes, labels, counts, status
   runs.py        start any job kind, list, follow, cancel, resume; estimates
   review.py      decisions, undo, the queue in pages, labels on any item, bulk-accept impact
+  continuous.py  learning while you label: a refresh job every N decisions
   suggest.py     what to label next (typical, uncertain, random), a simulated labeler
   insight.py     similar images, likely label errors, near-duplicates, the map, what more labels would buy
   evaluation.py  test results, calibration, regressions per class, promote
@@ -42,6 +43,7 @@ from .review import (  # noqa: F401
     all_or_nothing, review, still_pending, accept_above, count_above, undo,
     last_action, history, review_page, review_count, simulate_review, SELECTION,
     set_selection, selection, items, set_label, bulk_accept_impact, ids_accept_impact)
+from .continuous import DEFAULT_EVERY as CONTINUOUS_EVERY, continuous_status, set_continuous  # noqa: F401
 from .suggest import DEFAULT_COUNT as SUGGEST_COUNT, STRATEGIES, suggest  # noqa: F401
 from .insight import (  # noqa: F401
     similar, label_issues, MAP_POINTS, map_points, MAP_COLUMNS, duplicates, labels_digest, label_curve)

@@ -10,6 +10,7 @@ from ..errors import ProjectError, UsageError
 from ..orders import DEFAULT_ORDER, ORDER_ALIASES
 from ..project import Project, default_reviewer
 from ..actions import ACTIONS
+from .continuous import decided
 from .evaluation import calibration
 from .projects import class_counts
 from .suggest import simulate_labeling
@@ -17,9 +18,11 @@ from .suggest import simulate_labeling
 
 @contextmanager
 def all_or_nothing(project: Project) -> Iterator[None]:
-    """Decisions made inside are one transaction: a bad id or class anywhere changes nothing."""
+    """Decisions made inside are one transaction: a bad id or class anywhere changes nothing.
+    Once they are committed, continuous mode may queue a refresh."""
     with project.store.tx():
         yield
+    decided(project)
 
 
 def review(project: Project, ids, action: str, label: str | int | None = None, *,
@@ -30,7 +33,9 @@ def review(project: Project, ids, action: str, label: str | int | None = None, *
         raise UsageError(f"unknown review action {action!r}; use {', '.join(ACTIONS)}")
     a = ACTIONS[action]
     lab = project.class_index(label) if a.needs_class else None
-    return project.store.decisions.decide(ids, a.status, lab, reviewer=reviewer or default_reviewer())
+    n = project.store.decisions.decide(ids, a.status, lab, reviewer=reviewer or default_reviewer())
+    decided(project)
+    return n
 
 
 def still_pending(project: Project, ids: list[int]) -> list[int]:
@@ -50,8 +55,10 @@ def accept_above(project: Project, threshold: float, *, classes=None, conf_max: 
     if not 0 <= threshold <= 1:
         raise UsageError(f"threshold must be within [0, 1], not {threshold}")
     cls = [project.class_index(c) for c in classes] if classes else None
-    return project.store.decisions.accept_above(threshold, classes=cls, conf_max=conf_max,
-                                      reviewer=reviewer or default_reviewer())
+    n = project.store.decisions.accept_above(threshold, classes=cls, conf_max=conf_max,
+                                             reviewer=reviewer or default_reviewer())
+    decided(project)
+    return n
 
 
 def count_above(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> int:
@@ -94,7 +101,9 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
     if not project.meta.get("hidden_labels"):
         raise ProjectError("this project has no hidden labels, so a reviewer cannot be simulated")
     if project.store.items.split_counts()["pseudo_labeled"] == 0:
-        return simulate_labeling(project, n, order=ORDER_ALIASES.get(order, order), reviewer=reviewer)
+        out = simulate_labeling(project, n, order=ORDER_ALIASES.get(order, order), reviewer=reviewer)
+        decided(project)
+        return out
     rows = [r for r in orders.page(project.store.queue, statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
     if not rows:
         raise ProjectError("no pending pseudo-labels to review; run pseudo-label first")
@@ -108,6 +117,7 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
         project.store.decisions.decide(right, "accepted", reviewer=reviewer)
         for c, ids in by_class.items():
             project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer)
+    decided(project)
     return {"reviewed": len(rows), "accepted": len(right), "corrected": len(rows) - len(right), "order": order}
 
 
@@ -144,7 +154,9 @@ def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: s
     with project.store.tx():
         batch = project.store.decisions.next_batch()
         n = project.store.decisions.decide(pool, "corrected", lab, reviewer=who, batch=batch) if pool else 0
-        return n + (project.store.decisions.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0)
+        n += project.store.decisions.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0
+    decided(project)
+    return n
 
 
 def bulk_accept_impact(project: Project, threshold: float, *, classes=None, conf_max: float | None = None) -> dict:

@@ -65,6 +65,10 @@ class Store:
         with self.engine.tx(immediate):
             yield
 
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside tx() (a decision there is not committed yet)."""
+        return self.engine.in_transaction()
+
     def close(self) -> None:
         self.engine.close()
 

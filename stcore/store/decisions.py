@@ -20,6 +20,14 @@ class Decisions:
         tx() to make them one action for undo."""
         return self.e.one("SELECT COALESCE(MAX(batch), 0) + 1 FROM history")[0]
 
+    def last_seq(self) -> int:
+        """The newest history row's number (0 for none): a mark to count decisions from."""
+        return self.e.one("SELECT COALESCE(MAX(seq), 0) FROM history")[0]
+
+    def count_since(self, seq: int) -> int:
+        """Decisions (history rows, one per item decided, not undone) after the mark seq."""
+        return self.e.one("SELECT COUNT(*) FROM history WHERE seq > ? AND undone = 0", (int(seq),))[0]
+
     def decide(self, ids: Sequence[int], status: str, label: int | None = None, *,
                reviewer: str | None = None, batch: int | None = None, source: str = "reviewed") -> int:
         """Set the decision of pool items in one transaction. status 'accepted' labels each item

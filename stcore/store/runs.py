@@ -63,6 +63,15 @@ class Runs:
         row = self.e.one("SELECT id FROM runs WHERE state='running' AND pid=? ORDER BY seq DESC", (pid,))
         return row[0] if row else None
 
+    def latest(self, role: str, states: Sequence[str] | None = None) -> dict | None:
+        """The newest run of role (in one of states, when given), or None."""
+        where, params = "role=?", [role]
+        if states:
+            where += f" AND state IN ({','.join('?' * len(states))})"
+            params += list(states)
+        row = self.e.one(f"SELECT * FROM runs WHERE {where} ORDER BY seq DESC LIMIT 1", params)
+        return _run_dict(row) if row is not None else None
+
     def update(self, run_id: str, **fields) -> None:
         if fields:
             self.transition(run_id, None, **fields)
