@@ -109,6 +109,12 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
             f"({lop['worst_class']}), points", lop["worst_drop_points"], "≤ 5", lambda v: v <= 5, "", 1)
         add(f"  student test accuracy after it (without it: {100 * lop['accuracy_no_bulk']:.1f} %)",
             100 * lop["accuracy_bulk"], "", None, " %", 1)
+    cont = r.get("continuous")
+    if cont:
+        add(f"Continuous mode, {cont['items']:,} items: 50th decision to refreshed pseudo-labels (median of rounds; "
+            f"slowest {_fmt(cont['reflects_s_max'], ' s', 1)})", cont["reflects_s"], "≤ 30 s", lambda v: v <= 30, " s", 1)
+        add("  review click p95 while a refresh runs", cont["click_p95_during_refresh_s"], "< 0.3 s",
+            lambda v: v < 0.3, " s", 3)
     d = r.get("dashboard")
     if d:
         if "skipped" in d:
