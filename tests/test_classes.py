@@ -102,3 +102,19 @@ def test_a_class_added_after_a_run_marks_it_changed_and_using_it_says_why(tmp_pa
         api.promote(p, run)
     with pytest.raises(UsageError, match="already has a class named 'bird'"):
         api.add_classes(p, ["Bird"])
+
+
+def test_a_folder_with_no_labeled_images_goes_from_zero_labels_to_a_trained_teacher(tmp_path):
+    root = tmp_path / "data"
+    for i in range(8):
+        png(root / "unlabeled" / f"u{i}.png", color=(200, 30, 30) if i % 2 else (30, 30, 200))
+    (root / "classes.txt").write_text("red\nblue\n")
+    p = api.create_project(tmp_path / "p", dataset="folder", data_root=str(root))
+    assert api.counts(p)["labeled"] == 0 and p.classes == ["red", "blue"]
+    api.start_embedding(p, "pixels", detach=False)
+    picks = [i["id"] for i in api.suggest(p, count=4, strategy="typical")["items"]]
+    assert len(set(picks)) == 4
+    assert api.set_label(p, picks[:2], "red", reviewer="ann") + api.set_label(p, picks[2:], "blue", reviewer="ann") == 4
+    run = api.start_training(p, {"role": "teacher", "steps": 3}, detach=False)
+    assert api.run(p, run)["state"] == "finished"
+    assert api.start_pseudo_label(p, detach=False) and api.counts(p)["pseudo_labeled"] == 8
