@@ -406,7 +406,7 @@ def test_a_project_with_no_labels_is_labeled_from_review_in_a_real_browser(page,
         assert labels() == {sample[0]: ("Trouser", "reviewed"), sample[1]: ("Trouser", "reviewed")}
         card(pg, sample[2], "select.correct").select_option(label="Bag")
         wait_until(lambda: labels().get(sample[2]) == ("Bag", "reviewed"), 20, "the class list's label")
-        pg.get_by_text(f"Corrected #{sample[2]} as Bag").wait_for()
+        pg.get_by_text(f"Labeled #{sample[2]} as Bag").wait_for()
         settle(pg)
         assert pg.locator(f".card[data-id='{sample[0]}']").count() == 0  # labeled: it left the list
         assert not cut_text(pg), cut_text(pg)

@@ -948,7 +948,7 @@ def test_every_page_opens_on_a_project_with_no_labels_and_a_card_is_labeled_from
     grid_send(at, decide_op([first], "correct", 1))
     no_errors(at, "review")
     assert [(r["item_id"], r["class"], r["source"]) for r in api.labels(p, "pool")] == [(first, "Trouser", "reviewed")]
-    assert grid_data(at)["message"] == {"kind": "success", "text": f"Corrected #{first} as Trouser"}
+    assert grid_data(at)["message"] == {"kind": "success", "text": f"Labeled #{first} as Trouser"}
     assert first not in _shown(at)
     # Train: Start says why it cannot train yet, instead of failing
     api.undo(p)

@@ -68,6 +68,8 @@ def flash(text: str) -> None:
 def decide(ids: list[int], action: str, label: int | None = None) -> None:
     """Write one decision (one transaction) for ids, and say what it did."""
     a = api.ACTIONS[action]
+    # a class given to images no model has predicted is a first label, not a correction
+    verb = "Labeled" if a.needs_class and all(r["pred"] is None for r in api.items(project, ids)) else a.verb
     try:
         # a class for items of any split: a labeled-set card can be corrected too
         n = api.set_label(project, ids, label) if a.needs_class else api.review(project, ids, action)
@@ -75,7 +77,7 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
         flash("error: " + message(e))
         return
     what = f"#{ids[0]}" if len(ids) == 1 else f"{n:,} item{'s' * (n != 1)}"
-    flash(f"{a.verb} {what}" + (f" as {classes[label]}" if a.needs_class else "")
+    flash(f"{verb} {what}" + (f" as {classes[label]}" if a.needs_class else "")
           + (" (no change: it was already so)" if n == 0 else ""))
 
 
