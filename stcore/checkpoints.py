@@ -52,10 +52,11 @@ def class_ids(ck: dict) -> list[int] | None:
 def stale_classes(project, ids: list[int] | None) -> str | None:
     """Why a model trained on the classes of ids no longer fits the project's, or None when it
     does (a renamed class still fits: its id is the same)."""
-    now = list(range(len(project.classes)))
+    names = project.classes
+    now = list(range(len(names)))
     if ids is None or list(ids) == now:
         return None
-    added = [project.classes[i] for i in now if i not in ids]
+    added = [names[i] for i in now if i not in ids]
     return (f"it was trained on {len(ids)} classes and the project now has {len(now)}"
             + (f" (added since: {', '.join(added[:5])})" if added else "")
             + "; train a new teacher or student on the current classes")

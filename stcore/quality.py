@@ -36,12 +36,13 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
     pool = [row for row, _ in project.store.items.unreviewed_set(pseudo_labeled_only=False)]
     nodes = rows + pool
     g = graph_mod.feature_graph(graph_mod.features(train[nodes]), device, progress)
-    k = len(project.classes)
+    names = project.classes  # one read: each is a query of the store
+    k = len(names)
     given = torch.tensor([label for _, _, label, _ in human], dtype=torch.long)
     f = graph_mod.out_of_fold(g, len(rows), given, torch.ones(len(rows)), k, None, 0.0)
     own = f[torch.arange(len(rows)), given]
     other = f.scatter(1, given[:, None], -1.0).max(1)
-    issues = [{"id": int(item), "given": project.classes[int(c)], "suggested": project.classes[int(s)],
+    issues = [{"id": int(item), "given": names[int(c)], "suggested": names[int(s)],
                "score": round(float(o - p), 4), "source": source}
               for (item, _, c, source), p, o, s in zip(human, own, other.values, other.indices) if o > p]
     issues.sort(key=lambda i: -i["score"])

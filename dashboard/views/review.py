@@ -473,6 +473,7 @@ def body(view: str, f: dict | None) -> None:
 st.title("Review")
 counts = api.counts(project)
 predicted = counts["pseudo_labeled"] > 0
+embedded = bool(api.embeddings(project))
 if not predicted:
     if counts["labeled"] + counts["accepted"] + counts["corrected"]:
         st.info("Nothing to review yet: the pool has no pseudo-labels. A teacher trained on the labeled images "
@@ -483,10 +484,10 @@ if not predicted:
     st.caption("Until a teacher has predicted the pool, label its images by hand: choose a card's class, or mark "
                "a card and press the class's number key (L opens the class list). "
                + ("The cards are the app's choice: the most typical image of each group of similar images that "
-                  "has no label yet." if api.embeddings(project) else
+                  "has no label yet." if embedded else
                   "The cards are a random sample; embed the images (Train page) and the app chooses them instead."))
     labeled_so_far()
-if api.embeddings(project):
+if embedded:
     continuous_ui()
 state_from_url()
 view = view_ui(predicted)
