@@ -151,6 +151,8 @@ def bench_queries(folder: Path, *, repeats: int, bulk: int, bulk_repeats: int, s
         "page_filtered_by_entropy": lambda: orders.page(store.queue, **filtered_args(), order="entropy", limit=100),
         "page_class_random": lambda: orders.page(store.queue, classes=[rng.randrange(K)], statuses=["pending"],
                                                 order="random", limit=100),
+        # A status few items have (1% rejected here), which no index leads with on PostgreSQL.
+        "page_rare_status": lambda: orders.page(store.queue, statuses=["rejected"], order="confidence", limit=100),
         "count_filtered": lambda: store.queue.count(**filtered_args()),
         # What an overview shows: counts by status, per class, and pseudo-label accuracy.
         "overview_counts": lambda: (api.counts(p), api.class_counts(p)),

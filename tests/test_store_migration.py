@@ -14,7 +14,8 @@ import pytest
 from conftest import assert_counts_fresh
 from stcore import api
 from stcore.project import Project
-from stcore.store import SCHEMA_VERSION
+from stcore.store import SCHEMA_VERSION, Store
+from stcore.store.schema import POOL_FILLFACTOR, schema
 from stcore.store.location import POINTER
 from stcore.store.postgres import PostgresEngine
 
@@ -100,6 +101,25 @@ def test_a_schema_4_project_keeps_every_label_decision_history_row_and_run(saved
     again = Project(saved)  # opening again does not migrate again
     assert len(api.labels(again, "pool")) == len(pool) - 2
     again.store.close()
+
+
+def test_a_migrated_store_has_the_indexes_of_a_new_one(saved, tmp_path):
+    migrated = Project(saved).store.engine
+    fresh = Store(tmp_path / "fresh.db", create=True).engine
+    if migrated.name == "postgresql":
+        fresh = PostgresEngine(migrated.url, "stcore_fresh_" + tmp_path.name[-12:].lower().replace("-", "_"))
+        with fresh.tx():
+            fresh.script(schema("postgresql"))
+    for table in ("pool", "labels", "history"):
+        assert sorted(migrated.indexes(table)) == sorted(fresh.indexes(table)), table
+    if migrated.name == "postgresql":
+        # a decision rewrites its pool row in place (a heap-only update): no index may name
+        # what a decision changes, and the pages keep room for the new row versions
+        for name, sql in migrated.indexes("pool").items():
+            assert not any(c in sql for c in ("status", "reviewer", "decided_at")), sql
+        options = migrated.one("SELECT reloptions FROM pg_class WHERE oid = 'pool'::regclass")[0]
+        assert f"fillfactor={POOL_FILLFACTOR}" in options
+        fresh.drop()
 
 
 def test_a_failed_migration_leaves_the_schema_4_store_as_it_was(tmp_path, monkeypatch):

@@ -131,6 +131,12 @@ class PostgresEngine(Engine):
         if rebuild_indexes:  # most of the table changed: the planner's statistics with it
             self.execute(f"ANALYZE {table}")
 
+    def indexes(self, table: str) -> dict[str, str]:
+        return dict(self.all("SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_index x ON "
+                             "x.indexrelid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass "
+                             "WHERE i.schemaname = current_schema() AND i.tablename = ? AND NOT x.indisprimary",
+                             (table,)))
+
     def insert_many(self, table, columns, rows) -> None:
         try:
             with self.db.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
