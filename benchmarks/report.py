@@ -200,7 +200,56 @@ def markdown(r: dict) -> str:
                 f"the test set. Choosing {max(cs['budgets'])}: {times}.", "",
                 "| Labels chosen by | Labels | Spread (pool) | Linear (test) |", "| --- | --- | --- | --- |"]
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    rows = zero_loop_rows(r)
+    if rows:
+        z = r["details"]["zero-loop"]["details"]
+        out += ["", f"The whole default loop from zero labels: Fashion-MNIST, every step with the CLI's defaults, "
+                f"mean ± std over seeds {', '.join(map(str, z['seeds']))}; test accuracy of the teacher and of the "
+                f"student, and the loop's wall time, mean and slowest seed ({z['wall_s']}). "
+                f"{zero_loop_steps(r)}", "",
+                "| Labels chosen by | Labels | Teacher | Student | Wall time | Target |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(out)
+
+
+ZERO_LOOP_ROWS = {"typical": "the app's order (`review --simulate`)", "random": "at random (`--order random`)",
+                  "per_class": "{k} of each class, at random (needs the labels first)"}
+
+
+def zero_loop_rows(r: dict) -> list[tuple[str, ...]]:
+    """(labels chosen by, N, teacher, student, wall time, target) per arm of the zero-loop part."""
+    z = (r.get("details") or {}).get("zero-loop") or {}
+    pct = lambda a: f"{100 * a['mean']:.1f}% ± {100 * a['std']:.1f}"
+    rows = []
+    for n in (z.get("details") or {}).get("budgets", []):
+        for prefix, label in ZERO_LOOP_ROWS.items():
+            a = z.get(f"{prefix}_{n}")
+            if not a:
+                continue
+            target = ""
+            if prefix == "typical":
+                rnd, per = z.get(f"random_{n}"), z.get(f"per_class_{n}")
+                gain = 100 * (a["student"]["mean"] - rnd["student"]["mean"]) if rnd else None
+                target = f"beats random by ≥ 4 points: {gain:+.1f}" if gain is not None else ""
+                if per:
+                    target += f"; ≥ 10 per class: {100 * (a['student']['mean'] - per['student']['mean']):+.1f}"
+            st = a["student"]
+            rows.append((label.format(k=n // 10), str(n), pct(a["teacher"]), pct(st),
+                         f"{st['wall_s']:.0f} s (max {max(st['wall_s_per_seed'].values()):.0f} s)", target))
+    return rows
+
+
+def zero_loop_steps(r: dict) -> str:
+    """The mean wall time of each step of the zero-loop part, over seeds and arms."""
+    per_seed = r["details"]["zero-loop"]["details"]["per_seed"]
+    steps: dict[str, list[float]] = {}
+    for d in per_seed.values():
+        steps.setdefault("embed", []).append(d["embed_s"])
+        for arm in (v for v in d.values() if isinstance(v, dict)):
+            for k in ("label", "teacher", "pseudo_label", "student"):
+                steps.setdefault(k.replace("_", "-"), []).append(arm[f"{k}_s"])
+    return "Steps, mean wall time: " + ", ".join(f"{k} {sum(v) / len(v):.0f} s" for k, v in steps.items()) + "."
 
 
 COLD_START_ROWS = {  # name prefix -> how the labels were chosen
@@ -243,4 +292,8 @@ def console(r: dict) -> str:
         w = max(len(a) for a, *_ in cold)
         lines += ["", "cold start (spread on the pool, linear on test):"] + [
             f"{a:<{w}}  {b:>9}  {c:>14}  {d:>14}" for a, b, c, d in cold]
+    zero = zero_loop_rows(r)
+    if zero:
+        lines += ["", "whole loop from zero labels (teacher, student, wall time):"] + [
+            f"{a:<52}  {b:>4}  {c:>14}  {d:>14}  {e}  {t}" for a, b, c, d, e, t in zero]
     return "\n".join(lines)

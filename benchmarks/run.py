@@ -14,6 +14,8 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
              with and without it, the worst drop (target: no class loses more than 5 points)
   cold-start what to label first from zero labels (issue 25): N labels by `suggest --strategy typical`,
              at random, 10 per class; their spread over the graph, a linear classifier; suggest's wall time
+  zero-loop  the whole default loop from zero labels (issue 25): embed, N labels (the app's order, random,
+             10 per class), teacher, pseudo-label, student; accuracy and wall time of each step
   continuous continuous mode (issue 25): from the 50th decision to the refreshed pseudo-labels, and the
              Review click's latency (api.review) while the refresh runs
 --quick shrinks every part to a few seconds (CI's smoke run).
@@ -33,7 +35,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start", "continuous")
+PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start", "zero-loop", "continuous")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -55,6 +57,8 @@ def settings(quick: bool) -> dict:
                 "lopsided": {"seeds": [0], "limit": 600, "teacher": {"steps": 40, "batch_size": 16},
                              "student": {"steps": 4, "batch_size": 16}, "threshold": 0.3},
                 "cold-start": {"seeds": [0], "budgets": [10, 30], "per_class_at": 30, "limit": 1000},
+                "zero-loop": {"seeds": [0], "budgets": [10], "per_class_at": 10, "limit": 600,
+                              "budget": ["--steps", "3", "--batch-size", "16"]},
                 "continuous": {"limit": 1000, "every": 10, "rounds": 1, "start_labels": 20}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
@@ -75,6 +79,8 @@ def settings(quick: bool) -> dict:
                          "threshold": 0.95},
             # the issue's setting: the whole pool, the pixel embedding, 30 and 100 labels
             "cold-start": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None},
+            # the issue's setting: the whole pool, every step with the CLI's defaults
+            "zero-loop": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None, "budget": []},
             # the issue's setting: 60,000 pool images, the pixel embedding, a refresh every 50 decisions
             "continuous": {"limit": None, "every": 50, "rounds": 3, "start_labels": 100}}
 
@@ -137,6 +143,9 @@ def headline(part: str, res: dict) -> dict:
             acc = res["accuracy"]
             return {"cold_start": {name: acc[name]["spread"]["mean"] for name in acc} | {
                 f"suggest_s_{name}": v["mean"] for name, v in res["suggest_s"].items()}}
+        case "zero-loop":
+            return {"zero_loop": {f"{name}_{who}": v[who]["mean"] for name, v in res.items() if name != "details"
+                                  for who in ("teacher", "student")}}
         case "continuous":
             return {"continuous": {"items": res["items"], "reflects_s": res["reflects_s"]["median"],
                                    "reflects_s_max": res["reflects_s"]["max"],
@@ -230,6 +239,9 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "cold-start":
                     from .cold_start import bench_cold_start
                     res = bench_cold_start(workdir, say=say, **s["cold-start"])
+                case "zero-loop":
+                    from .zero_loop import bench_zero_loop
+                    res = bench_zero_loop(workdir, say=say, **s["zero-loop"])
                 case "continuous":
                     from .continuous import bench_continuous
                     res = bench_continuous(workdir, say=say, **s["continuous"])

@@ -109,6 +109,23 @@ def test_quick_cold_start_writes_its_accuracies_and_table(tmp_path):
     assert "| Labels chosen by | Labels | Spread (pool) | Linear (test) |" in table and "TypiClust" in table
 
 
+@pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs Fashion-MNIST")
+def test_quick_zero_loop_runs_each_choice_through_teacher_and_student(tmp_path):
+    out = tmp_path / "results.json"
+    r = bench("--quick", "--only", "zero-loop", "--out", out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    z = res["details"]["zero-loop"]
+    for name in ("typical_10", "random_10", "per_class_10"):
+        assert 0 < z[name]["student"]["mean"] <= 1 and z[name]["teacher"]["wall_s"] > 0, name
+        assert res["zero_loop"][f"{name}_student"] == z[name]["student"]["mean"]
+    seed0 = z["details"]["per_seed"]["0"]
+    assert seed0["embed_s"] > 0 and all(seed0[n]["student_s"] > 0 for n in ("typical_10", "random_10", "per_class_10"))
+    table = bench("--table", "--out", out).stdout
+    assert "| Labels chosen by | Labels | Teacher | Student | Wall time | Target |" in table
+    assert "beats random by ≥ 4 points" in table and "Steps, mean wall time: embed" in table
+
+
 def test_unknown_part_is_refused(tmp_path):
     r = bench("--only", "nonsense", "--out", tmp_path / "r.json")
     assert r.returncode == 2 and "unknown part" in r.stderr

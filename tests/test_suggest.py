@@ -129,6 +129,7 @@ def test_simulate_on_a_project_with_no_teacher_labels_the_suggested_items(zero_l
     assert out["simulated"]["corrected"] == 12 and out["simulated"]["strategy"] == strategy
     labels = {r["item_id"]: r["class_id"] for r in api.labels(p, "pool")}
     assert sorted(labels) == sorted(expected)
+    assert {r["source"] for r in api.labels(p, "pool")} == {"simulated"}
     truth = p.store.items.hidden_labels(expected)
     assert all(labels[i] == truth[i] for i in expected)
 

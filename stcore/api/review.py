@@ -114,9 +114,9 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
         if truth[r["id"]] != r["pred"]:
             by_class.setdefault(truth[r["id"]], []).append(r["id"])
     with project.store.tx():
-        project.store.decisions.decide(right, "accepted", reviewer=reviewer)
+        project.store.decisions.decide(right, "accepted", reviewer=reviewer, source="simulated")
         for c, ids in by_class.items():
-            project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer)
+            project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer, source="simulated")
     decided(project)
     return {"reviewed": len(rows), "accepted": len(right), "corrected": len(rows) - len(right), "order": order}
 

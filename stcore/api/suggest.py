@@ -80,5 +80,5 @@ def simulate_labeling(project: Project, n: int, *, order: str, reviewer: str = "
             by_class.setdefault(truth[i], []).append(i)
     with project.store.tx():
         for c, ids in by_class.items():
-            project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer)
+            project.store.decisions.decide(ids, "corrected", c, reviewer=reviewer, source="simulated")
     return {"reviewed": len(truth), "accepted": 0, "corrected": len(truth), "order": order, "strategy": strategy}
