@@ -105,7 +105,8 @@ def sidebar_counts(project: api.Project, slot=None) -> None:
     teacher = api.teacher(project)
     pending = f"{c['pending']:,} pending" if c["pseudo_labeled"] else "not yet pseudo-labeled"
     reviewed = c["accepted"] + c["corrected"] + c["rejected"]
-    slot.caption(f"{c['labeled']:,} labeled · {c['pool']:,} pool · {pending} · {reviewed:,} reviewed "
+    human = c["labeled"] + c["accepted"] + c["corrected"]  # the labeled set's and the pool's
+    slot.caption(f"{human:,} human label{'s' * (human != 1)} · {c['pool']:,} pool · {pending} · {reviewed:,} reviewed "
                  f"({c['rejected']:,} rejected) · teacher: {teacher['id'] if teacher else 'none yet'}")
 
 
@@ -355,8 +356,10 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
     elif len(project.classes) < 2:
         have = len(project.classes)
         box.info(f"First, add the classes: the project has {have} (a classifier needs at least two)."
-                 + (" Add them in the Classes section below." if where == "project" else ""))
-        if where != "project":
+                 + {"project": " Add them in the Classes section below.",
+                    "review": " Add them as you label: mark a card below and press + (New class…) to give it "
+                              "a class the project does not have yet."}.get(where, ""))
+        if where not in ("project", "review"):
             box.page_link(PAGES["project"], label="Add classes on Project", icon=":material/folder:")
     elif not counts["labeled"] + counts["accepted"] + counts["corrected"]:
         box.info("First, label some images: the project has no labels yet, and a teacher learns from them. "
@@ -386,7 +389,10 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
             if start_teacher(project):
                 st.switch_page(PAGES["train"])
     elif teacher is None:
-        box.info(f"Train a teacher on the {counts['labeled']:,} labeled images. It takes a minute or two on a CPU.")
+        labels = counts["labeled"] + counts["accepted"] + counts["corrected"]
+        box.info(f"Train a teacher on the {labels:,} labeled images. It takes a minute or two on a CPU."
+                 + (" More labels make it better: a few per class is a start, a few dozen per class is good."
+                    if labels < 10 * len(project.classes) else ""))
         if box.button("Train a teacher now (default settings)", key=f"ns_teacher{where}", type="primary"):
             if start_teacher(project):
                 st.switch_page(PAGES["train"])

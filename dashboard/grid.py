@@ -63,6 +63,7 @@ def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict
 
 
 MAX_OPS = 1000  # operations in one message; the browser sends a handful
+MAX_CLASS_NAME = 100  # characters of a class typed into the grid
 MAX_IDS = 10_000  # items in one decision; the grid's cards decide one at a time
 
 
@@ -99,10 +100,11 @@ def _check(op: dict, n_classes: int) -> dict | None:
                 or not isinstance(op.get("action"), str) or op["action"] not in actions()):
             return None
         action = actions()[op["action"]]
-        if action.needs_class and not (_is_int(label) and 0 <= label < n_classes):
+        new_class = _class_name(op.get("new_class")) if action.needs_class else None
+        if action.needs_class and not new_class and not (_is_int(label) and 0 <= label < n_classes):
             return None
-        return {"kind": kind, "ids": ids, "action": action.name,
-                "label": label if action.needs_class else None,
+        return {"kind": kind, "ids": ids, "action": action.name, "new_class": new_class,
+                "label": label if action.needs_class and not new_class else None,
                 # accept: the class the card showed, so that a newer prediction is not accepted unseen
                 "expect": expect if action.needs_prediction and _is_int(expect) else None}
     if kind == "page" and _is_int(op.get("page")):
@@ -112,6 +114,14 @@ def _check(op: dict, n_classes: int) -> dict | None:
     if kind == "undo":
         return {"kind": kind}
     return None
+
+
+def _class_name(v) -> str | None:
+    """A class name typed into the grid (a new class), or None where v is not one."""
+    if not isinstance(v, str):
+        return None
+    v = " ".join(v.split())
+    return v if 0 < len(v) <= MAX_CLASS_NAME and v.isprintable() else None
 
 
 def draw(*, key: str, project_id: str, cards: list[dict], classes: list[str], page: int, n_pages: int, total: int,

@@ -147,7 +147,8 @@ class Grid {
     const fresh = saved.ops.filter((op) => Date.now() - (op.at || 0) < KEEP_MS
       && !((ack || {})[op.instance] >= op.seq));
     for (const op of fresh) {
-      this.push({kind: "decide", ids: op.ids, action: op.action, label: op.label, expect: op.expect});
+      this.push({kind: "decide", ids: op.ids, action: op.action, label: op.label, new_class: op.new_class,
+                 expect: op.expect});
     }
     if (!fresh.length) this.keep();
   }
@@ -157,8 +158,9 @@ class Grid {
   }
 
   // ------------------------------------------------------------------ actions
-  decide(c, action, label) {
+  decide(c, action, label, newClass) {
     this.push({kind: "decide", ids: [c.id], action: action, label: label === undefined ? null : label,
+               new_class: newClass || null,  // a class typed into the class list, added if new
                expect: this.actions[action].needs_prediction ? c.pred : null});  // accept what this card shows
     this.decided.push({id: c.id, before: c.status});
     if (this.decided.length > REMEMBERED) this.decided.shift();
@@ -224,7 +226,8 @@ class Grid {
     if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
       return this.onFocused(this.withClass.name, keys.indexOf(k)) || true;
     }
-    if (lower === this.withClass.key && !keys) { this.openPicker(); return true; }
+    if (lower === this.withClass.key) { this.openPicker(false); return true; }
+    if (k === "+") { this.openPicker(true); return true; }
     return false;
   }
 
@@ -379,13 +382,16 @@ class Grid {
         this.keysRow.append(b);
       });
       parts.splice(n, 0, `1-9, 0 ${w.name} to a class`);
-    } else {
-      const key = w.key.toUpperCase();
-      const b = button(`${w.label} to a class…`, "", `Choose the class of the marked card (${key})`, () => this.openPicker());
-      b.append(keyHint(key));
-      this.keysRow.append(b);
-      parts.splice(n, 0, `${key} ${w.name} to a class`);
     }
+    const key = w.key.toUpperCase();
+    const pick = button(keys ? "Other…" : `${w.label} to a class…`, "",
+      `Choose the class of the marked card, or type a new one (${key})`, () => this.openPicker(false));
+    pick.append(keyHint(key));
+    const add = button("New class…", "", "Give the marked card a class the project does not have yet (+)",
+      () => this.openPicker(true));
+    add.append(keyHint("+"));
+    this.keysRow.append(pick, add);
+    parts.splice(n + (keys ? 1 : 0), 0, `${key} find a class`, "+ new class");
     this.legend.textContent = "Keyboard: " + parts.join(" · ") + ". The marked card (▶) is the next to decide.";
   }
 
@@ -405,7 +411,9 @@ class Grid {
     this.message.textContent = m ? m.text : "";
   }
 
-  openPicker() {
+  openPicker(adding) {
+    // The class list: type to find a class, or a name the project lacks to add it (adding: the
+    // new class comes first, so that Enter adds what was typed).
     const c = this.focused();
     const w = this.withClass;
     if (!c || !c.can[w.name]) return;
@@ -413,14 +421,22 @@ class Grid {
     row.replaceChildren();
     row.classList.remove("hidden");
     const input = el("input", "find");
-    input.placeholder = `Class of #${c.id}: type to find it, Enter picks the first`;
+    input.maxLength = 100;
+    input.placeholder = adding ? `New class for #${c.id}: type its name, Enter adds it`
+      : `Class of #${c.id}: type to find it (or a new name), Enter picks the first`;
     const list = el("div", "options");
     const close = () => { row.classList.add("hidden"); row.replaceChildren(); };
     const show = () => {
-      const q = input.value.trim().toLowerCase();
+      const typed = input.value.trim().replace(/\s+/g, " ");
+      const q = typed.toLowerCase();
       list.replaceChildren();
-      this.data.classes.map((name, k) => [name, k]).filter(([name]) => name.toLowerCase().includes(q)).slice(0, 30)
-        .forEach(([name, k]) => list.append(button(name, "class", `${w.label} #${c.id} to ${name}`, () => { close(); this.decide(c, w.name, k); })));
+      const found = this.data.classes.map((name, k) => [name, k]).filter(([name]) => name.toLowerCase().includes(q))
+        .slice(0, 30).map(([name, k]) => button(name, "class", `${w.label} #${c.id} to ${name}`,
+          () => { close(); this.decide(c, w.name, k); }));
+      const exists = this.data.classes.some((name) => name.toLowerCase() === q);
+      const add = typed && !exists ? [button(`+ New class “${typed}”`, "class new", `Add the class ${typed} and give it to #${c.id}`,
+        () => { close(); this.decide(c, w.name, null, typed); })] : [];
+      list.append(...(adding ? [...add, ...found] : [...found, ...add]));
     };
     input.addEventListener("input", show);
     input.addEventListener("keydown", (ev) => {

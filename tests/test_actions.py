@@ -106,7 +106,8 @@ def test_one_entry_in_the_table_is_enough_for_a_new_action(project, with_dismiss
     done = {}
     ops = list(grid.new_ops({"ops": {"instance": "t", "ops": [{"seq": 1, "kind": "decide", "ids": [4],
                                                                 "action": "dismiss", "label": None}]}}, done, 2))
-    assert ops == [{"kind": "decide", "ids": [4], "action": "dismiss", "label": None, "expect": None}]
+    assert ops == [{"kind": "decide", "ids": [4], "action": "dismiss", "label": None, "new_class": None,
+                    "expect": None}]
     assert "dismiss" in [a["name"] for a in actions.table()]
 
 

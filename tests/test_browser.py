@@ -411,3 +411,83 @@ def test_a_project_with_no_labels_is_labeled_from_review_in_a_real_browser(page,
         assert pg.locator(f".card[data-id='{sample[0]}']").count() == 0  # labeled: it left the list
         assert not cut_text(pg), cut_text(pg)
         pg.screenshot(path=str(shots / "review-no-labels.png"), full_page=True)
+
+
+def test_a_folder_with_no_labels_goes_to_a_trained_teacher_in_a_real_browser(page, tmp_path):
+    """A folder of unlabeled Fashion-MNIST images and classes.txt: number keys label the marked
+    cards, + gives one a class the project lacked, and Start teacher on Train trains on them."""
+    from PIL import Image
+
+    from stcore.sources import _read_idx
+    from conftest import FMNIST
+    images = _read_idx(FMNIST / "train-images-idx3-ubyte.gz")[:400]
+    truth = _read_idx(FMNIST / "train-labels-idx1-ubyte.gz")[:400]
+    root = tmp_path / "photos"
+    names = {1: "Trouser", 8: "Bag", 7: "Sneaker"}
+    kept = [i for i in range(400) if truth[i] in names][:60]
+    for i in kept:
+        (root / "unlabeled").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).save(root / "unlabeled" / f"img{i:03d}.png")
+    (root / "classes.txt").write_text("Trouser\nBag\n")
+    project = api.create_project(tmp_path / "proj", dataset="folder", data_root=str(root))
+    assert project.classes == ["Trouser", "Bag"] and api.counts(project)["labeled"] == 0
+    source = dict(project.store.engine.all("SELECT id, source FROM items WHERE split = 'pool'"))
+
+    def true_class(item: int) -> str:
+        return names[int(truth[int(source[item].split("img")[1][:3])])]
+
+    def labels():
+        return {r["item_id"]: r["class"] for r in api.labels(project, "pool")}
+    pg, shots = page, shots_dir(tmp_path)
+    with serve(project, tmp_path) as url:
+        pg.goto(f"{url}/review")
+        pg.locator(".card.focus").first.wait_for()
+        settle(pg)
+        pg.get_by_role("heading", name="Review").click()  # keys act when no text field has the focus
+        given: dict[int, str] = {}
+        while len(given) < 12:
+            marked = int(pg.locator(".card.focus").first.get_attribute("data-id"))
+            cls = true_class(marked)
+            if cls == "Sneaker":
+                if "Sneaker" in project.classes:
+                    pg.keyboard.press("3")
+                else:  # + opens the class list for a new name; Enter adds it and labels the card
+                    pg.keyboard.press("+")
+                    find = pg.locator(".picker input.find")
+                    find.wait_for()
+                    find.fill("Sneaker")
+                    pg.locator(".picker button.new").wait_for()
+                    find.press("Enter")
+                    wait_until(lambda: "Sneaker" in project.classes, 20, "the new class")
+                    pg.get_by_text(f"Labeled #{marked} as Sneaker (a new class: 3 in all)").wait_for()
+                    pg.locator(".keys button.class").nth(2).wait_for()  # key 3 is drawn for it
+                    pg.get_by_role("heading", name="Review").click()
+            else:
+                pg.keyboard.press("1" if cls == "Trouser" else "2")
+            given[marked] = cls
+            wait_until(lambda: labels().get(marked) == cls, 20, lambda: f"#{marked} labeled {cls} ({labels()})")
+            wait_until(lambda: pg.locator(f".card.focus[data-id='{marked}']").count() == 0, 10, "the mark to move on")
+        assert labels() == given and project.classes == ["Trouser", "Bag", "Sneaker"]  # + ran, once
+        settle(pg)
+        assert not cut_text(pg), cut_text(pg)
+        pg.screenshot(path=str(shots / "review-folder-zero-labels.png"), full_page=True)
+
+        # ---- Train: a short teacher on those labels, from the page
+        pg.goto(f"{url}/train")
+        pg.get_by_role("tab", name="Teacher").wait_for()
+        settle(pg)
+        pg.get_by_role("tab", name="Teacher").click()
+        settle(pg)
+        pg.locator(".st-key-tr_t_steps input").fill("30")
+        pg.locator(".st-key-tr_t_steps input").press("Tab")
+        settle(pg)
+        pg.get_by_role("button", name="Start teacher").click()
+        run = wait_until(lambda: next(iter(project.store.runs.list("teacher")), None), 90, "a teacher run")
+        wait_until(lambda: api.run(project, run["id"])["state"] in ("finished", "failed"), 240, "the teacher to end")
+        assert api.run(project, run["id"])["state"] == "finished", api.run(project, run["id"])
+        assert api.teacher(project)["id"] == run["id"] and len(api.run(project, run["id"])["class_ids"]) == len(
+            project.classes)
+        pg.get_by_text(f"{run['id']}").first.wait_for(timeout=30_000)
+        settle(pg)
+        assert not cut_text(pg), cut_text(pg)
+        pg.screenshot(path=str(shots / "train-folder-teacher.png"), full_page=True)

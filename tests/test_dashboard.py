@@ -960,9 +960,32 @@ def test_every_page_opens_on_a_project_with_no_classes_and_says_to_add_them(app,
     p = zero_class_project
     at = app(p)
     _every_page_says(at, "add the classes", ("project", "review", "train", "evaluate", "export"))
-    at.switch_page("views/review.py").run()
-    assert not [e for e in at.get("bidi_component")]  # nothing to label with yet
     _start_teacher_says(at, "0 class(es)")
+
+
+def test_review_grid_adds_a_class_typed_for_a_card_and_labels_it(app, zero_class_project):
+    """The grid's + key (New class…): a name the project lacks becomes a class, given to the card;
+    a known name in another case is that class; a name no class could have is refused."""
+    p = zero_class_project
+    at = app(p)
+    at.switch_page("views/review.py").run()
+    data = grid_data(at)
+    assert data["classes"] == [] and all(c["can"]["correct"] for c in data["cards"])
+    a, b, c = [card["id"] for card in data["cards"][:3]]
+    grid_send(at, {**decide_op([a], "correct"), "new_class": "  Cat "})
+    no_errors(at, "review")
+    assert p.classes == ["Cat"] and [(r["item_id"], r["class"]) for r in api.labels(p, "pool")] == [(a, "Cat")]
+    assert grid_data(at)["message"]["text"] == f"Labeled #{a} as Cat (a new class: 1 in all)"
+    grid_send(at, {**decide_op([b], "correct"), "new_class": "cat"}, {**decide_op([c], "correct"), "new_class": "Dog"})
+    assert p.classes == ["Cat", "Dog"]
+    assert {r["item_id"]: r["class"] for r in api.labels(p, "pool")} == {a: "Cat", b: "Cat", c: "Dog"}
+    assert grid_data(at)["classes"] == ["Cat", "Dog"]
+    for bad in ("", "   ", "x" * 101, "bell\x07", 7):
+        grid_send(at, {**decide_op([data["cards"][3]["id"]], "correct"), "new_class": bad})
+    assert p.classes == ["Cat", "Dog"] and len(api.labels(p, "pool")) == 3
+    # the next step no longer asks for classes
+    at.switch_page("views/review.py").run()
+    assert not any("add the classes" in e.value for e in at.info), [e.value for e in at.info]
 
 
 def test_project_page_adds_and_renames_classes_and_explains_a_refused_name(app, zero_class_project):

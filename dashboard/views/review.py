@@ -81,6 +81,22 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
           + (" (no change: it was already so)" if n == 0 else ""))
 
 
+def decide_new_class(ids: list[int], action: str, name: str) -> None:
+    """A class typed into the grid's class list: added to the project when it has none of that
+    name (in any case), then given to ids."""
+    known = {n.casefold(): k for k, n in enumerate(project.classes)}
+    try:
+        k = known[name.casefold()] if name.casefold() in known else api.add_classes(project, [name])[0]
+    except common.USER_ERRORS as e:
+        flash("error: " + message(e))
+        return
+    classes[:] = project.classes  # this run's list, read before the class was added
+    decide(ids, action, k)
+    done = str(st.session_state.get("rv_flash", ""))
+    if name.casefold() not in known and not done.startswith("error: "):
+        st.session_state["rv_flash"] = f"{done} (a new class: {len(classes)} in all)"
+
+
 def undo() -> None:
     n = api.undo(project)
     flash(f"Undid the last action ({n:,} item{'s' * (n != 1)})" if n else "Nothing to undo")
@@ -112,7 +128,9 @@ def on_grid() -> None:
     st.session_state.pop("rv_flash", None)  # this batch's messages replace any earlier one
     done = st.session_state.setdefault("rv_done", {})
     for op in grid.new_ops(st.session_state.get("rv_grid"), done, len(classes)):
-        if op["kind"] == "decide" and op["expect"] is not None:
+        if op["kind"] == "decide" and op.get("new_class"):
+            decide_new_class(op["ids"], op["action"], op["new_class"])
+        elif op["kind"] == "decide" and op["expect"] is not None:
             decide_as_shown(op["ids"], op["action"], op["expect"])
         elif op["kind"] == "decide":
             decide(op["ids"], op["action"], op["label"])
@@ -411,10 +429,25 @@ def continuous_state() -> None:
         st.warning(f"No refresh could start: {util.md_escape(now['problem'])}")
 
 
-def labeled_so_far() -> None:
-    """How many human labels each class has (the next step above says when a teacher can start)."""
+def labeled_so_far(slot=None) -> None:
+    """How many human labels each class has, in the page's slot for it (the next step above says
+    when a teacher can start). A decision draws it again from the grid's fragment, with no slot;
+    a decision that changes the next step (the first label, the second class) reruns the page."""
+    in_fragment, slot = slot is None, slot or st.session_state.get("_rv_labeled")
+    if slot is None:
+        return
+    st.session_state["_rv_labeled"] = slot  # a UI handle of this session's page, not data
     have = api.classes(project)
-    st.caption("Labeled so far: " + " · ".join(f"{c['name']} {c['labels']:,}" for c in have))
+    total = sum(c["labels"] for c in have)
+    stage, before = (len(have) >= 2, total > 0), st.session_state.get("_rv_stage")
+    st.session_state["_rv_stage"] = stage
+    if in_fragment and before is not None and before != stage:
+        st.rerun(scope="app")
+    unlabeled = [c["name"] for c in have if not c["labels"]]
+    slot.caption("Labeled so far: " + (" · ".join(f"{c['name']} {c['labels']:,}" for c in have) or "no class yet")
+                 + (f" — {total:,} in all; a teacher can start now (Next step above)"
+                    + (f", though it learns nothing of {', '.join(unlabeled[:3])}{'…' * (len(unlabeled) > 3)} "
+                       "until it has a label" if unlabeled else "") if all(stage) else ""))
 
 
 def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, int, int] | None:
@@ -457,6 +490,7 @@ def body(view: str, f: dict | None) -> None:
         list_bulk_ui(listed)
     grid_ui(rows, st.session_state["rv_page"], n_pages, total)  # also with no rows: its Undo stays at hand
     common.sidebar_counts(project)  # a decision changed them; the sidebar is outside this fragment
+    labeled_so_far()  # likewise the labels per class, while labeling by hand
     if rows:
         return
     if view == TO_LABEL:
@@ -479,14 +513,16 @@ if not predicted:
         st.info("Nothing to review yet: the pool has no pseudo-labels. A teacher trained on the labeled images "
                 "predicts a class for every pool image; here you then accept, correct or reject those predictions.")
     common.next_step(project, where="review")
-    if not classes or not counts["pool"]:
+    if not counts["pool"]:
         st.stop()
     st.caption("Until a teacher has predicted the pool, label its images by hand: choose a card's class, or mark "
-               "a card and press the class's number key (L opens the class list). "
+               "a card and press the class's number key (L opens the class list, + gives it a new class). "
                + ("The cards are the app's choice: the most typical image of each group of similar images that "
                   "has no label yet." if embedded else
                   "The cards are a random sample; embed the images (Train page) and the app chooses them instead."))
-    labeled_so_far()
+    labeled_so_far(st.empty())
+else:
+    st.session_state.pop("_rv_labeled", None)  # pseudo-labels now: nothing counts labels on this page
 if embedded:
     continuous_ui()
 state_from_url()
