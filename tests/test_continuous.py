@@ -162,5 +162,12 @@ def test_the_review_page_turns_it_on_and_says_what_is_missing(app, zero_label_pr
     next(t for t in at.toggle if "Learn while I label" in t.label).set_value(True).run()
     assert api.continuous_status(zero_label_project)["every"] == api.CONTINUOUS_EVERY
     assert any(f"after {api.CONTINUOUS_EVERY} decisions (0 so far)" in c.value for c in at.caption)
+    at.number_input(key="rv_every").set_value(20).run()  # N set on the page
+    assert api.continuous_status(zero_label_project)["every"] == 20
+    assert any("after 20 decisions (0 so far)" in c.value for c in at.caption)
     next(t for t in at.toggle if "Learn while I label" in t.label).set_value(False).run()
     assert api.continuous_status(zero_label_project)["every"] is None
+    assert at.number_input(key="rv_every").value == 20  # kept for the next time it is turned on
+    api.set_continuous(zero_label_project, 70)  # set elsewhere (the CLI): the page shows it, and keeps it
+    at.run()
+    assert at.number_input(key="rv_every").value == 70 and api.continuous_status(zero_label_project)["every"] == 70

@@ -395,20 +395,37 @@ def suggested_rows(size: int) -> list[dict] | None:
 def continuous_ui() -> None:
     """Continuous mode: a toggle (retrain every N decisions, in a job), and its refreshes' state."""
     now = api.continuous_status(project)
-    every = now["every"] or api.CONTINUOUS_EVERY
-    on = st.toggle(f"Learn while I label: retrain the teacher every {every} decisions", value=now["every"] is not None,
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    on = c1.toggle("Learn while I label: retrain the teacher every N decisions", value=now["every"] is not None,
                    help="A head on the embedding is trained on your labels and pseudo-labels the pool again, in "
                         "the background; it then becomes the teacher, and the grid shows its labels. Turning this "
                         "off gives back the teacher you had before.")
+    if now["every"]:  # the project's setting, whoever made it (another tab, the CLI)
+        st.session_state["rv_every"] = now["every"]
+    st.session_state.setdefault("rv_every", api.CONTINUOUS_EVERY)
+    c2.number_input("N (decisions)", min_value=1, max_value=100_000, step=10, key="rv_every", on_change=set_every,
+                    help="Fewer: the order follows your labels sooner, at more CPU time in the background (each "
+                         "retrain takes seconds to a minute).")
+    if error := st.session_state.pop("rv_every_error", None):
+        common.show_error(error)
     if on != (now["every"] is not None):
         try:
-            api.set_continuous(project, every if on else None)
+            api.set_continuous(project, int(st.session_state["rv_every"]) if on else None)
         except common.USER_ERRORS as e:
             common.show_error(e)
             return
         st.rerun(scope="app")
     if on:
         st.fragment(continuous_state, run_every=2.0)()
+
+
+def set_every() -> None:
+    """N changed on the page: the project retrains every N decisions from now, if the mode is on."""
+    if api.continuous_status(project)["every"] is not None:
+        try:
+            api.set_continuous(project, int(st.session_state["rv_every"]))
+        except common.USER_ERRORS as e:
+            st.session_state["rv_every_error"] = e
 
 
 def continuous_state() -> None:
