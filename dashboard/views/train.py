@@ -108,13 +108,18 @@ def live(run_id: str, was_active: bool) -> None:
         return
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.loss_chart({run_id: rows}), key="tr_loss")
-    if any(r["kind"] == "eval" for r in rows):
+    if not api.counts(project)["test"]:  # an accuracy of nothing would draw as a flat 0
+        c2.info("No test set, so no test accuracy: this project has no test images. Put labeled images in "
+                "the data folder's test/<class>/ folders and create the project again to measure it; the "
+                "Project page's label-value curve estimates accuracy from your labels meanwhile.")
+    elif any(r["kind"] == "eval" for r in rows):
         c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
     else:  # empty axes say nothing: say when the first point comes
         c2.info(first_evaluation(run, rows))
-    st.caption(f"{n_points} loss points · {sum(1 for r in rows if r['kind'] == 'eval')} evaluations on a fixed, "
-               f"class-balanced sample of the test set (the last one on all of it)"
-               + (" · updates every second" if is_active else ""))
+    evals = sum(1 for r in rows if r["kind"] == "eval")
+    st.caption(f"{n_points} loss points"
+               + (f" · {evals} evaluations on a fixed, class-balanced sample of the test set (the last one on all "
+                  "of it)" if evals else "") + (" · updates every second" if is_active else ""))
 
 
 def first_evaluation(run: dict, rows: list[dict]) -> str:
