@@ -5,11 +5,12 @@
     N labels: stcore review P --simulate N                (the app's order: typical items)
               stcore review P --simulate N --order random  (random items, as a user picking by hand)
               10 per class at random, by their hidden class (a user cannot do this without labels)
-    stcore train P --role teacher
+    stcore train P --role teacher --seed S
     stcore pseudo-label P
-    stcore train P --role student
+    stcore train P --role student --seed S
 
-The labels are given by a perfect labeler (the hidden classes) as pool decisions, whichever way
+The seed S is the project's (which seeds the app's clustering and the random choice) and the
+runs'. The labels are given by a perfect labeler (the hidden classes) as pool decisions, whichever way
 they are chosen. One embedded project per seed, copied into a folder per choice. The commands
 run in this process (benchmarks.accuracy.stcore), so a wall time leaves out Python's start-up.
 """
@@ -69,9 +70,9 @@ def bench_zero_loop(workdir: Path, *, seeds: list[int], budgets: list[int], per_
             else:
                 stcore("review", folder, "--simulate", n, *(["--order", "random"] if how == "random" else []))
             t_label = time.perf_counter() - t0
-            t_teacher, r = stcore("train", folder, "--role", "teacher", *budget)
+            t_teacher, r = stcore("train", folder, "--role", "teacher", "--seed", seed, *budget)
             t_pl, pl = stcore("pseudo-label", folder)
-            t_student, s = stcore("train", folder, "--role", "student", *budget)
+            t_student, s = stcore("train", folder, "--role", "student", "--seed", seed, *budget)
             teacher[name][seed], student[name][seed] = r["accuracy"], s["accuracy"]
             wall[name][seed] = t_embed + t_label + t_teacher + t_pl + t_student
             d[name] = {"label_s": round(t_label, 1), "teacher_s": round(t_teacher, 1), "pseudo_label_s": round(t_pl, 1),

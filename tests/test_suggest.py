@@ -145,3 +145,15 @@ def test_auto_is_uncertain_once_the_pool_is_pseudo_labeled(trained_project):
     assert all(r["status"] == "pending" for r in api.items(p, list(margins)))
     assert min(margins.values()) == min(r["margin"] for r in api.review_page(p, statuses=["pending"], order="margin",
                                                                               limit=1))
+
+
+@needs_fmnist
+def test_the_projects_seed_seeds_the_random_and_the_typical_choice(zero_label_project, tmp_path):
+    other = api.create_project(tmp_path / "seed1", dataset="fashion-mnist", labeled=0, seed=1, limit=300,
+                               download=False)
+    for p in (zero_label_project, other):
+        api.start_embedding(p, "pixels", detach=False)
+    for strategy in ("random", "typical"):
+        a, b = ([i["id"] for i in api.suggest(p, 10, strategy)["items"]] for p in (zero_label_project, other))
+        assert a != b, strategy  # the same images, another seed
+        assert b == [i["id"] for i in api.suggest(zero_label_project, 10, strategy, seed=1)["items"]]

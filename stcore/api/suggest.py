@@ -12,7 +12,7 @@ STRATEGIES = ("auto", "typical", "uncertain", "random")
 DEFAULT_COUNT = 24  # a page of the Review grid
 
 
-def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto", *, seed: int = 0) -> dict:
+def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto", *, seed: int | None = None) -> dict:
     """{'items': [{'id', 'score', 'reason'}, ...] best first, 'strategy' (the one used), 'over'
     (the embedding read, or None), 'candidates' (pending pool items), 'seconds'}.
 
@@ -21,8 +21,10 @@ def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto"
     (uncertain once the pool has pseudo-labels, else typical). Only pending pool items are
     ranked: no human label, not rejected. typical and uncertain read the project's embedding;
     without one they raise UsageError rather than embed here (an embedding is a job, never work
-    inside a page's click): `stcore embed P --backbone pixels` takes seconds."""
+    inside a page's click): `stcore embed P --backbone pixels` takes seconds. seed: of the random
+    order and of the clustering; the project's seed (`init --seed`) unless given."""
     from .. import acquisition
+    seed = int(project.meta.get("seed") or 0) if seed is None else seed
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if count < 1:
