@@ -200,26 +200,32 @@ def markdown(r: dict) -> str:
                 f"the test set. Choosing {max(cs['budgets'])}: {times}.", "",
                 "| Labels chosen by | Labels | Spread (pool) | Linear (test) |", "| --- | --- | --- | --- |"]
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    rows = zero_loop_rows(r)
-    if rows:
-        z = r["details"]["zero-loop"]["details"]
-        out += ["", f"The whole default loop from zero labels: Fashion-MNIST, every step with the CLI's defaults, "
-                f"mean ± std over seeds {', '.join(map(str, z['seeds']))}; test accuracy of the teacher and of the "
-                f"student, and the loop's wall time, mean and slowest seed ({z['wall_s']}). "
-                f"{zero_loop_steps(r)}", "",
+    for part in ZERO_LOOP_PARTS:
+        rows = zero_loop_rows(r, part)
+        if not rows:
+            continue
+        z = r["details"][part]["details"]
+        how = ("every step with the CLI's defaults" if z.get("model_flags", "CLI defaults") == "CLI defaults" else
+               f"the {z.get('embedding')} embedding and `{' '.join(z['model_flags'])}` for both roles")
+        out += ["", f"The whole loop from zero labels: {ZERO_LOOP_PARTS[part]}, {how}, mean ± std over seeds "
+                f"{', '.join(map(str, z['seeds']))}; test accuracy of the teacher and of the student, and the "
+                f"loop's wall time, mean and slowest seed ({z['wall_s']}). {zero_loop_steps(r, part)}", "",
                 "| Labels chosen by | Labels | Teacher | Student | Wall time | Target |",
                 "| --- | --- | --- | --- | --- | --- |"]
         out += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(out)
 
 
+ZERO_LOOP_PARTS = {"zero-loop": "Fashion-MNIST", "zero-loop-cifar10": "CIFAR-10"}
+
+
 ZERO_LOOP_ROWS = {"typical": "the app's order (`review --simulate`)", "random": "at random (`--order random`)",
                   "per_class": "{k} of each class, at random (needs the labels first)"}
 
 
-def zero_loop_rows(r: dict) -> list[tuple[str, ...]]:
-    """(labels chosen by, N, teacher, student, wall time, target) per arm of the zero-loop part."""
-    z = (r.get("details") or {}).get("zero-loop") or {}
+def zero_loop_rows(r: dict, part: str = "zero-loop") -> list[tuple[str, ...]]:
+    """(labels chosen by, N, teacher, student, wall time, target) per arm of a zero-loop part."""
+    z = (r.get("details") or {}).get(part) or {}
     pct = lambda a: f"{100 * a['mean']:.1f}% ± {100 * a['std']:.1f}"
     rows = []
     for n in (z.get("details") or {}).get("budgets", []):
@@ -240,9 +246,9 @@ def zero_loop_rows(r: dict) -> list[tuple[str, ...]]:
     return rows
 
 
-def zero_loop_steps(r: dict) -> str:
-    """The mean wall time of each step of the zero-loop part, over seeds and arms."""
-    per_seed = r["details"]["zero-loop"]["details"]["per_seed"]
+def zero_loop_steps(r: dict, part: str) -> str:
+    """The mean wall time of each step of a zero-loop part, over seeds and arms."""
+    per_seed = r["details"][part]["details"]["per_seed"]
     steps: dict[str, list[float]] = {}
     for d in per_seed.values():
         steps.setdefault("embed", []).append(d["embed_s"])
@@ -292,8 +298,9 @@ def console(r: dict) -> str:
         w = max(len(a) for a, *_ in cold)
         lines += ["", "cold start (spread on the pool, linear on test):"] + [
             f"{a:<{w}}  {b:>9}  {c:>14}  {d:>14}" for a, b, c, d in cold]
-    zero = zero_loop_rows(r)
-    if zero:
-        lines += ["", "whole loop from zero labels (teacher, student, wall time):"] + [
-            f"{a:<52}  {b:>4}  {c:>14}  {d:>14}  {e}  {t}" for a, b, c, d, e, t in zero]
+    for part, name in ZERO_LOOP_PARTS.items():
+        zero = zero_loop_rows(r, part)
+        if zero:
+            lines += ["", f"whole loop from zero labels, {name} (teacher, student, wall time):"] + [
+                f"{a:<52}  {b:>4}  {c:>14}  {d:>14}  {e}  {t}" for a, b, c, d, e, t in zero]
     return "\n".join(lines)

@@ -16,6 +16,8 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
              at random, 10 per class; their spread over the graph, a linear classifier; suggest's wall time
   zero-loop  the whole default loop from zero labels (issue 25): embed, N labels (the app's order, random,
              10 per class), teacher, pseudo-label, student; accuracy and wall time of each step
+  zero-loop-cifar10  the same on CIFAR-10 (JPEG folders: $STCORE_CIFAR10_DIR or ../shared/data), 100
+             labels, the ImageNet backbone's embedding and a head on it for both roles
   continuous continuous mode (issue 25): from the 50th decision to the refreshed pseudo-labels, and the
              Review click's latency (api.review) while the refresh runs
 --quick shrinks every part to a few seconds (CI's smoke run).
@@ -35,7 +37,7 @@ from pathlib import Path
 from . import report
 from .common import machine, now_iso
 
-PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start", "zero-loop", "continuous")
+PARTS = ("train", "pseudo", "embed", "review", "review-pg", "light", "dashboard", "graph", "ddp", "loop", "accuracy", "lopsided", "cold-start", "zero-loop", "zero-loop-cifar10", "continuous")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -59,6 +61,9 @@ def settings(quick: bool) -> dict:
                 "cold-start": {"seeds": [0], "budgets": [10, 30], "per_class_at": 30, "limit": 1000},
                 "zero-loop": {"seeds": [0], "budgets": [10], "per_class_at": 10, "limit": 600,
                               "budget": ["--steps", "3", "--batch-size", "16"]},
+                "zero-loop-cifar10": {"seeds": [0], "budgets": [10], "per_class_at": 10, "limit": 200,
+                                      "budget": ["--steps", "3", "--batch-size", "16"], "model": ["--model", "head"],
+                                      "embed": ["--backbone", "efficientnet-lite0", "--image-size", "32"]},
                 "continuous": {"limit": 1000, "every": 10, "rounds": 1, "start_labels": 20}}
     return {"limit": None, "teacher_steps": 20,
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
@@ -81,6 +86,10 @@ def settings(quick: bool) -> dict:
             "cold-start": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None},
             # the issue's setting: the whole pool, every step with the CLI's defaults
             "zero-loop": {"seeds": [0, 1, 2], "budgets": [30, 100], "per_class_at": 100, "limit": None, "budget": []},
+            # the issue's setting: CIFAR-10's 50,000 pool images, 100 labels, the ImageNet backbone
+            # (EfficientNet-Lite0 at the CLI's 128 px) and a head on its embedding for both roles
+            "zero-loop-cifar10": {"seeds": [0, 1, 2], "budgets": [100], "per_class_at": 100, "limit": None,
+                                  "budget": [], "model": ["--model", "head"], "embed": ["--backbone", "efficientnet-lite0"]},
             # the issue's setting: 60,000 pool images, the pixel embedding, a refresh every 50 decisions
             "continuous": {"limit": None, "every": 50, "rounds": 3, "start_labels": 100}}
 
@@ -143,8 +152,10 @@ def headline(part: str, res: dict) -> dict:
             acc = res["accuracy"]
             return {"cold_start": {name: acc[name]["spread"]["mean"] for name in acc} | {
                 f"suggest_s_{name}": v["mean"] for name, v in res["suggest_s"].items()}}
-        case "zero-loop":
-            return {"zero_loop": {f"{name}_{who}": v[who]["mean"] for name, v in res.items() if name != "details"
+        case "zero-loop" | "zero-loop-cifar10":
+            if "skipped" in res:
+                return {}
+            return {part.replace("-", "_"): {f"{name}_{who}": v[who]["mean"] for name, v in res.items() if name != "details"
                                   for who in ("teacher", "student")}}
         case "continuous":
             return {"continuous": {"items": res["items"], "reflects_s": res["reflects_s"]["median"],
@@ -242,6 +253,12 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                 case "zero-loop":
                     from .zero_loop import bench_zero_loop
                     res = bench_zero_loop(workdir, say=say, **s["zero-loop"])
+                case "zero-loop-cifar10":
+                    from .zero_loop import bench_zero_loop, cifar10_folders
+                    root = cifar10_folders(workdir)
+                    res = bench_zero_loop(workdir, say=say, dataset="cifar10", data_root=root,
+                                          **s["zero-loop-cifar10"]) if root else \
+                        {"skipped": "no CIFAR-10 folders here (set STCORE_CIFAR10_DIR)"}
                 case "continuous":
                     from .continuous import bench_continuous
                     res = bench_continuous(workdir, say=say, **s["continuous"])
