@@ -9,6 +9,8 @@ browser.
 """
 from __future__ import annotations
 
+import unicodedata
+
 from pathlib import Path
 from typing import Iterator
 
@@ -121,7 +123,7 @@ def _class_name(v) -> str | None:
     if not isinstance(v, str):
         return None
     v = " ".join(v.split())
-    return v if 0 < len(v) <= MAX_CLASS_NAME and v.isprintable() else None
+    return v if 0 < len(v) <= MAX_CLASS_NAME and not any(unicodedata.category(ch) == "Cc" for ch in v) else None
 
 
 def draw(*, key: str, project_id: str, cards: list[dict], classes: list[str], page: int, n_pages: int, total: int,
@@ -130,6 +132,6 @@ def draw(*, key: str, project_id: str, cards: list[dict], classes: list[str], pa
     _component(key=key, on_ops_change=on_ops, data={
         "project": project_id, "cards": cards, "classes": classes,
         "actions": [a for a in api.review_actions() if a["name"] in actions()],
-        "number_keys": NUMBER_KEYS if len(classes) <= len(NUMBER_KEYS) else None,
+        "number_keys": NUMBER_KEYS if 0 < len(classes) <= len(NUMBER_KEYS) else None,
         "toolbar": {"page": page, "n_pages": n_pages, "total": total, "undo": undo},
         "message": message, "ack": done})

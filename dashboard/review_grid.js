@@ -423,25 +423,33 @@ class Grid {
     const input = el("input", "find");
     input.maxLength = 100;
     input.placeholder = adding ? `New class for #${c.id}: type its name, Enter adds it`
-      : `Class of #${c.id}: type to find it (or a new name), Enter picks the first`;
+      : `Class of #${c.id}: type to find it, Enter picks the first (a new name: click + New class)`;
     const list = el("div", "options");
     const close = () => { row.classList.add("hidden"); row.replaceChildren(); };
+    const norm = (name) => name.trim().replace(/\s+/g, " ").toLowerCase();
+    let enter = null;  // what Enter does: the first class found, or (adding) the new class typed
     const show = () => {
       const typed = input.value.trim().replace(/\s+/g, " ");
       const q = typed.toLowerCase();
       list.replaceChildren();
-      const found = this.data.classes.map((name, k) => [name, k]).filter(([name]) => name.toLowerCase().includes(q))
-        .slice(0, 30).map(([name, k]) => button(name, "class", `${w.label} #${c.id} to ${name}`,
-          () => { close(); this.decide(c, w.name, k); }));
-      const exists = this.data.classes.some((name) => name.toLowerCase() === q);
-      const add = typed && !exists ? [button(`+ New class “${typed}”`, "class new", `Add the class ${typed} and give it to #${c.id}`,
+      // an exact name first, then the names that contain what was typed, in class order
+      const matches = this.data.classes.map((name, k) => [name, k]).filter(([name]) => norm(name).includes(q))
+        .sort(([a], [b]) => (norm(b) === q) - (norm(a) === q)).slice(0, 30);
+      const found = matches.map(([name, k]) => button(name, "class", `${w.label} #${c.id} to ${name}`,
+        () => { close(); this.decide(c, w.name, k); }));
+      const exact = matches.length && norm(matches[0][0]) === q;
+      const add = typed && !exact ? [button(`+ New class “${typed}”`, "class new", `Add the class ${typed} and give it to #${c.id}`,
         () => { close(); this.decide(c, w.name, null, typed); })] : [];
       list.append(...(adding ? [...add, ...found] : [...found, ...add]));
+      // Enter never adds a class by accident: only in the + mode, and never an empty name;
+      // there an existing class of that name is taken instead.
+      enter = adding ? (exact ? found[0] : add[0] || null) : (found[0] || null);
     };
     input.addEventListener("input", show);
     input.addEventListener("keydown", (ev) => {
+      if (ev.isComposing) return;  // an input method's Enter confirms the characters, nothing else
       if (ev.key === "Escape") close();
-      if (ev.key === "Enter") { const b = list.querySelector("button"); if (b) b.click(); }
+      if (ev.key === "Enter" && enter) enter.click();
     });
     row.append(input, button("Cancel", "", "Close (Esc)", close), list);
     show();

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from conftest import make_store
-from stcore.errors import DeviceBusy, StoreError
+from stcore.errors import DeviceBusy, StoreError, UsageError
 from stcore.store import SCHEMA_VERSION, Store
 from stcore import orders
 
@@ -247,6 +247,22 @@ def test_class_counts_put_each_decision_under_its_decided_class(store):
     assert counts["accepted"] == {a["pred"]: 1}
     assert counts["corrected"] == {(c["pred"] + 1) % 10: 1}
     assert sum(counts["pseudo"].values()) == 1000
+
+
+def test_a_count_by_status_alone_reads_the_kept_counts_and_equals_a_scan(store):
+    rows = orders.page(store.queue, statuses=["pending"], limit=30)
+    store.decisions.decide([r["id"] for r in rows[:10]], "accepted")
+    store.decisions.decide([r["id"] for r in rows[10:15]], "corrected", 2)
+    store.decisions.decide([r["id"] for r in rows[15:18]], "rejected")
+    store.decisions.undo()  # the rejection taken back
+    for statuses in (None, [], ["pending"], ["accepted", "corrected"], ["rejected"], ["accepted", "pending"]):
+        where = f" WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
+        scanned = store.engine.one(f"SELECT COUNT(*) FROM pool{where}", statuses or ())[0]
+        assert store.queue.count(statuses=statuses) == scanned, statuses
+    assert store.queue.count(statuses=["accepted"], classes=[rows[0]["pred"]], conf_min=0.0) == sum(
+        r["pred"] == rows[0]["pred"] for r in rows[:10])  # with a class: counted from the pool
+    with pytest.raises(UsageError, match="unknown status"):
+        store.queue.count(statuses=["maybe"])
 
 
 def test_bulk_predictions_write_every_value_on_both_engines(store):

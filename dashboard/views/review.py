@@ -84,16 +84,17 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
 def decide_new_class(ids: list[int], action: str, name: str) -> None:
     """A class typed into the grid's class list: added to the project when it has none of that
     name (in any case), then given to ids."""
-    known = {n.casefold(): k for k, n in enumerate(project.classes)}
+    key = " ".join(name.split()).casefold()
+    known = {" ".join(n.split()).casefold(): k for k, n in enumerate(project.classes)}
     try:
-        k = known[name.casefold()] if name.casefold() in known else api.add_classes(project, [name])[0]
+        k = known[key] if key in known else api.add_classes(project, [name])[0]
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
     classes[:] = project.classes  # this run's list, read before the class was added
     decide(ids, action, k)
     done = str(st.session_state.get("rv_flash", ""))
-    if name.casefold() not in known and not done.startswith("error: "):
+    if key not in known and not done.startswith("error: "):
         st.session_state["rv_flash"] = f"{done} (a new class: {len(classes)} in all)"
 
 
@@ -403,7 +404,7 @@ def continuous_ui() -> None:
     if now["every"]:  # the project's setting, whoever made it (another tab, the CLI)
         st.session_state["rv_every"] = now["every"]
     st.session_state.setdefault("rv_every", api.CONTINUOUS_EVERY)
-    c2.number_input("N (decisions)", min_value=1, max_value=100_000, step=10, key="rv_every", on_change=set_every,
+    c2.number_input("N (decisions)", min_value=1, step=10, key="rv_every", on_change=set_every,
                     help="Fewer: the order follows your labels sooner, at more CPU time in the background (each "
                          "retrain takes seconds to a minute).")
     if error := st.session_state.pop("rv_every_error", None):
@@ -505,9 +506,9 @@ def body(view: str, f: dict | None) -> None:
         bulk_ui(f, pending_here)
     elif view in ("similar", "map selection"):
         list_bulk_ui(listed)
+    labeled_so_far()  # the labels per class (outside this fragment), or the whole page when its next step moved
     grid_ui(rows, st.session_state["rv_page"], n_pages, total)  # also with no rows: its Undo stays at hand
     common.sidebar_counts(project)  # a decision changed them; the sidebar is outside this fragment
-    labeled_so_far()  # likewise the labels per class, while labeling by hand
     if rows:
         return
     if view == TO_LABEL:

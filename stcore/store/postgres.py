@@ -132,10 +132,10 @@ class PostgresEngine(Engine):
             self.execute(f"ANALYZE {table}")
 
     def indexes(self, table: str) -> dict[str, str]:
-        return dict(self.all("SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_index x ON "
-                             "x.indexrelid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass "
-                             "WHERE i.schemaname = current_schema() AND i.tablename = ? AND NOT x.indisprimary",
-                             (table,)))
+        return dict(self.all("SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_index x "
+                             "JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                             "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                             "WHERE n.nspname = current_schema() AND t.relname = ? AND NOT x.indisprimary", (table,)))
 
     def insert_many(self, table, columns, rows) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import UsageError
+from . import counts as kept
 from .engine import Engine
 from .items import STATUSES, chunks
 
@@ -104,6 +105,10 @@ class Queue:
 
     def count(self, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:
         where, params = self.where(classes, statuses, conf_min, conf_max)
+        if not classes and (conf_min is None or conf_min <= 0) and (conf_max is None or conf_max >= 1):
+            # by status alone (the Review page's usual count): the kept counts, not a scan of the pool
+            n = kept.read(self.e)
+            return sum(n.get(f"status:{s}", 0) for s in (statuses or STATUSES))
         return self.e.one(f"SELECT COUNT(*) FROM pool{where}", params)[0]
 
     def rows_by_id(self, ids: Sequence[int]) -> list[dict]:

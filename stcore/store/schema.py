@@ -227,12 +227,12 @@ def _add_counts(engine) -> None:
 
 
 def _pool_indexes_v7(engine) -> None:
-    """Schema 6 -> 7: on PostgreSQL, the pool's indexes that lead with the status give way to
-    ones that do not, and its pages keep room for updated rows (pages written from now on; a
-    VACUUM FULL of pool applies it to the old ones too). SQLite keeps its indexes."""
+    """Schema 6 -> 7: on PostgreSQL, the pool's indexes are made again without the status, and
+    its pages keep room for updated rows: pages written from now on (`VACUUM FULL` of the
+    project's pool table applies it to the old ones at once). SQLite keeps its indexes."""
     if engine.name != "postgresql":
         return
-    for old in ("pool_status_pred_conf", "pool_status_conf", "pool_status_pred_margin"):
-        engine.execute(f"DROP INDEX IF EXISTS {old}")
+    for old in engine.indexes("pool"):  # every one: some keep their name with another definition
+        engine.execute(f'DROP INDEX "{old}"')
     engine.script(pool_indexes(engine.name))
     engine.execute(f"ALTER TABLE pool SET (fillfactor = {POOL_FILLFACTOR})")
