@@ -390,7 +390,7 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
                 st.switch_page(PAGES["train"])
     elif teacher is None:
         labels = counts["labeled"] + counts["accepted"] + counts["corrected"]
-        box.info(f"Train a teacher on the {labels:,} labeled images. It takes a minute or two on a CPU."
+        box.info(f"Train a teacher on the {labels:,} labeled image{'s' * (labels != 1)}: a minute or two on a CPU."
                  + (" More labels make it better: a few per class is a start, a few dozen per class is good."
                     if labels < 10 * len(project.classes) else ""))
         if box.button("Train a teacher now (default settings)", key=f"ns_teacher{where}", type="primary"):

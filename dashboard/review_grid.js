@@ -381,7 +381,8 @@ class Grid {
         b.append(keyHint(keys[k]), el("span", "", name));
         this.keysRow.append(b);
       });
-      parts.splice(n, 0, `1-9, 0 ${w.name} to a class`);
+      const more = this.data.classes.length > keys.length;
+      parts.splice(n, 0, `1-9, 0 ${w.name} to ${more ? `one of the first ${keys.length} classes` : "a class"}`);
     }
     const key = w.key.toUpperCase();
     const pick = button(keys ? "Other…" : `${w.label} to a class…`, "",

@@ -37,16 +37,27 @@ def settings(project: Project) -> dict | None:
 def turn_on(project: Project, every: int = DEFAULT_EVERY) -> dict:
     """Retrain after every `every` decisions from now on; ProjectError saying what is missing
     (an embedding, human labels in two classes)."""
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise UsageError(f"continuous mode retrains after every N decisions; N must be a whole number of at "
-                         f"least 1, not {every!r}")
+    check_every(every)
     if why := learnable(project):
         raise ProjectError(why)
     before = settings(project)
     on = {"every": every, "since": before["since"] if before else project.store.decisions.last_seq(),
           "teacher_before": before["teacher_before"] if before else project.store.meta().get("teacher")}
-    project.store.set_meta(continuous=on)
+    project.store.set_meta(continuous=on, continuous_every=every)
     return on
+
+
+def check_every(every) -> None:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise UsageError(f"continuous mode retrains after every N decisions; N must be a whole number of at "
+                         f"least 1, not {every!r}")
+
+
+def choose_every(project: Project, every: int) -> None:
+    """N for continuous mode: applied now when the mode is on, kept for when it is turned on otherwise."""
+    check_every(every)
+    on = settings(project)
+    project.store.set_meta(continuous_every=every, **({"continuous": {**on, "every": every}} if on else {}))
 
 
 def turn_off(project: Project) -> None:
@@ -114,13 +125,15 @@ def status(project: Project) -> dict:
     """{'every' (None: off), 'decisions' (since the last refresh was queued), 'running' (the
     active refresh's run row, or None), 'last' (the newest finished refresh: {'id', 'ended',
     'labels', 'seconds'}, or None), 'failed' (the newest refresh, when it failed or was
-    interrupted: {'id', 'error'}), 'problem' (why none could start, or None)}."""
+    interrupted: {'id', 'error'}), 'problem' (why none could start, or None), 'chosen' (N: the
+    mode's while on, the one it will use once turned on while off)}."""
     meta = project.store.meta()
     on = meta.get("continuous")
     n, _ = due(project, on)
     newest = project.store.runs.latest(ROLE)
     done = project.store.runs.latest(ROLE, ["finished"])
     return {"every": on["every"] if on else None, "decisions": n,
+            "chosen": on["every"] if on else meta.get("continuous_every") or DEFAULT_EVERY,
             "running": newest if newest and newest["state"] in ACTIVE_STATES else None,
             "last": {"id": done["id"], "ended": done["ended"], "labels": (done["result"] or {}).get("labels"),
                      "seconds": round(done["ended"] - (done["started"] or done["ended"]), 1),

@@ -171,3 +171,10 @@ def test_the_review_page_turns_it_on_and_says_what_is_missing(app, zero_label_pr
     api.set_continuous(zero_label_project, 70)  # set elsewhere (the CLI): the page shows it, and keeps it
     at.run()
     assert at.number_input(key="rv_every").value == 70 and api.continuous_status(zero_label_project)["every"] == 70
+    next(t for t in at.toggle if "Learn while I label" in t.label).set_value(False).run()
+    at.number_input(key="rv_every").set_value(30).run()  # N typed while the mode is off: stored in the project
+    assert api.continuous_status(zero_label_project)["every"] is None
+    fresh = app(zero_label_project, "review")  # a reload
+    assert fresh.number_input(key="rv_every").value == 30
+    next(t for t in fresh.toggle if "Learn while I label" in t.label).set_value(True).run()
+    assert api.continuous_status(zero_label_project)["every"] == 30

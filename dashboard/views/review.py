@@ -401,9 +401,7 @@ def continuous_ui() -> None:
                    help="A head on the embedding is trained on your labels and pseudo-labels the pool again, in "
                         "the background; it then becomes the teacher, and the grid shows its labels. Turning this "
                         "off gives back the teacher you had before.")
-    if now["every"]:  # the project's setting, whoever made it (another tab, the CLI)
-        st.session_state["rv_every"] = now["every"]
-    st.session_state.setdefault("rv_every", api.CONTINUOUS_EVERY)
+    st.session_state["rv_every"] = now["chosen"]  # the project's setting, whoever made it (another tab, the CLI)
     c2.number_input("N (decisions)", min_value=1, step=10, key="rv_every", on_change=set_every,
                     help="Fewer: the order follows your labels sooner, at more CPU time in the background (each "
                          "retrain takes seconds to a minute).")
@@ -421,12 +419,11 @@ def continuous_ui() -> None:
 
 
 def set_every() -> None:
-    """N changed on the page: the project retrains every N decisions from now, if the mode is on."""
-    if api.continuous_status(project)["every"] is not None:
-        try:
-            api.set_continuous(project, int(st.session_state["rv_every"]))
-        except common.USER_ERRORS as e:
-            st.session_state["rv_every_error"] = e
+    """N changed on the page: stored in the project, in use from now on if the mode is on."""
+    try:
+        api.set_continuous_every(project, int(st.session_state["rv_every"]))
+    except common.USER_ERRORS as e:
+        st.session_state["rv_every_error"] = e
 
 
 def continuous_state() -> None:

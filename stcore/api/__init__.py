@@ -43,7 +43,7 @@ from .review import (  # noqa: F401
     all_or_nothing, review, still_pending, accept_above, count_above, undo,
     last_action, history, review_page, review_count, simulate_review, SELECTION,
     set_selection, selection, items, set_label, bulk_accept_impact, ids_accept_impact)
-from .continuous import DEFAULT_EVERY as CONTINUOUS_EVERY, continuous_status, set_continuous  # noqa: F401
+from .continuous import DEFAULT_EVERY as CONTINUOUS_EVERY, continuous_status, set_continuous, set_continuous_every  # noqa: F401,E501
 from .suggest import DEFAULT_COUNT as SUGGEST_COUNT, STRATEGIES, suggest  # noqa: F401
 from .insight import (  # noqa: F401
     similar, label_issues, MAP_POINTS, map_points, MAP_COLUMNS, duplicates, labels_digest, label_curve)

@@ -22,11 +22,19 @@ def set_continuous(project: Project, every: int | None = DEFAULT_EVERY) -> dict:
     return continuous_status(project)
 
 
+def set_continuous_every(project: Project, every: int) -> dict:
+    """N for continuous mode, stored in the project: used from now on when the mode is on, and
+    when it is next turned on otherwise (UsageError unless a whole number of at least 1)."""
+    continuous.choose_every(project, every)
+    return continuous_status(project)
+
+
 def continuous_status(project: Project) -> dict:
     """{'every' (None: off), 'decisions' since the last refresh was queued, 'running' (the
     refresh queued or running, a run row, or None), 'last' (the newest finished one: 'id',
     'ended', 'ago' and 'seconds', 'labels' it learned from), 'failed' ({'id', 'state', 'error'}
-    when the newest one failed or was interrupted), 'problem' (why none could start)}."""
+    when the newest one failed or was interrupted), 'problem' (why none could start), 'chosen'
+    (N while on; while off, the N it will use once turned on)}."""
     return continuous.status(project)
 
 
