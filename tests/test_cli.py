@@ -70,6 +70,28 @@ def test_review_decisions_and_undo_from_the_cli(trained_project):
     assert hist[0]["reviewer"] == "ann" and hist[0]["new_status"] == "accepted"
 
 
+def test_history_says_who_decided_what_and_undo_reverts_only_that_reviewers_action(trained_project):
+    P = trained_project.path
+    stcore("review", P, "--accept", "150", "153", "--reviewer", "ann")
+    stcore("review", P, "--correct", "150=Bag", "--reviewer", "bob")
+    stcore("review", P, "--accept", "151", "--reviewer", "bob")
+    out = json.loads(stcore("review", P, "--undo", "--reviewer", "ann", "--json").stdout)
+    assert out["undone"] == 1  # ann's accept of 153; 150 keeps bob's newer correction
+    assert [r["status"] for r in trained_project.store.queue.rows([150, 151, 153])] == [
+        "corrected", "accepted", "pending"]
+    rows = json.loads(stcore("history", P, "150", "--json").stdout)["history"]
+    assert [(r["reviewer"], r["new_status"], r["new_label"], r["undone"]) for r in rows] == [
+        ("bob", "corrected", "Bag", 0), ("ann", "accepted", rows[1]["new_label"], 1)]
+    assert all(isinstance(r["at"], float) and r["item_id"] == 150 for r in rows)
+    bobs = json.loads(stcore("history", P, "--reviewer", "bob", "--json").stdout)["history"]
+    assert [r["item_id"] for r in bobs] == [151, 150]
+    text = stcore("history", P, "150").stdout
+    assert "bob" in text and "corrected (Bag)" in text and "[undone]" in text
+    assert "no decisions yet on item 152" in stcore("history", P, "152").stdout
+    r = stcore("history", P, "--limit", "0", check=False)
+    assert r.returncode == 2 and "--limit" in r.stderr
+
+
 @pytest.mark.parametrize("args,message", [
     (("review", "--correct", "150=Spaceship"), "unknown class 'Spaceship'"),
     (("review", "--accept", "987654"), "unknown pool item id"),

@@ -64,6 +64,21 @@ def test_undo_reverts_the_reviewers_own_last_action(store):
     assert store.decisions.undo() == 1  # anyone's: bob's
 
 
+def test_an_undo_leaves_what_another_reviewer_decided_since_and_loses_nothing(store):
+    """ann accepts 1 and 2; bob then corrects 2. ann's undo reverts 1 only: bob's decision on 2
+    stands, with its label. bob's undo afterwards takes 2 back to what it was before both."""
+    store.decisions.decide([1, 2], "accepted", reviewer="ann")
+    store.decisions.decide([2], "corrected", 4, reviewer="bob")
+    assert store.decisions.undo(reviewer="ann") == 1
+    assert [(r["status"], r["label"]) for r in store.queue.rows([1, 2])] == [("pending", None), ("corrected", 4)]
+    assert {(i, c) for i, _, c, _ in store.items.human_labels()} >= {(2, 4)}
+    assert 1 not in {i for i, *_ in store.items.human_labels()}
+    assert store.decisions.undo(reviewer="bob") == 1
+    assert [(r["status"], r["label"]) for r in store.queue.rows([1, 2])] == [("pending", None), ("pending", None)]
+    assert 2 not in {i for i, *_ in store.items.human_labels()}
+    assert store.decisions.undo() == 0
+
+
 def test_the_kept_counts_equal_a_fresh_count_after_every_kind_of_write(new_engine):
     """Status, split and pseudo-label counts (read by `stcore status` without counting the pool)
     stay exact through decisions, bulk accepts, undo, pseudo-labels and a transaction rolled back."""
@@ -85,7 +100,7 @@ def test_the_kept_counts_equal_a_fresh_count_after_every_kind_of_write(new_engin
     assert s.decisions.accept_above(0.5, reviewer="cy") > 50
     assert_counts_fresh(s)
     s.decisions.relabel([1000], 3, reviewer="cy")
-    assert s.decisions.undo(reviewer="bob") == 2  # bob's corrections; item 3 was rejected by ann since
+    assert s.decisions.undo(reviewer="bob") == 1  # bob's correction of 2; item 3 was rejected by ann since
     assert_counts_fresh(s)
     while s.decisions.undo():
         assert_counts_fresh(s)

@@ -78,8 +78,18 @@ def last_action(project: Project, reviewer: str | None = None) -> dict | None:
     return project.store.decisions.last_batch(reviewer)
 
 
-def history(project: Project, item_id: int | None = None, limit: int = 100) -> list[dict]:
-    return project.store.decisions.history(item_id, limit)
+def history(project: Project, item_id: int | None = None, limit: int = 100, *, reviewer: str | None = None,
+            names: bool = False) -> list[dict]:
+    """The newest decisions first, of one item and/or one reviewer when given: who (reviewer),
+    what (old and new status and label), when (at), in which action (batch), undone or not.
+    names: labels as class names instead of class ids."""
+    rows = project.store.decisions.history(item_id, limit, reviewer=reviewer)
+    if names:
+        classes = project.classes
+        for r in rows:
+            for key in ("old_label", "new_label"):
+                r[key] = classes[r[key]] if r[key] is not None and r[key] < len(classes) else r[key]
+    return rows
 
 
 def review_page(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None,

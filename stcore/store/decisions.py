@@ -11,6 +11,9 @@ from .engine import Engine
 from .queue import Queue
 
 
+# A history row h whose item has a newer change not undone (someone decided it again since).
+_LATER = "EXISTS (SELECT 1 FROM history x WHERE x.item_id = h.item_id AND x.seq > h.seq AND x.undone = 0)"
+
 class Decisions:
     def __init__(self, engine: Engine):
         self.e = engine
@@ -125,44 +128,54 @@ class Decisions:
     def undo(self, reviewer: str | None = None) -> int:
         """Revert the most recent batch of decisions not yet undone: of reviewer, when given
         (each person undoes their own actions), else of anyone. Each label goes back to what it
-        was, with the source, reviewer and time it had."""
+        was, with the source, reviewer and time it had. An item decided again since (by anyone)
+        keeps that newer decision: the batch's change is taken out of its history instead, so
+        that undoing the newer one later goes back to what the item was before both. Returns
+        the items reverted."""
         who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("", [])
         with self.e.tx():
             batch = self.e.one(f"SELECT MAX(batch) FROM history WHERE undone=0 {who}", params)[0]
             if batch is None:
                 return 0
             split = "CASE WHEN h.new_status='labeled' THEN 'labeled' ELSE 'pool' END"
+            latest = f"h.batch=? AND NOT {_LATER}"  # the batch's rows that are still the item's newest
             self.e.execute(f"DELETE FROM labels WHERE (split, item_id) IN (SELECT {split}, h.item_id FROM history h "
-                           "WHERE h.batch=? AND h.old_label IS NULL)", (batch,))
+                           f"WHERE {latest} AND h.old_label IS NULL)", (batch,))
             # the label before: the one the item's previous history row gave, else its initial label
             self.e.execute(
                 f"INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) SELECT {split}, "
                 "h.item_id, h.old_label, COALESCE(b.source, 'initial'), b.reviewer, COALESCE(b.at, h.at), b.batch "
                 "FROM history h LEFT JOIN history b ON b.seq = (SELECT MAX(x.seq) FROM history x WHERE "
-                "x.item_id = h.item_id AND x.seq < h.seq AND x.undone = 0) WHERE h.batch=? AND h.old_label IS NOT NULL "
+                f"x.item_id = h.item_id AND x.seq < h.seq AND x.undone = 0) WHERE {latest} AND h.old_label IS NOT NULL "
                 "ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, source=excluded.source, "
                 "reviewer=excluded.reviewer, at=excluded.at, batch=excluded.batch", (batch,))
             # the statuses of the batch's pool items before and after: exact whatever their history
-            touched = ("SELECT status, COUNT(*) FROM pool WHERE id IN (SELECT item_id FROM history WHERE batch=? "
-                       "AND new_status != 'labeled') GROUP BY status")
+            touched = ("SELECT status, COUNT(*) FROM pool WHERE id IN (SELECT h.item_id FROM history h WHERE "
+                       f"{latest} AND h.new_status != 'labeled') GROUP BY status")
             before = self.e.all(touched, (batch,))
             n = self.e.execute(
                 "UPDATE pool SET status=h.old_status, decided_at=h.at "
-                "FROM (SELECT item_id, old_status, at FROM history WHERE batch=? "
-                "AND new_status != 'labeled') AS h WHERE pool.id = h.item_id", (batch,)).rowcount
+                f"FROM (SELECT h.item_id, h.old_status, h.at FROM history h WHERE {latest} "
+                "AND h.new_status != 'labeled') AS h WHERE pool.id = h.item_id", (batch,)).rowcount
             deltas = {f"status:{r[0]}": r[1] for r in self.e.all(touched, (batch,))}
             for status, k in before:
                 deltas[f"status:{status}"] = deltas.get(f"status:{status}", 0) - k
             kept.add(self.e, deltas)
-            n += self.e.one("SELECT COUNT(*) FROM history WHERE batch=? AND new_status='labeled'", (batch,))[0]
+            n += self.e.one(f"SELECT COUNT(*) FROM history h WHERE {latest} AND h.new_status='labeled'", (batch,))[0]
+            # decided again since: the next change of the item now starts from what this one started from
+            self.e.execute(
+                "UPDATE history SET old_status=h.old_status, old_label=h.old_label FROM history h "
+                f"WHERE h.batch=? AND {_LATER} AND history.seq = (SELECT MIN(x.seq) FROM history x "
+                "WHERE x.item_id = h.item_id AND x.seq > h.seq AND x.undone = 0)", (batch,))
             self.e.execute("UPDATE history SET undone=1 WHERE batch=?", (batch,))
             return n
 
-    def history(self, item_id: int | None = None, limit: int = 100) -> list[dict]:
-        if item_id is None:
-            rows = self.e.all("SELECT * FROM history ORDER BY seq DESC LIMIT ?", (limit,))
-        else:
-            rows = self.e.all("SELECT * FROM history WHERE item_id=? ORDER BY seq DESC LIMIT ?", (item_id, limit))
+    def history(self, item_id: int | None = None, limit: int = 100, *, reviewer: str | None = None) -> list[dict]:
+        """The newest changes first (of one item and/or one reviewer, when given): every column."""
+        where = [(c, v) for c, v in (("item_id", item_id), ("reviewer", reviewer)) if v is not None]
+        clause = " AND ".join(f"{c}=?" for c, _ in where)
+        rows = self.e.all(f"SELECT * FROM history {'WHERE ' + clause if where else ''} ORDER BY seq DESC LIMIT ?",
+                          (*[v for _, v in where], limit))
         return [{k: r[k] for k in r.keys()} for r in rows]
 
     def last_batch(self, reviewer: str | None = None) -> dict | None:
