@@ -33,11 +33,13 @@ path = common.project_choice()
 common.keep_project_in_url(path)
 with st.sidebar:
     project = common.current_project(required=False)
-    if project is not None:
+if not common.sign_in_gate(project):  # a project with accounts shows nothing before sign-in
+    st.stop()
+if project is not None:
+    with st.sidebar:
         # Always in view: which project every page of this tab reads and writes.
         st.markdown(f"**Project: {util.md_escape(project.path.name)}**")
         st.code(str(project.path), language=None, wrap_lines=True)
         common.sidebar_counts(project, st.empty())
-if project is not None:
     st.set_page_config(page_title=f"{project.path.name} · stcore")
 page.run()

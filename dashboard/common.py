@@ -8,6 +8,7 @@ project, filters, the page number).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import os
 import sys
@@ -259,6 +260,74 @@ def password_gate() -> bool:
     return False
 
 
+# ------------------------------------------------------------------ accounts
+# A signed-in session outlives a reload in a cookie that holds its token (the store keeps only
+# the token's hash); the cookie is written by a script of a few lines, there being no Streamlit
+# call that sets one, and read back with st.context.cookies.
+_cookie = st.components.v2.component(
+    "stcore_session_cookie", js="export default function ({ data }) { document.cookie = data.cookie; }")
+
+
+def _cookie_name(project: api.Project) -> str:
+    return "stcore_session_" + hashlib.sha256(str(project.path).encode()).hexdigest()[:12]
+
+
+def user() -> dict | None:
+    """The signed-in person ({'name', 'role'}) on this run's project, or None where it has no accounts."""
+    return st.session_state.get("_user")
+
+
+def reviewer() -> str | None:
+    """The name stored with this session's decisions: the signed-in person's, else the default."""
+    u = user()
+    return u["name"] if u else None
+
+
+def check(action: str) -> None:
+    """AccessError unless this session may take an admin action (api.ADMIN_ONLY): the check each
+    handler makes on the server, inside the try that shows its errors, whatever the page showed."""
+    api.require(user(), action)
+
+
+def sign_in_gate(project: api.Project | None) -> bool:
+    """True when this session may use the project: it has no accounts, or the session is signed
+    in (now, or before a reload). Otherwise draws the sign-in form."""
+    st.session_state.pop("_user", None)
+    if project is None or not api.has_users(project):
+        return True
+    name = _cookie_name(project)
+    token = st.session_state.get(name) or st.context.cookies.get(name)
+    if (u := api.signed_in(project, token)) is not None:
+        st.session_state.update({"_user": u, name: token})
+        with st.sidebar:
+            _cookie(key="session_cookie", data={"cookie": f"{name}={token}; path=/; max-age=43200; SameSite=Strict"})
+            st.caption(f"Signed in as **{util.md_escape(u['name'])}** ({u['role']})")
+            st.button("Sign out", key="sign_out", on_click=_sign_out, args=(project, name, token))
+        return True
+    if st.session_state.pop("_signed_out", False):
+        _cookie(key="session_cookie", data={"cookie": f"{name}=; path=/; max-age=0; SameSite=Strict"})
+    st.title(f"Sign in to {project.path.name}")
+    with st.form("sign_in"):
+        who = st.text_input("Name")
+        secret = st.text_input("Password", type="password")
+        go = st.form_submit_button("Sign in", type="primary")
+    if go:
+        try:
+            st.session_state[name] = api.sign_in(project, who, secret)
+        except USER_ERRORS as e:
+            show_error(e)
+            return False
+        st.rerun()
+    st.caption("The project's admin gives you an account: `stcore users PROJECT add NAME`.")
+    return False
+
+
+def _sign_out(project: api.Project, name: str, token: str) -> None:
+    api.sign_out(project, token)
+    st.session_state.pop(name, None)
+    st.session_state["_signed_out"] = True
+
+
 # ------------------------------------------------------------------ widgets and actions
 @st.cache_data(ttl=10, show_spinner=False)
 def devices() -> list[dict]:
@@ -308,6 +377,7 @@ def best_device() -> str:
 def start_teacher(project: api.Project, device: str | None = None) -> str | None:
     """Start a teacher with default settings (the empty-state button); the run id, or None."""
     try:
+        check("runs")
         run_id = api.start_training(project, {"role": "teacher", "device": device or best_device()})
     except USER_ERRORS as e:
         show_error(e)
@@ -319,6 +389,7 @@ def start_teacher(project: api.Project, device: str | None = None) -> str | None
 def start_embed(project: api.Project, backbone: str | None = None, device: str | None = None, **options) -> str | None:
     backbone = backbone or api.recommended_backbone(project)
     try:
+        check("runs")
         run_id = api.start_embedding(project, backbone, device=device or best_device(), **options)
     except USER_ERRORS as e:
         show_error(e)
@@ -329,6 +400,7 @@ def start_embed(project: api.Project, backbone: str | None = None, device: str |
 
 def start_pseudo(project: api.Project, device: str | None = None) -> str | None:
     try:
+        check("runs")
         run_id = api.start_pseudo_label(project, device=device or best_device())
     except USER_ERRORS as e:
         show_error(e)

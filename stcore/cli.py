@@ -13,6 +13,7 @@ import time
 
 from . import __version__, api
 from .errors import StcoreError, UsageError, message
+from .cli_team import team_commands
 from .terminal import foreground, report_run, show, watch
 
 
@@ -239,26 +240,6 @@ def cmd_status(a):
             print(f"    {k['path']}: {k['reason']}")
         if len(s["skipped"]) > 20:
             print(f"    ... and {len(s['skipped']) - 20} more (`stcore status --json` lists them all)")
-    return 0
-
-
-def cmd_history(a):
-    p = api.open_project(a.project)
-    if a.limit < 1:
-        raise UsageError(f"--limit is how many changes to show, at least 1, not {a.limit}")
-    rows = api.history(p, a.item, a.limit, reviewer=a.reviewer, names=True)
-    if a.json:
-        show({"history": rows}, True)
-        return 0
-    if not rows:
-        print("no decisions yet" + (f" on item {a.item}" if a.item is not None else "")
-              + (f" by {a.reviewer}" if a.reviewer else ""))
-    for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"]))
-        old = r["old_status"] + (f" ({r['old_label']})" if r["old_label"] is not None else "")
-        new = r["new_status"] + (f" ({r['new_label']})" if r["new_label"] is not None else "")
-        print(f"{when}  #{r['item_id']:<8} {r['reviewer'] or '?':<12} {old} -> {new}"
-              + ("  [undone]" if r["undone"] else ""))
     return 0
 
 
@@ -537,11 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="typical (no teacher needed), uncertain (the teacher's doubts, spread over the embedding), "
                         "random, or auto: uncertain once there are pseudo-labels, else typical")
     cmd("status", cmd_status, "counts, pseudo-label accuracy, runs and skipped files")
-    s = cmd("history", cmd_history, "who decided what, and when: an item's decisions, a reviewer's, or "
-                                    "everyone's, newest first")
-    s.add_argument("item", nargs="?", type=int, metavar="ID", help="one item's decisions")
-    s.add_argument("--reviewer", metavar="NAME", help="one reviewer's decisions")
-    s.add_argument("--limit", type=int, default=100, metavar="N", help="at most N changes (default 100)")
+    team_commands(cmd)
     s = cmd("classes", cmd_classes, "list the classes, add some, or rename one (its labels keep it)")
     s.add_argument("--add", nargs="+", metavar="NAME", help="new classes")
     s.add_argument("--rename", nargs=2, metavar=("CLASS", "NAME"), help="give a class (name or id) a new name")

@@ -45,6 +45,10 @@ class StoreError(StcoreError):
     """A project store that cannot be opened or used."""
 
 
+class AccessError(StcoreError):
+    """A wrong name or password, too many failed sign-ins, or an action the person's role may not take."""
+
+
 class DeviceBusy(StcoreError):
     """Another job of this project holds the device."""
 

@@ -362,7 +362,8 @@ def test_past_ten_classes_key_l_opens_a_class_picker(page, many_classes_project,
     with serve(project, tmp_path) as url:
         pg.goto(f"{url}/review")
         pg.locator(".card.focus").first.wait_for()
-        assert pg.locator(".keys button.class").count() == 0  # no number keys for twelve classes
+        assert pg.locator(".keys button.class").count() == 10  # number keys for the first ten of twelve
+        assert "1-9, 0 correct to one of the first 10 classes" in pg.locator(".legend").inner_text().lower()
         marked = int(pg.locator(".card.focus").first.get_attribute("data-id"))
         pg.get_by_role("heading", name="Review").click()
         pg.keyboard.press("l")
@@ -492,3 +493,38 @@ def test_a_folder_with_no_labels_goes_to_a_trained_teacher_in_a_real_browser(pag
         settle(pg)
         assert not cut_text(pg), cut_text(pg)
         pg.screenshot(path=str(shots / "train-folder-teacher.png"), full_page=True)
+
+
+def test_signing_in_survives_a_reload_and_signing_out_does_not(page, trained_project, tmp_path):
+    """A project with accounts: the sign-in form, a wrong password, then the right one; a reload
+    keeps the session (a cookie with its token), a decision is stored with the person's name,
+    and after Sign out a reload asks again."""
+    project, pg = trained_project, page
+    api.add_user(project, "ann", "reviewer", "correct horse")
+    with serve(project, tmp_path) as url:
+        pg.goto(f"{url}/review")
+        pg.get_by_text(f"Sign in to {project.path.name}").wait_for()
+        assert pg.locator(".card").count() == 0
+        pg.get_by_role("textbox", name="Name").fill("ann")
+        pg.get_by_role("textbox", name="Password").fill("wrong horse")
+        pg.get_by_role("button", name="Sign in").click()
+        pg.get_by_text("wrong name or password").wait_for()
+        pg.get_by_role("textbox", name="Password").fill("correct horse")
+        pg.get_by_role("button", name="Sign in").click()
+        pg.get_by_text("Signed in as").wait_for()
+        settle(pg)
+        pg.reload()
+        pg.get_by_text("Signed in as").wait_for()
+        pg.locator(".card.focus").first.wait_for()
+        marked = int(pg.locator(".card.focus").first.get_attribute("data-id"))
+        pg.get_by_role("heading", name="Review").click()
+        pg.keyboard.press("a")
+        wait_until(lambda: api.history(project, marked), 30, "the decision")
+        assert api.history(project, marked)[0]["reviewer"] == "ann"
+        pg.screenshot(path=str(shots_dir(tmp_path) / "signed-in.png"))
+        pg.get_by_role("button", name="Sign out").click()
+        pg.get_by_text(f"Sign in to {project.path.name}").wait_for()
+        settle(pg)
+        pg.reload()
+        pg.get_by_text(f"Sign in to {project.path.name}").wait_for()
+        assert pg.get_by_text("Signed in as").count() == 0

@@ -50,6 +50,7 @@ def cell_images(run: dict) -> None:
                 f"to see the images of each cell.")
         if st.button("Evaluate it again", key="ev_recompute", icon=":material/refresh:"):
             try:
+                common.check("runs")
                 api.start_evaluation(project, run["id"], device=common.best_device())
             except common.USER_ERRORS as e:
                 common.show_error(e)

@@ -22,6 +22,7 @@ SHOWN = 9  # thumbnails of the selection shown here: one row at 1280 px
 def start_map(method: str = "auto") -> None:
     """Button callback (the layout runs on the CPU: it holds no GPU)."""
     try:
+        common.check("runs")
         run_id = api.start_map(project, method=method, device="cpu")
     except common.USER_ERRORS as e:
         st.session_state["mp_flash"] = "error: " + message(e)
@@ -49,8 +50,10 @@ def review_selection(ids: list[int]) -> None:
 def decide_selection(ids: list[int], action: str, label: int | None) -> None:
     """Confirmed bulk decision on the selection's pool items (the labeled set is left as it is)."""
     try:
-        n = (api.review(project, api.still_pending(project, ids), "accept") if action == "accept"
-             else api.set_label(project, ids, label))
+        common.check("bulk")
+        who = common.reviewer()
+        n = (api.review(project, api.still_pending(project, ids), "accept", reviewer=who) if action == "accept"
+             else api.set_label(project, ids, label, reviewer=who))
     except common.USER_ERRORS as e:
         st.session_state["mp_flash"] = "error: " + message(e)
         return

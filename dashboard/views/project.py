@@ -106,6 +106,7 @@ def add_classes(p: api.Project) -> None:
     text = st.session_state.get("cl_add_names", "")
     names = [n for n in (x.strip() for x in text.split(",")) if n] or [text]  # nothing: the API says why
     try:
+        common.check("classes")
         api.add_classes(p, names)
     except common.USER_ERRORS as e:
         st.session_state["cl_add_msg"] = ("error", message(e))
@@ -117,6 +118,7 @@ def add_classes(p: api.Project) -> None:
 def rename_class(p: api.Project) -> None:
     cls, name = st.session_state.get("cl_rename_id"), st.session_state.get("cl_rename_name", "")
     try:
+        common.check("classes")
         old = p.classes[cls]
         api.rename_class(p, cls, name)
     except common.USER_ERRORS as e:

@@ -72,7 +72,11 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
     verb = "Labeled" if a.needs_class and all(r["pred"] is None for r in api.items(project, ids)) else a.verb
     try:
         # a class for items of any split: a labeled-set card can be corrected too
-        n = api.set_label(project, ids, label) if a.needs_class else api.review(project, ids, action)
+        if len(ids) > 1:
+            common.check("bulk")
+        who = common.reviewer()
+        n = api.set_label(project, ids, label, reviewer=who) if a.needs_class else \
+            api.review(project, ids, action, reviewer=who)
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
@@ -87,6 +91,8 @@ def decide_new_class(ids: list[int], action: str, name: str) -> None:
     key = " ".join(name.split()).casefold()
     known = {" ".join(n.split()).casefold(): k for k, n in enumerate(project.classes)}
     try:
+        if key not in known:
+            common.check("classes")
         k = known[key] if key in known else api.add_classes(project, [name])[0]
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
@@ -99,7 +105,7 @@ def decide_new_class(ids: list[int], action: str, name: str) -> None:
 
 
 def undo() -> None:
-    n = api.undo(project)
+    n = api.undo(project, common.reviewer())  # signed in: that person's own last action
     flash(f"Undid the last action ({n:,} item{'s' * (n != 1)})" if n else "Nothing to undo")
 
 
@@ -232,7 +238,9 @@ def bulk_ui(f: dict, pending_here: list[int]) -> None:
             k1, k2 = st.columns([1, 1])
             if k1.button(f"Accept {confirm[1]:,}", key="rv_bulk_yes", type="primary"):
                 try:
-                    n = api.accept_above(project, confirm[0], classes=f["classes"], conf_max=cmax)
+                    common.check("bulk")
+                    n = api.accept_above(project, confirm[0], classes=f["classes"], conf_max=cmax,
+                                         reviewer=common.reviewer())
                     flash(f"Accepted {n:,} items")
                 except common.USER_ERRORS as e:
                     flash("error: " + message(e))
@@ -303,6 +311,7 @@ def job_or_button(role: str, what: str, start) -> None:
         st.error(f"{failed['id']} {failed['state']}: {failed['error'] or 'no reason was recorded'}")
     if st.button(f"Find {what}", key=f"rv_start_{role}", type="primary", icon=":material/search:"):
         try:
+            common.check("runs")
             start(project, device=common.best_device())
         except common.USER_ERRORS as e:
             common.show_error(e)
@@ -409,6 +418,7 @@ def continuous_ui() -> None:
         common.show_error(error)
     if on != (now["every"] is not None):
         try:
+            common.check("runs")
             api.set_continuous(project, int(st.session_state["rv_every"]) if on else None)
         except common.USER_ERRORS as e:
             common.show_error(e)
@@ -421,6 +431,7 @@ def continuous_ui() -> None:
 def set_every() -> None:
     """N changed on the page: stored in the project, in use from now on if the mode is on."""
     try:
+        common.check("runs")
         api.set_continuous_every(project, int(st.session_state["rv_every"]))
     except common.USER_ERRORS as e:
         st.session_state["rv_every_error"] = e

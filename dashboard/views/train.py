@@ -27,6 +27,7 @@ def shown_run(run_list: list[dict]) -> dict | None:
 def act(what: str, run_id: str) -> None:
     """Cancel or resume a run (a button callback); the outcome is shown as a toast."""
     try:
+        common.check("runs")
         if what == "cancel":
             st.toast(f"{run_id}: {api.cancel(project, run_id)}")
         else:
@@ -209,6 +210,7 @@ def history(was_active: bool) -> None:
         common.regressions_ui(project, chosen["id"], teacher["id"])
     if c4.button(label, key="tr_promote", disabled=not promotable, width="stretch", icon=":material/upgrade:"):
         try:
+            common.check("runs")
             lost = api.promote(project, chosen["id"])
         except common.USER_ERRORS as e:
             common.show_error(e)
@@ -246,6 +248,7 @@ def estimate_ui(values: dict, key: str) -> None:
 
 def start(values: dict) -> None:
     try:
+        common.check("runs")
         run_id = api.start_training(project, values)
     except common.USER_ERRORS as e:
         common.show_error(e)

@@ -16,6 +16,7 @@ One module per feature; this package is their one surface:
   insight.py     similar images, likely label errors, near-duplicates, the map, what more labels would buy
   evaluation.py  test results, calibration, regressions per class, promote
   export.py      labels as CSV or JSON, a model
+  users.py       accounts and roles: add, list, remove, sign in and out
 """
 from __future__ import annotations
 
@@ -53,3 +54,5 @@ from .evaluation import (  # noqa: F401
 from .export import (  # noqa: F401
     EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_bytes,
     export_model)
+from .users import (  # noqa: F401
+    ADMIN_ONLY, ROLES, has_users, users, add_user, remove_user, sign_in, signed_in, sign_out, allowed, require)

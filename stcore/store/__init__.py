@@ -7,6 +7,7 @@ A Store is small interfaces by concern, over one engine (engine.py):
 - store.queue: the review queue, read in pages (the orders themselves are in stcore/orders.py);
 - store.decisions: review decisions, their history and undo;
 - store.runs: runs and metrics;
+- store.users: accounts, signed-in sessions and failed sign-ins;
 - counts.py: the counts an overview shows, kept by the methods above as they write, so that
   reading them never counts the pool.
 Every method that writes is one short transaction, so a worker writing once a second, a
@@ -28,6 +29,7 @@ from .items import STATUSES, Items
 from .queue import PAGE_COLUMNS, Queue
 from .runs import ACTIVE_STATES, RUN_STATES, Runs, world_size
 from .schema import MIGRATIONS, SCHEMA_VERSION, schema
+from .users import Users
 
 __all__ = ["ACTIVE_STATES", "PAGE_COLUMNS", "RUN_STATES", "SCHEMA_VERSION", "STATUSES", "Store", "world_size"]
 
@@ -41,7 +43,7 @@ class Store:
         if isinstance(self.engine, SQLiteEngine) and not create and not self.engine.path.exists():
             raise StoreError(f"{self.engine.path} does not exist")
         self.classes, self.items, self.queue = Classes(self.engine), Items(self.engine), Queue(self.engine)
-        self.decisions, self.runs = Decisions(self.engine), Runs(self.engine)
+        self.decisions, self.runs, self.users = Decisions(self.engine), Runs(self.engine), Users(self.engine)
         try:
             if not create:
                 self._check_version()  # before any write, so that a foreign file is left as it was

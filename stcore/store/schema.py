@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from .counts import recount
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # from-version -> the steps that bring a store to the next version: SQL statements, or a
 # function of the engine where a step needs more than SQL. Add one entry with each schema change
 # (and bump SCHEMA_VERSION); the store applies them on open, in one transaction.
@@ -25,6 +25,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], None], ...]] = {
     5: (lambda engine: _add_counts(engine),),
     # 7: on PostgreSQL, pool indexes that a decision does not touch (_POOL_INDEXES)
     6: (lambda engine: _pool_indexes_v7(engine),),
+    # 8: accounts, their signed-in sessions and failed sign-ins (users.py)
+    7: (lambda engine: engine.script(schema(engine.name, _USERS)),),
 }
 
 # The pool's indexes, one per way the review queue reads it (queue.py). They differ by engine:
@@ -99,7 +101,17 @@ _COUNTS = """
 CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, n {int} NOT NULL);
 """
 
-_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + """
+_USERS = """
+-- Accounts (stcore/accounts.py): a password hash (scrypt), never a password; a session by the
+-- SHA-256 of its token, never the token.
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL,
+                                  created {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (token TEXT PRIMARY KEY, name TEXT NOT NULL, created {real} NOT NULL,
+                                     seen {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS sign_in_failures (name TEXT PRIMARY KEY, n {int} NOT NULL, at {real} NOT NULL);
+"""
+
+_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + _USERS + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Every image: the labeled set, the unlabeled pool and the test set.
 CREATE TABLE IF NOT EXISTS items (
@@ -175,7 +187,7 @@ CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos {int} NOT NULL, id
 
 # The tables in an order that a copy can fill them in, and the columns of each.
 TABLES = ("meta", "classes", "items", "pool", "labels", "history", "runs", "metrics", "skipped", "selection",
-          "counts")
+          "counts", "users", "sessions", "sign_in_failures")
 
 
 def schema(engine: str, text: str = _SCHEMA) -> str:

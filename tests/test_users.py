@@ -1,0 +1,164 @@
+"""Accounts and roles (stcore/accounts.py, store/users.py, `stcore users`): hashed passwords, one
+answer for a wrong password and an unknown name, slowed repeated failures, sessions by token
+hash, and the checks of what a role may do. The store tests run on both engines."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stcore import accounts
+from stcore.errors import AccessError, UsageError
+
+from conftest import make_store
+
+
+@pytest.fixture
+def users(new_engine):
+    return make_store(new_engine(), 10).users
+
+
+def test_a_password_is_stored_hashed_and_signs_in_to_a_session_that_ends(users):
+    assert accounts.add(users, "ann", "admin", "correct horse") is None
+    made = accounts.add(users, "bob")  # no password: one is generated and returned once
+    assert made and len(made) >= 12
+    role, stored = users.get("ann")
+    assert role == "admin" and stored.startswith("scrypt$") and "correct horse" not in stored
+    assert users.get("bob")[1] != users.get("ann")[1]
+    token = accounts.sign_in(users, "ann", "correct horse")
+    assert accounts.session(users, token) == {"name": "ann", "role": "admin"}
+    assert accounts.token_hash(token) in {r[0] for r in users.e.all("SELECT token FROM sessions")}
+    assert token not in {r[0] for r in users.e.all("SELECT token FROM sessions")}  # only its hash is kept
+    assert accounts.session(users, accounts.sign_in(users, "bob", made))["role"] == "reviewer"
+    users.close_session(accounts.token_hash(token))
+    assert accounts.session(users, token) is None
+    token = accounts.sign_in(users, "ann", "correct horse")
+    accounts.remove(users, "bob")
+    accounts.remove(users, "ann")  # the last account: allowed, and its sessions end with it
+    assert accounts.session(users, token) is None and users.count() == 0
+
+
+def test_a_wrong_password_and_an_unknown_name_get_the_same_answer_and_are_slowed(users):
+    accounts.add(users, "ann", "admin", "correct horse")
+    answers = []
+    for name in ("ann", "nobody"):
+        with pytest.raises(AccessError) as e:
+            accounts.sign_in(users, name, "wrong password")
+        answers.append(str(e.value))
+    assert answers == [accounts.WRONG, accounts.WRONG]
+    for name in ("ann", "nobody"):  # the same slowing for both, after FREE_TRIES failures in a row
+        for _ in range(accounts.FREE_TRIES - 1):
+            with pytest.raises(AccessError, match="wrong name or password"):
+                accounts.sign_in(users, name, "wrong password")
+        with pytest.raises(AccessError, match="too many failed sign-ins for this name; try again in 1 s"):
+            accounts.sign_in(users, name, "correct horse")  # refused before the password is read
+        assert 0 < accounts.wait_left(users, name) <= 1
+    users.clear_failures("ann")
+    assert accounts.session(users, accounts.sign_in(users, "ann", "correct horse"))["name"] == "ann"
+    assert users.failures("ann") == (0, 0.0)  # a right password clears the count
+
+
+def test_bad_accounts_are_refused_with_what_to_do(users):
+    accounts.add(users, "ann", "admin", "correct horse")
+    for args, message in [(("ann",), "already has a user named 'ann'"), (("a b",), "without spaces"),
+                          (("cy", "owner"), "unknown role 'owner'"), (("cy", "reviewer", "short"), "at least 8")]:
+        with pytest.raises(UsageError, match=message):
+            accounts.add(users, *args)
+    accounts.add(users, "bob", "reviewer", "another horse")
+    with pytest.raises(UsageError, match="only admin"):
+        accounts.remove(users, "ann")
+    with pytest.raises(UsageError, match="no user named 'cy'"):
+        accounts.remove(users, "cy")
+    assert [u["name"] for u in users.list()] == ["ann", "bob"]
+
+
+def test_a_reviewer_may_decide_but_not_take_an_admin_action():
+    reviewer, admin = {"name": "bob", "role": "reviewer"}, {"name": "ann", "role": "admin"}
+    for action in accounts.ADMIN_ONLY:
+        assert accounts.allowed(admin, action) and accounts.allowed(None, action)  # None: no accounts
+        assert not accounts.allowed(reviewer, action)
+        with pytest.raises(AccessError, match="bob is a reviewer; only an admin may"):
+            accounts.require(reviewer, action)
+    assert accounts.allowed(reviewer, "decide")
+
+
+def test_users_from_the_cli_password_from_stdin_or_generated_once(tmp_path):
+    from stcore import api
+    p = api.create_project(tmp_path / "p", dataset="fashion-mnist", labeled=0, limit=50, download=False)
+
+    def run(*args, stdin=""):
+        return subprocess.run([sys.executable, "-m", "stcore", "users", str(p.path), *args], input=stdin,
+                              capture_output=True, text=True)
+    out = json.loads(run("add", "ann", "--role", "admin", stdin="correct horse\n").stdout)
+    assert out == {"name": "ann", "role": "admin"}  # the given password is not printed back
+    made = run("add", "bob")
+    assert made.returncode == 0 and "shown this once" in made.stderr
+    bob = json.loads(made.stdout)
+    assert bob["role"] == "reviewer" and len(bob["password"]) >= 12
+    assert api.signed_in(p, api.sign_in(p, "bob", bob["password"]))["name"] == "bob"
+    listed = run("list", "--json").stdout
+    assert json.loads(listed)["users"][0].keys() == {"name", "role", "created"}
+    assert "scrypt" not in listed and bob["password"] not in listed
+    bad = run("add", "cy", "--role", "owner")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    gone = run("remove", "ann")
+    assert gone.returncode == 2 and "only admin" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
+    assert run("remove", "bob").returncode == 0 and run("remove", "ann").returncode == 0
+    assert "no accounts" in run("list").stdout
+
+
+# ------------------------------------------------------------------ the dashboard
+from test_dashboard import app, decide_op, grid_data, grid_send, no_errors  # noqa: E402,F401 (app: a fixture)
+
+
+def sign_in(at, name: str, password: str):
+    at.text_input[0].set_value(name)
+    at.text_input[1].set_value(password)
+    at.button[0].click().run()
+    return at
+
+
+def test_the_dashboard_asks_to_sign_in_and_shows_nothing_before(app, trained_project):
+    from stcore import api
+    p = trained_project
+    at = app(p)
+    assert not any("Sign in" in t.value for t in at.title)  # no accounts: open as before
+    api.add_user(p, "ann", "admin", "correct horse")
+    at = app(p)
+    assert [t.value for t in at.title] == [f"Sign in to {p.path.name}"]
+    assert not any("Project:" in m.value for m in at.sidebar.markdown)  # nothing of the project shown
+    sign_in(at, "ann", "wrong horse!")
+    assert [e.value for e in at.error] == ["wrong name or password"]
+    sign_in(at, "nobody", "wrong horse!")
+    assert [e.value for e in at.error] == ["wrong name or password"]  # the same answer
+    sign_in(at, "ann", "correct horse")
+    assert any("Signed in as **ann** (admin)" in c.value for c in at.sidebar.caption)
+    no_errors(at, "project")
+    at.sidebar.button(key="sign_out").click().run()
+    assert [t.value for t in at.title] == [f"Sign in to {p.path.name}"]
+
+
+def test_a_reviewer_decides_as_themselves_and_may_not_take_an_admin_action(app, trained_project):
+    from stcore import api
+    p = trained_project
+    api.add_user(p, "ann", "admin", "correct horse")
+    api.add_user(p, "bob", "reviewer", "another horse")
+    at = sign_in(app(p), "bob", "another horse")
+    at.switch_page("views/review.py").run()
+    first, second = [c["id"] for c in grid_data(at)["cards"]][:2]
+    api.review(p, [second], "reject", reviewer="ann")  # ann's, newer than nothing of bob's yet
+    grid_send(at, decide_op([first], "accept"))
+    assert api.history(p, first)[0]["reviewer"] == "bob"
+    before = api.counts(p)
+    # a bulk decision sent by hand, as the grid's messages: refused on the server, nothing written
+    grid_send(at, decide_op([c["id"] for c in grid_data(at)["cards"]][2:6], "accept"))
+    assert api.counts(p) == before
+    assert "only an admin may make bulk decisions" in grid_data(at)["message"]["text"]
+    grid_send(at, {"kind": "undo"})  # bob's undo reverts bob's accept, not ann's newer reject
+    assert [r["status"] for r in p.store.queue.rows([first, second])] == ["pending", "rejected"]
+    at.switch_page("views/train.py").run()
+    at.button(key="tr_start_teacher").click().run()
+    assert any("only an admin may start or stop runs" in e.value for e in at.error)
+    assert [r for r in api.runs(p) if r["state"] in ("queued", "running")] == []
