@@ -135,7 +135,7 @@ def cmd_review(a):
 
 def cmd_suggest(a):
     p = api.open_project(a.project)
-    out = api.suggest(p, a.count, a.strategy)
+    out = api.suggest(p, a.count, a.strategy, reviewer=a.reviewer)
     show(out, a.json, "\n".join(f"{i['id']:>8}  {i['score']:>8.4f}  {i['reason']}" for i in out["items"])
          or "nothing left to label: every pool item has a label or was rejected")
     return 0
@@ -517,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", default="auto", choices=api.STRATEGIES,
                    help="typical (no teacher needed), uncertain (the teacher's doubts, spread over the embedding), "
                         "random, or auto: uncertain once there are pseudo-labels, else typical")
+    s.add_argument("--reviewer", metavar="NAME", help="lease the items to NAME for 10 minutes: nobody else is "
+                                                      "offered them meanwhile, here or on the Review page")
     cmd("status", cmd_status, "counts, pseudo-label accuracy, runs and skipped files")
     team_commands(cmd)
     s = cmd("classes", cmd_classes, "list the classes, add some, or rename one (its labels keep it)")

@@ -28,12 +28,14 @@ DEFAULT_ORDER = "balanced-margin"  # what the review page and `review --simulate
 
 
 def page(queue, *, classes=None, statuses=None, conf_min=None, conf_max=None, ids=None,
-         order: str = "confidence", offset: int = 0, limit: int = 50) -> list[dict]:
-    """Pool rows matching the filters, in an order of ORDERS, paged. queue: a store's review queue."""
+         order: str = "confidence", offset: int = 0, limit: int = 50, free_for=None) -> list[dict]:
+    """Pool rows matching the filters, in an order of ORDERS, paged. queue: a store's review
+    queue; free_for: (reviewer, now) leaves out the items another reviewer holds."""
     order = ORDER_ALIASES.get(order, order)
     if order not in ORDERS:
         raise UsageError(f"unknown order {order!r}; use one of {', '.join([*ORDERS, *ORDER_ALIASES])}")
-    filters = {"classes": classes, "statuses": statuses, "conf_min": conf_min, "conf_max": conf_max, "ids": ids}
+    filters = {"classes": classes, "statuses": statuses, "conf_min": conf_min, "conf_max": conf_max, "ids": ids,
+               "free_for": free_for}
     if ORDERS[order] is not None:
         return queue.sorted_page(filters, ORDERS[order], int(offset), int(limit))
     return balanced_page(queue, filters, int(offset), int(limit), weighted=order == "weighted-margin")

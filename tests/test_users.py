@@ -113,6 +113,19 @@ def test_users_from_the_cli_password_from_stdin_or_generated_once(tmp_path):
 from test_dashboard import app, decide_op, grid_data, grid_send, no_errors  # noqa: E402,F401 (app: a fixture)
 
 
+def on_review(app, p, name: str, password: str):
+    """An AppTest of the Review page, signed in as name."""
+    at = sign_in(app(p), name, password)
+    at.switch_page("views/review.py").run()
+    return at
+
+
+def team_of_two(p) -> None:
+    from stcore import api
+    api.add_user(p, "ann", "admin", "correct horse")
+    api.add_user(p, "bob", "reviewer", "another horse")
+
+
 def sign_in(at, name: str, password: str):
     at.text_input[0].set_value(name)
     at.text_input[1].set_value(password)
@@ -143,10 +156,8 @@ def test_the_dashboard_asks_to_sign_in_and_shows_nothing_before(app, trained_pro
 def test_a_reviewer_decides_as_themselves_and_may_not_take_an_admin_action(app, trained_project):
     from stcore import api
     p = trained_project
-    api.add_user(p, "ann", "admin", "correct horse")
-    api.add_user(p, "bob", "reviewer", "another horse")
-    at = sign_in(app(p), "bob", "another horse")
-    at.switch_page("views/review.py").run()
+    team_of_two(p)
+    at = on_review(app, p, "bob", "another horse")
     first, second = [c["id"] for c in grid_data(at)["cards"]][:2]
     api.review(p, [second], "reject", reviewer="ann")  # ann's, newer than nothing of bob's yet
     grid_send(at, decide_op([first], "accept"))
@@ -162,3 +173,77 @@ def test_a_reviewer_decides_as_themselves_and_may_not_take_an_admin_action(app, 
     at.button(key="tr_start_teacher").click().run()
     assert any("only an admin may start or stop runs" in e.value for e in at.error)
     assert [r for r in api.runs(p) if r["state"] in ("queued", "running")] == []
+
+
+# ------------------------------------------------------------------ leases: no two people on one image
+TAKER = """
+import sys
+from stcore import api
+p = api.open_project(sys.argv[1])
+who, n, done = sys.argv[2], int(sys.argv[3]), 0
+while done < n:
+    got = api.suggest(p, min(10, n - done), "random", reviewer=who)["items"]
+    assert got, "nothing offered"
+    for item in got:
+        done += api.review(p, [item["id"]], "correct", int(who[1:]) % 2, reviewer=who)  # two would differ
+print("done")
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def team_project(request, tmp_path):
+    from stcore import api
+    db = {"database": request.getfixturevalue("pg_url")} if request.param == "postgresql" else {}
+    return api.create_project(tmp_path / "team", dataset="fashion-mnist", labeled=0, limit=1000, seed=0,
+                              download=False, **db)
+
+
+@pytest.mark.needs_fmnist
+def test_eight_reviewers_taking_items_through_suggest_never_decide_one_twice(team_project):
+    from stcore import api
+    p = team_project
+    procs = [subprocess.Popen([sys.executable, "-c", TAKER, str(p.path), f"r{k}", "100"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in range(8)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and out.strip() == "done", err
+    history = api.history(p, limit=10_000)
+    assert len(history) == 800 and len({h["item_id"] for h in history}) == 800  # each item decided once
+    assert sorted(sum(h["reviewer"] == f"r{k}" for h in history) for k in range(8)) == [100] * 8
+    last = {f"r{k}": next(h["item_id"] for h in history if h["reviewer"] == f"r{k}") for k in range(8)}
+    assert api.undo(p, "r3") == 1  # each reviewer's undo reverts their own last decision only
+    assert [r["status"] for r in p.store.queue.rows([last["r3"], last["r4"]])] == ["pending", "corrected"]
+
+
+def test_a_lease_hides_an_item_from_others_until_it_ends(team_project, monkeypatch):
+    from stcore import api
+    p = team_project
+    first = [r["id"] for r in api.review_page(p, statuses=["pending"], order="id", limit=5, free_for="ann")]
+    assert api.lease(p, first, "ann") == first
+    assert api.lease(p, first[:2], "bob") == []  # held by ann
+    bobs = [r["id"] for r in api.review_page(p, statuses=["pending"], order="id", limit=5, free_for="bob")]
+    assert not set(bobs) & set(first) and len(bobs) == 5
+    assert [r["id"] for r in api.review_page(p, statuses=["pending"], order="id", limit=5, free_for="ann")] == first
+    assert not {i["id"] for i in api.suggest(p, 20, "random", reviewer="bob")["items"]} & set(first)
+    api.lease(p, first[:1], "ann", only=True)  # ann moved on: the other four are free again
+    assert api.lease(p, first[1:3], "bob") == first[1:3]
+    import time as time_mod
+    later = time_mod.time() + api.LEASE_SECONDS + 1  # ten minutes on, ann's last lease has ended
+    monkeypatch.setattr(time_mod, "time", lambda: later)
+    assert api.lease(p, first[:1], "cy") == first[:1]
+    assert api.release(p, "bob") >= 2
+
+
+def test_two_reviewers_on_the_review_page_are_shown_different_cards(app, trained_project):
+    from stcore import api
+    p = trained_project
+    team_of_two(p)
+    ann, bob = on_review(app, p, "ann", "correct horse"), on_review(app, p, "bob", "another horse")
+    ann_cards = {c["id"] for c in grid_data(ann)["cards"]}
+    bob_cards = {c["id"] for c in grid_data(bob)["cards"]}
+    assert len(ann_cards) == len(bob_cards) == 24 and not ann_cards & bob_cards
+    assert set(p.store.leases.holders(list(ann_cards)).values()) == {"ann"}
+    first = sorted(ann_cards)[0]
+    grid_send(ann, decide_op([first], "accept"))  # decided: it leaves the pending page; ann gets the next one
+    assert api.history(p, first)[0]["reviewer"] == "ann"
+    assert not {c["id"] for c in grid_data(ann)["cards"]} & bob_cards

@@ -391,7 +391,7 @@ def suggested_rows(size: int) -> list[dict] | None:
     rows = api.items(project, ids) if ids else []
     if not any(r["status"] == "pending" for r in rows):
         try:
-            got = api.suggest(project, count=SUGGEST_PAGES * size, strategy="typical")
+            got = api.suggest(project, count=SUGGEST_PAGES * size, strategy="typical", reviewer=common.reviewer())
         except UsageError:
             return None
         st.session_state[key] = [i["id"] for i in got["items"]]
@@ -494,8 +494,11 @@ def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, i
     n_pages = max(1, math.ceil(total / size))
     st.session_state["rv_page"] = min(max(1, int(st.session_state["rv_page"])), n_pages)
     offset = (st.session_state["rv_page"] - 1) * size
-    rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size) if listed is None
-            else listed[offset:offset + size])
+    who = common.reviewer()  # signed in: nobody else is shown the pending items of this page meanwhile
+    rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size, free_for=who)
+            if listed is None else listed[offset:offset + size])
+    if who:
+        api.lease(project, [r["id"] for r in rows if r["status"] == "pending"], who, only=True)
     return rows, listed, n_pages, total
 
 

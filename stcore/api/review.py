@@ -2,6 +2,8 @@
 queue in pages, labels given to any item, and what a bulk accept would do before it is done."""
 from __future__ import annotations
 
+import time
+
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -93,10 +95,30 @@ def history(project: Project, item_id: int | None = None, limit: int = 100, *, r
 
 
 def review_page(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None,
-                order: str = DEFAULT_ORDER, offset: int = 0, limit: int = 50) -> list[dict]:
-    """One page of pool items (id, pred, confidence, margin, entropy, status, label, ...)."""
+                order: str = DEFAULT_ORDER, offset: int = 0, limit: int = 50, free_for: str | None = None) -> list[dict]:
+    """One page of pool items (id, pred, confidence, margin, entropy, status, label, ...).
+    free_for: a reviewer; the items someone else holds (lease()) are left out."""
     return orders.page(project.store.queue, classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max,
-                              order=order, offset=offset, limit=limit)
+                       order=order, offset=offset, limit=limit,
+                       free_for=(free_for, time.time()) if free_for else None)
+
+
+LEASE_SECONDS = 600  # a lease not renewed (by a page drawn again, or a suggestion) ends after 10 minutes
+
+
+def lease(project: Project, ids: list[int], reviewer: str, *, only: bool = False) -> list[int]:
+    """Hold ids for reviewer for LEASE_SECONDS (renewing those they hold): nobody else's page or
+    suggestion shows them meanwhile. Returns the ids reviewer holds now (an item someone else
+    holds is left out). only: end reviewer's other leases (they moved to another page)."""
+    got = project.store.leases.take(ids, reviewer, LEASE_SECONDS)
+    if only:
+        project.store.leases.release(reviewer, keep=got)
+    return got
+
+
+def release(project: Project, reviewer: str) -> int:
+    """End every lease of reviewer (they left): returns how many."""
+    return project.store.leases.release(reviewer)
 
 
 def review_count(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None) -> int:

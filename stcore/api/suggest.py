@@ -10,9 +10,11 @@ from ..project import Project
 
 STRATEGIES = ("auto", "typical", "uncertain", "random")
 DEFAULT_COUNT = 24  # a page of the Review grid
+SPARE, TRIES = 4, 10  # a reviewer's suggestion: candidates per item asked for, and tries, when others take some
 
 
-def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto", *, seed: int | None = None) -> dict:
+def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto", *, seed: int | None = None,
+            reviewer: str | None = None) -> dict:
     """{'items': [{'id', 'score', 'reason'}, ...] best first, 'strategy' (the one used), 'over'
     (the embedding read, or None), 'candidates' (pending pool items), 'seconds'}.
 
@@ -22,15 +24,24 @@ def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto"
     ranked: no human label, not rejected. typical and uncertain read the project's embedding;
     without one they raise UsageError rather than embed here (an embedding is a job, never work
     inside a page's click): `stcore embed P --backbone pixels` takes seconds. seed: of the random
-    order and of the clustering; the project's seed (`init --seed`) unless given."""
-    from .. import acquisition
+    order and of the clustering; the project's seed (`init --seed`) unless given. reviewer: the
+    items are leased to them (review.lease), and those another reviewer holds are not offered,
+    so that people asking at once get different items."""
     seed = int(project.meta.get("seed") or 0) if seed is None else seed
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if count < 1:
         raise UsageError(f"--count must be at least 1, not {count}")
     t0 = time.perf_counter()
-    pending = project.store.items.to_label()
+    if reviewer is not None:
+        return _leased(project, count, strategy, seed, reviewer, t0)
+    return _ranked(project, count, strategy, seed, set(), t0)
+
+
+def _ranked(project: Project, count: int, strategy: str, seed: int, exclude: set[int], t0: float) -> dict:
+    """suggest() among the pending items but those of exclude."""
+    from .. import acquisition
+    pending = [p for p in project.store.items.to_label() if p[0] not in exclude]
     has_teacher = any(m is not None for _, _, m in pending)
     if strategy == "auto":
         strategy = "uncertain" if has_teacher else "typical"
@@ -55,6 +66,27 @@ def suggest(project: Project, count: int = DEFAULT_COUNT, strategy: str = "auto"
     items = [{"id": pending[p.index][0], "score": round(float(p.score), 4), "reason": p.reason} for p in picks]
     return {"items": items, "strategy": strategy, "over": over, "candidates": len(pending),
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _leased(project: Project, count: int, strategy: str, seed: int, reviewer: str, t0: float) -> dict:
+    """suggest() for a reviewer: ranked without the items others hold, then leased. People
+    asking at once see the same order, so each try ranks SPARE times as many as it lacks and
+    keeps the first it could lease (the rest go back); what another took in between is replaced
+    on the next try."""
+    from .review import lease
+    items: list[dict] = []
+    out: dict = {}
+    for _ in range(TRIES):
+        held = project.store.leases.held_by_others(reviewer) | {i["id"] for i in items}
+        want = count - len(items)
+        out = _ranked(project, want * SPARE, strategy, seed, held, t0)
+        got = set(lease(project, [i["id"] for i in out["items"]], reviewer))
+        mine = [i for i in out["items"] if i["id"] in got]
+        items += mine[:want]
+        project.store.leases.drop([i["id"] for i in mine[want:]], reviewer)
+        if len(items) >= count or not out["items"]:
+            break
+    return {**out, "items": items, "reviewer": reviewer, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _embedding(project: Project):

@@ -8,6 +8,7 @@ A Store is small interfaces by concern, over one engine (engine.py):
 - store.decisions: review decisions, their history and undo;
 - store.runs: runs and metrics;
 - store.users: accounts, signed-in sessions and failed sign-ins;
+- store.leases: the pending items each reviewer holds for now;
 - counts.py: the counts an overview shows, kept by the methods above as they write, so that
   reading them never counts the pool.
 Every method that writes is one short transaction, so a worker writing once a second, a
@@ -29,6 +30,7 @@ from .items import STATUSES, Items
 from .queue import PAGE_COLUMNS, Queue
 from .runs import ACTIVE_STATES, RUN_STATES, Runs, world_size
 from .schema import MIGRATIONS, SCHEMA_VERSION, schema
+from .leases import Leases
 from .users import Users
 
 __all__ = ["ACTIVE_STATES", "PAGE_COLUMNS", "RUN_STATES", "SCHEMA_VERSION", "STATUSES", "Store", "world_size"]
@@ -44,6 +46,7 @@ class Store:
             raise StoreError(f"{self.engine.path} does not exist")
         self.classes, self.items, self.queue = Classes(self.engine), Items(self.engine), Queue(self.engine)
         self.decisions, self.runs, self.users = Decisions(self.engine), Runs(self.engine), Users(self.engine)
+        self.leases = Leases(self.engine)
         try:
             if not create:
                 self._check_version()  # before any write, so that a foreign file is left as it was

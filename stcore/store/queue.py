@@ -27,9 +27,14 @@ class Queue:
         self.e = engine
 
     @staticmethod
-    def where(classes=None, statuses=None, conf_min=None, conf_max=None, ids=None) -> tuple[str, list]:
-        """The filters as ' WHERE ...' (or '') and its parameters."""
+    def where(classes=None, statuses=None, conf_min=None, conf_max=None, ids=None, free_for=None) -> tuple[str, list]:
+        """The filters as ' WHERE ...' (or '') and its parameters. free_for: (reviewer, now):
+        leave out the items another reviewer holds (leases.py)."""
         clauses, params = [], []
+        if free_for is not None:
+            clauses.append("NOT EXISTS (SELECT 1 FROM leases l WHERE l.item_id = pool.id AND l.reviewer <> ? "
+                           "AND l.until > ?)")
+            params += [str(free_for[0]), float(free_for[1])]
         if classes:
             clauses.append(f"pred IN ({','.join('?' * len(classes))})")
             params += [int(c) for c in classes]

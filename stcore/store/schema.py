@@ -25,7 +25,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], None], ...]] = {
     5: (lambda engine: _add_counts(engine),),
     # 7: on PostgreSQL, pool indexes that a decision does not touch (_POOL_INDEXES)
     6: (lambda engine: _pool_indexes_v7(engine),),
-    # 8: accounts, their signed-in sessions and failed sign-ins (users.py)
+    # 8: accounts, their signed-in sessions and failed sign-ins (users.py); leases (leases.py)
     7: (lambda engine: engine.script(schema(engine.name, _USERS)),),
 }
 
@@ -109,6 +109,8 @@ CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, role TEXT NOT NULL, has
 CREATE TABLE IF NOT EXISTS sessions (token TEXT PRIMARY KEY, name TEXT NOT NULL, created {real} NOT NULL,
                                      seen {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS sign_in_failures (name TEXT PRIMARY KEY, n {int} NOT NULL, at {real} NOT NULL);
+-- Pending items a reviewer holds for now (leases.py): nobody else is shown them until the lease ends.
+CREATE TABLE IF NOT EXISTS leases (item_id {int} PRIMARY KEY, reviewer TEXT NOT NULL, until {real} NOT NULL);
 """
 
 _SCHEMA = _CLASSES_AND_LABELS + _COUNTS + _USERS + """
@@ -187,7 +189,7 @@ CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos {int} NOT NULL, id
 
 # The tables in an order that a copy can fill them in, and the columns of each.
 TABLES = ("meta", "classes", "items", "pool", "labels", "history", "runs", "metrics", "skipped", "selection",
-          "counts", "users", "sessions", "sign_in_failures")
+          "counts", "users", "sessions", "sign_in_failures", "leases")
 
 
 def schema(engine: str, text: str = _SCHEMA) -> str:
