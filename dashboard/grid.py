@@ -9,6 +9,7 @@ browser.
 """
 from __future__ import annotations
 
+import time
 import unicodedata
 
 from pathlib import Path
@@ -57,6 +58,11 @@ def card(row: dict, classes: list[str], thumb: str, *, searchable: bool) -> dict
                    sub_status={"text": status, "tint": tint} if status != "pending" else None)
     if row.get("fix") is not None:
         out["fix"] = {"k": int(row["fix"]), "name": classes[row["fix"]]}
+    if status in ("accepted", "corrected", "rejected") and row.get("reviewer"):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["decided_at"])) if row.get("decided_at") else ""
+        out["who"] = {"text": f"{status} by {row['reviewer']}" + (f" · {when[11:]}" if when else ""),
+                      "title": f"{status} by {row['reviewer']}" + (f" on {when}" if when else "")
+                               + ". `stcore history P ID` lists every change of the item."}
     # pending: left to decide (the mark moves on to such a card), predicted or not
     out.update(pending=status == "pending", can_similar=searchable,
                can={name: status in a.offered_for and (row["pred"] is not None or not a.needs_prediction)

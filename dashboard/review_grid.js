@@ -500,6 +500,11 @@ class Grid {
     sub.append(c.sub);
     sub.append(el("span", "mark", " · ▶ next"));
     card.append(sub);
+    if (c.who) {
+      const who = el("div", "note who", c.who.text);
+      who.title = c.who.title;  // the whole of it, where the card cuts it short
+      card.append(who);
+    }
     if (c.note) card.append(el("div", "note", c.note));
     if (c.fix) {
       card.append(button(`Fix: ${c.fix.name}`, "primary wide fix", "Give this item the class its neighbours say (F)",

@@ -247,3 +247,14 @@ def test_two_reviewers_on_the_review_page_are_shown_different_cards(app, trained
     grid_send(ann, decide_op([first], "accept"))  # decided: it leaves the pending page; ann gets the next one
     assert api.history(p, first)[0]["reviewer"] == "ann"
     assert not {c["id"] for c in grid_data(ann)["cards"]} & bob_cards
+
+
+def test_a_decided_card_says_who_decided_it(app, trained_project):
+    p = trained_project
+    team_of_two(p)
+    at = on_review(app, p, "bob", "another horse")
+    first = grid_data(at)["cards"][0]["id"]
+    grid_send(at, decide_op([first], "reject"))
+    at.pills(key="rv_status").set_value(["rejected"]).run()
+    card = next(c for c in grid_data(at)["cards"] if c["id"] == first)
+    assert card["who"]["text"].startswith("rejected by bob · ") and "stcore history" in card["who"]["title"]
