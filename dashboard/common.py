@@ -323,6 +323,8 @@ def sign_in_gate(project: api.Project | None) -> bool:
 
 
 def _sign_out(project: api.Project, name: str, token: str) -> None:
+    if (u := api.signed_in(project, token)) is not None:
+        api.release(project, u["name"])  # the cards held for them go back to the others
     api.sign_out(project, token)
     st.session_state.pop(name, None)
     st.session_state["_signed_out"] = True

@@ -528,3 +528,26 @@ def test_signing_in_survives_a_reload_and_signing_out_does_not(page, trained_pro
         pg.reload()
         pg.get_by_text(f"Sign in to {project.path.name}").wait_for()
         assert pg.get_by_text("Signed in as").count() == 0
+
+
+def test_two_dashboards_on_one_postgresql_project_see_each_others_decisions(page, trained_project, tmp_path, pg_url):
+    """Two `stcore dashboard` servers (two ports, as on two machines) on one project whose store
+    is on PostgreSQL: a card accepted on one is accepted on the other at its next redraw."""
+    from stcore.project import Project
+    api.migrate_store(trained_project.path, pg_url)
+    project, pg = Project(trained_project.path), page
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with serve(project, tmp_path / "a") as url_a, serve(project, tmp_path / "b") as url_b:
+        pg.goto(f"{url_a}/review")
+        pg.locator(".card.focus").first.wait_for()
+        marked = int(pg.locator(".card.focus").first.get_attribute("data-id"))
+        other = pg.context.browser.new_page(viewport={"width": 1280, "height": 1000})
+        other.goto(f"{url_b}/review?status=accepted")
+        other.get_by_text("0 items").wait_for()
+        pg.get_by_role("heading", name="Review").click()
+        pg.keyboard.press("a")
+        wait_until(lambda: project.store.queue.rows([marked])[0]["status"] == "accepted", 30, "the decision")
+        other.reload()
+        other.locator(f'.card[data-id="{marked}"]').wait_for()
+        assert other.get_by_text("1 item", exact=True).count() == 1

@@ -247,6 +247,8 @@ def test_two_reviewers_on_the_review_page_are_shown_different_cards(app, trained
     grid_send(ann, decide_op([first], "accept"))  # decided: it leaves the pending page; ann gets the next one
     assert api.history(p, first)[0]["reviewer"] == "ann"
     assert not {c["id"] for c in grid_data(ann)["cards"]} & bob_cards
+    bob.sidebar.button(key="sign_out").click().run()  # bob leaves: his cards are free for ann again
+    assert p.store.leases.holders(list(bob_cards)) == {}
 
 
 def test_a_decided_card_says_who_decided_it(app, trained_project):
