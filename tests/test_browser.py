@@ -522,12 +522,20 @@ def test_signing_in_survives_a_reload_and_signing_out_does_not(page, trained_pro
         wait_until(lambda: api.history(project, marked), 30, "the decision")
         assert api.history(project, marked)[0]["reviewer"] == "ann"
         pg.screenshot(path=str(shots_dir(tmp_path) / "signed-in.png"))
+        stored = project.store.users.get("ann")[1]
+        assert "correct horse" not in pg.content() and stored not in pg.content()  # nothing secret in the page
         pg.get_by_role("button", name="Sign out").click()
         pg.get_by_text(f"Sign in to {project.path.name}").wait_for()
         settle(pg)
         pg.reload()
         pg.get_by_text(f"Sign in to {project.path.name}").wait_for()
         assert pg.get_by_text("Signed in as").count() == 0
+    log = (tmp_path / "streamlit.log").read_text()
+    assert "correct horse" not in log and "wrong horse" not in log and "scrypt$" not in log
+    for fmt in ("csv", "json"):  # nor in an export of the labels
+        out = tmp_path / f"labels.{fmt}"
+        api.export_labels(project, out)
+        assert "scrypt" not in out.read_text() and "correct horse" not in out.read_text()
 
 
 def test_two_dashboards_on_one_postgresql_project_see_each_others_decisions(page, trained_project, tmp_path, pg_url):
