@@ -546,6 +546,13 @@ def test_two_dashboards_on_one_postgresql_project_see_each_others_decisions(page
     project, pg = Project(trained_project.path), page
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
+    try:
+        two_servers(project, pg, tmp_path)
+    finally:  # the schema is named by the project's id, which every copy of the test project shares
+        project.store.engine.drop()
+
+
+def two_servers(project, pg, tmp_path) -> None:
     with serve(project, tmp_path / "a") as url_a, serve(project, tmp_path / "b") as url_b:
         pg.goto(f"{url_a}/review")
         pg.locator(".card.focus").first.wait_for()
