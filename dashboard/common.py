@@ -327,6 +327,7 @@ def _sign_out(project: api.Project, name: str, token: str) -> None:
         api.release(project, u["name"])  # the cards held for them go back to the others
     api.sign_out(project, token)
     st.session_state.pop(name, None)
+    st.session_state.pop("rv_leased", None)  # signed in again, the page leases its items at once
     st.session_state["_signed_out"] = True
 
 

@@ -12,6 +12,7 @@ page live in the URL, so a refresh or a shared link shows the same items.
 from __future__ import annotations
 
 import math
+import time
 
 import streamlit as st
 
@@ -498,8 +499,17 @@ def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, i
     rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size, free_for=who)
             if listed is None else listed[offset:offset + size])
     if who:
-        api.lease(project, [r["id"] for r in rows if r["status"] == "pending"], who, only=True)
+        hold(who, {r["id"] for r in rows if r["status"] == "pending"})
     return rows, listed, n_pages, total
+
+
+def hold(who: str, ids: set[int]) -> None:
+    """Lease this page's pending items to who. A decision only takes items off the page, so a
+    redraw writes nothing unless the page shows new items or the leases are a minute old."""
+    last = st.session_state.get("rv_leased")
+    if last is None or last[0] != who or not ids <= last[1] or time.time() - last[2] > 60:
+        api.lease(project, sorted(ids), who, only=True)
+        st.session_state["rv_leased"] = (who, ids, time.time())
 
 
 @st.fragment

@@ -31,12 +31,6 @@ class Users:
             return self.e.execute("INSERT INTO users (name, role, hash, created) VALUES (?, ?, ?, ?) "
                                   "ON CONFLICT (name) DO NOTHING", (name, role, hash_, time.time())).rowcount == 1
 
-    def set_password(self, name: str, hash_: str) -> bool:
-        with self.e.tx():
-            changed = self.e.execute("UPDATE users SET hash=? WHERE name=?", (hash_, name)).rowcount == 1
-            self.e.execute("DELETE FROM sessions WHERE name=?", (name,))  # signed out everywhere
-            return changed
-
     def remove(self, name: str) -> bool:
         """Delete an account and sign it out everywhere; False when there was none."""
         with self.e.tx():
