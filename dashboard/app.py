@@ -26,6 +26,7 @@ pages = [
     st.Page(common.PAGES["train"], title="Train", icon=":material/monitoring:"),
     st.Page(common.PAGES["evaluate"], title="Evaluate", icon=":material/insights:"),
     st.Page(common.PAGES["export"], title="Export", icon=":material/download:"),
+    st.Page(common.PAGES["team"], title="Team", icon=":material/group:"),
 ]
 page = st.navigation(pages)
 

@@ -25,7 +25,8 @@ from . import util
 USER_ERRORS = (StcoreError, OSError)
 
 PAGES = {"project": "views/project.py", "review": "views/review.py", "map": "views/map.py",
-         "train": "views/train.py", "evaluate": "views/evaluate.py", "export": "views/export.py"}
+         "train": "views/train.py", "evaluate": "views/evaluate.py", "export": "views/export.py",
+         "team": "views/team.py"}
 
 
 def show_error(e: BaseException) -> None:

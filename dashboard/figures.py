@@ -368,3 +368,59 @@ def label_value_chart(curve: dict) -> go.Figure:
                   yaxis_title="accuracy (%)")
     fig.update_xaxes(rangemode="tozero")
     return fig
+
+
+def activity_chart(actions: list[dict]) -> go.Figure:
+    """Items decided (or voted on) per reviewer over time, stacked bars: per hour when the actions
+    span less than three days, else per day. actions: api.activity() rows."""
+    import datetime as dt
+    span = (actions[-1]["at"] - actions[0]["at"]) if actions else 0
+    hourly = span < 3 * 86400
+    fmt = "%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"
+    counts: dict[str, dict[str, int]] = {}
+    for a in actions:
+        when = dt.datetime.fromtimestamp(a["at"]).strftime(fmt)
+        counts.setdefault(a["reviewer"], {})
+        counts[a["reviewer"]][when] = counts[a["reviewer"]].get(when, 0) + a["n"]
+    fig = go.Figure()
+    for k, (who, per) in enumerate(sorted(counts.items())):
+        fig.add_bar(x=list(per), y=list(per.values()), name=who, marker_color=RUN_COLORS[k % len(RUN_COLORS)],
+                    hovertemplate=f"{who}<br>%{{x}}<br>%{{y}} items<extra></extra>")
+    fig = _layout(fig, f"Items decided per {'hour' if hourly else 'day'}, by reviewer", barmode="stack",
+                  yaxis_title="items", height=340)
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def kappa_heatmap(reviewers: list[str], pairs: list[dict]) -> go.Figure:
+    """Cohen's kappa of each pair of reviewers (api.agreement()'s pairs), with the items they
+    shared; an empty cell: no item in common."""
+    k = {(p["a"], p["b"]): p for p in pairs}
+    z, text = [], []
+    for a in reviewers:
+        zr, tr = [], []
+        for b in reviewers:
+            p = k.get((a, b)) or k.get((b, a))
+            zr.append(1.0 if a == b else (p["kappa"] if p and p["kappa"] is not None else None))
+            tr.append("" if a == b else (f"{p['kappa']:.2f}<br>{p['items']} items" if p and p["kappa"] is not None
+                                         else (f"–<br>{p['items']} items" if p else "")))
+        z.append(zr)
+        text.append(tr)
+    fig = go.Figure(go.Heatmap(z=z, x=reviewers, y=reviewers, zmin=-1, zmax=1, colorscale="RdBu", text=text,
+                               texttemplate="%{text}", hovertemplate="%{y} & %{x}: kappa %{z:.3f}<extra></extra>",
+                               colorbar=dict(title="kappa")))
+    fig = _layout(fig, "Cohen's kappa, pair by pair", height=120 + 60 * len(reviewers))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def agreement_bars(rows: list[dict], label: str, *, title: str, count: str) -> go.Figure:
+    """Horizontal bars of rows' 'agreement' (0-1), one per row[label], with row[count] in the hover."""
+    fig = go.Figure(go.Bar(x=[r["agreement"] for r in rows], y=[str(r[label]) for r in rows], orientation="h",
+                           marker_color="#636EFA", text=[f"{r['agreement']:.0%}" for r in rows], textposition="auto",
+                           customdata=[r[count] for r in rows],
+                           hovertemplate=f"%{{y}}: %{{x:.1%}} of %{{customdata}} {count}<extra></extra>"))
+    fig = _layout(fig, title, height=120 + 28 * len(rows), xaxis=dict(range=[0, 1], tickformat=".0%"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    return fig

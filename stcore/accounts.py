@@ -31,6 +31,8 @@ ADMIN_ONLY = {
     "users": "manage accounts",
     "all_history": "see everyone's history",
     "undo_any": "undo another person's action",
+    "settle": "settle a conflict, or change a decision, when several people decide each item",
+    "team": "change how many people decide each item",
 }
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 MIN_PASSWORD = 8

@@ -1,5 +1,5 @@
-"""`stcore users` and `stcore history`: the commands of a team on one project (accounts, who
-decided what). Part of the CLI (stcore/cli.py), which adds them with team_commands."""
+"""`stcore users`, `history`, `settings`, `conflicts` and `agreement`: the commands of a team on
+one project (accounts, who decided what, how many decide each item, and how much they agree). Part of the CLI (stcore/cli.py), which adds them with team_commands."""
 from __future__ import annotations
 
 import sys
@@ -56,6 +56,52 @@ def cmd_users(a):
     return 0
 
 
+def cmd_settings(a):
+    p = api.open_project(a.project)
+    if a.overlap is not None:
+        api.set_overlap(p, a.overlap)
+    show({"overlap": api.overlap(p)}, a.json, f"overlap: {api.overlap(p)} (reviewers who decide each item "
+                                               f"before it counts)")
+    return 0
+
+
+def cmd_conflicts(a):
+    p = api.open_project(a.project)
+    rows = [{"id": r["id"], "pred": p.classes[r["pred"]] if r["pred"] is not None else None, "votes": r["votes"]}
+            for r in api.conflicts(p, a.limit)]
+    if a.json:
+        show({"overlap": api.overlap(p), "conflicts": rows}, True)
+        return 0
+    if not rows:
+        print("no open conflicts" + ("" if api.overlap(p) > 1 else " (overlap is 1: `stcore settings P --overlap 2`)"))
+    for r in rows:
+        print(f"#{r['id']:<8} " + ", ".join(f"{who}: {what}" for who, what in r["votes"]))
+    return 0
+
+
+def cmd_agreement(a):
+    p = api.open_project(a.project)
+    out = api.agreement(p)
+    if a.json:
+        show(out, True)
+        return 0
+
+    def pct(x):
+        return "-" if x is None else f"{x:.1%}"
+    print(f"overlap {out['overlap']}: {out['items']:,} items decided by two or more reviewers, "
+          f"{out['open_conflicts']:,} open conflicts")
+    print(f"overall: agreement {pct(out['overall']['agreement'])}, Cohen's kappa "
+          f"{'-' if out['overall']['kappa'] is None else format(out['overall']['kappa'], '.3f')}")
+    for r in out["pairs"]:
+        kappa = "-" if r["kappa"] is None else f"{r['kappa']:.3f}"
+        print(f"  {r['a']} & {r['b']}: {r['items']:,} items, agreement {pct(r['agreement'])}, kappa {kappa}")
+    for r in out["per_class"]:
+        print(f"  class {r['class']}: {pct(r['agreement'])} of {r['votes']:,} votes joined")
+    for r in out["reviewers_vs_settled"]:
+        print(f"  {r['reviewer']} vs the settled labels: {pct(r['agreement'])} of {r['items']:,}")
+    return 0
+
+
 def team_commands(cmd) -> None:
     """Add the team's commands with cmd(name, fn, help) -> an argparse subparser (cli.build_parser's)."""
     s = cmd("users", cmd_users, "accounts: once a project has one, the dashboard asks people to sign in")
@@ -68,3 +114,11 @@ def team_commands(cmd) -> None:
     s.add_argument("item", nargs="?", type=int, metavar="ID", help="one item's decisions")
     s.add_argument("--reviewer", metavar="NAME", help="one reviewer's decisions")
     s.add_argument("--limit", type=int, default=100, metavar="N", help="at most N changes (default 100)")
+    s = cmd("settings", cmd_settings, "the project's team settings: show them, or change one")
+    s.add_argument("--overlap", type=int, metavar="K", help=f"each item counts as labeled once K different reviewers "
+                   f"have decided it alike (1 to {api.MAX_OVERLAP}; 1, the default: the first decision counts)")
+    s = cmd("conflicts", cmd_conflicts, "the items that reviewers decided differently, for an admin to settle "
+                                        "(`stcore review P --correct ID=CLASS` settles one)")
+    s.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N items (default 1000)")
+    cmd("agreement", cmd_agreement, "how much reviewers agree: pairwise agreement and Cohen's kappa, per class, "
+                                    "and each reviewer against the settled labels")

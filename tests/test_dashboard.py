@@ -19,7 +19,7 @@ from stcore.errors import LaunchError
 from stcore import orders
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-PAGES = ["project", "review", "map", "train", "evaluate", "export"]
+PAGES = ["project", "review", "map", "train", "evaluate", "export", "team"]
 pytestmark = pytest.mark.needs_fmnist
 
 

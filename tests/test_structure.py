@@ -21,7 +21,7 @@ LAYERS = {
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig", "continuous"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
-                 "distributed", "orders", "balance", "insights", "acquisition"),
+                 "distributed", "orders", "balance", "insights", "acquisition", "agreement"),
     "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "__init__"),
 }
 RANK = {m: i for i, layer in enumerate(reversed(list(LAYERS.values()))) for m in layer}

@@ -25,7 +25,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
-VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates")
+VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates", "conflicts")
 TO_LABEL = "to label"  # the pool before any pseudo-label: its images to label by hand
 SUGGEST_PAGES = 3  # the "to label" view chooses this many pages of images at a time
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
@@ -75,15 +75,18 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
         # a class for items of any split: a labeled-set card can be corrected too
         if len(ids) > 1:
             common.check("bulk")
-        who = common.reviewer()
-        n = api.set_label(project, ids, label, reviewer=who) if a.needs_class else \
-            api.review(project, ids, action, reviewer=who)
+        who, settle = common.reviewer(), api.may_settle(common.user())
+        n = api.set_label(project, ids, label, reviewer=who, may_settle=settle) if a.needs_class else \
+            api.review(project, ids, action, reviewer=who, may_settle=settle)
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
     what = f"#{ids[0]}" if len(ids) == 1 else f"{n:,} item{'s' * (n != 1)}"
+    k = api.overlap(project)  # several decide each item: a decision that left it pending was a vote
+    voted = k > 1 and a.status != "pending" and n and api.items(project, ids[:1])[0]["status"] == "pending"
     flash(f"{verb} {what}" + (f" as {classes[label]}" if a.needs_class else "")
-          + (" (no change: it was already so)" if n == 0 else ""))
+          + (" (no change: it was already so)" if n == 0 else "")
+          + (f": your vote, counted once {k} reviewers agree" if voted else ""))
 
 
 def decide_new_class(ids: list[int], action: str, name: str) -> None:
@@ -184,10 +187,13 @@ def state_to_url() -> None:
 def view_ui(predicted: bool) -> str:
     """Which items the grid shows; 'similar' only once a card's Similar was pressed. Before the
     pool is predicted, the first view is its images to label by hand."""
-    options = [v for v in VIEWS if v != "similar" or st.session_state.get("rv_similar") is not None]
+    settles = api.overlap(project) > 1 and api.may_settle(common.user())  # several decide each item: an admin settles
+    options = [v for v in VIEWS if (v != "similar" or st.session_state.get("rv_similar") is not None)
+               and (v != "conflicts" or settles)]
     if st.session_state.get("rv_view") not in options:
         st.session_state["rv_view"] = VIEWS[0]
     labels = {"similar": f"similar to #{st.session_state.get('rv_similar')}",
+              "conflicts": f"conflicts ({api.count_conflicts(project):,})" if settles else "conflicts",
               **({} if predicted else {VIEWS[0]: TO_LABEL})}
     return st.segmented_control("Show", options, key="rv_view", format_func=lambda v: labels.get(v, v),
                                 on_change=reset_page, persist_state=KEEP, required=True) or VIEWS[0]
@@ -285,7 +291,19 @@ def list_view(view: str) -> list[dict] | None:
         return similar_rows(int(st.session_state["rv_similar"]))
     if view == "likely wrong":
         return likely_wrong_rows()
+    if view == "conflicts":
+        return conflict_rows()
     return duplicate_rows()
+
+
+def conflict_rows() -> list[dict] | None:
+    """The items reviewers decided differently (overlap), each card saying who voted what."""
+    rows = api.conflicts(project)
+    if not rows:
+        st.success(f"No open conflicts: every item that {api.overlap(project)} reviewers decided, they decided alike.")
+        return None
+    st.caption("Each card says who voted what. Accept, correct or reject one to settle it: that decision counts.")
+    return rows
 
 
 def similar_rows(item_id: int) -> list[dict] | None:

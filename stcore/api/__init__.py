@@ -17,6 +17,7 @@ One module per feature; this package is their one surface:
   evaluation.py  test results, calibration, regressions per class, promote
   export.py      labels as CSV or JSON, a model
   users.py       accounts and roles: add, list, remove, sign in and out
+  team.py        overlap (K reviewers an item), votes, conflicts, agreement, who did how much when
 """
 from __future__ import annotations
 
@@ -56,3 +57,6 @@ from .export import (  # noqa: F401
     export_model)
 from .users import (  # noqa: F401
     ADMIN_ONLY, ROLES, has_users, users, add_user, remove_user, sign_in, signed_in, sign_out, allowed, require)
+from .team import (  # noqa: F401
+    MAX_OVERLAP, overlap, set_overlap, conflicts, count_conflicts, with_votes, agreement, activity, may_settle,
+    reviewer_stats, ACTIVE_GAP)

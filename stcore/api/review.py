@@ -15,6 +15,7 @@ from ..actions import ACTIONS
 from .continuous import decided
 from .evaluation import calibration
 from .projects import class_counts
+from . import team
 from .suggest import simulate_labeling
 
 
@@ -28,14 +29,15 @@ def all_or_nothing(project: Project) -> Iterator[None]:
 
 
 def review(project: Project, ids, action: str, label: str | int | None = None, *,
-           reviewer: str | None = None) -> int:
+           reviewer: str | None = None, may_settle: bool = True) -> int:
     """action: a name in ACTIONS (accept, correct, reject, reset), for pool item ids; label: the
-    class of an action that needs one. Returns the items changed."""
+    class of an action that needs one. With overlap (team.py) a decision on an open item is
+    reviewer's vote; settling the others needs may_settle. Returns the items changed or voted on."""
     if action not in ACTIONS:
         raise UsageError(f"unknown review action {action!r}; use {', '.join(ACTIONS)}")
     a = ACTIONS[action]
     lab = project.class_index(label) if a.needs_class else None
-    n = project.store.decisions.decide(ids, a.status, lab, reviewer=reviewer or default_reviewer())
+    n = team.decide(project, ids, a.status, lab, reviewer or default_reviewer(), may_settle=may_settle)
     decided(project)
     return n
 
@@ -70,14 +72,14 @@ def count_above(project: Project, threshold: float, *, classes=None, conf_max: f
 
 
 def undo(project: Project, reviewer: str | None = None) -> int:
-    """Revert the last decision (one item, or one bulk action) of reviewer, or of anyone when
-    None. Returns the items reverted."""
-    return project.store.decisions.undo(reviewer)
+    """Revert the last decision or vote (one item, or one bulk action) of reviewer, or of anyone
+    when None. Returns the items reverted."""
+    return team.undo(project, reviewer)
 
 
 def last_action(project: Project, reviewer: str | None = None) -> dict | None:
-    """{'new_status', 'n', 'at'} of the decision undo(reviewer) would revert, or None."""
-    return project.store.decisions.last_batch(reviewer)
+    """{'new_status' ('voted' for a vote), 'n', 'at'} of the action undo(reviewer) would revert, or None."""
+    return team.last_action(project, reviewer)
 
 
 def history(project: Project, item_id: int | None = None, limit: int = 100, *, reviewer: str | None = None,
@@ -97,10 +99,13 @@ def history(project: Project, item_id: int | None = None, limit: int = 100, *, r
 def review_page(project: Project, *, classes=None, statuses=None, conf_min=None, conf_max=None,
                 order: str = DEFAULT_ORDER, offset: int = 0, limit: int = 50, free_for: str | None = None) -> list[dict]:
     """One page of pool items (id, pred, confidence, margin, entropy, status, label, ...).
-    free_for: a reviewer; the items someone else holds (lease()) are left out."""
+    free_for: a reviewer; the items someone else holds (lease()) are left out, and with overlap
+    (team.py) those they voted on and those waiting to be settled."""
+    k = team.overlap(project)
+    free_for = free_for or (default_reviewer() if k > 1 else None)
     return orders.page(project.store.queue, classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max,
                        order=order, offset=offset, limit=limit,
-                       free_for=(free_for, time.time()) if free_for else None)
+                       free_for=(free_for, time.time(), k) if free_for else None)
 
 
 LEASE_SECONDS = 600  # a lease not renewed (by a page drawn again, or a suggestion) ends after 10 minutes
@@ -171,9 +176,11 @@ def items(project: Project, ids: list[int]) -> list[dict]:
     return project.store.queue.rows_by_id(ids)
 
 
-def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: str | None = None) -> int:
-    """Give items the class label, whichever their split: pool items are corrected, items of
-    the labeled set relabeled; one transaction, and one action for undo. Returns the items changed."""
+def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: str | None = None,
+              may_settle: bool = True) -> int:
+    """Give items the class label, whichever their split: pool items are corrected (with
+    overlap, voted on: see review()), items of the labeled set relabeled; one transaction, and
+    one action for undo. Returns the items changed."""
     lab = project.class_index(label)
     rows = project.store.queue.rows_by_id(ids)
     known = {r["id"] for r in rows}
@@ -185,7 +192,7 @@ def set_label(project: Project, ids: list[int], label: str | int, *, reviewer: s
     who = reviewer or default_reviewer()
     with project.store.tx():
         batch = project.store.decisions.next_batch()
-        n = project.store.decisions.decide(pool, "corrected", lab, reviewer=who, batch=batch) if pool else 0
+        n = team.decide(project, pool, "corrected", lab, who, may_settle=may_settle, batch=batch) if pool else 0
         n += project.store.decisions.relabel(labeled, lab, reviewer=who, batch=batch) if labeled else 0
     decided(project)
     return n

@@ -7,6 +7,7 @@ import time
 
 from ..errors import ProjectError, UsageError
 from ..project import Project
+from .team import overlap
 
 STRATEGIES = ("auto", "typical", "uncertain", "random")
 DEFAULT_COUNT = 24  # a page of the Review grid
@@ -72,12 +73,14 @@ def _leased(project: Project, count: int, strategy: str, seed: int, reviewer: st
     """suggest() for a reviewer: ranked without the items others hold, then leased. People
     asking at once see the same order, so each try ranks SPARE times as many as it lacks and
     keeps the first it could lease (the rest go back); what another took in between is replaced
-    on the next try."""
+    on the next try. With overlap (team.py), the items reviewer voted on, or enough people did,
+    are not offered."""
     from .review import lease
     items: list[dict] = []
     out: dict = {}
+    closed = project.store.votes.closed_for(reviewer, overlap(project)) if overlap(project) > 1 else set()
     for _ in range(TRIES):
-        held = project.store.leases.held_by_others(reviewer) | {i["id"] for i in items}
+        held = project.store.leases.held_by_others(reviewer) | {i["id"] for i in items} | closed
         want = count - len(items)
         out = _ranked(project, want * SPARE, strategy, seed, held, t0)
         got = set(lease(project, [i["id"] for i in out["items"]], reviewer))

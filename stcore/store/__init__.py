@@ -9,6 +9,7 @@ A Store is small interfaces by concern, over one engine (engine.py):
 - store.runs: runs and metrics;
 - store.users: accounts, signed-in sessions and failed sign-ins;
 - store.leases: the pending items each reviewer holds for now;
+- store.votes: with overlap, each reviewer's own decision on an item until enough agree;
 - counts.py: the counts an overview shows, kept by the methods above as they write, so that
   reading them never counts the pool.
 Every method that writes is one short transaction, so a worker writing once a second, a
@@ -32,6 +33,7 @@ from .runs import ACTIVE_STATES, RUN_STATES, Runs, world_size
 from .schema import MIGRATIONS, SCHEMA_VERSION, schema
 from .leases import Leases
 from .users import Users
+from .votes import Votes
 
 __all__ = ["ACTIVE_STATES", "PAGE_COLUMNS", "RUN_STATES", "SCHEMA_VERSION", "STATUSES", "Store", "world_size"]
 
@@ -46,7 +48,7 @@ class Store:
             raise StoreError(f"{self.engine.path} does not exist")
         self.classes, self.items, self.queue = Classes(self.engine), Items(self.engine), Queue(self.engine)
         self.decisions, self.runs, self.users = Decisions(self.engine), Runs(self.engine), Users(self.engine)
-        self.leases = Leases(self.engine)
+        self.leases, self.votes = Leases(self.engine), Votes(self.engine)
         try:
             if not create:
                 self._check_version()  # before any write, so that a foreign file is left as it was

@@ -21,7 +21,8 @@ class Decisions:
     def next_batch(self) -> int:
         """The batch number the next decision gets; pass it to several decisions made in one
         tx() to make them one action for undo."""
-        return self.e.one("SELECT COALESCE(MAX(batch), 0) + 1 FROM history")[0]
+        return self.e.one("SELECT COALESCE(MAX(b), 0) + 1 FROM (SELECT MAX(batch) AS b FROM history "
+                          "UNION ALL SELECT MAX(batch) FROM votes) x")[0]
 
     def last_seq(self) -> int:
         """The newest history row's number (0 for none): a mark to count decisions from."""
@@ -185,6 +186,13 @@ class Decisions:
                          "ELSE MIN(new_status) END AS new_status, COUNT(*) AS n, MAX(at) AS at FROM history "
                          f"WHERE undone=0 {who} GROUP BY batch ORDER BY batch DESC LIMIT 1", params)
         return {k: row[k] for k in row.keys()} if row else None
+
+    def activity(self, reviewer: str | None = None) -> list[tuple[str, int, float, int]]:
+        """(reviewer, batch, at, items) of every action not undone (reviewer's, when given)."""
+        who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("AND reviewer IS NOT NULL", [])
+        return [(r[0], r[1], r[2], r[3]) for r in self.e.all(
+            f"SELECT reviewer, batch, MIN(at), COUNT(*) FROM history WHERE undone = 0 {who} GROUP BY reviewer, batch",
+            params)]
 
     def single_decisions(self) -> list[tuple[float, bool]]:
         """(the teacher's confidence, whether it was right) of pool items whose current decision,

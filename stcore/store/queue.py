@@ -28,13 +28,18 @@ class Queue:
 
     @staticmethod
     def where(classes=None, statuses=None, conf_min=None, conf_max=None, ids=None, free_for=None) -> tuple[str, list]:
-        """The filters as ' WHERE ...' (or '') and its parameters. free_for: (reviewer, now):
-        leave out the items another reviewer holds (leases.py)."""
+        """The filters as ' WHERE ...' (or '') and its parameters. free_for: (reviewer, now) or
+        (reviewer, now, overlap): leave out the items another reviewer holds (leases.py); with
+        overlap > 1, also those reviewer voted on and those overlap people did (votes.py)."""
         clauses, params = [], []
         if free_for is not None:
             clauses.append("NOT EXISTS (SELECT 1 FROM leases l WHERE l.item_id = pool.id AND l.reviewer <> ? "
                            "AND l.until > ?)")
             params += [str(free_for[0]), float(free_for[1])]
+            if len(free_for) > 2 and free_for[2] > 1:
+                clauses.append("NOT EXISTS (SELECT 1 FROM votes v WHERE v.item_id = pool.id AND v.reviewer = ?) "
+                               "AND (SELECT COUNT(*) FROM votes v WHERE v.item_id = pool.id) < ?")
+                params += [str(free_for[0]), int(free_for[2])]
         if classes:
             clauses.append(f"pred IN ({','.join('?' * len(classes))})")
             params += [int(c) for c in classes]

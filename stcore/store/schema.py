@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from .counts import recount
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # from-version -> the steps that bring a store to the next version: SQL statements, or a
 # function of the engine where a step needs more than SQL. Add one entry with each schema change
 # (and bump SCHEMA_VERSION); the store applies them on open, in one transaction.
@@ -27,6 +27,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], None], ...]] = {
     6: (lambda engine: _pool_indexes_v7(engine),),
     # 8: accounts, their signed-in sessions and failed sign-ins (users.py); leases (leases.py)
     7: (lambda engine: engine.script(schema(engine.name, _USERS)),),
+    # 9: each reviewer's vote on an item that several people label (overlap; votes.py)
+    8: (lambda engine: engine.script(schema(engine.name, _VOTES)),),
 }
 
 # The pool's indexes, one per way the review queue reads it (queue.py). They differ by engine:
@@ -113,7 +115,16 @@ CREATE TABLE IF NOT EXISTS sign_in_failures (name TEXT PRIMARY KEY, n {int} NOT 
 CREATE TABLE IF NOT EXISTS leases (item_id {int} PRIMARY KEY, reviewer TEXT NOT NULL, until {real} NOT NULL);
 """
 
-_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + _USERS + """
+_VOTES = """
+-- With overlap K (meta 'overlap'), each reviewer's own decision on a pool item, until K agree
+-- (votes.py): the class they gave (NULL: rejected), when, and the history batch number of the
+-- action, so that their undo takes it back. Kept after the item is settled, for agreement.
+CREATE TABLE IF NOT EXISTS votes (item_id {int} NOT NULL, reviewer TEXT NOT NULL, class_id {int},
+                                  at {real} NOT NULL, batch {int} NOT NULL, PRIMARY KEY (item_id, reviewer));
+CREATE INDEX IF NOT EXISTS votes_reviewer ON votes (reviewer, batch);
+"""
+
+_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + _USERS + _VOTES + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Every image: the labeled set, the unlabeled pool and the test set.
 CREATE TABLE IF NOT EXISTS items (
@@ -189,7 +200,7 @@ CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos {int} NOT NULL, id
 
 # The tables in an order that a copy can fill them in, and the columns of each.
 TABLES = ("meta", "classes", "items", "pool", "labels", "history", "runs", "metrics", "skipped", "selection",
-          "counts", "users", "sessions", "sign_in_failures", "leases")
+          "counts", "users", "sessions", "sign_in_failures", "leases", "votes")
 
 
 def schema(engine: str, text: str = _SCHEMA) -> str:

@@ -1,0 +1,113 @@
+"""Team: who decided how much and when, at what speed; how much reviewers agree when several
+decide each item (overlap), the conflicts waiting for an admin, and the team's settings. A
+reviewer sees their own work and history; an admin (or anyone, on a project without accounts)
+sees everyone's."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard import common, figures, util
+from stcore import api
+
+st.title("Team")
+project = common.current_project()
+me = common.user()
+everyone = api.allowed(me, "all_history")
+mine = None if everyone else me["name"]
+overlap = api.overlap(project)
+
+
+def when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
+
+
+def work() -> None:
+    stats = api.reviewer_stats(project, mine)
+    if not stats:
+        st.info("No decisions yet." + ("" if mine else " Each one is stored with the name of who made it: the "
+                                       "signed-in person, or `--reviewer NAME` on the command line."))
+        return
+    settles = overlap > 1 and api.may_settle(me)
+    cols = st.columns(4 if settles else 3)
+    cols[0].metric("Reviewers" if everyone else "You", len(stats) if everyone else me["name"])
+    cols[1].metric("Items decided" + ("" if overlap == 1 else " or voted on"), f"{sum(s['items'] for s in stats):,}")
+    cols[2].metric("Reviewers per item (overlap)", overlap)
+    if settles:
+        cols[3].metric("Open conflicts", f"{api.count_conflicts(project):,}")
+    st.plotly_chart(figures.activity_chart(api.activity(project, mine)), key="tm_activity")
+    st.dataframe([{"reviewer": s["reviewer"], "items": s["items"], "actions": s["actions"],
+                   "active minutes": s["active_minutes"], "seconds per action (median)": s["seconds_per_action"],
+                   "first": when(s["first"]), "last": when(s["last"])} for s in stats],
+                 hide_index=True, key="tm_stats")
+    st.caption(f"Active minutes: the pauses between one person's actions, up to {api.ACTIVE_GAP / 60:.0f} minutes "
+               "each (a longer one is a break). A bulk action is one action of many items.")
+
+
+def agreement(out: dict) -> None:
+    st.subheader("Agreement")
+    if out["items"] == 0:
+        st.info(f"No item has been decided by two reviewers yet (overlap {overlap}). "
+                + ("Set how many people decide each item below." if overlap == 1 and api.allowed(me, "team") else ""))
+        return
+    if everyone:
+        a, k = out["overall"]["agreement"], out["overall"]["kappa"]
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Items decided by two or more", f"{out['items']:,}")
+        c2.metric("Pairwise agreement", f"{a:.1%}" if a is not None else "–")
+        c3.metric("Cohen's kappa", f"{k:.3f}" if k is not None else "–",
+                  help="Agreement beyond chance: 1 is perfect, 0 what chance alone gives. The pairs' kappas, "
+                       "weighted by the items each pair shares.")
+        left, right = st.columns(2)
+        left.plotly_chart(figures.kappa_heatmap(out["reviewers"], out["pairs"]), key="tm_kappa")
+        right.plotly_chart(figures.agreement_bars(out["per_class"], "class", count="votes",
+                                                  title="Per class: how often a vote was joined"), key="tm_classes")
+    vs = [r for r in out["reviewers_vs_settled"] if everyone or r["reviewer"] == mine]
+    if vs:
+        st.plotly_chart(figures.agreement_bars(vs, "reviewer", count="items",
+                                               title="Each reviewer against the labels that counted"),
+                        key="tm_settled")
+    if everyone and out["open_conflicts"]:
+        st.warning(f"{out['open_conflicts']:,} item(s) wait for an admin: the reviewers who decided them disagree.")
+        if st.button("Settle them on the Review page", key="tm_conflicts", icon=":material/gavel:"):
+            st.session_state.update(rv_view="conflicts", rv_page=1)
+            st.switch_page(common.PAGES["review"])
+
+
+def settings() -> None:
+    st.subheader("Settings")
+    k = st.number_input("Reviewers who decide each item", 1, api.MAX_OVERLAP, overlap, key="tm_overlap",
+                        help="1: the first decision counts. K > 1: each person's decision is a vote; the item counts "
+                             "once K different reviewers decided it alike, and goes to the conflicts when they do not.")
+    if st.button("Save", key="tm_save", disabled=k == overlap):
+        try:
+            common.check("team")
+            api.set_overlap(project, int(k))
+        except common.USER_ERRORS as e:
+            common.show_error(e)
+            return
+        st.rerun()
+
+
+def history() -> None:
+    st.subheader("Your history" if mine else "History")
+    rows = api.history(project, limit=200, reviewer=mine, names=True)
+    if not rows:
+        st.caption("Nothing decided yet.")
+        return
+    st.dataframe([{"when": when(r["at"]), "item": r["item_id"], "reviewer": r["reviewer"],
+                   "from": f"{r['old_status']}" + (f" ({r['old_label']})" if r["old_label"] is not None else ""),
+                   "to": f"{r['new_status']}" + (f" ({r['new_label']})" if r["new_label"] is not None else ""),
+                   "undone": bool(r["undone"])} for r in rows], hide_index=True, key="tm_history")
+    st.caption(f"The newest {len(rows):,} changes. `stcore history {util.md_escape(str(project.path))}"
+               f"{'' if everyone else ' --reviewer ' + mine} --json` lists them all.")
+
+
+work()
+agreed = api.agreement(project)
+if overlap > 1 or agreed["votes"]:
+    agreement(agreed)
+if api.allowed(me, "team"):
+    settings()
+history()
