@@ -37,6 +37,7 @@ with st.sidebar:
 if not common.sign_in_gate(project):  # a project with accounts shows nothing before sign-in
     st.stop()
 if project is not None:
+    common.release_when_away(project, on_review=page.title == "Review")
     with st.sidebar:
         # Always in view: which project every page of this tab reads and writes.
         st.markdown(f"**Project: {util.md_escape(project.path.name)}**")

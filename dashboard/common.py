@@ -241,14 +241,11 @@ def password_gate() -> bool:
     Streamlit binds all interfaces when none is given) needs the password."""
     address = st.get_option("server.address") or ""
     expected = expected_password()
-    if not expected and api.is_local(address):
+    if not expected:  # off this machine, accounts are the gate: sign_in_gate refuses a project with none
+        st.session_state["_off_machine"] = None if api.is_local(address) else (address or "all interfaces")
         return True
     if st.session_state.get("auth_ok"):
         return True
-    if not expected:
-        st.error(f"This dashboard is served on {address or 'all interfaces'} without a password. Stop it and "
-                 f"set STCORE_PASSWORD (or 'password' in .streamlit/secrets.toml), or serve on 127.0.0.1.")
-        return False
     st.title("stcore dashboard")
     with st.form("login"):
         entered = st.text_input("Password", type="password")
@@ -295,7 +292,15 @@ def sign_in_gate(project: api.Project | None) -> bool:
     in (now, or before a reload). Otherwise draws the sign-in form."""
     st.session_state.pop("_user", None)
     if project is None or not api.has_users(project):
+        if off := st.session_state.get("_off_machine"):
+            st.error(f"This dashboard is served on {off} without a password, and "
+                     f"{'no project is open' if project is None else 'this project has no accounts'}. Add "
+                     f"accounts (`stcore users PROJECT add NAME --role admin`), or stop it and set STCORE_PASSWORD "
+                     f"(or 'password' in .streamlit/secrets.toml), or serve on 127.0.0.1.")
+            return False
         return True
+    if oidc_provider() is not False:
+        return _oidc_gate(project)
     name = _cookie_name(project)
     token = st.session_state.get(name) or st.context.cookies.get(name)
     if (u := api.signed_in(project, token)) is not None:
@@ -321,6 +326,56 @@ def sign_in_gate(project: api.Project | None) -> bool:
         st.rerun()
     st.caption("The project's admin gives you an account: `stcore users PROJECT add NAME`.")
     return False
+
+
+def release_when_away(project: api.Project, *, on_review: bool) -> None:
+    """A reviewer who left the Review page for another page holds its cards no longer."""
+    if not on_review and (held := st.session_state.pop("rv_leased", None)):
+        api.release(project, held[0])
+
+
+def oidc_provider() -> str | None | bool:
+    """False where no OpenID Connect provider is configured ([auth] in .streamlit/secrets.toml);
+    else the provider st.login takes: None for the one given in [auth] itself, or the name of
+    the first [auth.NAME] section."""
+    try:
+        auth = st.secrets.get("auth")
+    except Exception:  # no secrets.toml at all
+        return False
+    if not auth:
+        return False
+    if "client_id" in auth:
+        return None
+    return next((k for k, v in auth.items() if hasattr(v, "keys")), None)
+
+
+def _oidc_gate(project: api.Project) -> bool:
+    """Sign-in through the configured OpenID Connect provider (Streamlit's st.login, whose cookie
+    keeps it over a reload). The e-mail it vouches for must be an account of the project: its
+    role applies."""
+    if not st.user.is_logged_in:
+        st.title(f"Sign in to {project.path.name}")
+        st.button("Sign in with your organisation's account", key="oidc_sign_in", type="primary",
+                  on_click=st.login, args=(() if oidc_provider() is None else (oidc_provider(),)))
+        st.caption("The project's admin gives your e-mail an account: `stcore users PROJECT add EMAIL`.")
+        return False
+    try:
+        u = api.account_of(project, st.user.get("email") or st.user.get("name"))
+    except USER_ERRORS as e:
+        show_error(e)
+        st.button("Sign out", key="sign_out", on_click=st.logout)
+        return False
+    st.session_state["_user"] = u
+    with st.sidebar:
+        st.caption(f"Signed in as **{util.md_escape(u['name'])}** ({u['role']})")
+        st.button("Sign out", key="sign_out", on_click=_oidc_sign_out, args=(project, u["name"]))
+    return True
+
+
+def _oidc_sign_out(project: api.Project, name: str) -> None:
+    api.release(project, name)
+    st.session_state.pop("rv_leased", None)
+    st.logout()
 
 
 def _sign_out(project: api.Project, name: str, token: str) -> None:

@@ -62,13 +62,14 @@ def launch(project: str | None = None, *, port: int = 8501, address: str = "127.
            headless: bool = False) -> int:
     """Start the dashboard on project (default: the Fashion-MNIST project in $STCORE_HOME) and
     wait for it; SIGTERM, SIGINT and SIGHUP stop the server too. A non-local address needs a
-    password (STCORE_PASSWORD or Streamlit secrets)."""
-    if not api.is_local(address) and not api.password_configured():
-        raise LaunchError(f"refusing to serve the dashboard on {address} without a password: anyone who "
-                          f"can reach it could change your labels and start jobs. Set STCORE_PASSWORD "
-                          f"(or 'password' in .streamlit/secrets.toml), or keep the default 127.0.0.1")
+    password (STCORE_PASSWORD or Streamlit secrets), or a project with accounts (people sign in)."""
     path = Path(project).expanduser().resolve() if project else api.ensure_default_project()
-    api.open_project(path)  # a readable ProjectError now, rather than a broken page later
+    opened = api.open_project(path)  # a readable ProjectError now, rather than a broken page later
+    if not api.is_local(address) and not api.password_configured() and not api.has_users(opened):
+        raise LaunchError(f"refusing to serve the dashboard on {address} without a password: anyone who "
+                          f"can reach it could change your labels and start jobs. Add accounts (`stcore users "
+                          f"{path} add NAME --role admin`), set STCORE_PASSWORD (or 'password' in "
+                          f".streamlit/secrets.toml), or keep the default 127.0.0.1")
     host = f"[{address}]" if ":" in address else address
     print(f"stcore dashboard: http://{host}:{port}  (project {path}; Ctrl-C stops it)", flush=True)
     # Its own session: a Ctrl-C in the terminal reaches us, and we pass it on once.

@@ -102,12 +102,17 @@ def test_is_local(addr, local):
     assert api.is_local(addr) is local
 
 
-def test_launch_refuses_a_public_address_without_a_password(monkeypatch, tmp_path):
+def test_launch_refuses_a_public_address_without_a_password_or_accounts(monkeypatch, tmp_path, small_project):
     monkeypatch.delenv("STCORE_PASSWORD", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(LaunchError, match="STCORE_PASSWORD"):
-        launch.launch(str(tmp_path), address="0.0.0.0", headless=True)
+    with pytest.raises(LaunchError, match=r"Add accounts \(`stcore users .* add NAME --role admin`\), set STCORE_PASSWORD"):
+        launch.launch(str(small_project.path), address="0.0.0.0", headless=True)
+    api.add_user(small_project, "ann", "admin", "correct horse")  # people sign in: the accounts are the gate
+    started = []
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
+    monkeypatch.setattr(launch, "serve_until_stopped", lambda proc: 0)
+    assert launch.launch(str(small_project.path), address="0.0.0.0", headless=True) == 0 and started
 
 
 @pytest.mark.parametrize("headless, display, expected", [(True, ":0", "true"), (False, ":0", "false"),

@@ -247,7 +247,11 @@ def test_two_reviewers_on_the_review_page_are_shown_different_cards(app, trained
     grid_send(ann, decide_op([first], "accept"))  # decided: it leaves the pending page; ann gets the next one
     assert api.history(p, first)[0]["reviewer"] == "ann"
     assert not {c["id"] for c in grid_data(ann)["cards"]} & bob_cards
-    bob.sidebar.button(key="sign_out").click().run()  # bob leaves: his cards are free for ann again
+    bob.switch_page("views/train.py").run()  # bob goes to another page: his cards are free for ann again
+    assert p.store.leases.holders(list(bob_cards)) == {}
+    bob.switch_page("views/review.py").run()
+    assert set(p.store.leases.holders([c["id"] for c in grid_data(bob)["cards"]]).values()) == {"bob"}
+    bob.sidebar.button(key="sign_out").click().run()  # bob signs out: the same
     assert p.store.leases.holders(list(bob_cards)) == {}
 
 
@@ -260,3 +264,47 @@ def test_a_decided_card_says_who_decided_it(app, trained_project):
     at.pills(key="rv_status").set_value(["rejected"]).run()
     card = next(c for c in grid_data(at)["cards"] if c["id"] == first)
     assert card["who"]["text"].startswith("rejected by bob · ") and "stcore history" in card["who"]["title"]
+
+
+def test_off_this_machine_without_a_password_only_a_project_with_accounts_opens(app, trained_project):
+    from streamlit import config
+    from stcore import api
+    p = trained_project
+    at = app(p)
+    config.set_option("server.address", "0.0.0.0")  # served to the network, no STCORE_PASSWORD
+    try:
+        at = app(p)
+        assert any("without a password, and this project has no accounts" in e.value for e in at.error)
+        assert not any("Project:" in m.value for m in at.sidebar.markdown)
+        team_of_two(p)
+        at = app(p)
+        assert [t.value for t in at.title] == [f"Sign in to {p.path.name}"]
+        sign_in(at, "bob", "another horse")
+        assert any("Signed in as **bob** (reviewer)" in c.value for c in at.sidebar.caption)
+    finally:
+        config.set_option("server.address", "127.0.0.1")
+
+
+def test_an_openid_connect_provider_signs_people_in_with_their_account_role(app, trained_project):
+    from stcore import api
+    p = trained_project
+    api.add_user(p, "Bob@Example.com", "reviewer", "another horse")
+    at = app(p)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "stcore", "client_secret": "s",
+                          "server_metadata_url": "https://id.example.com/.well-known/openid-configuration"}
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert [t.value for t in at.title] == [f"Sign in to {p.path.name}"]
+    assert at.button(key="oidc_sign_in").label == "Sign in with your organisation's account"
+    assert not at.text_input  # no password form: the provider signs people in
+    at.user = {"is_logged_in": True, "email": "carol@example.com", "name": "Carol"}
+    at.run()
+    assert any("carol@example.com has no account on this project" in e.value for e in at.error), (at.error, at.title, at.exception)
+    assert not any("Project:" in m.value for m in at.sidebar.markdown)
+    at.user = {"is_logged_in": True, "email": "bob@example.com", "name": "Bob"}
+    at.run()
+    assert any("Signed in as **Bob@Example\\.com** (reviewer)" in c.value for c in at.sidebar.caption)
+    at.switch_page("views/train.py").run()
+    at.button(key="tr_start_teacher").click().run()  # the account's role applies
+    assert any("only an admin may start or stop runs" in e.value for e in at.error)

@@ -56,7 +56,8 @@ from .export import (  # noqa: F401
     EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_bytes,
     export_model)
 from .users import (  # noqa: F401
-    ADMIN_ONLY, ROLES, has_users, users, add_user, remove_user, sign_in, signed_in, sign_out, allowed, require)
+    ADMIN_ONLY, ROLES, has_users, users, add_user, remove_user, sign_in, signed_in, sign_out, allowed, require,
+    account_of)
 from .team import (  # noqa: F401
     MAX_OVERLAP, overlap, set_overlap, conflicts, count_conflicts, with_votes, agreement, activity, may_settle,
     reviewer_stats, ACTIVE_GAP)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import accounts
 from ..accounts import ADMIN_ONLY, ROLES  # noqa: F401 (the faces read them here)
+from ..errors import AccessError
 from ..project import Project
 
 
@@ -35,6 +36,18 @@ def sign_in(project: Project, name: str, password: str) -> str:
 def signed_in(project: Project, token: str | None) -> dict | None:
     """{'name', 'role'} of the session with this token, or None (none, ended, or idle too long)."""
     return accounts.session(project.store.users, token)
+
+
+def account_of(project: Project, identity: str | None) -> dict:
+    """{'name', 'role'} of the account named identity (the e-mail an OpenID Connect provider
+    vouched for; the same name in another case will do), or AccessError saying how to get one."""
+    if identity:
+        for u in project.store.users.list():
+            if u["name"] == identity or u["name"].casefold() == identity.casefold():
+                return {"name": u["name"], "role": u["role"]}
+    raise AccessError(
+        f"{identity or 'this sign-in'} has no account on this project; an admin adds one with "
+        f"`stcore users {project.path} add {identity or 'NAME'}` (the generated password is not needed)")
 
 
 def sign_out(project: Project, token: str | None) -> None:
