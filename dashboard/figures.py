@@ -418,9 +418,11 @@ def kappa_heatmap(reviewers: list[str], pairs: list[dict]) -> go.Figure:
 def agreement_bars(rows: list[dict], label: str, *, title: str, count: str) -> go.Figure:
     """Horizontal bars of rows' 'agreement' (0-1), one per row[label], with row[count] in the hover."""
     fig = go.Figure(go.Bar(x=[r["agreement"] for r in rows], y=[str(r[label]) for r in rows], orientation="h",
-                           marker_color="#636EFA", text=[f"{r['agreement']:.0%}" for r in rows], textposition="auto",
+                           marker_color="#636EFA", text=[f"{r['agreement']:.0%}" for r in rows],
+                           # a short bar's number goes after it (a bar of 0 has no inside to hold it)
+                           textposition=["inside" if r["agreement"] >= 0.2 else "outside" for r in rows],
                            customdata=[r[count] for r in rows],
                            hovertemplate=f"%{{y}}: %{{x:.1%}} of %{{customdata}} {count}<extra></extra>"))
-    fig = _layout(fig, title, height=120 + 28 * len(rows), xaxis=dict(range=[0, 1], tickformat=".0%"))
+    fig = _layout(fig, title, height=120 + 28 * len(rows), xaxis=dict(range=[0, 1.02], tickformat=".0%"))
     fig.update_yaxes(autorange="reversed", type="category")
     return fig
