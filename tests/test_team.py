@@ -30,8 +30,8 @@ def project(new_engine, tmp_path):
     return Project(folder)
 
 
-def page(p, who):
-    return [r["id"] for r in api.review_page(p, statuses=["pending"], order="id", limit=6, free_for=who)]
+def page(p, who, limit=6):
+    return [r["id"] for r in api.review_page(p, statuses=["pending"], order="id", limit=limit, free_for=who)]
 
 
 def test_an_item_counts_once_k_reviewers_agree_and_a_disagreement_waits_for_an_admin(project):
@@ -185,3 +185,22 @@ def test_votes_conflicts_and_the_team_page_in_the_dashboard(app, trained_project
     assert list(bob.dataframe[0].value["reviewer"]) == ["bob"]  # a reviewer sees their own work
     assert set(bob.dataframe[-1].value["reviewer"]) == {"bob"}  # and their own history
     assert not [n for n in bob.number_input if n.key == "tm_overlap"]  # and no settings
+
+
+def test_lowering_the_overlap_decides_what_enough_people_already_agreed_on(project):
+    p = project
+    api.set_overlap(p, 3)
+    for who in ("ann", "bob"):
+        api.review(p, [10], "correct", "4", reviewer=who)
+        api.review(p, [11], "accept", reviewer=who)
+    api.review(p, [12], "reject", reviewer="ann")
+    api.review(p, [12], "accept", reviewer="bob")
+    assert api.counts(p)["pending"] == 40  # two votes of three on each
+    api.set_overlap(p, 2)
+    rows = {r["id"]: (r["status"], r["label"], r["reviewer"]) for r in p.store.queue.rows([10, 11, 12])}
+    assert rows == {10: ("corrected", 4, "bob"), 11: ("accepted", 11 % 10, "bob"), 12: ("pending", None, None)}
+    assert api.conflicts(p)[0]["id"] == 12
+    assert api.undo(p, "bob") == 1  # bob's newest action: his vote on 12
+    assert api.undo(p, "bob") == 1  # then his vote on 11, and the decision it now completed
+    assert [r["status"] for r in p.store.queue.rows([10, 11])] == ["corrected", "pending"]
+    assert [v[0] for v in p.store.votes.of([11])[11]] == ["ann"] and 11 in page(p, "bob", 20)  # bob is asked again

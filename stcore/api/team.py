@@ -24,9 +24,14 @@ def overlap(project: Project) -> int:
 
 
 def set_overlap(project: Project, k: int) -> int:
+    """Set how many reviewers decide each item. Lowered, the pending items that many already
+    decided alike are decided at once (from 1: each item's one vote is all it needs)."""
     if not 1 <= int(k) <= MAX_OVERLAP:
         raise UsageError(f"--overlap is how many reviewers decide each item, from 1 to {MAX_OVERLAP}, not {k}")
-    project.store.set_meta(overlap=int(k))
+    with project.store.tx():
+        project.store.set_meta(overlap=int(k))
+        waiting = project.store.votes.at_least(int(k))  # fewer people needed now: what k decided alike counts
+        _complete(project, [r for r in project.store.queue.rows(waiting) if r["status"] == "pending"], int(k), None)
     return int(k)
 
 
@@ -78,17 +83,27 @@ def _vote(project: Project, rows: list[dict], status: str, label: int | None, re
     for cls, ids in by_class.items():
         store.votes.cast(ids, reviewer, cls, batch)
     store.leases.drop([r["id"] for r in rows], reviewer)  # the next reviewer may have it
+    _complete(project, rows, k, batch)
+    return len(rows)
+
+
+def _complete(project: Project, rows: list[dict], k: int, batch: int | None) -> int:
+    """Inside a transaction: decide the pending rows that k or more people voted on alike, as
+    they said, in the name of the last of them and as part of the action of that vote (batch:
+    that action's number, when known), so that undoing the vote undoes the decision. Returns how many."""
+    store = project.store
     votes = store.votes.of([r["id"] for r in rows])
-    agreed: dict[tuple[str, int | None], list[int]] = {}
+    agreed: dict[tuple[str, int, str, int | None], list[int]] = {}
     for r in rows:
         said = {v[1] for v in votes.get(r["id"], [])}
         if len(votes.get(r["id"], [])) >= k and len(said) == 1:
-            cls = said.pop()
+            cls, last = said.pop(), max(votes[r["id"]], key=lambda v: (v[3], v[2]))
             final = "rejected" if cls is None else ("accepted" if cls == r["pred"] else "corrected")
-            agreed.setdefault((final, cls if final == "corrected" else None), []).append(r["id"])
-    for (final, cls), ids in agreed.items():
-        store.decisions.decide(ids, final, cls, reviewer=reviewer, batch=batch)
-    return len(rows)
+            agreed.setdefault((last[0], batch or last[3], final, cls if final == "corrected" else None),
+                              []).append(r["id"])
+    for (last, b, final, cls), ids in agreed.items():
+        store.decisions.decide(ids, final, cls, reviewer=last, batch=b)
+    return sum(len(v) for v in agreed.values())
 
 
 def undo(project: Project, reviewer: str | None = None) -> int:
@@ -133,7 +148,7 @@ def with_votes(project: Project, rows: list[dict]) -> list[dict]:
     classes = project.classes
     for r in rows:
         if r["id"] in votes:
-            r["votes"] = [[who, "rejected" if c is None else classes[c]] for who, c, _ in votes[r["id"]]]
+            r["votes"] = [[who, "rejected" if c is None else classes[c]] for who, c, *_ in votes[r["id"]]]
             r["note"] = "votes: " + ", ".join(f"{who} {what}" for who, what in r["votes"])
     return rows
 

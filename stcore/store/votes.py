@@ -23,13 +23,13 @@ class Votes:
                 "ON CONFLICT (item_id, reviewer) DO UPDATE SET class_id = excluded.class_id, at = excluded.at, "
                 "batch = excluded.batch", [(int(i), reviewer, class_id, at, int(batch)) for i in ids])
 
-    def of(self, ids: Sequence[int]) -> dict[int, list[tuple[str, int | None, float]]]:
-        """Each of ids' votes, (reviewer, class_id, at), oldest first; an item with none is left out."""
-        out: dict[int, list[tuple[str, int | None, float]]] = {}
+    def of(self, ids: Sequence[int]) -> dict[int, list[tuple[str, int | None, float, int]]]:
+        """Each of ids' votes, (reviewer, class_id, at, batch), oldest first; an item with none is left out."""
+        out: dict[int, list[tuple[str, int | None, float, int]]] = {}
         for part in chunks([int(i) for i in ids]):
-            for r in self.e.all(f"SELECT item_id, reviewer, class_id, at FROM votes WHERE item_id IN "
+            for r in self.e.all(f"SELECT item_id, reviewer, class_id, at, batch FROM votes WHERE item_id IN "
                                 f"({','.join('?' * len(part))}) ORDER BY at, reviewer", part):
-                out.setdefault(r[0], []).append((r[1], r[2], r[3]))
+                out.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
         return out
 
     def forget(self, ids: Sequence[int]) -> None:
@@ -76,6 +76,10 @@ class Votes:
             "SELECT COUNT(*) FROM (SELECT v.item_id FROM votes v JOIN pool p ON p.id = v.item_id WHERE "
             "p.status = 'pending' GROUP BY v.item_id HAVING COUNT(*) >= ? AND (COUNT(DISTINCT v.class_id) > 1 "
             "OR (COUNT(v.class_id) > 0 AND COUNT(v.class_id) < COUNT(*)))) c", (int(overlap),))[0]
+
+    def at_least(self, n: int) -> list[int]:
+        """The items n or more people voted on."""
+        return [r[0] for r in self.e.all("SELECT item_id FROM votes GROUP BY item_id HAVING COUNT(*) >= ?", (int(n),))]
 
     def closed_for(self, reviewer: str, overlap: int) -> set[int]:
         """The items reviewer voted on, and those overlap or more people did."""
