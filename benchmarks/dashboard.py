@@ -70,6 +70,18 @@ class PeakRss(threading.Thread):
         return self.peak
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a dashboard server started in a session of its own: its whole process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -243,14 +255,7 @@ def bench_dashboard(project: Path, *, clicks: int = 20, timeout_s: float = 180, 
                     out[f"{name}_p95_s"] = round(t[min(len(t) - 1, math.ceil(0.95 * len(t)) - 1)], 3)
                     out[f"{name}_s"] = [round(x, 3) for x in out[f"{name}_s"]]
             out["peak_rss_mb"] = round(rss.stop() / 2 ** 20, 1)
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stop_server(proc)
             browser.close()
     out["log"] = str(log)
     return out

@@ -5,7 +5,8 @@ Runs the benchmarks, prints a table and writes results.json (see issue 5):
   pseudo     pseudo-labeling throughput over the pool, stcore / bare batched inference
   review     review-query latency at 60,000 and 1,000,000 items; bulk accept; overview counts
   dashboard  streamlit start to first Review page, Accept click to updated page, peak memory
-  team       4 signed-in reviewers in 4 browser contexts of one chromium, clicking at once: Accept click
+  team       4 signed-in reviewers in 4 browser contexts of one chromium, clicking at once (after a 0.5-1.5 s
+             pause each, and flat out): Accept click
              p50/p95, cards shown to two at once (0), decisions stored per name, a reload keeps the session
   graph      the approximate k-NN graph of a million images: build time, peak memory, recall@10
   loop       the whole loop on a million-image pool, step by step: wall time and peak memory of each
@@ -50,7 +51,7 @@ def settings(quick: bool) -> dict:
                 "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
                 "pseudo": {"repeats": 2},
                 "embed": {"repeats": 2, "n": 64, "image_size": 32},
-                "dashboard": {"clicks": 3}, "team": {"reviewers": 4, "clicks": 3}, "graph": {"n": 20_000}, "light": {"repeats": 1},
+                "dashboard": {"clicks": 3}, "team": {"reviewers": 4, "clicks": 3, "think_s": [1.0]}, "graph": {"n": 20_000}, "light": {"repeats": 1},
                 "ddp": {"steps": 6, "repeats": 1, "log_every": 2, "overrides": {"batch_size": 8}},
                 "loop": {"n": 3_000, "teacher": ["--steps", "3", "--batch-size", "16"],
                          "student": ["--steps", "4", "--batch-size", "16", "--rounds", "1"], "clicks": 0, "repeats": 5},
@@ -71,7 +72,7 @@ def settings(quick: bool) -> dict:
             "train": {"steps": 60, "repeats": 3, "overrides": {}},
             "pseudo": {"repeats": 3},
             "embed": {"repeats": 3, "n": 1024, "image_size": 128},
-            "dashboard": {"clicks": 20}, "team": {"reviewers": 4, "clicks": 20}, "graph": {"n": 1_000_000}, "light": {"repeats": 5},
+            "dashboard": {"clicks": 20}, "team": {"reviewers": 4, "clicks": 20, "think_s": [1.0, 0.0]}, "graph": {"n": 1_000_000}, "light": {"repeats": 5},
             "ddp": {"steps": 60, "repeats": 3, "log_every": 10, "overrides": {}},
             # The CLI's defaults at every step, as a user would run them.
             "loop": {"n": 1_000_000, "teacher": [], "student": [], "clicks": 20, "repeats": 50},
@@ -132,10 +133,10 @@ def headline(part: str, res: dict) -> dict:
         case "team":
             if "skipped" in res:
                 return {}
-            return {"team": {k: res.get(k) for k in (
-                "items", "reviewers", "accept_click_p50_s", "accept_click_p95_s", "overlap_count_before",
+            return {"team": {str(think): {k: r.get(k) for k in (
+                "items", "reviewers", "think_s", "accept_click_p50_s", "accept_click_p95_s", "overlap_count_before",
                 "overlap_count_after", "clicks_on_items_another_decided", "reload_keeps_session", "decisions_stored",
-                "peak_rss_mb", "target", "error")}}
+                "peak_rss_mb", "target", "error")} for think, r in res["by_think_s"].items()}}
         case "light":
             return {"light_commands": {"items": res["items"], "worst_median_s": res["worst_median_s"],
                                        "worst_peak_rss_mb": res["worst_peak_rss_mb"]}}
@@ -250,8 +251,12 @@ def run(parts: list[str], *, quick: bool, workdir: Path, pairs: int | None = Non
                         say(f"  {res['skipped']}")
                 case "team":
                     from .team import bench_team
-                    res = bench_team(project()[0].path, say=say, **s["team"])
-                    if "skipped" in res:
+                    t = dict(s["team"])
+                    # a person's pause before each click, and none (every reviewer clicking flat out)
+                    res = {"by_think_s": {think: bench_team(project()[0].path, say=say, think_s=think, **t)
+                                          for think in t.pop("think_s")}}
+                    if any("skipped" in r for r in res["by_think_s"].values()):
+                        res = next(r for r in res["by_think_s"].values() if "skipped" in r)
                         say(f"  {res['skipped']}")
                 case "accuracy":
                     from .accuracy import bench_accuracy

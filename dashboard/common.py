@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import os
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import streamlit as st
@@ -141,10 +143,33 @@ def thumbs(project: api.Project, split: str, ids: list[int], target: int = 140) 
     return thumbnails(str(project.path), api.info(project)["id"], split, tuple(int(i) for i in ids), target)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+URI_CACHE_ITEMS = 20_000  # thumbnails kept as data: URIs (a few KB each), shared by every session
+
+
+@st.cache_resource(show_spinner=False)
+def _uri_cache() -> tuple[threading.Lock, OrderedDict]:
+    return threading.Lock(), OrderedDict()
+
+
 def thumbnail_uris(path: str, project_id: str, split: str, ids: tuple[int, ...], target: int) -> list[str]:
-    """data: URIs of items at their own size up to target (see util.thumb_uri); cached as thumbnails."""
-    return [util.thumb_uri(im, target) for im in api.images(open_project(path), list(ids), split)]
+    """data: URIs of items at their own size up to target (see util.thumb_uri), each cached on
+    its own: a decision changes which items a page shows, and only the new ones are encoded.
+    Images never change in a project, so the key (its id as well as its path) never goes stale."""
+    lock, cache = _uri_cache()
+    keys = [(path, project_id, split, int(i), target) for i in ids]
+    with lock:
+        missing = [k for k in dict.fromkeys(keys) if k not in cache]
+    made = [util.thumb_uri(im, target) for im in api.images(open_project(path), [k[3] for k in missing], split)] \
+        if missing else []
+    with lock:  # sessions draw at once: each reads and trims the shared cache under the lock
+        cache.update(zip(missing, made))
+        out = []
+        for k in keys:
+            cache.move_to_end(k)
+            out.append(cache[k])
+        while len(cache) > URI_CACHE_ITEMS:
+            cache.popitem(last=False)
+    return out
 
 
 def _per_split(rows: list[dict], fetch) -> list:

@@ -308,3 +308,28 @@ def test_an_openid_connect_provider_signs_people_in_with_their_account_role(app,
     at.switch_page("views/train.py").run()
     at.button(key="tr_start_teacher").click().run()  # the account's role applies
     assert any("only an admin may start or stop runs" in e.value for e in at.error)
+
+
+def test_a_card_another_page_took_at_the_same_moment_is_not_shown_nor_decided(app, trained_project, monkeypatch):
+    """Two pages drawn at once: bob's page reads its items, ann's lease takes the first before
+    bob's does. Bob's page is read again without it, and a decision sent for it is refused."""
+    from stcore import api
+    p = trained_project
+    team_of_two(p)
+    read = api.review_page
+    taken = []
+
+    def racing(*args, **kw):
+        rows = read(*args, **kw)
+        if not taken and kw.get("free_for") == "bob":
+            taken.append(rows[0]["id"])
+            api.lease(p, taken, "ann")  # ann's page, between bob's read and bob's lease
+        return rows
+    monkeypatch.setattr(api, "review_page", racing)
+    bob = on_review(app, p, "bob", "another horse")
+    shown = [c["id"] for c in grid_data(bob)["cards"]]
+    assert taken and taken[0] not in shown and len(shown) == 24
+    assert set(p.store.leases.holders(shown).values()) == {"bob"}
+    grid_send(bob, decide_op(taken, "accept"))  # as a page drawn before the retry would send it
+    assert "is ann's: their page took it a moment before yours" in grid_data(bob)["message"]["text"]
+    assert api.history(p, taken[0]) == []

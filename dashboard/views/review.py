@@ -76,6 +76,9 @@ def decide(ids: list[int], action: str, label: int | None = None) -> None:
         if len(ids) > 1:
             common.check("bulk")
         who, settle = common.reviewer(), api.may_settle(common.user())
+        if who and (taken := api.held_by_others(project, ids, who)):  # shown to two pages drawn at once
+            item, holder = next(iter(taken.items()))
+            raise UsageError(f"#{item} is {holder}'s: their page took it a moment before yours; it is off your page now")
         n = api.set_label(project, ids, label, reviewer=who, may_settle=settle) if a.needs_class else \
             api.review(project, ids, action, reviewer=who, may_settle=settle)
     except common.USER_ERRORS as e:
@@ -514,20 +517,27 @@ def page_of(view: str, f: dict | None) -> tuple[list[dict], list[dict] | None, i
     st.session_state["rv_page"] = min(max(1, int(st.session_state["rv_page"])), n_pages)
     offset = (st.session_state["rv_page"] - 1) * size
     who = common.reviewer()  # signed in: nobody else is shown the pending items of this page meanwhile
-    rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size, free_for=who)
-            if listed is None else listed[offset:offset + size])
-    if who:
-        hold(who, {r["id"] for r in rows if r["status"] == "pending"})
+    for _ in range(HOLD_TRIES):  # another reviewer's page drawn at the same moment may take some first
+        rows = (api.review_page(project, **query, order=f["order"], offset=offset, limit=size, free_for=who)
+                if listed is None else listed[offset:offset + size])
+        if not who or not hold(who, {r["id"] for r in rows if r["status"] == "pending"}) or listed is not None:
+            break
     return rows, listed, n_pages, total
 
 
-def hold(who: str, ids: set[int]) -> None:
-    """Lease this page's pending items to who. A decision only takes items off the page, so a
-    redraw writes nothing unless the page shows new items or the leases are a minute old."""
+HOLD_TRIES = 5
+
+
+def hold(who: str, ids: set[int]) -> set[int]:
+    """Lease this page's pending items to who; returns those someone else took first (the page
+    is read again without them). A decision only takes items off the page, so a redraw writes
+    nothing unless the page shows new items or the leases are a minute old."""
     last = st.session_state.get("rv_leased")
     if last is None or last[0] != who or not ids <= last[1] or time.time() - last[2] > 60:
-        api.lease(project, sorted(ids), who, only=True)
-        st.session_state["rv_leased"] = (who, ids, time.time())
+        got = set(api.lease(project, sorted(ids), who, only=True))
+        st.session_state["rv_leased"] = (who, got, time.time())
+        return ids - got
+    return set()
 
 
 @st.fragment
@@ -541,7 +551,9 @@ def body(view: str, f: dict | None) -> None:
         return
     rows, listed, n_pages, total = got
     pending_here = [r["id"] for r in rows if r["status"] == "pending" and r["pred"] is not None]
-    if view == "pseudo-labels":
+    if not api.allowed(common.user(), "bulk"):
+        pass  # a reviewer decides one item at a time: no bulk tools to redraw after each decision
+    elif view == "pseudo-labels":
         bulk_ui(f, pending_here)
     elif view in ("similar", "map selection"):
         list_bulk_ui(listed)

@@ -43,7 +43,7 @@ from .runs import (  # noqa: F401
     start_map, start_evaluation, cancel, resume, estimate_training)
 from .review import (  # noqa: F401
     all_or_nothing, review, still_pending, accept_above, count_above, undo,
-    last_action, history, review_page, review_count, simulate_review, SELECTION, LEASE_SECONDS, lease, release,
+    last_action, history, review_page, review_count, simulate_review, SELECTION, LEASE_SECONDS, lease, release, held_by_others,
     set_selection, selection, items, set_label, bulk_accept_impact, ids_accept_impact)
 from .continuous import DEFAULT_EVERY as CONTINUOUS_EVERY, continuous_status, set_continuous, set_continuous_every  # noqa: F401,E501
 from .suggest import DEFAULT_COUNT as SUGGEST_COUNT, STRATEGIES, suggest  # noqa: F401

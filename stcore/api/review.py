@@ -121,6 +121,11 @@ def lease(project: Project, ids: list[int], reviewer: str, *, only: bool = False
     return got
 
 
+def held_by_others(project: Project, ids: list[int], reviewer: str) -> dict[int, str]:
+    """Those of ids that someone other than reviewer holds now, with who."""
+    return {i: who for i, who in project.store.leases.holders(ids).items() if who != reviewer}
+
+
 def release(project: Project, reviewer: str) -> int:
     """End every lease of reviewer (they left): returns how many."""
     return project.store.leases.release(reviewer)
