@@ -132,6 +132,15 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
             add("Dashboard: server peak memory (RSS)", d.get("peak_rss_mb"), "", None, " MB", 0)
             if d.get("error"):
                 rows.append(("Dashboard error", d["error"], "", ""))
+    for think, t in sorted((r.get("team") or {}).items(), reverse=True):
+        n = len(t.get("reviewers") or [])
+        pace = (f"a {0.5 * float(think):g}-{1.5 * float(think):g} s pause before each click" if float(think)
+                else "clicking flat out, no pause")
+        shown_twice = (t.get("overlap_count_before") or 0) + (t.get("overlap_count_after") or 0)
+        add(f"{n} signed-in reviewers at once, {t.get('items') or 0:,} items, {pace}: click to updated card (p95, "
+            f"median {_fmt(t.get('accept_click_p50_s'), ' s', 2)}); cards shown to two: {shown_twice}; a reload "
+            f"keeps every session: {'yes' if t.get('reload_keeps_session') else 'no'}",
+            t.get("accept_click_p95_s"), "≤ 0.3 s", lambda v: v <= 0.3, " s", 2)
     return rows
 
 

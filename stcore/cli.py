@@ -421,7 +421,7 @@ def _review_args(s) -> None:
     s.add_argument("--class", dest="cls", nargs="+", metavar="C", help="with --accept-above: only these classes")
     s.add_argument("--simulate", type=int, metavar="N", help="a perfect reviewer decides N items (hidden labels); "
                    "with no teacher yet, labels the first N of `stcore suggest` (--order random: N at random)")
-    s.add_argument("--order", default=api.DEFAULT_ORDER, choices=[*api.ORDERS, *api.ORDER_ALIASES],
+    s.add_argument("--order", default=api.DEFAULT_ORDER, choices=[*api.ORDERS, *api.ORDER_ALIASES, "typical", "uncertain"],
                    help=f"--simulate order (default {api.DEFAULT_ORDER}; weighted-margin gives classes with more "
                    "expected errors more turns; baselines: confidence (= least-confidence), margin, entropy, random)")
     s.add_argument("--undo", action="store_true", help="undo the last decision (one item or one bulk action)")

@@ -135,6 +135,9 @@ def review_count(project: Project, *, classes=None, statuses=None, conf_min=None
     return project.store.queue.count(classes=classes, statuses=statuses, conf_min=conf_min, conf_max=conf_max)
 
 
+SUGGESTED = ("typical", "uncertain")  # simulate_review's orders that come from suggest() rather than the queue
+
+
 def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, reviewer: str = "simulated") -> dict:
     """A perfect reviewer: takes the first n pending pseudo-labeled items in the given order and
     accepts each one whose prediction equals its hidden label, correcting the others. On a project
@@ -146,7 +149,12 @@ def simulate_review(project: Project, n: int, *, order: str = DEFAULT_ORDER, rev
         out = simulate_labeling(project, n, order=ORDER_ALIASES.get(order, order), reviewer=reviewer)
         decided(project)
         return out
-    rows = [r for r in orders.page(project.store.queue, statuses=["pending"], order=order, limit=n) if r["pred"] is not None]
+    if order in SUGGESTED:  # the order of `stcore suggest --strategy ORDER`, among the pending items
+        from .suggest import suggest
+        rows = [r for r in items(project, [i["id"] for i in suggest(project, n, order)["items"]]) if r["pred"] is not None]
+    else:
+        rows = [r for r in orders.page(project.store.queue, statuses=["pending"], order=order, limit=n)
+                if r["pred"] is not None]
     if not rows:
         raise ProjectError("no pending pseudo-labels to review; run pseudo-label first")
     truth = project.store.items.hidden_labels([r["id"] for r in rows])
