@@ -551,11 +551,10 @@ def body(view: str, f: dict | None) -> None:
         return
     rows, listed, n_pages, total = got
     pending_here = [r["id"] for r in rows if r["status"] == "pending" and r["pred"] is not None]
-    if not api.allowed(common.user(), "bulk"):
-        pass  # a reviewer decides one item at a time: no bulk tools to redraw after each decision
-    elif view == "pseudo-labels":
+    bulk = api.allowed(common.user(), "bulk")  # a reviewer decides one at a time: no bulk tools to redraw
+    if bulk and view == "pseudo-labels":
         bulk_ui(f, pending_here)
-    elif view in ("similar", "map selection"):
+    elif bulk and view in ("similar", "map selection"):
         list_bulk_ui(listed)
     labeled_so_far()  # the labels per class (outside this fragment), or the whole page when its next step moved
     grid_ui(rows, st.session_state["rv_page"], n_pages, total)  # also with no rows: its Undo stays at hand
