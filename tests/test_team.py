@@ -204,3 +204,30 @@ def test_lowering_the_overlap_decides_what_enough_people_already_agreed_on(proje
     assert api.undo(p, "bob") == 1  # then his vote on 11, and the decision it now completed
     assert [r["status"] for r in p.store.queue.rows([10, 11])] == ["corrected", "pending"]
     assert [v[0] for v in p.store.votes.of([11])[11]] == ["ann"] and 11 in page(p, "bob", 20)  # bob is asked again
+
+
+def test_an_admin_manages_accounts_on_the_team_page_and_a_reviewer_cannot(app, small_project):
+    p = small_project
+    at = app(p, "team")
+    no_errors(at, "team")
+    assert at.selectbox[0].options == ["admin"]  # the first account is an admin
+    at.text_input[0].set_value("ann")
+    at.get("form_submit_button")[0].click().run()
+    assert any("type a password for the first account" in e.value for e in at.error) and not api.users(p)
+    at.text_input[0].set_value("ann")
+    at.text_input[1].set_value("correct horse")
+    at.get("form_submit_button")[0].click().run()
+    assert [u["name"] for u in api.users(p)] == ["ann"] and not at.main.code  # a given password is not shown
+    at = on_review(app, p, "ann", "correct horse")  # accounts now: everyone signs in
+    at.switch_page("views/team.py").run()
+    at.text_input[0].set_value("cy")
+    at.get("form_submit_button")[0].click().run()
+    made = [c.value for c in at.main.code]
+    assert len(made) == 1 and api.signed_in(p, api.sign_in(p, "cy", made[0]))["role"] == "reviewer"
+    at.selectbox(key="tm_remove_who").set_value("cy").run()
+    at.button(key="tm_remove").click().run()
+    assert [u["name"] for u in api.users(p)] == ["ann"]
+    api.add_user(p, "bob", "reviewer", "another horse")
+    bob = on_review(app, p, "bob", "another horse")
+    bob.switch_page("views/team.py").run()
+    assert not any(s.value == "Accounts" for s in bob.subheader)  # a reviewer does not manage accounts

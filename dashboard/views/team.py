@@ -1,7 +1,7 @@
 """Team: who decided how much and when, at what speed; how much reviewers agree when several
-decide each item (overlap), the conflicts waiting for an admin, and the team's settings. A
-reviewer sees their own work and history; an admin (or anyone, on a project without accounts)
-sees everyone's."""
+decide each item (overlap), the conflicts waiting for an admin, the team's settings and its
+accounts. A reviewer sees their own work and history; an admin (or anyone, on a project
+without accounts) sees everyone's and manages the rest."""
 from __future__ import annotations
 
 import time
@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import common, figures, util
 from stcore import api
+from stcore.errors import UsageError
 
 st.title("Team")
 project = common.current_project()
@@ -90,6 +91,53 @@ def settings() -> None:
         st.rerun()
 
 
+def accounts() -> None:
+    """Who may sign in, with which role: add (a password given, or made up and shown once) and remove."""
+    st.subheader("Accounts")
+    people = api.users(project)
+    if people:
+        st.dataframe([{"name": u["name"], "role": u["role"], "since": when(u["created"])} for u in people],
+                     hide_index=True)
+    else:
+        st.caption("No accounts: whoever reaches this dashboard may do everything. The first account is an admin; "
+                   "from then on everyone signs in.")
+    with st.form("tm_add", clear_on_submit=True):
+        c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
+        name = c1.text_input("Name", help="Or the e-mail your company's sign-in vouches for, where one is set up")
+        role = c2.selectbox("Role", api.ROLES if people else ("admin",), index=1 if people else 0,
+                            help="A reviewer decides items and undoes their own; an admin may also do everything else")
+        secret = c3.text_input("Password", type="password", help="Empty: one is made up and shown here once")
+        add = st.form_submit_button("Add account", icon=":material/person_add:")
+    if add:
+        try:
+            common.check("users")
+            if not people and not secret:  # the page asks for it at once: it could not show a made-up one
+                raise UsageError("type a password for the first account: the dashboard asks for it right after")
+            made = api.add_user(project, name, role, secret or None)
+        except common.USER_ERRORS as e:
+            common.show_error(e)
+        else:
+            st.session_state["tm_made"] = made  # read (and dropped) by the next run, which lists the account
+            st.rerun()
+    if made := st.session_state.pop("tm_made", None):
+        st.success(f"Added {made['name']} ({made['role']})." + (" Their password, shown this once:"
+                                                                  if "password" in made else ""))
+        if "password" in made:
+            st.code(made["password"], language=None)
+    if people:
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        gone = c1.selectbox("Remove an account", [u["name"] for u in people], index=None, key="tm_remove_who",
+                            placeholder="choose a name")
+        if c2.button("Remove", key="tm_remove", disabled=gone is None):
+            try:
+                common.check("users")
+                api.remove_user(project, gone)
+            except common.USER_ERRORS as e:
+                common.show_error(e)
+            else:
+                st.rerun()
+
+
 def history() -> None:
     st.subheader("Your history" if mine else "History")
     rows = api.history(project, limit=200, reviewer=mine, names=True)
@@ -110,4 +158,6 @@ if overlap > 1 or agreed["votes"]:
     agreement(agreed)
 if api.allowed(me, "team"):
     settings()
+if api.allowed(me, "users"):
+    accounts()
 history()
