@@ -145,6 +145,12 @@ def test_auto_is_uncertain_once_the_pool_is_pseudo_labeled(trained_project):
     assert all(r["status"] == "pending" for r in api.items(p, list(margins)))
     assert min(margins.values()) == min(r["margin"] for r in api.review_page(p, statuses=["pending"], order="margin",
                                                                               limit=1))
+    # after a teacher, a simulated review in suggest's order decides those items, each by its hidden label
+    typical = [i["id"] for i in api.suggest(p, 12, "typical")["items"]]
+    out = api.simulate_review(p, 12, order="typical")
+    assert out["reviewed"] == 12 and out["order"] == "typical"
+    truth = p.store.items.hidden_labels(typical)
+    assert {r["id"]: r["label"] for r in api.items(p, typical)} == truth
 
 
 @needs_fmnist
