@@ -53,7 +53,8 @@ def decide(project: Project, ids, status: str, label: int | None, reviewer: str,
         votes = store.votes.of(ids)  # an item k people voted on is settled (a voter may change their vote before)
         open_ = [i for i in ids if status in VOTE_STATUSES and rows[i]["status"] == "pending"
                  and len(votes.get(i, [])) < k]
-        settle = [i for i in ids if i not in set(open_)]
+        opened = set(open_)
+        settle = [i for i in ids if i not in opened]
         if settle and not may_settle:
             raise AccessError(
                 f"item(s) {', '.join(map(str, settle[:5]))} {'are' if len(settle) > 1 else 'is'} already decided or "
