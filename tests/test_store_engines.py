@@ -179,11 +179,15 @@ def test_a_project_moves_to_postgresql_and_back_with_everything_kept(trained_pro
     api.review(on_pg, pending[4:5], "accept", reviewer="cy")  # it works there, and history goes on
     assert on_pg.store.decisions.history(limit=1)[0]["seq"] == before["history"][0]["seq"] + 1
     on_pg.store.close()
-    api.migrate_store(p.path, "sqlite")
-    back = api.open_project(p.path)
-    assert back.store.engine.name == "sqlite"
-    assert snapshot(back)["counts"]["accepted"] == before["counts"]["accepted"] + 1
-    assert [h["reviewer"] for h in back.store.decisions.history()][:5] == ["cy", "ann", "bob", "ann", "ann"]
+    left = on_pg.store.engine  # the schema a move back leaves in the database
+    try:
+        api.migrate_store(p.path, "sqlite")
+        back = api.open_project(p.path)
+        assert back.store.engine.name == "sqlite"
+        assert snapshot(back)["counts"]["accepted"] == before["counts"]["accepted"] + 1
+        assert [h["reviewer"] for h in back.store.decisions.history()][:5] == ["cy", "ann", "bob", "ann", "ann"]
+    finally:  # every copy of the test project shares its id, hence this schema's name: later tests make it again
+        left.drop()
 
 
 def test_migrate_refuses_a_wrong_target_and_changes_nothing(trained_project):
