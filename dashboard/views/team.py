@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from dashboard import common, figures, util
+from dashboard import common, figures
 from stcore import api
 from stcore.errors import UsageError
 
@@ -27,8 +27,9 @@ def when(t: float | None) -> str:
 def work() -> None:
     stats = api.reviewer_stats(project, mine)
     if not stats:
-        st.info("No decisions yet." + ("" if mine else " Each one is stored with the name of who made it: the "
-                                       "signed-in person, or `--reviewer NAME` on the command line."))
+        st.info("No decision stands yet (an undone one does not count)." + (
+            "" if mine else " Each one is stored with the name of who made it: the signed-in person, or "
+                            "`--reviewer NAME` on the command line."))
         return
     settles = overlap > 1 and api.may_settle(me)
     cols = st.columns(4 if settles else 3)
@@ -148,7 +149,8 @@ def history() -> None:
                    "from": f"{r['old_status']}" + (f" ({r['old_label']})" if r["old_label"] is not None else ""),
                    "to": f"{r['new_status']}" + (f" ({r['new_label']})" if r["new_label"] is not None else ""),
                    "undone": bool(r["undone"])} for r in rows], hide_index=True, key="tm_history")
-    st.caption(f"The newest {len(rows):,} changes. `stcore history {util.md_escape(str(project.path))}"
+    where = str(project.path).replace("`", "'")  # inside a code span: shown as it is, no escapes
+    st.caption(f"The newest {len(rows):,} change{'s' * (len(rows) != 1)}. `stcore history {where}"
                f"{'' if everyone else ' --reviewer ' + mine} --json` lists them all.")
 
 
