@@ -41,9 +41,7 @@ def test_the_team_page_and_settling_a_conflict_in_a_real_browser(page, trained_p
         pg.get_by_role("textbox", name="Name").fill("ann")
         pg.get_by_role("textbox", name="Password").fill("correct horse")
         pg.get_by_role("button", name="Sign in").click()
-        pg.get_by_text("Signed in as").wait_for()
-        settle(pg)
-        pg.reload()  # the session's cookie keeps ann signed in
+        pg.get_by_text("Signed in as").wait_for()  # on the page asked for: the Team page
         pg.get_by_text("Cohen's kappa, pair by pair").wait_for()
         pg.get_by_text("Per class: how often a vote was joined").wait_for()
         settle(pg)
