@@ -133,11 +133,14 @@ def _class_name(v) -> str | None:
 
 
 def draw(*, key: str, project_id: str, cards: list[dict], classes: list[str], page: int, n_pages: int, total: int,
-         undo: str | None, message: dict | None, done: dict[str, int], on_ops) -> None:
-    """Draw the grid; on_ops() runs (as a callback, before the next run) when it sends operations."""
+         undo: str | None, message: dict | None, done: dict[str, int], on_ops, first: list[int] = ()) -> None:
+    """Draw the grid; on_ops() runs (as a callback, before the next run) when it sends operations.
+    first: class ids the number keys give first (a split's parts), then the others by id."""
+    first = list(dict.fromkeys(k for k in first if 0 <= k < len(classes)))
     _component(key=key, on_ops_change=on_ops, data={
         "project": project_id, "cards": cards, "classes": classes,
         "actions": [a for a in api.review_actions() if a["name"] in actions()],
         "number_keys": NUMBER_KEYS if classes else None,  # the first ten classes; L finds any
+        "key_order": first + [k for k in range(len(classes)) if k not in first] if first else None,
         "toolbar": {"page": page, "n_pages": n_pages, "total": total, "undo": undo},
         "message": message, "ack": done})

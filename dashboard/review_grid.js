@@ -223,8 +223,8 @@ class Grid {
     if (lower === "u") { this.undoLast(); return true; }
     if (k === "ArrowRight" || lower === "j") { this.moveFocus(1, false); return true; }
     if (k === "ArrowLeft" || lower === "k") { this.moveFocus(-1, false); return true; }
-    if (keys && keys.includes(k) && keys.indexOf(k) < this.data.classes.length) {
-      return this.onFocused(this.withClass.name, keys.indexOf(k)) || true;
+    if (keys && keys.includes(k) && keys.indexOf(k) < this.keyOrder().length) {
+      return this.onFocused(this.withClass.name, this.keyOrder()[keys.indexOf(k)]) || true;
     }
     if (lower === this.withClass.key) { this.openPicker(false); return true; }
     if (k === "+") { this.openPicker(true); return true; }
@@ -315,8 +315,8 @@ class Grid {
   render(data) {
     const first = this.data === null;
     if (first) this.drawActions(data.actions);
-    const keysChanged = first || JSON.stringify([data.classes, data.number_keys]) !==
-      JSON.stringify([this.data.classes, this.data.number_keys]) || data.cards.some((c) => c.fix) !== this.hasFix;
+    const keysChanged = first || JSON.stringify([data.classes, data.number_keys, data.key_order]) !==
+      JSON.stringify([this.data.classes, this.data.number_keys, this.data.key_order]) || data.cards.some((c) => c.fix) !== this.hasFix;
     this.project = data.project;
     this.data = data;
     this.acknowledge(data.ack);
@@ -365,6 +365,12 @@ class Grid {
     for (const b of this.keysRow.querySelectorAll("button")) b.disabled = !c || !c.can[this.withClass.name];
   }
 
+  // The class of each number key, in order: the data's key_order (a split offers its parts
+  // first), else the classes by id.
+  keyOrder() {
+    return this.data.key_order || this.data.classes.map((_, k) => k);
+  }
+
   drawKeys() {
     const keys = this.data.number_keys;
     this.hasFix = this.data.cards.some((c) => c.fix);
@@ -376,9 +382,10 @@ class Grid {
     if (this.hasFix) parts.splice(n, 0, "F fix");
     if (keys) {
       this.keysRow.append(el("span", "label", `${w.label} to:`));
-      this.data.classes.slice(0, keys.length).forEach((name, k) => {
-        const b = button("", "class", `Key ${keys[k]}: ${w.name} the marked card to ${name}`, () => this.onFocused(w.name, k));
-        b.append(keyHint(keys[k]), el("span", "", name));
+      this.keyOrder().slice(0, keys.length).forEach((k, i) => {
+        const name = this.data.classes[k];
+        const b = button("", "class", `Key ${keys[i]}: ${w.name} the marked card to ${name}`, () => this.onFocused(w.name, k));
+        b.append(keyHint(keys[i]), el("span", "", name));
         this.keysRow.append(b);
       });
       const more = this.data.classes.length > keys.length;

@@ -56,6 +56,11 @@ def safe_filename(name: object, default: str = "file") -> str:
 
 
 # ------------------------------------------------------------------ numbers
+def when(t: float | None) -> str:
+    """A time for a table: 2026-12-07 09:41 (local), or empty."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""

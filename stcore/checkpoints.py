@@ -39,7 +39,13 @@ def project_tag(project) -> dict:
     """What a checkpoint records of the project it belongs to."""
     classes = project.classes
     return {"project_id": project.meta["project_id"], "classes": classes, "class_ids": list(range(len(classes))),
-            "input_shape": project.meta["input_shape"]}
+            "class_set": class_set(project), "input_shape": project.meta["input_shape"]}
+
+
+def class_set(project) -> int:
+    """How many times the project's class set was merged, removed from or split: a model made
+    before the last such edit no longer fits, whatever its class count."""
+    return int(project.store.meta().get("class_set", 0))
 
 
 def class_ids(ck: dict) -> list[int] | None:
@@ -69,6 +75,8 @@ def check(project, ck: dict, where: object) -> None:
     if ck.get("project_id") not in (None, project.meta["project_id"]):
         raise ProjectError(f"{where} belongs to another project; it cannot be used here")
     stale = stale_classes(project, class_ids(ck))
+    if stale is None and int(ck.get("class_set", 0)) != class_set(project):
+        stale = "the classes were merged, removed or split since it was trained; train a new teacher or student"
     if stale:
         raise ProjectError(f"{where} no longer fits the project's classes: {stale}")
     if ck.get("classes") is not None and len(ck["classes"]) != len(project.classes):  # metadata that disagrees

@@ -13,7 +13,9 @@ import time
 
 from . import __version__, api
 from .errors import StcoreError, UsageError, message
+from .cli_classes import class_commands
 from .cli_team import team_commands
+from .cli_transfer import transfer_commands
 from .terminal import foreground, report_run, show, watch
 
 
@@ -21,17 +23,6 @@ from .terminal import foreground, report_run, show, watch
 def _names(text: str | None) -> list[str] | None:
     """--classes a,b,c -> ['a', 'b', 'c']."""
     return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
-
-
-def cmd_classes(a):
-    p = api.open_project(a.project)
-    if a.add:
-        api.add_classes(p, a.add)
-    if a.rename:
-        api.rename_class(p, a.rename[0], a.rename[1])
-    rows = api.classes(p)
-    show({"classes": rows}, a.json, "\n".join(f"{r['id']:>4}  {r['name']}  ({r['labels']:,} labels)" for r in rows)
-           or "no classes yet; add them with --add NAME ...")
 
 
 def cmd_init(a):
@@ -243,19 +234,6 @@ def cmd_status(a):
     return 0
 
 
-def cmd_export(a):
-    p = api.open_project(a.project)
-    out = {}
-    if a.labels:
-        out["labels"] = {"path": os.path.abspath(a.labels), "rows": api.export_labels(p, a.labels)}
-    if a.model:
-        out["model"] = {"path": os.path.abspath(a.model), "run": api.export_model(p, a.model, a.run)}
-    if not out:
-        raise UsageError("nothing to export: give --labels FILE and/or --model FILE")
-    show(out, True)
-    return 0
-
-
 def cmd_runs(a):
     p = api.open_project(a.project)
     rows = []
@@ -264,7 +242,7 @@ def cmd_runs(a):
         tr = [m for m in last if m["kind"] == "train"]
         acc, final = api.accuracy_of(p, r)
         rows.append({**{k: r[k] for k in ("id", "role", "state", "device", "pid", "step", "total", "started",
-                                          "heartbeat", "ended", "error")}, "world_size": api.world_size(r),
+                                          "heartbeat", "ended", "error", "stale")}, "world_size": api.world_size(r),
                      "batch_per_process": api.batch_per_process(r), "placement": api.placement(r),
                      "seconds": round(api.duration(r) or 0.0, 1),
                      "last_metrics": {"loss": tr[-1]["loss"] if tr else None, "accuracy": acc, "final": final}})
@@ -521,16 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "offered them meanwhile, here or on the Review page")
     cmd("status", cmd_status, "counts, pseudo-label accuracy, runs and skipped files")
     team_commands(cmd)
-    s = cmd("classes", cmd_classes, "list the classes, add some, or rename one (its labels keep it)")
-    s.add_argument("--add", nargs="+", metavar="NAME", help="new classes")
-    s.add_argument("--rename", nargs=2, metavar=("CLASS", "NAME"), help="give a class (name or id) a new name")
+    class_commands(cmd)
     s = cmd("migrate", cmd_migrate, "move the project's store to PostgreSQL, or back to SQLite")
     s.add_argument("--to", required=True, metavar="sqlite|URL",
                    help="sqlite (a file in the project folder) or postgresql://USER@HOST[:PORT]/DBNAME")
-    s = cmd("export", cmd_export, "export labels (CSV or JSON) and a model")
-    s.add_argument("--labels", metavar="FILE", help="labels.csv or labels.json")
-    s.add_argument("--model", metavar="FILE", help="the latest student's weights and config (.pt)")
-    s.add_argument("--run", help="export this run's model instead")
+    transfer_commands(cmd)
     cmd("devices", cmd_devices, "list the devices training can use", project=False)
     s = sub.add_parser("dashboard", help="open the dashboard in a browser")
     s.add_argument("project", nargs="?", metavar="PROJECT",

@@ -344,6 +344,14 @@ def _decode(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
             return _to_array(img, channels, size)
 
 
+def decode_like(path: str | os.PathLike, shape: Sequence[int]) -> np.ndarray:
+    """One image file as a project of input shape (C, H, W) caches its images: uint8 (C, H, W),
+    decoded as a folder project decodes its files, so that a file made from a cached row (a
+    PNG of it) gives that row back exactly."""
+    c, h, w = (int(v) for v in shape)
+    return _decode(Path(path), c, (w, h))
+
+
 def _to_array(img, channels: int, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):

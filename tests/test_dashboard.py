@@ -1001,7 +1001,7 @@ def test_project_page_adds_and_renames_classes_and_explains_a_refused_name(app, 
     at.text_input(key="cl_add_names").set_value("cat, dog,")
     at.button(key="cl_add").click().run()
     no_errors(at, "project")
-    assert api.classes(p) == [{"id": 0, "name": "cat", "labels": 0}, {"id": 1, "name": "dog", "labels": 0}]
+    assert [(c["id"], c["name"], c["labels"]) for c in api.classes(p)] == [(0, "cat", 0), (1, "dog", 0)]
     table = next(d.value for d in at.dataframe if "class" in d.value.columns)
     assert list(table["class"]) == ["cat", "dog"] and list(table["id"]) == [0, 1]
     assert not at.get("plotly_chart") and any("charted here once" in c.value for c in at.caption)  # no empty chart

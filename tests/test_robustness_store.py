@@ -122,7 +122,7 @@ def test_an_older_store_gains_the_index_the_earlier_running_time_and_the_selecti
     st.runs.update("teacher-1", state="interrupted", started=100.0, heartbeat=130.0, ended=130.0)
     st.close()
     p = Project(proj)
-    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 9
+    assert p.store.meta()["schema_version"] == store_mod.SCHEMA_VERSION == 10
     assert p.counts()["pool"] == 100 and p.counts()["accepted"] > 0  # counted by the migration to 6
     plan = " ".join(str(tuple(r)) for r in p.store.engine.db.execute(
         "EXPLAIN QUERY PLAN SELECT margin, id FROM pool WHERE status IN ('pending') AND pred = 3 "

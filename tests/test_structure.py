@@ -16,13 +16,14 @@ from stcore import orders
 REPO = Path(__file__).resolve().parents[1]
 # Each stcore module's layer; a module may import modules of its own layer or of a lower one.
 LAYERS = {
-    "faces": ("cli", "cli_team", "terminal", "launch", "__main__"),
+    "faces": ("cli", "cli_classes", "cli_team", "cli_transfer", "terminal", "launch", "__main__"),
     "api": ("api",),
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig", "continuous"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
                  "distributed", "orders", "balance", "insights", "acquisition", "agreement"),
-    "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "__init__"),
+    "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "labelformats",
+             "__init__"),
 }
 RANK = {m: i for i, layer in enumerate(reversed(list(LAYERS.values()))) for m in layer}
 MAX_LINES, MAX_FIT_LINES = 80, 60

@@ -1,4 +1,5 @@
-"""Export: the labels (CSV or JSON) and a model checkpoint, as downloads."""
+"""Export: the labels (CSV or JSON) and a model checkpoint, as downloads; the images with their
+labels for other tools (class folders, Hugging Face, Label Studio), written to a folder."""
 from __future__ import annotations
 
 import streamlit as st
@@ -24,6 +25,26 @@ c1.download_button("Labels as CSV", data=lambda: api.labels_csv(project), file_n
                    icon=":material/table:", key="ex_csv", on_click="ignore")
 c2.download_button("Labels as JSON", data=lambda: api.labels_json(project), file_name=f"{base}-labels.json",
                    mime="application/json", icon=":material/data_object:", key="ex_json", on_click="ignore")
+st.caption(f"CSV: {api.EXPORT_FORMATS['csv'][1]}. JSON: {api.EXPORT_FORMATS['json'][1]}.")
+
+st.subheader("Images with their labels, for other tools")
+FOLDER_FORMATS = [f for f in api.EXPORT_FORMATS if f not in ("csv", "json")]
+fmt = st.radio("Format", FOLDER_FORMATS, horizontal=True, key="ex_fmt",
+               format_func={"imagefolder": "Class folders", "hf": "Hugging Face", "labelstudio": "Label Studio"}.get)
+st.caption(f"Read by {api.EXPORT_FORMATS[fmt][1]}.")
+default = project.path.parent / f"{project.path.name}-{fmt}{'.json' if fmt == 'labelstudio' else ''}"
+dest = st.text_input("Write to (a new folder)" if api.EXPORT_FORMATS[fmt][0] == "a folder" else
+                     "Write the tasks to (a .json file; the images go beside it)", str(default), key=f"ex_dest_{fmt}")
+copy = st.checkbox("Copy the original images (default: links to them)", key="ex_copy")
+min_conf = None
+if fmt != "labelstudio" and st.checkbox("Also the pending pseudo-labels above a confidence", key="ex_pseudo"):
+    min_conf = st.slider("Confidence at least", 0.5, 1.0, 0.95, 0.01, key="ex_min_conf")
+if st.button("Write", icon=":material/save:", key="ex_write"):
+    try:
+        out = api.export_dataset(project, util.resolve_under_roots(dest), fmt, copy=copy, min_confidence=min_conf)
+        st.success(f"Wrote {out['items']:,} images to {util.md_escape(out['path'])}", icon=":material/check:")
+    except common.USER_ERRORS as e:
+        common.show_error(e)
 
 st.subheader("Model")
 done = [r for r in api.runs(project) if r["role"] in ("teacher", "student") and r["state"] == "finished"]

@@ -1,10 +1,10 @@
 """Project: create or open a project; counts, next step, what more labels would buy, the classes (add,
-rename), skipped files."""
+rename, merge, remove, split), skipped files."""
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import common, figures, util
+from dashboard import class_edits, common, figures, util
 from stcore import api
 from stcore.errors import message
 
@@ -69,10 +69,14 @@ def classes_ui(p: api.Project) -> None:
     rows = api.classes(p)
     if rows:
         c1, c2 = st.columns([1, 2])
-        c1.dataframe([{"id": r["id"], "class": r["name"], "labels": r["labels"]} for r in rows], hide_index=True,
+        c1.dataframe([{"id": r["id"], "class": r["name"], "labels": r["labels"], "test": r["test"],
+                       "to review": r["pending"]} for r in rows], hide_index=True,
                      width="stretch", key="cl_table",
                      column_config={"labels": st.column_config.NumberColumn(help="human labels: the labeled set, "
-                                                                            "and the accepted and corrected pool items")})
+                                                                            "and the accepted and corrected pool items"),
+                                    "test": st.column_config.NumberColumn(help="labeled test images"),
+                                    "to review": st.column_config.NumberColumn(
+                                        help="pool images the teacher predicts as this class, still to review")})
         per_class = api.class_counts(p)
         if any(v for kind in per_class.values() for v in kind.values()):
             with c2:
@@ -100,6 +104,11 @@ def classes_ui(p: api.Project) -> None:
         st.form_submit_button("Rename", key="cl_rename", icon=":material/edit:", disabled=not rows,
                               on_click=rename_class, args=(p,))
         form_message("cl_rename")
+    if len(rows) > 1:
+        with st.expander("Merge, remove or split classes", expanded=class_edits.PLAN in st.session_state):
+            class_edits.edit_ui(p, [r["name"] for r in rows])
+            form_message("cl_edit")
+    class_edits.history_ui(p)
 
 
 def add_classes(p: api.Project) -> None:
@@ -107,7 +116,7 @@ def add_classes(p: api.Project) -> None:
     names = [n for n in (x.strip() for x in text.split(",")) if n] or [text]  # nothing: the API says why
     try:
         common.check("classes")
-        api.add_classes(p, names)
+        api.add_classes(p, names, reviewer=common.reviewer())
     except common.USER_ERRORS as e:
         st.session_state["cl_add_msg"] = ("error", message(e))
         return
@@ -120,7 +129,7 @@ def rename_class(p: api.Project) -> None:
     try:
         common.check("classes")
         old = p.classes[cls]
-        api.rename_class(p, cls, name)
+        api.rename_class(p, cls, name, reviewer=common.reviewer())
     except common.USER_ERRORS as e:
         st.session_state["cl_rename_msg"] = ("error", message(e))
         return

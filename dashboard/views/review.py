@@ -25,7 +25,7 @@ ORDER_LABELS = {api.DEFAULT_ORDER: "most useful first (smallest margin, class by
                 "confidence": "confidence, lowest first", "confidence-desc": "confidence, highest first",
                 "margin": "margin, smallest first", "entropy": "entropy, highest first", "random": "random"}
 PAGE_SIZES = [12, 24, 48, 96]
-VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates", "conflicts")
+VIEWS = ("pseudo-labels", "map selection", "similar", "likely wrong", "near-duplicates", "conflicts", "split")
 TO_LABEL = "to label"  # the pool before any pseudo-label: its images to label by hand
 SUGGEST_PAGES = 3  # the "to label" view chooses this many pages of images at a time
 SIMILAR_K = 23  # the image and its neighbours fill a page of 24
@@ -100,7 +100,7 @@ def decide_new_class(ids: list[int], action: str, name: str) -> None:
     try:
         if key not in known:
             common.check("classes")
-        k = known[key] if key in known else api.add_classes(project, [name])[0]
+        k = known[key] if key in known else api.add_classes(project, [name], reviewer=common.reviewer())[0]
     except common.USER_ERRORS as e:
         flash("error: " + message(e))
         return
@@ -191,12 +191,14 @@ def view_ui(predicted: bool) -> str:
     """Which items the grid shows; 'similar' only once a card's Similar was pressed. Before the
     pool is predicted, the first view is its images to label by hand."""
     settles = api.overlap(project) > 1 and api.may_settle(common.user())  # several decide each item: an admin settles
+    n_split = len(api.offers(project))  # items whose class was split, to label again
     options = [v for v in VIEWS if (v != "similar" or st.session_state.get("rv_similar") is not None)
-               and (v != "conflicts" or settles)]
+               and (v != "conflicts" or settles) and (v != "split" or n_split)]
     if st.session_state.get("rv_view") not in options:
         st.session_state["rv_view"] = VIEWS[0]
     labels = {"similar": f"similar to #{st.session_state.get('rv_similar')}",
               "conflicts": f"conflicts ({api.count_conflicts(project):,})" if settles else "conflicts",
+              "split": f"split ({n_split:,})",
               **({} if predicted else {VIEWS[0]: TO_LABEL})}
     return st.segmented_control("Show", options, key="rv_view", format_func=lambda v: labels.get(v, v),
                                 on_change=reset_page, persist_state=KEEP, required=True) or VIEWS[0]
@@ -296,7 +298,20 @@ def list_view(view: str) -> list[dict] | None:
         return likely_wrong_rows()
     if view == "conflicts":
         return conflict_rows()
+    if view == "split":
+        return split_rows()
     return duplicate_rows()
+
+
+def split_rows() -> list[dict]:
+    """The items whose class was split, each with the classes the split offers first (the
+    number keys give those first)."""
+    offered = api.offers(project)
+    rows = api.items(project, sorted(offered))
+    for r in rows:
+        r["offer"] = offered[r["id"]]
+        r["note"] = "split: " + " or ".join(classes[k] for k in r["offer"]) + "?"
+    return rows
 
 
 def conflict_rows() -> list[dict] | None:
@@ -396,6 +411,7 @@ def grid_ui(rows: list[dict], page: int, n_pages: int, total: int) -> None:
     flashed = st.session_state.pop("rv_flash", None)
     grid.draw(key="rv_grid", project_id=api.info(project)["id"], cards=cards, classes=classes, page=page,
               n_pages=n_pages, total=total, done=st.session_state.setdefault("rv_done", {}), on_ops=on_grid,
+              first=[k for r in rows for k in r.get("offer", ())],
               undo=f"{last['new_status']} {last['n']:,} item{'s' * (last['n'] != 1)}" if last else None,
               message={"kind": "error" if flashed.startswith("error: ") else "success",
                        "text": flashed.removeprefix("error: ")} if flashed else None)

@@ -4,11 +4,9 @@ accounts. A reviewer sees their own work and history; an admin (or anyone, on a 
 without accounts) sees everyone's and manages the rest."""
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
-from dashboard import common, figures
+from dashboard import common, figures, util
 from stcore import api
 from stcore.errors import UsageError
 
@@ -18,10 +16,6 @@ me = common.user()
 everyone = api.allowed(me, "all_history")
 mine = None if everyone else me["name"]
 overlap = api.overlap(project)
-
-
-def when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
 
 
 def work() -> None:
@@ -41,7 +35,7 @@ def work() -> None:
     st.plotly_chart(figures.activity_chart(api.activity(project, mine)), key="tm_activity")
     st.dataframe([{"reviewer": s["reviewer"], "items": s["items"], "actions": s["actions"],
                    "active minutes": s["active_minutes"], "seconds per action (median)": s["seconds_per_action"],
-                   "first": when(s["first"]), "last": when(s["last"])} for s in stats],
+                   "first": util.when(s["first"]), "last": util.when(s["last"])} for s in stats],
                  hide_index=True, key="tm_stats")
     st.caption(f"Active minutes: the pauses between one person's actions, up to {api.ACTIVE_GAP / 60:.0f} minutes "
                "each (a longer one is a break). A bulk action is one action of many items.")
@@ -97,7 +91,7 @@ def accounts() -> None:
     st.subheader("Accounts")
     people = api.users(project)
     if people:
-        st.dataframe([{"name": u["name"], "role": u["role"], "since": when(u["created"])} for u in people],
+        st.dataframe([{"name": u["name"], "role": u["role"], "since": util.when(u["created"])} for u in people],
                      hide_index=True)
     else:
         st.caption("No accounts: whoever reaches this dashboard may do everything. The first account is an admin; "
@@ -145,7 +139,7 @@ def history() -> None:
     if not rows:
         st.caption("Nothing decided yet.")
         return
-    st.dataframe([{"when": when(r["at"]), "item": r["item_id"], "reviewer": r["reviewer"],
+    st.dataframe([{"when": util.when(r["at"]), "item": r["item_id"], "reviewer": r["reviewer"],
                    "from": f"{r['old_status']}" + (f" ({r['old_label']})" if r["old_label"] is not None else ""),
                    "to": f"{r['new_status']}" + (f" ({r['new_label']})" if r["new_label"] is not None else ""),
                    "undone": bool(r["undone"])} for r in rows], hide_index=True, key="tm_history")

@@ -202,7 +202,8 @@ def history(was_active: bool) -> None:
     c3.button("Resume", key="tr_resume", width="stretch", icon=":material/replay:", on_click=act,
               args=("resume", chosen["id"]),
               disabled=not api.resumable(chosen),
-              help="the project's classes changed since it trained: train a new run" if chosen["classes_changed"] else None)
+              help=f"{chosen.get('stale') or 'the project classes changed since it trained'}: train a new run"
+              if chosen["classes_changed"] else None)
     promotable = chosen["role"] in ("teacher", "student") and chosen["state"] == "finished" and \
         not (teacher and teacher["id"] == chosen["id"])
     label = "Make this student the next teacher" if chosen["role"] == "student" else "Make this the teacher"

@@ -8,14 +8,16 @@ Reading a project never imports torch: status, runs, review, cancel and label ex
 fast. The functions that train, infer or read images import the heavy modules when called.
 
 One module per feature; this package is their one surface:
-  projects.py    create, open, migrate; classes, labels, counts, status
+  projects.py    create, open, migrate; labels, counts, status
+  classes.py     the class list and its edits: add, rename, merge, remove, split
   runs.py        start any job kind, list, follow, cancel, resume; estimates
   review.py      decisions, undo, the queue in pages, labels on any item, bulk-accept impact
   continuous.py  learning while you label: a refresh job every N decisions
   suggest.py     what to label next (typical, uncertain, random), a simulated labeler
   insight.py     similar images, likely label errors, near-duplicates, the map, what more labels would buy
   evaluation.py  test results, calibration, regressions per class, promote
-  export.py      labels as CSV or JSON, a model
+  export.py      labels as CSV or JSON, datasets for other tools (imagefolder, Hugging Face, Label Studio), a model
+  importing.py   labels from other tools (CSV, our JSON, Label Studio, class folders)
   users.py       accounts and roles: add, list, remove, sign in and out
   team.py        overlap (K reviewers an item), votes, conflicts, agreement, who did how much when
 """
@@ -33,8 +35,11 @@ from .export import _csv_safe  # noqa: F401 (its test)
 
 from .projects import (  # noqa: F401
     info, open_project, migrate_store, create_project, ensure_default_project, counts, class_counts,
-    classes, add_classes, rename_class, labels, pseudo_label_accuracy, status,
+    labels, pseudo_label_accuracy, status,
     skipped_files, teacher, images)
+from .classes import (  # noqa: F401
+    UNLABELED, Plan, classes, class_history, add_classes, rename_class, plan_merge, plan_remove, plan_split,
+    edit_classes, merge_classes, remove_class, split_class, offers)
 from .runs import (  # noqa: F401
     runs, run, running_in, metrics, active, devices, resolve_device,
     models, methods, method_aliases, train_config, start_training, start_job,
@@ -54,7 +59,9 @@ from .evaluation import (  # noqa: F401
     calibration, class_regressions)
 from .export import (  # noqa: F401
     EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_bytes,
-    export_model)
+    export_model, FORMATS as EXPORT_FORMATS, export_dataset)
+from .importing import import_labels  # noqa: F401
+from ..labelformats import FORMATS as IMPORT_FORMATS  # noqa: F401
 from .users import (  # noqa: F401
     ADMIN_ONLY, ROLES, has_users, users, add_user, remove_user, sign_in, signed_in, sign_out, allowed, require,
     account_of)

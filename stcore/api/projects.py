@@ -58,23 +58,6 @@ def class_counts(project: Project) -> dict[str, dict[int, int]]:
     return project.store.items.class_counts()
 
 
-def classes(project: Project) -> list[dict]:
-    """The classes, in id order: id, name, and how many human labels each has (labeled set and pool)."""
-    counts = project.store.items.class_counts()
-    return [{"id": k, "name": name, "labels": counts["labeled"].get(k, 0) + counts["accepted"].get(k, 0)
-             + counts["corrected"].get(k, 0)} for k, name in enumerate(project.classes)]
-
-
-def add_classes(project: Project, names: list[str]) -> list[int]:
-    """New classes (each given the next id); their ids. Runs trained before are marked stale."""
-    return project.store.classes.add(names)
-
-
-def rename_class(project: Project, cls: str | int, name: str) -> None:
-    """Give a class (by name or id) a new name; its labels, pseudo-labels and runs keep it."""
-    project.store.classes.rename(project.class_index(cls), name)
-
-
 def labels(project: Project, split: str | None = None) -> list[dict]:
     """Every human label (of split: labeled, pool or test), with its class, source (initial,
     reviewed, imported, simulated), reviewer, time and batch."""

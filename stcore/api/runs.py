@@ -25,8 +25,10 @@ def run(project: Project, run_id: str) -> dict:
 
 def _with_classes(run: dict, now: list[int]) -> dict:
     """run, with classes_changed: whether the project's classes changed since it was trained (its
-    model then no longer fits: it stays listed, with its results, and a new run is needed)."""
-    return {**run, "classes_changed": run.get("class_ids") is not None and run["class_ids"] != now}
+    model then no longer fits: it stays listed, with its results, and a new run is needed), and
+    stale: why, where an edit of the classes said so."""
+    changed = bool(run.get("stale")) or (run.get("class_ids") is not None and run["class_ids"] != now)
+    return {**run, "classes_changed": changed}
 
 
 def running_in(project: Project, pid: int) -> str | None:

@@ -13,6 +13,9 @@ from .queue import Queue
 
 # A history row h whose item has a newer change not undone (someone decided it again since).
 _LATER = "EXISTS (SELECT 1 FROM history x WHERE x.item_id = h.item_id AND x.seq > h.seq AND x.undone = 0)"
+# Actions after the last edit that renumbered the classes: those before it name classes by ids
+# that changed meaning, so they can no longer be undone.
+_UNDOABLE = "batch > (SELECT COALESCE(MAX(batch), 0) FROM class_edits WHERE reshaped = 1)"
 
 class Decisions:
     def __init__(self, engine: Engine):
@@ -22,7 +25,7 @@ class Decisions:
         """The batch number the next decision gets; pass it to several decisions made in one
         tx() to make them one action for undo."""
         return self.e.one("SELECT COALESCE(MAX(b), 0) + 1 FROM (SELECT MAX(batch) AS b FROM history "
-                          "UNION ALL SELECT MAX(batch) FROM votes) x")[0]
+                          "UNION ALL SELECT MAX(batch) FROM votes UNION ALL SELECT MAX(batch) FROM class_edits) x")[0]
 
     def last_seq(self) -> int:
         """The newest history row's number (0 for none): a mark to count decisions from."""
@@ -101,29 +104,36 @@ class Decisions:
             return self._apply("accepted", None, reviewer, where, [*params, float(threshold)])
 
     def relabel(self, ids: Sequence[int], label: int, *, reviewer: str | None = None,
-                batch: int | None = None, source: str = "reviewed") -> int:
-        """Give items of the labeled set another class, in one transaction, logged in the history
-        (status 'labeled') so that undo reverts it. Returns the items changed."""
+                batch: int | None = None, source: str = "reviewed", split: str = "labeled") -> int:
+        """Give items of the labeled set (split 'labeled') or of the test set ('test') another
+        class, in one transaction. The labeled set's changes are logged in the history (status
+        'labeled') so that undo reverts them; the test set's are not, since the history names an
+        item by its id alone, which means the labeled set or the pool (the test split numbers its
+        items anew): its label row keeps who gave it, when and in which batch, and undo leaves
+        it. Returns the items changed."""
+        if split not in ("labeled", "test"):
+            raise UsageError(f"relabel changes the labeled or the test set, not {split!r}")
         ids = [int(i) for i in ids]
         with self.e.tx():
             chosen, params = self.e.ids("i.id", ids)
             known = {r[0]: r[1] for r in self.e.all(
-                "SELECT i.id, l.class_id FROM items i LEFT JOIN labels l ON l.split='labeled' AND l.item_id=i.id "
-                f"WHERE i.split='labeled' AND {chosen}", params)}
+                "SELECT i.id, l.class_id FROM items i LEFT JOIN labels l ON l.split=i.split AND l.item_id=i.id "
+                f"WHERE i.split=? AND {chosen}", [split, *params])}
             missing = [i for i in ids if i not in known]
             if missing:
-                raise NotFound(f"unknown labeled item id(s): {', '.join(map(str, missing[:5]))}")
+                raise NotFound(f"unknown {split} item id(s): {', '.join(map(str, missing[:5]))}")
             change = [i for i in dict.fromkeys(ids) if known[i] != label]
             batch, at = batch or self.next_batch(), time.time()
-            self.e.executemany(
-                "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, at, "
-                "source) VALUES (?, ?, 'labeled', ?, 'labeled', ?, ?, ?, ?)",
-                [(batch, i, known[i], label, reviewer, at, source) for i in change])
+            if split == "labeled":
+                self.e.executemany(
+                    "INSERT INTO history (batch, item_id, old_status, old_label, new_status, new_label, reviewer, "
+                    "at, source) VALUES (?, ?, 'labeled', ?, 'labeled', ?, ?, ?, ?)",
+                    [(batch, i, known[i], label, reviewer, at, source) for i in change])
             self.e.executemany(
                 "INSERT INTO labels (split, item_id, class_id, source, reviewer, at, batch) VALUES "
-                "('labeled', ?, ?, ?, ?, ?, ?) ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, "
+                "(?, ?, ?, ?, ?, ?, ?) ON CONFLICT (split, item_id) DO UPDATE SET class_id=excluded.class_id, "
                 "source=excluded.source, reviewer=excluded.reviewer, at=excluded.at, batch=excluded.batch",
-                [(i, label, source, reviewer, at, batch) for i in change])
+                [(split, i, label, source, reviewer, at, batch) for i in change])
             return len(change)
 
     def undo(self, reviewer: str | None = None) -> int:
@@ -135,7 +145,7 @@ class Decisions:
         the items reverted."""
         who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("", [])
         with self.e.tx():
-            batch = self.e.one(f"SELECT MAX(batch) FROM history WHERE undone=0 {who}", params)[0]
+            batch = self.e.one(f"SELECT MAX(batch) FROM history WHERE undone=0 AND {_UNDOABLE} {who}", params)[0]
             if batch is None:
                 return 0
             split = "CASE WHEN h.new_status='labeled' THEN 'labeled' ELSE 'pool' END"
@@ -184,14 +194,15 @@ class Decisions:
         who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("", [])
         row = self.e.one("SELECT batch, CASE MIN(new_status) WHEN 'labeled' THEN 'relabeled' "
                          "ELSE MIN(new_status) END AS new_status, COUNT(*) AS n, MAX(at) AS at FROM history "
-                         f"WHERE undone=0 {who} GROUP BY batch ORDER BY batch DESC LIMIT 1", params)
+                         f"WHERE undone=0 AND {_UNDOABLE} {who} GROUP BY batch ORDER BY batch DESC LIMIT 1", params)
         return {k: row[k] for k in row.keys()} if row else None
 
     def activity(self, reviewer: str | None = None) -> list[tuple[str, int, float, int]]:
         """(reviewer, batch, at, items) of every action not undone (reviewer's, when given)."""
         who, params = ("AND reviewer = ?", [reviewer]) if reviewer is not None else ("AND reviewer IS NOT NULL", [])
         return [(r[0], r[1], r[2], r[3]) for r in self.e.all(
-            f"SELECT reviewer, batch, MIN(at), COUNT(*) FROM history WHERE undone = 0 {who} GROUP BY reviewer, batch",
+            f"SELECT reviewer, batch, MIN(at), COUNT(*) FROM history WHERE undone = 0 {who} "
+            "AND batch NOT IN (SELECT batch FROM class_edits) GROUP BY reviewer, batch",
             params)]
 
     def single_decisions(self) -> list[tuple[float, bool]]:

@@ -146,9 +146,10 @@ class PostgresEngine(Engine):
             raise self.failed(e) from e
 
     def after_copy(self) -> None:
-        # history.seq is an identity column: its next value must follow the copied rows
-        self.execute("SELECT setval(pg_get_serial_sequence('history', 'seq'), "
-                     "(SELECT COALESCE(MAX(seq), 0) + 1 FROM history), false)")
+        # history.seq and class_edits.seq are identity columns: their next values follow the copied rows
+        for table in ("history", "class_edits"):
+            self.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), "
+                         f"(SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}), false)")
         for table in ("items", "pool", "history"):  # the planner's statistics of what was copied
             self.execute(f"ANALYZE {table}")
 

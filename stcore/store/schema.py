@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from .counts import recount
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # from-version -> the steps that bring a store to the next version: SQL statements, or a
 # function of the engine where a step needs more than SQL. Add one entry with each schema change
 # (and bump SCHEMA_VERSION); the store applies them on open, in one transaction.
@@ -29,6 +29,8 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], None], ...]] = {
     7: (lambda engine: engine.script(schema(engine.name, _USERS)),),
     # 9: each reviewer's vote on an item that several people label (overlap; votes.py)
     8: (lambda engine: engine.script(schema(engine.name, _VOTES)),),
+    # 10: edits of the class list and the runs they made stale; the classes a split offers first
+    9: ("ALTER TABLE runs ADD COLUMN stale TEXT", lambda engine: engine.script(schema(engine.name, _CLASS_EDITS))),
 }
 
 # The pool's indexes, one per way the review queue reads it (queue.py). They differ by engine:
@@ -124,7 +126,18 @@ CREATE TABLE IF NOT EXISTS votes (item_id {int} NOT NULL, reviewer TEXT NOT NULL
 CREATE INDEX IF NOT EXISTS votes_reviewer ON votes (reviewer, batch);
 """
 
-_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + _USERS + _VOTES + """
+_CLASS_EDITS = """
+-- Every edit of the class list (classes.py): who, when, what, how many items it changed, and
+-- the history batch of those items' changes. An edit that renumbers the classes (a merge, a
+-- removal, a split) closes the undo of every action before it (reshaped = 1).
+CREATE TABLE IF NOT EXISTS class_edits (seq {serial}, at {real} NOT NULL, reviewer TEXT, action TEXT NOT NULL,
+                                        detail TEXT NOT NULL, items {int} NOT NULL, batch {int} NOT NULL,
+                                        reshaped {int} NOT NULL DEFAULT 0);
+-- The classes a split offers first for each item whose label it took away (the Review page).
+CREATE TABLE IF NOT EXISTS offers (item_id {int} NOT NULL, class_id {int} NOT NULL, PRIMARY KEY (item_id, class_id));
+"""
+
+_SCHEMA = _CLASSES_AND_LABELS + _COUNTS + _USERS + _VOTES + _CLASS_EDITS + """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Every image: the labeled set, the unlabeled pool and the test set.
 CREATE TABLE IF NOT EXISTS items (
@@ -182,7 +195,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cancel_requested {int} NOT NULL DEFAULT 0,
     result TEXT,                   -- JSON: final evaluation
     earlier_seconds {real} NOT NULL DEFAULT 0, -- running time of the attempts before a resume
-    class_ids TEXT                 -- JSON: the ids of the classes the run was trained on
+    class_ids TEXT,                -- JSON: the ids of the classes the run was trained on
+    stale TEXT                     -- why its model no longer fits the classes (an edit since), or NULL
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
@@ -200,7 +214,8 @@ CREATE TABLE IF NOT EXISTS selection (name TEXT NOT NULL, pos {int} NOT NULL, id
 
 # The tables in an order that a copy can fill them in, and the columns of each.
 TABLES = ("meta", "classes", "items", "pool", "labels", "history", "runs", "metrics", "skipped", "selection",
-          "counts", "users", "sessions", "sign_in_failures", "leases", "votes")
+          "counts", "users", "sessions", "sign_in_failures", "leases", "votes",
+          "class_edits", "offers")
 
 
 def schema(engine: str, text: str = _SCHEMA) -> str:

@@ -1,0 +1,284 @@
+"""Labels to and from other tools (stcore/api/export.py, importing.py, labelformats.py), checked
+with the real readers: torchvision's ImageFolder, Hugging Face datasets, and our own import of a
+Label Studio export into a fresh project. Tiny folder projects of random 6x6 images."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stcore import api
+from stcore.cli import main
+from stcore.errors import DataError, NotFound, UsageError
+from stcore.labelformats import class_of_dir, csv_text, safe_dir
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+CAT, QUOTED, SLASHED = "cat", 'Çat, "q"', "T-shirt/top"  # non-ASCII, a comma, quotes and a slash
+
+
+def pictures(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (6, 6, 3), dtype=np.uint8) for _ in range(n)]
+
+
+PICS = pictures(12)
+# Layout A: a folder project with labeled, test and pool images, odd file names included.
+LAYOUT_A = {f"labeled/{CAT}/é0,\"x\".png": 0, f"labeled/{CAT}/é1,\"x\".png": 1, f"labeled/{QUOTED}/a0.png": 2,
+            f"labeled/{QUOTED}/a1.png": 3, f"test/{CAT}/t0.png": 4, f"test/{QUOTED}/t1.png": 5,
+            **{f"unlabeled/ü{i},\"y\".png": 6 + i for i in range(6)}}
+# Layout B: the same training pixels, all unlabeled, under other names.
+LAYOUT_B = {f"unlabeled/b{k}.png": k for k in (0, 1, 2, 3, 6, 7, 8, 9, 10, 11)}
+
+
+def write_folder(root: Path, layout: dict[str, int]) -> Path:
+    for rel, k in layout.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(PICS[k]).save(root / rel)
+    return root
+
+
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def human_labels(p, splits=("labeled", "pool")) -> dict[str, str]:
+    """The project's human labels by the sha256 of their image's pixels: digest -> class name."""
+    out = {}
+    for r in api.labels(p):
+        if r["split"] in splits:
+            out[digest(api.images(p, [r["item_id"]], r["split"])[0])] = p.classes[r["class_id"]]
+    return out
+
+
+def state(p) -> tuple:
+    """Everything an import may change."""
+    return (api.labels(p), api.history(p, limit=10_000), p.classes, api.counts(p))
+
+
+@pytest.fixture
+def proj(tmp_path):
+    """Layout A, with a third class (T-shirt/top), two pool items labeled and four pseudo-labeled
+    (confidences 0.9, 0.6, 0.97, 0.3)."""
+    p = api.create_project(tmp_path / "a", dataset="folder", data_root=str(write_folder(tmp_path / "data", LAYOUT_A)))
+    api.add_classes(p, [SLASHED])
+    pool = [r["id"] for r in api.review_page(p, statuses=["pending"], limit=10)]
+    api.set_label(p, [pool[0]], SLASHED)
+    api.set_label(p, [pool[1]], CAT)
+    preds = [(0, 0.9), (1, 0.6), (2, 0.97), (0, 0.3)]
+    p.store.items.write_predictions([(c, conf, conf / 2, 1 - conf, None, "teacher-1", i)
+                                     for i, (c, conf) in zip(pool[2:], preds)])
+    return p
+
+
+def fresh(tmp_path, name="b", layout=LAYOUT_B):
+    root = write_folder(tmp_path / f"data-{name}", layout)
+    return api.create_project(tmp_path / name, dataset="folder", data_root=str(root), classes=[CAT, QUOTED])
+
+
+# ------------------------------------------------------------------ the real readers
+def test_imagefolder_export_reads_in_torchvision_with_the_classes_and_counts(proj, tmp_path):
+    from torchvision.datasets import ImageFolder
+    want = Counter(human_labels(proj).values())
+    out = api.export_dataset(proj, tmp_path / "if", "imagefolder")
+    ds = ImageFolder(str(tmp_path / "if"))
+    assert sorted(ds.classes) == sorted(safe_dir(c) for c in want) and "T-shirt%2Ftop" in ds.classes
+    assert Counter(class_of_dir(ds.classes[y]) for _, y in ds.samples) == want
+    assert out["files"] == {"linked": sum(want.values()), "copied": 0, "decoded": 0}
+    assert {Path(f).name for f, _ in ds.samples} >= {'é0,"x".png', 'ü0,"y".png'}
+    # the pending pseudo-labels at least 0.9 confident join the human labels
+    ds = ImageFolder(str(api.export_dataset(proj, tmp_path / "if2", "imagefolder", min_confidence=0.9)["path"]))
+    assert Counter(class_of_dir(ds.classes[y]) for _, y in ds.samples) == want + Counter([CAT, SLASHED])
+
+
+def test_the_images_are_pngs_of_the_cache_where_the_originals_are_gone(proj, tmp_path):
+    from torchvision.datasets import ImageFolder
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    out = api.export_dataset(proj, tmp_path / "if", "imagefolder", copy=True)
+    assert out["files"]["decoded"] == out["items"] and out["files"]["linked"] == 0
+    ds = ImageFolder(str(tmp_path / "if"))
+    got = {digest(np.asarray(img).transpose(2, 0, 1)): class_of_dir(ds.classes[y]) for img, y in ds}
+    assert got == human_labels(proj)
+
+
+def test_hf_export_loads_with_datasets(proj, tmp_path, monkeypatch):
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    datasets = pytest.importorskip("datasets")
+    api.export_dataset(proj, tmp_path / "hf", "hf")
+    ds = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "hf-cache"))
+    assert set(ds) == {"train", "test"}
+    train = {digest(np.asarray(r["image"]).transpose(2, 0, 1)): r["label"] for r in ds["train"]}
+    assert train == human_labels(proj)  # the exact class names: slash, quotes, comma, non-ASCII
+    assert Counter(ds["test"]["label"]) == Counter([CAT, QUOTED])
+    assert 'labeled/cat/é0,"x".png' in ds["train"]["source"]
+
+
+# ------------------------------------------------------------------ round trips through our import
+def test_label_studio_export_imported_into_a_fresh_project_gives_the_same_labels(proj, tmp_path):
+    out = api.export_dataset(proj, tmp_path / "ls" / "tasks.json", "labelstudio")
+    tasks = json.loads(Path(out["path"]).read_text(encoding="utf-8"))
+    assert len(tasks) == 10 and out["annotations"] == 6 and out["predictions"] == 4
+    scored = [t["predictions"][0] for t in tasks if "predictions" in t]
+    assert sorted(s["score"] for s in scored) == pytest.approx([0.3, 0.6, 0.9, 0.97])
+    assert SLASHED in Path(out["config"]).read_text(encoding="utf-8")
+    b = fresh(tmp_path)
+    got = api.import_labels(b, out["path"])
+    assert got["matched"] == {"content": 6} and got["classes_added"] == [SLASHED]
+    assert got["reasons"] == {"no annotation (predictions are not human labels)": 4}
+    assert human_labels(b) == human_labels(proj)
+    again = api.import_labels(proj, out["path"])  # into its own project: by path, nothing to change
+    assert again["matched"] == {"path": 6} and again["imported"] == 0 and again["unchanged"] == 6
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_our_csv_and_json_round_trip_by_path(proj, tmp_path, fmt):
+    out = api.export_dataset(proj, tmp_path / f"labels.{fmt}", fmt)
+    b = fresh(tmp_path, "same", LAYOUT_A)  # the same folder again: the same sources
+    got = api.import_labels(b, out["path"])
+    assert got["matched"] == {"path": 6} and got["imported"] == 2 and got["unchanged"] == 4
+    assert got["not_imported"] == 4 and set(got["reasons"]) == {"status pending: not a human label"}
+    assert human_labels(b) == human_labels(proj)
+
+
+def test_imagefolder_export_of_cache_pngs_imports_by_content(proj, tmp_path):
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    api.export_dataset(proj, tmp_path / "if", "imagefolder")
+    b = fresh(tmp_path)
+    got = api.import_labels(b, tmp_path / "if")
+    assert got["format"] == "imagefolder" and got["matched"] == {"content": 6}
+    assert human_labels(b) == human_labels(proj)
+
+
+def test_an_import_relabels_each_split_as_its_docstring_says(proj, tmp_path):
+    """A labeled item is relabeled, a pool item accepted (the teacher agreed) or corrected, a test
+    item's label replaced: all with source 'imported' and the importer's name; undo reverts the
+    labeled set and the pool as one action, not the test label."""
+    source = {(s, r["id"]): r["source"] for s in ("labeled", "pool", "test") for r in proj.store.items.of_split(s)}
+    pending = {r["id"]: r["pred"] for r in api.review_page(proj, statuses=["pending"], limit=10) if r["pred"] is not None}
+    agree, differ = sorted(pending)[:2]
+    assert proj.classes[pending[differ]] != SLASHED
+    rows = [(("labeled", 0), SLASHED), (("pool", agree), proj.classes[pending[agree]]), (("pool", differ), SLASHED),
+            (("test", 0), QUOTED)]
+    (tmp_path / "in.csv").write_text(csv_text(["path", "label"], [[source[k], c] for k, c in rows]), encoding="utf-8")
+    got = api.import_labels(proj, tmp_path / "in.csv", reviewer="ann")
+    assert got["by_split"] == {"labeled": 1, "pool": 2, "test": 1} and got["matched"] == {"path": 4}
+    now = {r["id"]: r for r in api.items(proj, [0, agree, differ])}
+    assert proj.classes[now[0]["label"]] == SLASHED
+    assert now[agree]["status"] == "accepted" and now[differ]["status"] == "corrected"
+    labels = {(r["split"], r["item_id"]): r for r in api.labels(proj)}
+    assert {(labels[k]["source"], labels[k]["reviewer"]) for k, _ in rows} == {("imported", "ann")}
+    assert proj.classes[labels[("test", 0)]["class_id"]] == QUOTED
+    history = api.history(proj, limit=3)
+    assert len({h["batch"] for h in history}) == 1 and {(h["reviewer"], h["source"]) for h in history} == {("ann", "imported")}
+    assert api.undo(proj, "ann") == 3
+    assert now[0]["label"] != api.items(proj, [0])[0]["label"] and api.items(proj, [agree])[0]["status"] == "pending"
+    assert proj.classes[next(r for r in api.labels(proj, "test") if r["item_id"] == 0)["class_id"]] == QUOTED
+
+
+def test_rows_that_match_nothing_are_reported_and_written_down(proj, tmp_path):
+    csv = tmp_path / "odd.csv"
+    csv.write_text("id,path,label,status\n,nowhere/x.png,cat,\n999,,cat,\n"
+                   f"0,,{CAT},\n1,,{CAT},pending\n", encoding="utf-8")
+    got = api.import_labels(proj, csv)
+    assert got["rows"] == 4 and got["matched"] == {"id": 1} and got["not_imported"] == 3
+    assert got["reasons"] == {"no item has this path, and no image file is there to compare": 1,
+                              "no labeled or pool item has this id": 1, "status pending: not a human label": 1}
+    listed = Path(got["not_imported_file"]).read_text(encoding="utf-8").splitlines()
+    assert listed[0] == "where,reason,id,path,label,file" and len(listed) == 4
+    assert Path(got["not_imported_file"]).parent == proj.path / "imports"
+
+
+def test_relabeling_the_test_set_stays_out_of_the_history(new_engine):
+    """The history names items by id, which the test split numbers anew (store/decisions.py)."""
+    from stcore.store import Store
+    s = Store(new_engine(), create=True)
+    s.classes.add(["a", "b"])
+    s.items.add("labeled", [0], [0], ["l0"], [0])
+    s.items.add("test", [0, 1], [0, 1], ["t0", "t1"], [0, 1])
+    assert s.decisions.relabel([0, 1], 1, reviewer="ann", source="imported", split="test") == 1
+    labels = {(r["split"], r["item_id"]): r for r in s.items.labels()}
+    assert (labels[("test", 0)]["class_id"], labels[("test", 0)]["reviewer"]) == (1, "ann")
+    assert labels[("labeled", 0)]["class_id"] == 0 and s.decisions.history() == []
+    with pytest.raises(NotFound, match="unknown test item"):
+        s.decisions.relabel([7], 1, split="test")
+
+
+# ------------------------------------------------------------------ bad input changes nothing
+BAD = {
+    "no label column": ("in.csv", "path,class\nx.png,cat\n", DataError, "line 1"),
+    "a row with a field too many": ("in.csv", "id,label\n0,cat\n1,cat,extra\n", DataError, "line 3"),
+    "an id that is not a number": ("in.csv", "id,label\nseven,cat\n", DataError, "line 2"),
+    "a row with no label": ("in.csv", "id,label\n0,cat\n1,\n", DataError, "line 3"),
+    "two classes for one item": ("in.csv", "id,label\n0,cat\n0,T-shirt/top\n", DataError, "line 2 and line 3"),
+    "broken JSON": ("in.json", '{"items": [', DataError, "not valid JSON"),
+    "a task without data": ("ls.json", '[{"annotations": []}]', DataError, "task 1"),
+    "a new class refused": ("in.csv", "id,label\n0,cat\n1,dog\n", UsageError, "line 3: the project has no class 'dog'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_a_bad_file_is_refused_whole_and_changes_nothing(proj, tmp_path, case):
+    name, text, error, where = BAD[case]
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    before = state(proj)
+    with pytest.raises(error, match=where):
+        api.import_labels(proj, tmp_path / name, new_classes=False)
+    assert state(proj) == before and not (proj.path / "imports").exists()
+
+
+def test_one_bad_row_in_100000_refuses_the_import(proj, tmp_path):
+    lines = ["id,label"] + [f"{k % 8},{CAT}" for k in range(100_000)]
+    lines[76_543] = "x7,cat"
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = state(proj)
+    with pytest.raises(DataError, match=r"line 76544: id 'x7' is not a whole number"):
+        api.import_labels(proj, tmp_path / "big.csv")
+    assert state(proj) == before
+
+
+# ------------------------------------------------------------------ the CLI
+def test_the_cli_imports_exports_and_refuses_in_one_line(proj, tmp_path, capsys):
+    assert main(["export", str(proj.path), "--format", "labelstudio", str(tmp_path / "t.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"]["items"] == 10
+    assert main(["export", str(proj.path), "--labels", str(tmp_path / "l.csv")]) == 0  # the old option still works
+    b = fresh(tmp_path)
+    assert main(["import", str(b.path), str(tmp_path / "t.json")]) == 0
+    out = capsys.readouterr().out
+    assert "6 matched (6 by content)" in out and "4 rows not imported" in out and "not-imported.csv" in out
+    (tmp_path / "bad.csv").write_text("id,label\n0,dog\n", encoding="utf-8")
+    assert main(["import", str(proj.path), str(tmp_path / "bad.csv"), "--no-new-classes"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: line 2: the project has no class 'dog'") and err.count("\n") == 1
+    assert main(["export", str(proj.path), "--format", "tfrecord", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown export format 'tfrecord'; use one of csv, json,")
+
+
+# ------------------------------------------------------------------ the Export page
+def test_the_export_page_offers_each_format_and_writes_a_folder(proj, tmp_path, monkeypatch):
+    from streamlit import config
+    from streamlit.testing.v1 import AppTest
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STCORE_DATA_ROOTS", str(tmp_path))
+    monkeypatch.delenv("STCORE_PASSWORD", raising=False)
+    monkeypatch.setenv("STCORE_PROJECT", str(proj.path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("views/export.py").run()
+    assert not at.exception and not at.error
+    assert at.radio(key="ex_fmt").options == ["Class folders", "Hugging Face", "Label Studio"]
+    at.radio(key="ex_fmt").set_value("hf").run()
+    assert any("load_dataset" in c.value for c in at.caption)
+    at.text_input(key="ex_dest_hf").set_value(str(tmp_path / "out")).run()
+    at.button(key="ex_write").click().run()
+    assert not at.error and "Wrote 8 images" in at.success[0].value
+    assert (tmp_path / "out" / "train" / "metadata.csv").is_file()
+    at.button(key="ex_write").click().run()  # the folder is there now: said in one line, nothing written
+    assert "exists and is not empty" in at.error[0].value
