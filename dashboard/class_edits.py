@@ -49,7 +49,10 @@ def impact_text(plan: api.Plan) -> str:
     """What a planned edit changes, in one paragraph for the confirmation."""
     i = plan.impact
     parts = [f"{i['relabeled']:,} human label(s) move to the merged class" if i["relabeled"] else "",
-             f"{i['unlabeled']:,} labeled image(s) lose their label and go back to be labeled" if i["unlabeled"] else "",
+             f"{i['unlabeled'] - i['unlabeled_test']:,} labeled image(s) lose their label and go back to be labeled"
+             if i["unlabeled"] > i["unlabeled_test"] else "",
+             f"{i['unlabeled_test']:,} test image(s) lose their label (no score on them until relabeled)"
+             if i["unlabeled_test"] else "",
              f"{i['pseudo_cleared']:,} pseudo-label(s) are dropped until the next teacher"
              if i["pseudo_cleared"] else ""]
     changes = "; ".join(x for x in parts if x) or "no item changes"
@@ -63,7 +66,7 @@ def confirm_ui(p: api.Project) -> None:
     if plan is None:
         return
     st.warning(impact_text(plan), icon=":material/warning:")
-    c1, c2, _ = st.columns([1, 1, 3])
+    c1, c2, _ = st.columns([2, 1, 3])  # the confirm label whole at 1280 px
     c1.button(f"Confirm: {plan.action} ({plan.impact['items']:,} items)", key="cl_confirm", type="primary",
               on_click=apply, args=(p,))
     c2.button("Cancel", key="cl_cancel", on_click=lambda: st.session_state.pop(PLAN, None))

@@ -14,6 +14,7 @@ import time
 from . import __version__, api
 from .errors import StcoreError, UsageError, message
 from .cli_classes import class_commands
+from .cli_predict import predict_commands
 from .cli_team import team_commands
 from .cli_transfer import transfer_commands
 from .terminal import foreground, report_run, show, watch
@@ -504,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", required=True, metavar="sqlite|URL",
                    help="sqlite (a file in the project folder) or postgresql://USER@HOST[:PORT]/DBNAME")
     transfer_commands(cmd)
+    predict_commands(cmd)
     cmd("devices", cmd_devices, "list the devices training can use", project=False)
     s = sub.add_parser("dashboard", help="open the dashboard in a browser")
     s.add_argument("project", nargs="?", metavar="PROJECT",

@@ -68,5 +68,6 @@ def transfer_commands(cmd) -> None:
     s.add_argument("--image-url", metavar="PREFIX", help="labelstudio: the images' URL before their path in "
                    "--images (default: Label Studio's /data/local-files/?d= URL, relative to DEST's folder)")
     s.add_argument("--labels", metavar="FILE", help="labels.csv or labels.json")
-    s.add_argument("--model", metavar="FILE", help="the latest student's weights and config (.pt)")
+    s.add_argument("--model", metavar="FILE", help="the latest finished student's (else teacher's) weights and "
+                   "config (.pt), or its model as ONNX (.onnx: images in [0, 1] to class probabilities)")
     s.add_argument("--run", help="export this run's model instead")

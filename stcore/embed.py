@@ -49,7 +49,11 @@ class Backbone:
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, C, H, W) on the module's device -> features (B, D), float32."""
-        x = x.float().div_(255)
+        return self.features(x.float().div_(255))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] (B, C, H, W) -> features (B, D), float32: resized and normalized as
+        the network expects."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # ImageNet networks read three channels
         if self.image_size and x.shape[-1] != self.image_size:
@@ -365,3 +369,42 @@ def attach(project, data) -> None:
     if z is not None:
         train, _ = z
         data.z_lab, data.z_unl = train[data.rows_lab], train[data.rows_unl]
+
+
+# ------------------------------------------------------------------ new images
+class HeadOnImages(nn.Module):
+    """A head on the backbone that made its embedding: images in [0, 1] (N, C, H, W) -> logits
+    (N, K), so that a head classifies new images as an image model does."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module):
+        super().__init__()
+        # net: registered, so that .to(device) and .eval() reach the backbone's network
+        self.backbone, self.net, self.head = backbone, backbone.module, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the head learned on the embedding as stored, float16: its rows are rounded as those were
+        return self.head(self.backbone.features(x).half().float())
+
+
+def rebuild(project, name: str | None = None) -> Backbone:
+    """The backbone that made the project's embedding (or the embedding name), built again to
+    embed new images as it embedded the project's; ProjectError where that cannot be done."""
+    name = name or project.store.meta().get("embedding")
+    meta = paths(project, name)[1] if name else None
+    if meta is None or not meta.exists():
+        raise ProjectError(f"the embedding {name or ''} is missing from {project.path / 'embeddings'}; "
+                           f"embed the project again and train the head on it")
+    info = json.loads(meta.read_text())
+    if info["backbone"] == "pixels":
+        raise ProjectError("a head on the pixels embedding cannot read new images: its projection was fitted on "
+                           "the project's own images and is not kept; embed with another backbone (ssl, "
+                           "efficientnet-lite0, torchvision:ARCH) and train the head on that, or use a cnn run")
+    w = info.get("weights")
+    # torchvision's own weights are named torchvision:ARCH:DEFAULT; a file is given back as --weights
+    weights = w if info["backbone"].startswith("torchvision:") and w and not w.startswith("torchvision:") else None
+    backbone = build(info["backbone"], project, weights=weights, image_size=info.get("image_size"))
+    if info.get("weights_sha256") and backbone.weights and Path(backbone.weights).is_file() \
+            and sha256(backbone.weights) != info["weights_sha256"]:
+        raise ProjectError(f"the weights of the {name} embedding ({backbone.weights}) changed since it was made; "
+                           f"embed again and train the head again")
+    return backbone

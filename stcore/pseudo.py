@@ -34,6 +34,20 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, device: str = "cpu"
             progress(min(start + batch_size, n), n)
 
 
+def image_model(project, run_id: str, device: str = "cpu") -> torch.nn.Module:
+    """A run's model as a map from images in [0, 1] (N, C, H, W) to logits (N, K), in eval mode on
+    device: its network, or for a head the backbone of the embedding it learned on, then the head."""
+    from .checkpoints import model_from, run_checkpoint
+    from .embed import HeadOnImages, rebuild
+    from .models import EmbeddingHead
+    ck = run_checkpoint(project, run_id)
+    model = model_from(project, ck, f"run {run_id}")
+    if isinstance(model, EmbeddingHead):
+        model = HeadOnImages(rebuild(project, ck.get("embedding")), model)
+    # channels_last: oneDNN's and cuDNN's fastest convolutions, as training and embedding run them
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
 def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int = 1024,
                  progress: Callable[[int, int], None] | None = None,
                  phase: Callable[[str], None] | None = None) -> dict:

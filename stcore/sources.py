@@ -352,6 +352,30 @@ def decode_like(path: str | os.PathLike, shape: Sequence[int]) -> np.ndarray:
     return _decode(Path(path), c, (w, h))
 
 
+def image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The files of paths, each folder walked for IMAGE_EXTS as a folder dataset is (hidden names
+    ignored, a folder read once), and (path, reason) of the files left out. A file named itself is
+    kept whatever its suffix: decoding it says whether it is an image."""
+    skipped: list[tuple[str, str]] = []
+    lister, out = _Lister(Path(), skipped), []
+    for p in map(Path, paths):
+        out += lister.images(p) if p.is_dir() else [p]
+    return out, skipped
+
+
+def decode_files(files: Sequence[Path], shape: Sequence[int]) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
+    """files decoded as decode_like does: (the files read, uint8 (N, C, H, W), (path, reason) of
+    each one that could not be)."""
+    ok, arrays, skipped = [], [], []
+    for f in files:
+        try:
+            arrays.append(decode_like(f, shape))
+            ok.append(f)
+        except Exception as e:  # PIL raises many types for bad files; each one is a skip, never fatal
+            skipped.append((printable(f), _why(e, Path(f))))
+    return ok, np.stack(arrays) if arrays else np.zeros((0, *shape), np.uint8), skipped
+
+
 def _to_array(img, channels: int, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):

@@ -16,12 +16,12 @@ from stcore import orders
 REPO = Path(__file__).resolve().parents[1]
 # Each stcore module's layer; a module may import modules of its own layer or of a lower one.
 LAYERS = {
-    "faces": ("cli", "cli_classes", "cli_team", "cli_transfer", "terminal", "launch", "__main__"),
+    "faces": ("cli", "cli_classes", "cli_predict", "cli_team", "cli_transfer", "terminal", "launch", "__main__"),
     "api": ("api",),
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig", "continuous"),
     "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
-                 "distributed", "orders", "balance", "insights", "acquisition", "agreement"),
+                 "distributed", "orders", "balance", "insights", "acquisition", "agreement", "onnxfile"),
     "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "labelformats",
              "__init__"),
 }

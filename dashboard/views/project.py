@@ -68,7 +68,7 @@ def classes_ui(p: api.Project) -> None:
     st.subheader("Classes")
     rows = api.classes(p)
     if rows:
-        c1, c2 = st.columns([1, 2])
+        c1, c2 = st.columns([5, 6])  # the table's five columns whole at 1280 px
         c1.dataframe([{"id": r["id"], "class": r["name"], "labels": r["labels"], "test": r["test"],
                        "to review": r["pending"]} for r in rows], hide_index=True,
                      width="stretch", key="cl_table",

@@ -16,7 +16,9 @@ One module per feature; this package is their one surface:
   suggest.py     what to label next (typical, uncertain, random), a simulated labeler
   insight.py     similar images, likely label errors, near-duplicates, the map, what more labels would buy
   evaluation.py  test results, calibration, regressions per class, promote
-  export.py      labels as CSV or JSON, datasets for other tools (imagefolder, Hugging Face, Label Studio), a model
+  export.py      labels as CSV or JSON, datasets for other tools (imagefolder, Hugging Face, Label Studio),
+                 a model (.pt or ONNX)
+  predict.py     new image files classified with a run's model
   importing.py   labels from other tools (CSV, our JSON, Label Studio, class folders)
   users.py       accounts and roles: add, list, remove, sign in and out
   team.py        overlap (K reviewers an item), votes, conflicts, agreement, who did how much when
@@ -58,8 +60,9 @@ from .evaluation import (  # noqa: F401
     promote, accuracy_of, evaluation, test_predictions, test_items, summary_of,
     calibration, class_regressions)
 from .export import (  # noqa: F401
-    EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_bytes,
+    EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_run, model_bytes,
     export_model, FORMATS as EXPORT_FORMATS, export_dataset)
+from .predict import PREDICTION_COLUMNS, predict_files, write_predictions  # noqa: F401
 from .importing import import_labels  # noqa: F401
 from ..labelformats import FORMATS as IMPORT_FORMATS  # noqa: F401
 from .users import (  # noqa: F401

@@ -181,6 +181,7 @@ def _planned(project: Project, plan: Plan) -> Plan:
     impact = {"classes_before": project.classes,
               "relabeled": sum(usage[k][s] for k in plan.merged for s in ("labeled", "accepted", "corrected", "test")),
               "unlabeled": sum(usage[k][s] for k in gone for s in ("labeled", "accepted", "corrected", "test")),
+              "unlabeled_test": sum(usage[k]["test"] for k in gone),
               "pseudo_cleared": sum(usage[k]["pseudo"] for k in plan.cleared)}
     impact["items"] = impact["relabeled"] + impact["unlabeled"]
     return Plan(plan.action, plan.detail, plan.names, plan.mapping, plan.merged, plan.cleared, plan.offer, impact)

@@ -61,21 +61,35 @@ def export_labels(project: Project, dest: str | os.PathLike) -> int:
     return len(rows)
 
 
+def model_run(project: Project, run_id: str | None = None) -> str:
+    """The run whose model is exported or predicts: run_id (NotFound where there is none), by
+    default the latest finished student, else teacher."""
+    if run_id is not None:
+        return project.store.runs.get(run_id)["id"]
+    done = [r for r in project.store.runs.list("student") if r["state"] == "finished"] or \
+           [r for r in project.store.runs.list("teacher") if r["state"] == "finished"]
+    if not done:
+        raise ProjectError("there is no finished run with a model; train a teacher or a student first")
+    return done[-1]["id"]
+
+
 def model_bytes(project: Project, run_id: str | None = None) -> tuple[str, bytes]:
     """(run id, bytes of a weights_only-loadable dict: EMA weights, config, classes, input shape)
-    of a run, by default the latest finished student, else teacher."""
+    of a run, by default model_run's."""
     from ..checkpoints import export_bytes
-    if run_id is None:
-        done = [r for r in project.store.runs.list("student") if r["state"] == "finished"] or \
-               [r for r in project.store.runs.list("teacher") if r["state"] == "finished"]
-        if not done:
-            raise ProjectError("there is no finished run to export; train a teacher or a student first")
-        run_id = done[-1]["id"]
+    run_id = model_run(project, run_id)
     return run_id, export_bytes(project, run_id)
 
 
 def export_model(project: Project, dest: str | os.PathLike, run_id: str | None = None) -> str:
-    run_id, blob = model_bytes(project, run_id)
+    """Write a run's model (by default model_run's) to dest: ONNX where dest ends in .onnx
+    (onnxfile.onnx_bytes), else model_bytes' dict. Returns the run id."""
+    if Path(dest).suffix.lower() == ".onnx":
+        from ..onnxfile import onnx_bytes
+        run_id = model_run(project, run_id)
+        blob = onnx_bytes(project, run_id)
+    else:
+        run_id, blob = model_bytes(project, run_id)
     _atomic_write(Path(dest), blob)
     return run_id
 

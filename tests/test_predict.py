@@ -1,0 +1,113 @@
+"""The trained model at work: `stcore predict` on new image files, and `stcore export --model
+F.onnx` read back with onnxruntime."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stcore import api, cli
+from stcore.data import images
+from stcore.errors import ProjectError
+from stcore.pseudo import image_model
+
+pytestmark = pytest.mark.needs_fmnist
+N = 40  # test images written as files
+
+
+def write_test_pngs(project, folder, n: int = N):
+    """The project's first n test images as PNGs (0000.png, ...), in a folder and a subfolder."""
+    for i, a in enumerate(images(project, "test")[:n].numpy()):
+        path = folder / ("sub" if i % 2 else "") / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)).save(path)
+    return folder
+
+
+def by_name(items: list[dict]) -> list[dict]:
+    return sorted(items, key=lambda it: it["path"].rsplit("/", 1)[1])
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    rc = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_predict_gives_the_runs_own_test_predictions_and_skips_what_is_not_an_image(trained_project, tmp_path, capsys):
+    p, folder = trained_project, write_test_pngs(trained_project, tmp_path / "new")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub" / "broken.png").write_text("not an image either")
+    run_id = api.teacher(p)["id"]  # the only finished run: the default
+    rc, out, err = run_cli(capsys, "predict", p.path, folder, "--json")
+    assert rc == 0, err
+    result = json.loads(out)
+    want = [p.classes[c] for c in api.test_predictions(p, run_id)[:N]]
+    assert result["run"] == run_id and [it["class"] for it in by_name(result["items"])] == want
+    probs = np.sort(np.load(p.run_dir(run_id) / "test_probs.npy")[:N].astype(np.float32), 1)  # stored float16
+    assert np.allclose([it["confidence"] for it in by_name(result["items"])], probs[:, -1], atol=1e-3)
+    assert np.allclose([it["margin"] for it in by_name(result["items"])], probs[:, -1] - probs[:, -2], atol=1e-3)
+    reasons = {s["path"].rsplit("/", 1)[1]: s["reason"] for s in result["skipped"]}
+    assert "not an image file type" in reasons["notes.txt"] and "not an image Pillow" in reasons["broken.png"]
+    assert "skipped" in err and "broken.png" in err
+
+    rc, out, err = run_cli(capsys, "predict", p.path, folder, "--csv", tmp_path / "out.csv", "--run", run_id)
+    rows = list(csv.DictReader(open(tmp_path / "out.csv", encoding="utf-8")))
+    assert rc == 0 and [r["class"] for r in by_name(rows)] == want and f"{N} predictions" in out
+    rc, out, _ = run_cli(capsys, "predict", p.path, folder / "0000.png", folder / "sub" / "broken.png")
+    assert rc == 0 and out.startswith(want[0] + "  ") and len(out.splitlines()) == 1  # files named one by one
+
+
+def test_a_head_on_an_embedding_predicts_new_images_and_exports_with_its_backbone(trained_project, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    p = trained_project
+    api.export_model(p, tmp_path / "teacher.pt", api.teacher(p)["id"])
+    api.start_embedding(p, f"file:{tmp_path / 'teacher.pt'}", detach=False)  # a small CNN's features: cheap
+    head = api.start_training(p, {"role": "teacher", "model": "head", "steps": 50}, detach=False)
+    result = api.predict_files(p, [write_test_pngs(p, tmp_path / "new")], run_id=head)
+    want = [p.classes[c] for c in api.test_predictions(p, head)[:N]]
+    assert [it["class"] for it in by_name(result["items"])] == want
+    assert_onnx_gives_pytorch_probabilities(ort, p, head, tmp_path / "head.onnx", capsys)
+
+
+def test_the_onnx_export_of_a_cnn_gives_pytorch_probabilities(trained_project, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    assert_onnx_gives_pytorch_probabilities(ort, trained_project, api.teacher(trained_project)["id"],
+                                            tmp_path / "cnn.onnx", capsys)
+
+
+def assert_onnx_gives_pytorch_probabilities(ort, p, run_id: str, dest, capsys) -> None:
+    rc, out, err = run_cli(capsys, "export", p.path, "--model", dest, "--run", run_id)
+    assert rc == 0 and json.loads(out)["model"]["run"] == run_id, err
+    session = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
+    x = images(p, "test")[:64].float() / 255
+    got = session.run(["probs"], {"images": x.numpy()})[0]
+    with torch.inference_mode():
+        want = image_model(p, run_id)(x).softmax(1).numpy()
+    assert got.shape == (64, len(p.classes)) and np.allclose(got, want, atol=1e-4), np.abs(got - want).max()
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == p.classes and meta["run"] == run_id
+    assert json.loads(meta["input_shape"]) == [1, 28, 28] and json.loads(meta["preprocessing"])["resize"] == [28, 28]
+
+
+def test_bad_input_is_a_one_line_error(trained_project, tmp_path, capsys):
+    p = trained_project
+    (tmp_path / "empty").mkdir()
+    cases = [((tmp_path / "nowhere",), "no such file or folder"),
+             ((tmp_path / "empty",), "no image files"),
+             ((write_test_pngs(p, tmp_path / "new", 2), "--run", "student-99"), "no run 'student-99'")]
+    for argv, says in cases:
+        rc, _, err = run_cli(capsys, "predict", p.path, *argv)
+        assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_head_on_the_pixels_embedding_says_why_it_cannot_read_new_images(trained_project, tmp_path):
+    p = trained_project
+    api.start_embedding(p, "pixels", detach=False)
+    head = api.start_training(p, {"role": "teacher", "model": "head", "steps": 5}, detach=False)
+    with pytest.raises(ProjectError, match="pixels embedding cannot read new images"):
+        api.predict_files(p, [write_test_pngs(p, tmp_path / "new", 2)], run_id=head)
