@@ -40,7 +40,18 @@ def speed_rows(r: dict) -> list[tuple[str, str, str, str]]:
         e = r.get("details", {}).get("embed", {})
         add(f"Embedding throughput (EfficientNet-Lite0 at {e.get('image_size', '?')} px), stcore / bare PyTorch",
             r["embed_ratio"], ">= 0.9", lambda v: v >= 0.9)
-        add("  stcore embedding, images/s", r.get("embed_images_per_s"), "", None, "", 1)
+        add("  stcore embedding on PyTorch, images/s", r.get("embed_images_per_s"), "", None, "", 1)
+    if "embed_runtime_ratio" in r:
+        spread = r["embed_runtime_ratio_spread"]
+        add(f"Embedding on {r['embed_runtime']} (what `embed` uses), / on PyTorch (pairs from {spread[0]:.2f} to "
+            f"{spread[1]:.2f})", r["embed_runtime_ratio"], ">= 2.5", lambda v: v >= 2.5)
+        add("  its images/s", r.get("embed_runtime_images_per_s"), "", None, "", 1)
+        roof = r.get("details", {}).get("embed", {}).get("roofline")
+        if roof:
+            peaks = ", ".join(f"{k} {v:,.0f}" for k, v in roof["matmul_gflops_per_s"].items())
+            add(f"  GFLOP/s achieved ({roof['gflops_per_image']:.2f} GFLOP an image): PyTorch "
+                f"{roof['gflops_per_s']['stcore']:.0f}, runtime {roof['gflops_per_s']['runtime']:.0f}; matrix "
+                f"multiply peak: {peaks}", roof["gflops_per_s"]["runtime"], "", None, "", 0)
     for size, label in (("60k", "60,000"), ("1m", "1,000,000")):
         target, limit = ("< 50 ms", 50) if size == "60k" else ("< 1000 ms", 1000)
         if f"page_p95_ms_{size}" in r:

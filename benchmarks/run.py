@@ -106,8 +106,13 @@ def headline(part: str, res: dict) -> dict:
             return {"pseudo_label_ratio": res["ratio_vs_bare"]["median"],
                     "pseudo_label_ratio_spread": [res["ratio_vs_bare"]["min"], res["ratio_vs_bare"]["max"]]}
         case "embed":
-            return {"embed_ratio": res["ratio_vs_bare"]["median"],
-                    "embed_images_per_s": res["images_per_s"]["stcore"]["median"]}
+            out = {"embed_ratio": res["ratio_vs_bare"]["median"],
+                   "embed_images_per_s": res["images_per_s"]["stcore"]["median"]}
+            if "runtime_vs_torch" in res:
+                out.update(embed_runtime=res["runtime"], embed_runtime_images_per_s=res["images_per_s"]["runtime"]["median"],
+                           embed_runtime_ratio=res["runtime_vs_torch"]["median"],
+                           embed_runtime_ratio_spread=[res["runtime_vs_torch"]["min"], res["runtime_vs_torch"]["max"]])
+            return out
         case "review" | "review-pg":
             out = {}
             if "skipped" in res:

@@ -6,8 +6,11 @@ tensors. They run alternately in this process, and the ratio is taken per pair o
 from __future__ import annotations
 
 import dataclasses
+import statistics
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +24,11 @@ from stcore.metrics import agreement
 from stcore.models import build
 from stcore.project import Project
 from stcore.pseudo import pseudo_label
+from stcore.runtime import available
 from stcore.train import fit
 from stcore.worker import Reporter
 
-from .common import alternate, paired_ratio, summary
+from .common import alternate, paired_ratio, summary, timed
 
 # Students that learn stored (or propagated) pool labels; every other method labels the weak
 # view of each unlabeled batch with a forward pass as it trains (FixMatch and its variants).
@@ -216,15 +220,65 @@ def bench_embed(project: Project, *, repeats: int, n: int, image_size: int, batc
             model(((xb - mean) / std).contiguous(memory_format=torch.channels_last))
         return n / (time.perf_counter() - t0)
 
-    def stcore_side() -> float:
-        t0 = time.perf_counter()
-        embed.compute(project, backbone, x, device="cpu", batch_size=batch_size)
-        return n / (time.perf_counter() - t0)
+    def side(b) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            embed.compute(project, b, x, device="cpu", batch_size=batch_size)
+            return n / (time.perf_counter() - t0)
+        return run
 
+    # the runtime an embed job of many images gets (runtime.py), and the same backbone on PyTorch
+    fast = embed.build("efficientnet-lite0", project, image_size=image_size)
+    embed.accelerate(fast, x, runtime=available()[0], say=say)
     bare()  # warm-up
-    runs = alternate({"bare": bare, "stcore": stcore_side}, repeats)
+    runs = alternate({"bare": bare, "stcore": side(backbone), "runtime": side(fast)}, repeats)
     for k, v in runs.items():
         say(f"  embed {k:<7} images/s: {', '.join(f'{v_:.1f}' for v_ in v)}")
+    flops = image_flops(embed.Features(backbone), x[:1].float() / 255)
     return {"backbone": "efficientnet-lite0", "images": n, "image_size": image_size, "batch_size": batch_size,
-            "images_per_s": {k: summary(v, 1) for k, v in runs.items()},
-            "ratio_vs_bare": paired_ratio(runs["stcore"], runs["bare"])}
+            "images_per_s": {k: summary(v, 1) for k, v in runs.items()}, "runtime": fast.runtime,
+            "ratio_vs_bare": paired_ratio(runs["stcore"], runs["bare"]),
+            "runtime_vs_torch": paired_ratio(runs["runtime"], runs["stcore"]),
+            "roofline": {"gflops_per_image": round(flops / 1e9, 4),
+                         "gflops_per_s": {k: round(statistics.median(v) * flops / 1e9, 1) for k, v in runs.items()},
+                         "matmul_gflops_per_s": matmul_peak(fast.runtime, say)}}
+
+
+def image_flops(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """Floating-point operations of one forward pass of one image (a multiply-add is two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        module.eval()(x)
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(runtime: str, say=print, side: int = 2048, reps: int = 5) -> dict:
+    """GFLOP/s of a plain side x side matrix multiply: PyTorch in float32 and bfloat16, and the
+    runtime the embedding used (its own precision), the best of reps: a roof, not a mean."""
+    from stcore.runtime import compile_forward
+    a, w = torch.randn(side, side), torch.randn(side, side)
+
+    def best(fn) -> float:
+        fn()
+        t = min(timed(fn)[0] for _ in range(reps))
+        return round(2 * side ** 3 / t / 1e9, 1)
+    out = {"torch f32": best(lambda: a @ w)}
+    ab, wb = a.bfloat16(), w.bfloat16()
+    out["torch bf16"] = best(lambda: ab @ wb)
+    name = runtime.split()[0]
+    if name in ("openvino", "onnxruntime"):
+        class MatMul(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(w)
+
+            def forward(self, x):
+                return x @ self.w
+        with tempfile.TemporaryDirectory() as d:
+            forward, what = compile_forward(MatMul(), a, runtime=name, device="cpu", onnx_path=Path(d) / "mm.onnx",
+                                            say=say)
+            if forward is not None:
+                an = a.numpy()
+                out[what] = best(lambda: forward(an))
+    return out

@@ -87,7 +87,8 @@ def cmd_embed(a):
     p = api.open_project(a.project)
     start = lambda detach: api.start_embedding(p, a.backbone, device=a.device, weights=a.weights,
                                                image_size=a.image_size, batch_size=a.batch_size, epochs=a.epochs,
-                                               minutes=a.minutes, seed=a.seed, nproc=a.nproc, detach=detach)
+                                               minutes=a.minutes, seed=a.seed, nproc=a.nproc, runtime=a.runtime,
+                                               detach=detach)
     return _job(a, p, start)
 
 
@@ -426,6 +427,9 @@ def _run_commands(cmd) -> None:
     s.add_argument("--nproc", type=int, help="pretrained backbones: share the batches among N processes (torchrun): "
                                              "on the CPU, or one GPU each")
     s.add_argument("--batch-size", type=int, help=f"images per batch (default {embed['batch_size']})")
+    s.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime", "torch"),
+                   help="what runs a network's forward passes on one CPU process (default auto: OpenVINO where "
+                        "installed, else ONNX Runtime, else PyTorch; a runtime that refuses the network falls back)")
     s.add_argument("--detach", action="store_true")
     s = cmd("pseudo-label", cmd_pseudo_label, "pseudo-label the pool with the current teacher")
     s.add_argument("--run", help="the teacher run to use (default: the current teacher)")

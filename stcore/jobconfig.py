@@ -28,6 +28,7 @@ class EmbedConfig:
     epochs: float | None = None     # ssl: pretraining passes (None: ssl.EPOCHS) ...
     minutes: float | None = None    # ... or minutes, whichever ends first (None: ssl.MINUTES)
     seed: int = 0                   # ssl: the pretraining's random seed
+    runtime: str = "auto"           # the forward passes on one CPU process: auto|openvino|onnxruntime|torch
 
 
 @dataclass(frozen=True)

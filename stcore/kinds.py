@@ -146,6 +146,7 @@ def _check_embed(project: Project, values: dict) -> tuple[EmbedConfig, int]:
     first), several processes only for a pretrained network."""
     from . import embed, ssl
     from .devices import resolve_many
+    from .runtime import candidates
     cfg = from_values(EmbedConfig, values)
     backbone = cfg.backbone or recommended_backbone(project)
     if cfg.nproc is not None and cfg.nproc < 1:
@@ -165,6 +166,7 @@ def _check_embed(project: Project, values: dict) -> tuple[EmbedConfig, int]:
     if backbone == "ssl" and cfg.image_size is not None:
         raise UsageError("--image-size is for pretrained backbones; ssl learns on the images as they are")
     embed.check(backbone, cfg.weights)
+    candidates(cfg.runtime, "cpu")  # an unknown runtime is refused before the job starts
     cfg = replace(cfg, backbone=backbone, device=device, nproc=nproc,
                   weights=str(Path(cfg.weights).expanduser().resolve()) if cfg.weights else None)
     c = project.counts()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -225,6 +226,10 @@ def run_embed(project: Project, run: dict, reporter, group=None) -> dict:
         project.store.runs.update(run["id"], total=len(everything))
     backbone = embed.build(cfg.backbone, project, weights=cfg.weights, image_size=cfg.image_size)
     caches = [str(project.image_cache(split)) for split, x in (("train", train), ("test", test)) if len(x)]
+    if group is None:
+        # the job's log (stderr): stdout is the CLI's, and --json keeps it to one object
+        say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        say(f"runtime: {embed.accelerate(backbone, everything, runtime=cfg.runtime, device=device, say=say)}")
     embed.compute(project, backbone, everything, device=device, batch_size=batch, start=start, progress=progress,
                   group=group, job={"kind": "embed", "images": caches})
     info = embed.finish(project, backbone, {"train": len(train), "test": len(test)}, device=device,

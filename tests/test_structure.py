@@ -19,7 +19,7 @@ LAYERS = {
     "faces": ("cli", "cli_classes", "cli_predict", "cli_team", "cli_transfer", "terminal", "launch", "__main__"),
     "api": ("api",),
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig", "continuous"),
-    "learning": ("train", "pseudo", "embed", "checkpoints", "config", "methods", "models", "augment", "graph",
+    "learning": ("train", "pseudo", "embed", "runtime", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
                  "distributed", "orders", "balance", "insights", "acquisition", "agreement", "onnxfile"),
     "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "labelformats",

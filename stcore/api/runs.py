@@ -176,15 +176,16 @@ BACKBONES = ("pixels", "ssl", "efficientnet-lite0", "torchvision:ARCH", "file:PA
 def start_embedding(project: Project, backbone: str | None = None, *, device: str | None = None,
                     weights: str | None = None, image_size: int | None = None, batch_size: int | None = None,
                     epochs: float | None = None, minutes: float | None = None, seed: int | None = None,
-                    nproc: int | None = None, detach: bool = True) -> str:
+                    nproc: int | None = None, runtime: str | None = None, detach: bool = True) -> str:
     """Embed every image of the project with a backbone (by default the one recommended for its
     images), in a worker; once it finishes, the graph and the pseudo-labels read this embedding.
     The ssl backbone first pretrains on the project's images for epochs or minutes, whichever
     ends first. nproc (or several GPUs in device): a network backbone's batches shared among
-    that many processes."""
+    that many processes. runtime: what runs the forward passes on one CPU process (auto: the
+    fastest installed, see stcore/runtime.py)."""
     return start_job(project, "embed", _given(backbone=backbone, device=device, weights=weights, image_size=image_size,
                                               batch_size=batch_size, epochs=epochs, minutes=minutes, seed=seed,
-                                              nproc=nproc), detach=detach)
+                                              nproc=nproc, runtime=runtime), detach=detach)
 
 
 def start_label_issues(project: Project, *, device: str | None = None, detach: bool = True) -> str:

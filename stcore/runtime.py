@@ -1,0 +1,121 @@
+"""Forward-only passes through a faster runtime than eager PyTorch, where one is installed.
+
+Measured on 2 cores (benchmarks/speed.py, EfficientNet-Lite0 at 128 px): OpenVINO, which on a
+CPU with bfloat16 units (AMX, AVX-512 BF16) runs in bfloat16 by default, then ONNX Runtime,
+then eager PyTorch. The network is exported once to ONNX (torch.onnx's dynamo exporter) and the
+file is kept in the user's cache, named by what determines it. A runtime that is missing, or that refuses a network (a
+user's own `file:` backbone may hold operators it lacks), falls back to the next, with one line
+saying why. GPUs and several processes keep PyTorch.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
+# auto keeps PyTorch below this many images: the one-time export (about 10 s on 2 cores) would
+# cost more than the faster passes save (about 5 ms an image for EfficientNet-Lite0 at 128 px)
+MIN_IMAGES = 4000
+Forward = Callable[[np.ndarray], np.ndarray]  # float32 (B, C, H, W) -> float32 (B, D)
+
+
+def available() -> list[str]:
+    """The runtimes installed here, fastest first; torch always."""
+    return [r for r in ("openvino", "onnxruntime") if importlib.util.find_spec(r)] + ["torch"]
+
+
+def candidates(runtime: str, device: str, n: int | None = None) -> list[str]:
+    """The runtimes to try, in order, for runtime ('auto' or a name) on device, for n images."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if device != "cpu" or runtime == "torch" or (runtime == "auto" and n is not None and n < MIN_IMAGES):
+        return ["torch"]
+    if runtime == "auto":
+        return available()
+    return [runtime, "torch"]
+
+
+def export_onnx(module: nn.Module, sample: torch.Tensor, dest: Path) -> Path:
+    """module (float32 images -> features) as ONNX at dest, any batch size; kept once written."""
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+        program = torch.onnx.export(module.eval(), (sample,), dynamo=True, verbose=False, input_names=["x"],
+                                    output_names=["z"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+    program.save(str(tmp))
+    os.replace(tmp, dest)
+    return dest
+
+
+def cache_name(*parts: object) -> str:
+    """A file name for an exported network, from what determines it (backbone, weights, sizes)."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16] + ".onnx"
+
+
+def _openvino(path: Path, threads: int) -> tuple[Forward, str]:
+    import openvino as ov
+    core = ov.Core()
+    # THROUGHPUT: one stream per core; a batch is split across them (one request each)
+    compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                     "INFERENCE_NUM_THREADS": threads})
+    queue = ov.AsyncInferQueue(compiled, max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # bf16 on AMX / AVX-512 BF16
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        parts = np.array_split(x, min(len(queue), len(x)))
+        out: list = [None] * len(parts)
+        queue.set_callback(lambda request, k: out.__setitem__(k, request.get_output_tensor(0).data.copy()))
+        for k, part in enumerate(parts):
+            queue.start_async({0: np.ascontiguousarray(part)}, k)
+        queue.wait_all()
+        return np.concatenate(out)
+    return forward, f"openvino {ov.__version__.split('-')[0]} ({precision})"
+
+
+def _onnxruntime(path: Path, threads: int) -> tuple[Forward, str]:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return (lambda x: session.run(None, {"x": x})[0]), f"onnxruntime {ort.__version__} (f32)"
+
+
+def cache_dir() -> Path:
+    """Where exported networks are kept, once per machine: $XDG_CACHE_HOME/stcore/onnx."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stcore" / "onnx"
+
+
+def compile_forward(module: nn.Module, sample: torch.Tensor, *, runtime: str, device: str, onnx_path: Path,
+                    n: int | None = None, say: Callable[[str], None] = print) -> tuple[Forward | None, str]:
+    """(a forward pass of module on the fastest runtime that takes it, its description), or
+    (None, 'torch ...') where eager PyTorch stays (n: the images it will see; auto keeps PyTorch
+    for a few). say: one line for each runtime refused."""
+    threads = torch.get_num_threads()
+    for name in candidates(runtime, device, n):
+        if name == "torch":
+            return None, f"torch {torch.__version__.split('+')[0]} (f32)"
+        try:
+            path = export_onnx(module, sample, onnx_path)
+            forward, what = (_openvino if name == "openvino" else _onnxruntime)(path, threads)
+            forward(sample.numpy())  # a runtime that cannot run the network says so now, not mid-job
+            return forward, what
+        except ImportError:
+            say(f"note: the {name} runtime is not installed; trying the next")
+        except Exception as e:  # noqa: BLE001 (exporters and runtimes raise many types; each means: not this one)
+            say(f"note: {name} cannot run this network ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                f"trying the next")
+    return None, f"torch {torch.__version__.split('+')[0]} (f32)"
