@@ -89,9 +89,12 @@ def accelerate(backbone: Backbone, images: torch.Tensor, *, runtime: str = "auto
     if backbone.module is None:
         return backbone.runtime
     sample = images[:2].float().div(255)
-    w = backbone.weights
-    name = cache_name(backbone.name, sha256(w) if w and Path(w).is_file() else w, backbone.image_size,
-                      tuple(sample.shape[1:]), torch.__version__)
+    # named by the weights themselves: an ssl encoder or a file: model has no file of its own to hash
+    weights = hashlib.sha256()
+    for key, tensor in backbone.module.state_dict().items():
+        weights.update(key.encode() + tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    name = cache_name(backbone.name, weights.hexdigest(), backbone.image_size, tuple(sample.shape[1:]),
+                      torch.__version__)
     backbone.module.cpu().eval()
     backbone.fast, backbone.runtime = compile_forward(Features(backbone), sample, runtime=runtime, device=device,
                                                       onnx_path=cache_dir() / name, n=len(images), say=say)

@@ -82,3 +82,21 @@ def test_an_embed_job_on_onnxruntime_records_it_and_matches_pytorch(tmp_path, sm
 def test_accelerate_leaves_the_pixel_backbone_alone(small_project):
     b = embed.build("pixels", small_project)
     assert embed.accelerate(b, torch.zeros(3, 1, 28, 28, dtype=torch.uint8)) == "torch" and b.fast is None
+
+
+def test_two_networks_of_one_name_get_their_own_exported_file(tmp_path, monkeypatch):
+    """An ssl encoder has no weights file: the export is named by the weights themselves, so a
+    second project's encoder is never run with the first one's network."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    images = torch.randint(0, 255, (5, 3, 8, 8), dtype=torch.uint8)
+    got = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        b = embed.Backbone("ssl", None, None, nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1)))
+        assert embed.accelerate(b, images, runtime="onnxruntime").startswith("onnxruntime")
+        with torch.inference_mode():
+            want = b.features(images.float() / 255).numpy()
+        got.append(b.encode(images.clone()).numpy())
+        assert np.abs(got[-1] - want).max() < 1e-5
+    assert len(list((tmp_path / "stcore" / "onnx").glob("*.onnx"))) == 2 and np.abs(got[0] - got[1]).max() > 1e-3
