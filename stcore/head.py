@@ -20,6 +20,7 @@ from .config import TrainConfig, to_dict
 from .errors import NonFiniteLoss
 from .methods import sharpen
 from .metrics import confusion, summarize
+from .pseudo import as_stored
 from .models import EmbeddingHead
 from .train import Callback, class_mix, cosine_lr
 
@@ -80,7 +81,7 @@ def fit_head(model: EmbeddingHead, data, cfg: TrainConfig, *, total: int, callba
         stop = (step % cfg.log_every == 0 or step == total) and callback(
             "train", step, {"loss": loss.item(), "lr": sched.get_last_lr()[0]})
         if step % eval_every == 0 or step == total:
-            probs = model.probs(data.z_test)
+            probs = as_stored(model.probs(data.z_test))
             result = summarize(confusion(data.y_test.tolist(), probs.argmax(1).tolist(), len(data.classes)),
                                data.classes)
             stop = callback("eval", step, {"accuracy": result["accuracy"], "per_class": result["per_class"],

@@ -187,6 +187,7 @@ def run_evaluate(project: Project, run: dict, reporter) -> dict:
     from .devices import resolve
     from .metrics import confusion, summarize
     from .models import EmbeddingHead
+    from .pseudo import as_stored
     from .train import predict_probs
     cfg = from_values(EvaluateConfig, run["config"], strict=False)
     target, device = cfg.run, resolve(cfg.device)
@@ -196,7 +197,7 @@ def run_evaluate(project: Project, run: dict, reporter) -> dict:
         probs = model.probs(load(project)[1])
     else:
         probs = predict_probs(model, images(project, "test"), device=device, progress=reporter.progress)
-    _, labels = project.store.items.test_set()
+    probs, (_, labels) = as_stored(probs), project.store.items.test_set()
     result = summarize(confusion(labels, probs.argmax(1).tolist() if len(probs) else [], len(project.classes)),
                        project.classes)
     save_test_probs(project.run_dir(target), probs)

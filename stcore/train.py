@@ -26,7 +26,7 @@ from .distributed import Group
 from .errors import NonFiniteLoss, UsageError
 from .methods import METHODS, initial_class_stats, align_distribution, select_unlabeled, unlabeled_loss
 from .metrics import confusion, summarize
-from .pseudo import normalize, predict
+from .pseudo import as_stored, normalize, predict
 
 EVAL_SUBSET = 2000  # test images in the evaluations along a run; the last one uses them all
 PRIOR_WEIGHT = graph_mod.PRIOR_WEIGHT
@@ -130,7 +130,7 @@ def predict_probs(model: torch.nn.Module, x: torch.Tensor, *, device: str = "cpu
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str], *,
              device: str = "cpu") -> tuple[dict, torch.Tensor]:
     """(accuracy, per-class metrics and confusion matrix; the probabilities (N, K)) on images x."""
-    probs = predict_probs(model, x, device=device)
+    probs = as_stored(predict_probs(model, x, device=device))
     pred = probs.argmax(1) if len(probs) else torch.zeros(0, dtype=torch.long)
     return summarize(confusion(y.cpu(), pred, len(classes)), classes), probs
 
