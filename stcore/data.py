@@ -84,6 +84,7 @@ class TrainData:
     rows_unl: list[int] = field(default_factory=list)
     z_lab: torch.Tensor | None = None  # their rows of the project's embedding, where it has one
     z_unl: torch.Tensor | None = None
+    knn: tuple[torch.Tensor, torch.Tensor] | None = None  # the embedding's k-NN lists (neighbours.py)
 
 
 def training_data(project: Project, *, role: str, corrected_weight: float, use_unreviewed: bool,

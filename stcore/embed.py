@@ -85,19 +85,13 @@ def accelerate(backbone: Backbone, images: torch.Tensor, *, runtime: str = "auto
                say: Callable[[str], None] = print) -> str:
     """Give backbone a faster runtime for its forward passes where one takes it (runtime.py),
     its network exported once (runtime.cache_dir); returns what computes the features."""
-    from .runtime import cache_dir, cache_name, compile_forward
+    from .runtime import compile_model
     if backbone.module is None:
         return backbone.runtime
-    sample = images[:2].float().div(255)
-    # named by the weights themselves: an ssl encoder or a file: model has no file of its own to hash
-    weights = hashlib.sha256()
-    for key, tensor in backbone.module.state_dict().items():
-        weights.update(key.encode() + tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    name = cache_name(backbone.name, weights.hexdigest(), backbone.image_size, tuple(sample.shape[1:]),
-                      torch.__version__)
     backbone.module.cpu().eval()
-    backbone.fast, backbone.runtime = compile_forward(Features(backbone), sample, runtime=runtime, device=device,
-                                                      onnx_path=cache_dir() / name, n=len(images), say=say)
+    backbone.fast, backbone.runtime = compile_model(Features(backbone), images[:2].float().div(255), runtime=runtime,
+                                                    device=device, n=len(images), say=say,
+                                                    tag=(backbone.name, backbone.image_size))
     return backbone.runtime
 
 
@@ -396,15 +390,6 @@ def load(project, backbone: str | None = None) -> tuple[torch.Tensor, torch.Tens
                            f"embed again")
     return z[:rows["train"]], z[rows["train"]:]
 
-
-
-def attach(project, data) -> None:
-    """Give a run's TrainData the embedding rows of its labeled and pool images, where the
-    project has an embedding (the label-propagation graph is then built on them)."""
-    z = load(project)
-    if z is not None:
-        train, _ = z
-        data.z_lab, data.z_unl = train[data.rows_lab], train[data.rows_unl]
 
 
 # ------------------------------------------------------------------ new images

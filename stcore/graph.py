@@ -10,9 +10,11 @@ labels per class this lifts pseudo-label accuracy from about 70% (the teacher al
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -134,14 +136,40 @@ def approximate_knn(z: torch.Tensor, k: int = NEIGHBOURS, *, probes: int = IVF_P
 def build(idx: torch.Tensor, sim: torch.Tensor, power: int = POWER) -> Graph:
     """The normalized affinity D^-1/2 W D^-1/2 of the symmetrized k-NN graph."""
     n, k = idx.shape
-    w = sim.clamp_min(0) ** power
-    rows = torch.arange(n).repeat_interleave(k)
-    W = torch.sparse_coo_tensor(torch.stack([rows, idx.flatten()]), w.flatten(), (n, n), check_invariants=False)
+    return from_edges(torch.arange(n).repeat_interleave(k), idx.flatten(), sim.flatten(), n, power)
+
+
+def from_edges(rows: torch.Tensor, cols: torch.Tensor, sim: torch.Tensor, n: int, power: int = POWER) -> Graph:
+    """The normalized affinity of the symmetrized graph of edges rows[e] -> cols[e] at similarity sim[e]."""
+    w = sim.float().clamp_min(0) ** power
+    W = torch.sparse_coo_tensor(torch.stack([rows, cols]), w, (n, n), check_invariants=False)
     W = (W + W.t()).coalesce()
     i = W.indices()
     deg = torch.zeros(n).index_add_(0, i[0], W.values()).clamp_min(1e-12)
-    return Graph(torch.sparse_coo_tensor(i, W.values() / (deg[i[0]] * deg[i[1]]).sqrt(), (n, n),
-                                         check_invariants=False).coalesce())
+    m = torch.sparse_coo_tensor(i, W.values() / (deg[i[0]] * deg[i[1]]).sqrt(), (n, n), check_invariants=False)
+    with warnings.catch_warnings():  # "CSR support is in beta": sparse-dense products are all it is used for
+        warnings.simplefilter("ignore", UserWarning)
+        return Graph(m.coalesce().to_sparse_csr())
+
+
+def restricted(idx: torch.Tensor, sim: torch.Tensor, nodes: torch.Tensor, power: int = POWER) -> Graph:
+    """The graph over nodes (rows of the k-NN lists idx, sim (N, k), in node order) cut from those
+    lists: a node links to those of its row's neighbours that are nodes too (to a neighbour's
+    first node), and a row's second node to its first at similarity 1 (a reviewed pool image is
+    both a seed and a pool node)."""
+    nodes_np = nodes.numpy()
+    n, k = len(nodes_np), idx.shape[1]
+    first = np.full(len(idx), -1, dtype=np.int64)
+    rows_seen, at = np.unique(nodes_np, return_index=True)
+    first[rows_seen] = at
+    near = first[idx.numpy()[nodes_np]]
+    keep = near >= 0
+    src = np.repeat(np.arange(n), k).reshape(n, k)[keep]
+    dst, s = near[keep], sim.numpy()[nodes_np][keep]
+    again = np.flatnonzero(first[nodes_np] != np.arange(n))
+    src, dst = np.concatenate([src, again]), np.concatenate([dst, first[nodes_np[again]]])
+    s = np.concatenate([s.astype(np.float32), np.ones(len(again), np.float32)])
+    return from_edges(torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(s), n, power)
 
 
 def buildable(n: int) -> bool:
@@ -180,14 +208,17 @@ def propagate(graph: Graph, seeds: torch.Tensor, prior: torch.Tensor, *, alpha: 
     """Class distributions (n, K) after spreading seeds (n, K) along the graph. Seed rows are
     one-hot labels (scaled by the label's weight); other rows hold a prior (the model's
     probabilities, scaled down so that it counts less than a label) or zeros.
-    F <- alpha * S F + (1 - alpha) * (seeds + prior), then rows are normalized."""
+    F <- alpha * S F + (1 - alpha) * (seeds + prior), then rows are normalized. seeds + prior
+    may also be (n, B, K): B propagations in one pass over the graph (each row normalized per B)."""
     y = seeds + prior
+    shape = y.shape
+    y = y.reshape(shape[0], -1).contiguous()
     f = y.clone()
     for _ in range(iterations):
-        f = alpha * torch.sparse.mm(graph.matrix, f) + (1 - alpha) * y
-    f = f.clamp_min(0)
-    total = f.sum(1, keepdim=True)
-    uniform = torch.full_like(f, 1.0 / f.shape[1])
+        f = torch.addmm(y, graph.matrix, f, beta=1 - alpha, alpha=alpha)
+    f = f.clamp_min(0).reshape(shape)
+    total = f.sum(-1, keepdim=True)
+    uniform = torch.full_like(f, 1.0 / f.shape[-1])
     return torch.where(total > 0, f / total.clamp_min(1e-12), uniform)
 
 
@@ -211,20 +242,23 @@ def out_of_fold(g: Graph, n_seeds: int, labels: torch.Tensor, weights: torch.Ten
                 *, folds: int = 5, seed: int = 0) -> torch.Tensor:
     """Spread labels (n_seeds, K) of the seeds themselves, each from the others only: each of
     `folds` random parts of the seeds is held out in turn while the rest spread (with probs as
-    the other nodes' prior), and, unless p_target is None, aligned as the pool's labels are."""
+    the other nodes' prior), and, unless p_target is None, aligned as the pool's labels are.
+    The folds spread together, in one pass over the graph."""
     order = torch.randperm(n_seeds, generator=torch.Generator().manual_seed(seed))
     labels, weights = labels.cpu(), weights.float().cpu()
-    prior = torch.zeros(g.size, k)
+    prior = torch.zeros(g.size, 1, k)
     if probs is not None:
-        prior[n_seeds:] = prior_weight * probs.float().cpu()
-    out_f = torch.zeros(n_seeds, k)
+        prior[n_seeds:, 0] = prior_weight * probs.float().cpu()
+    seeds = torch.zeros(g.size, folds, k)
     for part in range(folds):
-        out, kept = order[part::folds], torch.cat([order[j::folds] for j in range(folds) if j != part])
-        seeds = torch.zeros(g.size, k)
-        seeds[kept, labels[kept]] = weights[kept]
-        f = propagate(g, seeds, prior)
-        aligned = p_target is not None and g.size > n_seeds
-        out_f[out] = align_distribution(f[out], f[n_seeds:].mean(0), p_target.float().cpu()) if aligned else f[out]
+        kept = torch.cat([order[j::folds] for j in range(folds) if j != part])
+        seeds[kept, part, labels[kept]] = weights[kept]
+    f = propagate(g, seeds, prior)
+    out_f = torch.zeros(n_seeds, k)
+    aligned = p_target is not None and g.size > n_seeds
+    for part in range(folds):
+        out, fp = order[part::folds], f[:, part]
+        out_f[out] = align_distribution(fp[out], fp[n_seeds:].mean(0), p_target.float().cpu()) if aligned else fp[out]
     return out_f
 
 

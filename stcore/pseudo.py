@@ -27,15 +27,31 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 
 
+def faster(model: torch.nn.Module, sample: torch.Tensor, n: int, *, runtime: str, device: str,
+           say: Callable[[str], None] = print, precise: bool = False):
+    """model's forward pass (float32 images in [0, 1] -> logits, as numpy) on a faster runtime for
+    n images like the uint8 sample, or None where PyTorch stays (runtime.compile_model)."""
+    from .runtime import MIN_MODEL_IMAGES, compile_model
+    return compile_model(model.eval(), normalize(sample), runtime=runtime, device=device, n=n, say=say, keep=False,
+                         min_images=MIN_MODEL_IMAGES, precise=precise)[0]
+
+
 @torch.inference_mode()
 def predict(model: torch.nn.Module, images: torch.Tensor, *, device: str = "cpu", batch_size: int = 1024,
-            progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (start, probs) per batch: probs is (B, K) on the CPU, for images[start:start+B]."""
+            progress: Callable[[int, int], None] | None = None, runtime: str = "torch",
+            say: Callable[[str], None] = print, fast=None, precise: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (start, probs) per batch: probs is (B, K) on the CPU, for images[start:start+B].
+    runtime: 'torch', or 'auto' (or a name) for a faster runtime where one takes the model and
+    there are enough images to repay its export (runtime.py; say: a line when one refuses it;
+    precise: float32 throughout); fast: the model already compiled by faster()."""
     model.eval().to(device)
     n = len(images)
+    if fast is None and n:
+        fast = faster(model, images[:2], n, runtime=runtime, device=device, say=say, precise=precise)
     for start in range(0, n, batch_size):
         x = normalize(images[start:start + batch_size].to(device, non_blocking=True))
-        yield start, torch.softmax(model(x).float(), 1).cpu()
+        logits = torch.from_numpy(fast(x.numpy())) if fast is not None else model(x).float()
+        yield start, torch.softmax(logits, 1).cpu()
         if progress:
             progress(min(start + batch_size, n), n)
 
@@ -76,7 +92,8 @@ def pseudo_label(project, teacher: dict, *, device: str = "cpu", batch_size: int
         if progress:
             progress(len(rows), len(rows))
     else:
-        probs = torch.cat([p for _, p in predict(model, x, device=device, batch_size=batch_size, progress=progress)]
+        probs = torch.cat([p for _, p in predict(model, x, device=device, batch_size=batch_size, progress=progress,
+                                                 runtime="auto", say=phase)]
                           or [torch.zeros(0, len(project.classes))])
     if project.store.meta().get("embedding"):
         phase(f"spreading the teacher's labels with yours over the embedding's graph of {len(rows):,} pool images")
@@ -102,10 +119,9 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
     """The teacher's pool probabilities (n, K), spread with the human labels (the labeled set,
     accepted and corrected items) over a k-NN graph of the project's embedding and aligned to
     the labeled class mix; None when the project has no embedding or fewer than 3 images for the graph."""
-    from . import balance, embed, graph as graph_mod
+    from . import balance, graph as graph_mod, neighbours
     from .methods import sharpen
-    z = embed.load(project)
-    if z is None or not len(pool_rows):
+    if not project.store.meta().get("embedding") or not len(pool_rows):
         return None
     lab, reviewed = project.store.items.labeled_set(), project.store.items.reviewed_set()
     rows = [r for r, _ in lab] + [r for r, _, _ in reviewed]
@@ -116,7 +132,9 @@ def spread_over_embedding(project, pool_rows: list[int], probs: torch.Tensor, de
     k = probs.shape[1]
     mix = torch.bincount(torch.tensor([c for _, c in lab], dtype=torch.long), minlength=k).float() + 1
     mix = mix / mix.sum()
-    g = graph_mod.feature_graph(graph_mod.features(z[0][rows + list(pool_rows)]), device)
+    g = neighbours.graph(project, rows + list(pool_rows), device=device)
+    if g is None:
+        return None
     w = graph_mod.PRIOR_WEIGHT["teacher"]
     # no class's seeds above its cap; the pool's labels aligned to what the human labels left in it
     weights = balance.balanced_weights(labels, weights, mix)

@@ -28,19 +28,22 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
     """{'issues': [{'id', 'given', 'suggested', 'score', 'source'}, ...] most likely first,
     'checked': how many labels were read, 'over': the embedding (or 'pixels'), 'labels': the
     fingerprint of the labels read}."""
-    from . import embed, graph as graph_mod
+    from . import graph as graph_mod, neighbours
     from .data import images
     human = project.store.items.human_labels()
     if len(human) < MIN_LABELS:
         raise ProjectError(f"finding label errors needs at least {MIN_LABELS} human labels, the project has "
                            f"{len(human)}; label or review more items first")
-    z = embed.load(project)
-    over = project.store.meta().get("embedding") if z is not None else "pixels"
-    train = z[0] if z is not None else graph_mod.embed(images(project, "train"))
+    embedding = project.store.meta().get("embedding")
+    over = embedding or "pixels"
     rows = [row for _, row, _, _ in human]
     pool = [row for row, _ in project.store.items.unreviewed_set(pseudo_labeled_only=False)]
     nodes = rows + pool
-    g = graph_mod.feature_graph(graph_mod.features(train[nodes]), device, progress)
+    if embedding:  # cut from the embedding's k-NN lists, found once (neighbours.py)
+        g = neighbours.graph(project, nodes, device=device, progress=progress)
+    else:
+        g = graph_mod.feature_graph(graph_mod.features(graph_mod.embed(images(project, "train"))[nodes]), device,
+                                    progress)
     names = project.classes  # one read: each is a query of the store
     k = len(names)
     given = torch.tensor([label for _, _, label, _ in human], dtype=torch.long)

@@ -26,6 +26,9 @@ RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
 # auto keeps PyTorch below this many images: the one-time export (about 10 s on 2 cores) would
 # cost more than the faster passes save (about 5 ms an image for EfficientNet-Lite0 at 128 px)
 MIN_IMAGES = 4000
+# a run's own model (a small CNN at 28 px: about 0.2 ms an image on PyTorch) is exported for each
+# run and round, about 2 s, so the faster runtime pays from about this many images
+MIN_MODEL_IMAGES = 20_000
 Forward = Callable[[np.ndarray], np.ndarray]  # float32 (B, C, H, W) -> float32 (B, D)
 
 
@@ -65,12 +68,12 @@ def cache_name(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16] + ".onnx"
 
 
-def _openvino(path: Path, threads: int) -> tuple[Forward, str]:
+def _openvino(path: Path, threads: int, precise: bool = False) -> tuple[Forward, str]:
     import openvino as ov
     core = ov.Core()
     # THROUGHPUT: one stream per core; a batch is split across them (one request each)
-    compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT",
-                                                     "INFERENCE_NUM_THREADS": threads})
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads}
+    compiled = core.compile_model(str(path), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"} if precise else config)
     queue = ov.AsyncInferQueue(compiled, max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     hint = compiled.get_property("INFERENCE_PRECISION_HINT")
     precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # bf16 on AMX / AVX-512 BF16
@@ -86,12 +89,40 @@ def _openvino(path: Path, threads: int) -> tuple[Forward, str]:
     return forward, f"openvino {ov.__version__.split('-')[0]} ({precision})"
 
 
-def _onnxruntime(path: Path, threads: int) -> tuple[Forward, str]:
+def _onnxruntime(path: Path, threads: int, precise: bool = False) -> tuple[Forward, str]:
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return (lambda x: session.run(None, {"x": x})[0]), f"onnxruntime {ort.__version__} (f32)"
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of a network's weights: an ssl encoder, a file: model or a run's model has no
+    file of its own to name its export by."""
+    h = hashlib.sha256()
+    for key, tensor in module.state_dict().items():
+        h.update(key.encode() + tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def compile_model(module: nn.Module, sample: torch.Tensor, *, runtime: str, device: str, n: int | None,
+                  say: Callable[[str], None] = print, keep: bool = True, tag: tuple = (),
+                  min_images: int = MIN_IMAGES, precise: bool = False) -> tuple[Forward | None, str]:
+    """compile_forward for a network whose export is named by its weights (and tag): kept in
+    cache_dir() (keep: a backbone, used again by later jobs), or in a folder removed at once (a
+    run's model, which changes with every run and round). auto keeps PyTorch below min_images."""
+    if device != "cpu" or runtime == "torch" or (runtime == "auto" and n is not None and n < min_images):
+        return compile_forward(module, sample, runtime="torch", device=device, onnx_path=Path(), say=say)
+    module = module.cpu().eval()
+    name = cache_name(*tag, weights_digest(module), tuple(sample.shape[1:]), torch.__version__)
+    if keep:
+        return compile_forward(module, sample, runtime=runtime, device=device, onnx_path=cache_dir() / name,
+                               n=n, say=say, precise=precise)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="stcore-onnx-") as tmp:  # the runtimes read the file when compiling
+        return compile_forward(module, sample, runtime=runtime, device=device, onnx_path=Path(tmp) / name,
+                               n=n, say=say, precise=precise)
 
 
 def cache_dir() -> Path:
@@ -100,17 +131,19 @@ def cache_dir() -> Path:
 
 
 def compile_forward(module: nn.Module, sample: torch.Tensor, *, runtime: str, device: str, onnx_path: Path,
-                    n: int | None = None, say: Callable[[str], None] = print) -> tuple[Forward | None, str]:
+                    n: int | None = None, say: Callable[[str], None] = print,
+                    precise: bool = False) -> tuple[Forward | None, str]:
     """(a forward pass of module on the fastest runtime that takes it, its description), or
     (None, 'torch ...') where eager PyTorch stays (n: the images it will see; auto keeps PyTorch
-    for a few). say: one line for each runtime refused."""
+    for a few). say: one line for each runtime refused. precise: float32 throughout (a test
+    set's accuracy), where OpenVINO would otherwise run in bfloat16."""
     threads = torch.get_num_threads()
     for name in candidates(runtime, device, n):
         if name == "torch":
             return None, f"torch {torch.__version__.split('+')[0]} (f32)"
         try:
             path = export_onnx(module, sample, onnx_path)
-            forward, what = (_openvino if name == "openvino" else _onnxruntime)(path, threads)
+            forward, what = (_openvino if name == "openvino" else _onnxruntime)(path, threads, precise)
             forward(sample.numpy())  # a runtime that cannot run the network says so now, not mid-job
             return forward, what
         except ImportError:

@@ -41,9 +41,10 @@ def run_training(project: Project, run: dict, reporter, group=None) -> dict:
                          use_unreviewed=cfg.use_unreviewed,
                          needs_pseudo_labels=cfg.role == "student" and (cfg.model == "head"
                                                                         or not METHODS[cfg.method].online))
-    if cfg.role == "student" and METHODS[cfg.method].pool_labels == "graph":
-        from .embed import attach
-        attach(project, data)
+    if cfg.role == "student" and METHODS[cfg.method].pool_labels == "graph" and cfg.model != "head":
+        from .neighbours import of_embedding  # labelprop's graph is cut from the embedding's k-NN lists
+        data.knn = of_embedding(project, device=device, progress=_phase_progress(
+            reporter, reporter.step, "finding the nearest neighbours of every image in the embedding"))
     total = total_steps(cfg, data)
     project.store.runs.update(run["id"], total=total)
     run_dir = project.run_dir(run["id"])
@@ -196,7 +197,8 @@ def run_evaluate(project: Project, run: dict, reporter) -> dict:
         from .embed import load
         probs = model.probs(load(project)[1])
     else:
-        probs = predict_probs(model, images(project, "test"), device=device, progress=reporter.progress)
+        probs = predict_probs(model, images(project, "test"), device=device, progress=reporter.progress,
+                              runtime="auto", precise=True)  # a test set's accuracy: float32 throughout
     probs, (_, labels) = as_stored(probs), project.store.items.test_set()
     result = summarize(confusion(labels, probs.argmax(1).tolist() if len(probs) else [], len(project.classes)),
                        project.classes)

@@ -119,10 +119,12 @@ def propagated_labels(g: graph_mod.Graph, data: TrainData, probs: torch.Tensor |
 # ------------------------------------------------------------------ evaluation
 @torch.inference_mode()
 def predict_probs(model: torch.nn.Module, x: torch.Tensor, *, device: str = "cpu",
-                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """The model's probabilities (N, K) on the CPU for uint8 images x, in eval mode."""
+                  progress: Callable[[int, int], None] | None = None, runtime: str = "torch",
+                  precise: bool = False) -> torch.Tensor:
+    """The model's probabilities (N, K) on the CPU for uint8 images x, in eval mode (runtime: see
+    pseudo.predict)."""
     was_training = model.training
-    probs = [p for _, p in predict(model, x, device=device, progress=progress)]
+    probs = [p for _, p in predict(model, x, device=device, progress=progress, runtime=runtime, precise=precise)]
     model.train(was_training)
     return torch.cat(probs) if probs else torch.zeros(0, 0)
 
@@ -226,9 +228,8 @@ def build_graph(data: TrainData, device: str, callback: Callback, step: int) -> 
     text, started = f"building the nearest-neighbour graph of {n:,} images", time.time()
     phase(callback, step, text, 0, n, started)
     progress = lambda d, t: phase(callback, step, text, d, t, started)
-    if data.z_lab is not None and data.z_unl is not None:  # the project's embedding
-        z = graph_mod.features(torch.cat([data.z_lab, data.z_unl]))
-        return graph_mod.feature_graph(z, device, progress)
+    if data.knn is not None:  # the project's embedding: cut from its k-NN lists (neighbours.py)
+        return graph_mod.restricted(*data.knn, torch.tensor(data.rows_lab + data.rows_unl, dtype=torch.long))
     return graph_mod.pixel_graph(torch.cat([data.x_lab.cpu(), data.x_unl.cpu()]), device, progress)
 
 
@@ -239,7 +240,7 @@ def round_labels(loop: Loop, data: TrainData, cfg: TrainConfig, device: str, cal
     n, started = len(data.x_unl), time.time()
     text = f"re-labeling {n:,} pool images for round {round_no} of {cfg.rounds}"
     phase(callback, loop.step, text, 0, n, started)
-    probs = predict_probs(loop.ema, data.x_unl, device=device,
+    probs = predict_probs(loop.ema, data.x_unl, device=device, runtime="auto",
                           progress=lambda d, t: phase(callback, loop.step, text, d, t, started)).to(device)
     if loop.graph is not None:
         probs = propagated_labels(loop.graph, data, probs, PRIOR_WEIGHT["student"],

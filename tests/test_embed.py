@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from stcore import api, embed
+from stcore import api, embed, graph as G, neighbours
+from stcore.train import build_graph
 from stcore.data import images, training_data
 from stcore.errors import ConfigError, ProjectError
 
@@ -133,12 +134,37 @@ def test_a_labelprop_student_builds_its_graph_on_the_embedding(trained_project):
     p = trained_project
     api.start_embedding(p, "pixels", detach=False)
     data = training_data(p, role="student", corrected_weight=2.0, use_unreviewed=True, needs_pseudo_labels=True)
-    embed.attach(p, data)
-    train, _ = embed.load(p)
-    assert torch.equal(data.z_lab, train[data.rows_lab]) and torch.equal(data.z_unl, train[data.rows_unl])
-    assert len(data.z_unl) == len(data.x_unl)
+    data.knn = neighbours.of_embedding(p)
+    nodes = data.rows_lab + data.rows_unl
+    assert len(data.knn[0]) == len(embed.load(p)[0]) and len(data.rows_unl) == len(data.x_unl)
+    # the graph cut from the lists of every row is the one found on the nodes themselves (all rows here)
+    assert sorted(nodes) == list(range(len(data.knn[0])))
+    cut = build_graph(data, "cpu", lambda *a: False, 0).matrix.to_dense()
+    found = G.feature_graph(G.features(embed.load(p)[0][nodes])).matrix.to_dense()
+    assert torch.allclose(cut, found, atol=1e-6)
     run_id = api.start_training(p, {"role": "student", "steps": 30, "eval_every": 15}, detach=False)
     assert api.run(p, run_id)["state"] == "finished"
+
+
+def test_the_neighbour_lists_are_found_once_per_embedding(small_project, monkeypatch):
+    p = small_project
+    assert neighbours.of_embedding(p) is None and neighbours.graph(p, [0, 1, 2]) is None  # no embedding yet
+    api.start_embedding(p, "pixels", detach=False)
+    found, knn = [], G.knn
+    monkeypatch.setattr(G, "knn", lambda *a, **k: found.append(1) or knn(*a, **k))
+    first, again = neighbours.of_embedding(p), neighbours.of_embedding(p)
+    assert len(found) == 1 and torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert first[0].shape == (len(embed.load(p)[0]), G.NEIGHBOURS)
+    path = neighbours.cache_path(p, "pixels")
+    assert path.exists()
+    api.start_embedding(p, "pixels", detach=False)  # embedded again: its lists are found again
+    neighbours.of_embedding(p)
+    assert len(found) == 2
+    path.write_bytes(b"not an npz file")  # a damaged file is found again, not an error
+    assert torch.equal(neighbours.of_embedding(p)[0], first[0]) and len(found) == 3
+    embed.paths(p, "pixels")[0].unlink()
+    with pytest.raises(ProjectError, match="missing"):
+        neighbours.of_embedding(p)
 
 
 def test_a_head_on_the_embedding_teaches_pseudo_labels_and_a_student(small_project):

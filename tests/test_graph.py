@@ -105,3 +105,48 @@ def test_large_images_are_pooled_to_max_side_before_the_embedding():
     up = lambda k: x.repeat_interleave(k, 2).repeat_interleave(k, 3)
     big, at_max = G.embed(up(8), dims=3), G.embed(up(4), dims=3)  # 64 px pools down to the same 32 px
     assert torch.allclose(big @ big.T, at_max @ at_max.T, atol=1e-4)
+
+
+def test_a_graph_cut_from_the_lists_of_every_row_is_the_graph_of_its_nodes():
+    x, _ = two_blobs(40)
+    z = G.embed(x, dims=2)
+    idx, sim = G.knn(z, k=5)
+    every = torch.arange(40)
+    assert torch.allclose(G.restricted(idx, sim, every).matrix.to_dense(), G.build(idx, sim).matrix.to_dense())
+    # a part of the rows, in another order: a node links only to its row's neighbours among the nodes
+    nodes = torch.tensor([7, 3, 12, 30, 31, 5, 8, 20])
+    m = G.restricted(idx, sim, nodes, power=1).matrix.to_dense()
+    assert torch.allclose(m, m.T)
+    for a in range(len(nodes)):
+        for b in range(len(nodes)):
+            linked = int(nodes[b]) in idx[nodes[a]].tolist() or int(nodes[a]) in idx[nodes[b]].tolist()
+            assert bool(m[a, b] > 0) == linked, (a, b)
+
+
+def test_a_row_that_is_two_nodes_links_its_second_node_to_its_first():
+    x, _ = two_blobs(20)
+    idx, sim = G.knn(G.embed(x, dims=2), k=3)
+    nodes = torch.tensor([4, 9, 4, 11])  # row 4 is a seed and a pool node
+    m = G.restricted(idx, sim, nodes, power=1).matrix.to_dense()
+    assert m[2, 0] > 0 and m[0, 2] > 0
+    # the second node links to its row's neighbours as the first does; neighbours link to the first
+    assert (m[2, [1, 3]] > 0).tolist() == [9 in idx[4].tolist(), 11 in idx[4].tolist()]
+
+
+def test_the_folds_spread_in_one_pass_as_they_would_one_by_one():
+    x, y = two_blobs(40)
+    g = blob_graph(x)
+    probs = torch.softmax(torch.randn(30, 2, generator=torch.Generator().manual_seed(1)), 1)
+    labels, weights = y[:10], torch.rand(10) + 0.5
+    target = torch.tensor([0.4, 0.6])
+    got = G.out_of_fold(g, 10, labels, weights, 2, probs, 0.2, target)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    prior = torch.zeros(40, 2)
+    prior[10:] = 0.2 * probs
+    for part in range(5):
+        out, kept = order[part::5], torch.cat([order[j::5] for j in range(5) if j != part])
+        seeds = torch.zeros(40, 2)
+        seeds[kept, labels[kept]] = weights[kept]
+        f = G.propagate(g, seeds, prior)
+        want = G.align_distribution(f[out], f[10:].mean(0), target)
+        assert torch.allclose(got[out], want, atol=1e-5), part

@@ -100,3 +100,21 @@ def test_two_networks_of_one_name_get_their_own_exported_file(tmp_path, monkeypa
         got.append(b.encode(images.clone()).numpy())
         assert np.abs(got[-1] - want).max() < 1e-5
     assert len(list((tmp_path / "stcore" / "onnx").glob("*.onnx"))) == 2 and np.abs(got[0] - got[1]).max() > 1e-3
+
+
+def test_a_runs_model_predicts_on_a_faster_runtime_as_on_pytorch_and_leaves_no_file(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from stcore.models import build
+    from stcore.pseudo import predict
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = build("cnn", 1, 10, 28).eval()
+    x = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
+    want = torch.cat([p for _, p in predict(model, x, batch_size=128)])
+    got = torch.cat([p for _, p in predict(model, x, batch_size=128, runtime="onnxruntime")])
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    assert not (tmp_path / "cache").exists()  # a run's model changes every run: its export is not kept
+    # auto: a few images stay on PyTorch, with no export at all
+    monkeypatch.setattr(runtime, "export_onnx", lambda *a: pytest.fail("exported for a few images"))
+    few = torch.cat([p for _, p in predict(model, x, batch_size=128, runtime="auto")])
+    assert torch.equal(few, want)

@@ -21,7 +21,8 @@ LAYERS = {
     "jobs": ("jobs", "worker", "kinds", "tasks", "jobconfig", "continuous"),
     "learning": ("train", "pseudo", "embed", "runtime", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
-                 "distributed", "orders", "balance", "insights", "acquisition", "agreement", "onnxfile"),
+                 "distributed", "orders", "balance", "insights", "acquisition", "agreement", "onnxfile",
+                 "neighbours"),
     "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "labelformats",
              "__init__"),
 }

@@ -23,7 +23,7 @@ def predict_files(project: Project, paths: Sequence[str | os.PathLike], *, run_i
     image is skipped, never fatal."""
     import torch
     from ..devices import resolve
-    from ..pseudo import image_model, predict, prediction_stats
+    from ..pseudo import faster, image_model, predict, prediction_stats
     from ..sources import IMAGE_EXTS, decode_files, image_files, printable
     if not paths:
         raise UsageError("give the image files or folders to classify")
@@ -35,13 +35,17 @@ def predict_files(project: Project, paths: Sequence[str | os.PathLike], *, run_i
     if not files:
         raise UsageError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) in {', '.join(map(printable, paths))}")
     device = resolve(device)
-    model, classes, items = image_model(project, run_id, device), project.classes, []
+    model, classes, items, fast = image_model(project, run_id, device), project.classes, [], False
     for start in range(0, len(files), CHUNK):
         ok, x, bad = decode_files(files[start:start + CHUNK], project.meta["input_shape"])
         skipped += bad
         if not ok:
             continue
-        probs = torch.cat([p for _, p in predict(model, torch.from_numpy(x), device=device, batch_size=batch_size)])
+        # one export for all the chunks: a faster runtime where there are enough files to repay it
+        fast = faster(model, torch.from_numpy(x[:2]), len(files), runtime="auto", device=device,
+                       say=lambda line: None) if fast is False else fast
+        probs = torch.cat([p for _, p in predict(model, torch.from_numpy(x), device=device, batch_size=batch_size,
+                                                 fast=fast)])
         pred, conf, margin, _ = prediction_stats(probs)
         items += [{"path": printable(f), "class": classes[c], "confidence": round(a, 6), "margin": round(m, 6)}
                   for f, c, a, m in zip(ok, pred.tolist(), conf.tolist(), margin.tolist())]

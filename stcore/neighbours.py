@@ -1,0 +1,81 @@
+"""The nearest neighbours of every image in a project's embedding, found once and kept beside it.
+
+The label-propagation graph of a pseudo-label pass, of a labelprop student and of the label-issue
+search is a k-NN graph of the embedding over some of the training images (the labeled set, the
+reviews, the pool). Finding the neighbours is most of its cost (at a million images, about a
+minute of faiss's IVF search on 2 cores), and they only change when the images are embedded
+again. So the k-NN lists of all training rows are computed once per embedding, saved as
+P/embeddings/NAME.knn.npz (stamped with the embedding file's size and time), and each graph is
+cut from them: a node links to those of its image's neighbours that are nodes too.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import embed, graph as graph_mod
+
+Progress = Callable[[int, int], None]
+
+
+def _stamp(project, name: str) -> str:
+    """What the cached lists were found from: the embedding's file and provenance, the search's settings."""
+    npy, meta = embed.paths(project, name)
+    st = npy.stat()
+    parts = (st.st_size, st.st_mtime_ns, hashlib.sha256(meta.read_bytes()).hexdigest(), graph_mod.NEIGHBOURS,
+             graph_mod.EXACT_MAX, graph_mod.IVF_PROBES)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+
+
+def cache_path(project, name: str) -> Path:
+    npy, _ = embed.paths(project, name)
+    return npy.with_name(npy.stem + ".knn.npz")
+
+
+def of_embedding(project, *, device: str = "cpu",
+                 progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(indices (N, k), similarities (N, k)) of the k nearest neighbours of each training row of
+    the project's embedding (centred, cosine), or None without an embedding or with under 3 rows.
+    Read from the cache when it is the current embedding's; else found (progress(rows, N)) and kept."""
+    name = project.store.meta().get("embedding")
+    if not name:
+        return None
+    npy, meta = embed.paths(project, name)
+    if not npy.exists() or not meta.exists():
+        embed.load(project)  # says which file is missing and what to do
+    path, stamp = cache_path(project, name), _stamp(project, name)
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                if str(f["stamp"]) == stamp:
+                    return torch.from_numpy(f["idx"].astype(np.int64)), torch.from_numpy(f["sim"])
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is found again
+    z = embed.load(project)
+    train = z[0]
+    if not graph_mod.buildable(len(train)):
+        return None
+    feats = graph_mod.features(train)
+    if str(device).startswith("cuda") and len(feats) <= graph_mod.EXACT_MAX:
+        idx, sim = (t.cpu() for t in graph_mod.knn(feats.to(device), progress=progress))
+    else:
+        idx, sim = graph_mod.knn(feats, progress=progress)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, idx=idx.numpy().astype(np.int32), sim=sim.float().numpy(), stamp=np.array(stamp))
+    os.replace(tmp, path)
+    return idx, sim.float()
+
+
+def graph(project, nodes: Sequence[int], *, device: str = "cpu",
+          progress: Progress | None = None) -> graph_mod.Graph | None:
+    """The graph over nodes (training rows of the embedding, in node order; a row may come twice)
+    cut from the embedding's k-NN lists, or None without an embedding or with under 3 nodes."""
+    if not graph_mod.buildable(len(nodes)):
+        return None
+    lists = of_embedding(project, device=device, progress=progress)
+    return None if lists is None else graph_mod.restricted(*lists, torch.as_tensor(list(nodes), dtype=torch.long))
