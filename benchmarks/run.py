@@ -48,9 +48,10 @@ def settings(quick: bool) -> dict:
     """Every size and repeat count in one place. The full setting is issue 5's."""
     if quick:
         return {"limit": 600, "teacher_steps": 3,
-                "train": {"steps": 8, "repeats": 2, "overrides": {"batch_size": 8, "log_every": 2}},
-                "pseudo": {"repeats": 2},
-                "embed": {"repeats": 2, "n": 64, "image_size": 32},
+                # a few hundred milliseconds a pair: enough pairs that the median is not one noisy pair
+                "train": {"steps": 8, "repeats": 4, "overrides": {"batch_size": 8, "log_every": 2}},
+                "pseudo": {"repeats": 5},
+                "embed": {"repeats": 6, "n": 64, "image_size": 32},
                 "dashboard": {"clicks": 3}, "team": {"reviewers": 4, "clicks": 3, "think_s": [1.0]}, "graph": {"n": 20_000}, "light": {"repeats": 1},
                 "ddp": {"steps": 6, "repeats": 1, "log_every": 2, "overrides": {"batch_size": 8}},
                 "loop": {"n": 3_000, "teacher": ["--steps", "3", "--batch-size", "16"],

@@ -230,8 +230,10 @@ def bench_embed(project: Project, *, repeats: int, n: int, image_size: int, batc
     # the runtime an embed job of many images gets (runtime.py), and the same backbone on PyTorch
     fast = embed.build("efficientnet-lite0", project, image_size=image_size)
     embed.accelerate(fast, x, runtime=available()[0], say=say)
-    bare()  # warm-up
-    runs = alternate({"bare": bare, "stcore": side(backbone), "runtime": side(fast)}, repeats)
+    sides = {"bare": bare, "stcore": side(backbone), "runtime": side(fast)}
+    for warm in sides.values():  # warm-up of each side alike: first-touch of the weights, oneDNN's kernel choice
+        warm()
+    runs = alternate(sides, repeats)
     for k, v in runs.items():
         say(f"  embed {k:<7} images/s: {', '.join(f'{v_:.1f}' for v_ in v)}")
     flops = image_flops(embed.Features(backbone), x[:1].float() / 255)

@@ -44,13 +44,15 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, device: str = "cpu"
     runtime: 'torch', or 'auto' (or a name) for a faster runtime where one takes the model and
     there are enough images to repay its export (runtime.py; say: a line when one refuses it;
     precise: float32 throughout); fast: the model already compiled by faster()."""
+    from .models import folded
     model.eval().to(device)
     n = len(images)
     if fast is None and n:
         fast = faster(model, images[:2], n, runtime=runtime, device=device, say=say, precise=precise)
+    net = folded(model) if fast is None and n else model  # batch norms folded into their convolutions
     for start in range(0, n, batch_size):
         x = normalize(images[start:start + batch_size].to(device, non_blocking=True))
-        logits = torch.from_numpy(fast(x.numpy())) if fast is not None else model(x).float()
+        logits = torch.from_numpy(fast(x.numpy())) if fast is not None else net(x).float()
         yield start, torch.softmax(logits, 1).cpu()
         if progress:
             progress(min(start + batch_size, n), n)
