@@ -11,6 +11,7 @@ cut from them: a node links to those of its image's neighbours that are nodes to
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -79,3 +80,55 @@ def graph(project, nodes: Sequence[int], *, device: str = "cpu",
         return None
     lists = of_embedding(project, device=device, progress=progress)
     return None if lists is None else graph_mod.restricted(*lists, torch.as_tensor(list(nodes), dtype=torch.long))
+
+
+def centred(project) -> tuple[np.ndarray, torch.Tensor, torch.Tensor] | None:
+    """(the training rows of the project's embedding, float16 and memory-mapped; their mean (D,);
+    the length of each centred row (N,)), or None without an embedding. The mean and lengths are
+    found once per embedding (one pass) and kept beside it, so a search reads the rows once."""
+    name = project.store.meta().get("embedding")
+    if not name:
+        return None
+    npy, meta = embed.paths(project, name)
+    if not npy.exists() or not meta.exists():
+        embed.load(project)  # says which file is missing and what to do
+    z = np.load(npy, mmap_mode="r")[:json.loads(meta.read_text())["rows"]["train"]]
+    path, stamp = npy.with_name(npy.stem + ".centre.npz"), _stamp(project, name)
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                if str(f["stamp"]) == stamp:
+                    return z, torch.from_numpy(f["mean"]), torch.from_numpy(f["norms"])
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged file is found again
+    total = torch.zeros(z.shape[1], dtype=torch.float64)
+    for part in _chunks(z):
+        total += part.sum(0, dtype=torch.float64)
+    mean = (total / max(1, len(z))).float()
+    norms = torch.cat([(part - mean).norm(dim=1) for part in _chunks(z)]) if len(z) else torch.zeros(0)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, mean=mean.numpy(), norms=norms.numpy(), stamp=np.array(stamp))
+    os.replace(tmp, path)
+    return z, mean, norms
+
+
+def _chunks(z: np.ndarray, rows: int = 65_536):
+    for start in range(0, len(z), rows):
+        yield torch.from_numpy(np.asarray(z[start:start + rows], dtype=np.float32))
+
+
+def nearest(project, row: int, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(rows, similarities) of the k training rows nearest to row in the project's embedding,
+    most similar first, itself left out (cosine similarity of the centred rows, as the graph
+    reads them), or None without an embedding; one pass over the float16 rows."""
+    found = centred(project)
+    if found is None:
+        return None
+    z, mean, norms = found
+    q = torch.from_numpy(np.asarray(z[row], dtype=np.float32)) - mean
+    q = q / q.norm().clamp_min(1e-12)
+    offset = float(mean @ q)
+    sims = torch.cat([(part @ q - offset) for part in _chunks(z)]) / norms.clamp_min(1e-12)
+    sims[row] = -2.0  # not its own neighbour
+    top = sims.topk(min(k, len(sims) - 1))
+    return top.indices, top.values

@@ -60,26 +60,22 @@ def label_issues(project, *, device: str = "cpu", progress: Callable[[int, int],
 def similar(project, item_id: int, k: int = 12) -> dict:
     """The k labeled or pool images nearest to item_id in the project's embedding (cosine
     similarity of the centred rows, as the graph reads them), most similar first."""
-    from . import embed, graph as graph_mod
+    from . import neighbours
     found = project.store.items.train_items(ids=[item_id])
     if not found:
         raise ProjectError(f"no labeled or pool item has the id {item_id}; ids are in `stcore export` and on "
                            f"each Review card")
-    z = embed.load(project)
-    if z is None:
+    top = neighbours.nearest(project, found[0][1], k)
+    if top is None:
         raise ProjectError(f"similar images are read off the embedding, and the project has none; run "
                            f"`stcore embed {project.path}` first")
-    feats = graph_mod.features(z[0])
-    row = found[0][1]
-    sims = feats @ feats[row]
-    sims[row] = -2.0  # not its own neighbour
-    top = sims.topk(min(k, len(sims) - 1))
-    items = {r[1]: r for r in project.store.items.train_items(rows=top.indices.tolist())}
+    rows, sims = top[0].tolist(), top[1].tolist()
+    items = {r[1]: r for r in project.store.items.train_items(rows=rows)}
     classes = project.classes
     return {"id": item_id, "over": project.store.meta().get("embedding"), "neighbours": [
         {"id": items[r][0], "similarity": round(float(s), 4),
          "label": classes[items[r][3]] if items[r][3] is not None else None, "status": items[r][4]}
-        for r, s in zip(top.indices.tolist(), top.values.tolist()) if r in items]}
+        for r, s in zip(rows, sims) if r in items]}
 
 
 def duplicates(project, *, threshold: float = 0.98, device: str = "cpu",

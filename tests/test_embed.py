@@ -167,6 +167,22 @@ def test_the_neighbour_lists_are_found_once_per_embedding(small_project, monkeyp
         neighbours.of_embedding(p)
 
 
+def test_the_nearest_rows_are_those_of_the_centred_cosine_search_and_their_centre_is_kept(small_project):
+    p = small_project
+    assert neighbours.nearest(p, 0, 5) is None
+    api.start_embedding(p, "pixels", detach=False)
+    feats = G.features(embed.load(p)[0])
+    for row in (0, 7, 1500):
+        rows, sims = neighbours.nearest(p, row, 8)
+        want = feats @ feats[row]
+        want[row] = -2.0
+        top = want.topk(8)
+        assert torch.allclose(sims, top.values, atol=2e-4) and row not in rows.tolist()
+        assert len(set(rows.tolist()) & set(top.indices.tolist())) >= 7  # a near-tie may swap the last
+    name = p.store.meta()["embedding"]
+    assert embed.paths(p, name)[0].with_name(f"{name}.centre.npz").exists()
+
+
 def test_a_head_on_the_embedding_teaches_pseudo_labels_and_a_student(small_project):
     p = small_project
     with pytest.raises(ProjectError, match="stcore embed"):
