@@ -33,9 +33,37 @@ def _stamp(project, name: str) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
 
 
-def cache_path(project, name: str) -> Path:
+def cache_path(project, name: str, kind: str = "knn") -> Path:
     npy, _ = embed.paths(project, name)
-    return npy.with_name(npy.stem + ".knn.npz")
+    return npy.with_name(f"{npy.stem}.{kind}.npz")
+
+
+def _current(project) -> tuple[str, Path, Path] | None:
+    """(name, rows file, provenance file) of the project's embedding, None without one; a
+    missing file is a ProjectError saying what to do."""
+    name = project.store.meta().get("embedding")
+    if not name:
+        return None
+    npy, meta = embed.paths(project, name)
+    if not npy.exists() or not meta.exists():
+        embed.load(project)  # says which file is missing and what to do
+    return name, npy, meta
+
+
+def _kept(path: Path, stamp: str) -> dict | None:
+    """The arrays kept in path when they were found from what stamp says, else None (a damaged
+    file included: it is found again)."""
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files} if str(f["stamp"]) == stamp else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _keep(path: Path, stamp: str, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, stamp=np.array(stamp), **arrays)
+    os.replace(tmp, path)
 
 
 def of_embedding(project, *, device: str = "cpu",
@@ -43,20 +71,13 @@ def of_embedding(project, *, device: str = "cpu",
     """(indices (N, k), similarities (N, k)) of the k nearest neighbours of each training row of
     the project's embedding (centred, cosine), or None without an embedding or with under 3 rows.
     Read from the cache when it is the current embedding's; else found (progress(rows, N)) and kept."""
-    name = project.store.meta().get("embedding")
-    if not name:
+    current = _current(project)
+    if current is None:
         return None
-    npy, meta = embed.paths(project, name)
-    if not npy.exists() or not meta.exists():
-        embed.load(project)  # says which file is missing and what to do
-    path, stamp = cache_path(project, name), _stamp(project, name)
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                if str(f["stamp"]) == stamp:
-                    return torch.from_numpy(f["idx"].astype(np.int64)), torch.from_numpy(f["sim"])
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is found again
+    path, stamp = cache_path(project, current[0]), _stamp(project, current[0])
+    kept = _kept(path, stamp)
+    if kept is not None:
+        return torch.from_numpy(kept["idx"].astype(np.int64)), torch.from_numpy(kept["sim"])
     z = embed.load(project)
     train = z[0]
     if not graph_mod.buildable(len(train)):
@@ -66,9 +87,7 @@ def of_embedding(project, *, device: str = "cpu",
         idx, sim = (t.cpu() for t in graph_mod.knn(feats.to(device), progress=progress))
     else:
         idx, sim = graph_mod.knn(feats, progress=progress)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, idx=idx.numpy().astype(np.int32), sim=sim.float().numpy(), stamp=np.array(stamp))
-    os.replace(tmp, path)
+    _keep(path, stamp, idx=idx.numpy().astype(np.int32), sim=sim.float().numpy())
     return idx, sim.float()
 
 
@@ -86,29 +105,21 @@ def centred(project) -> tuple[np.ndarray, torch.Tensor, torch.Tensor] | None:
     """(the training rows of the project's embedding, float16 and memory-mapped; their mean (D,);
     the length of each centred row (N,)), or None without an embedding. The mean and lengths are
     found once per embedding (one pass) and kept beside it, so a search reads the rows once."""
-    name = project.store.meta().get("embedding")
-    if not name:
+    current = _current(project)
+    if current is None:
         return None
-    npy, meta = embed.paths(project, name)
-    if not npy.exists() or not meta.exists():
-        embed.load(project)  # says which file is missing and what to do
+    name, npy, meta = current
     z = np.load(npy, mmap_mode="r")[:json.loads(meta.read_text())["rows"]["train"]]
-    path, stamp = npy.with_name(npy.stem + ".centre.npz"), _stamp(project, name)
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                if str(f["stamp"]) == stamp:
-                    return z, torch.from_numpy(f["mean"]), torch.from_numpy(f["norms"])
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged file is found again
+    path, stamp = cache_path(project, name, "centre"), _stamp(project, name)
+    kept = _kept(path, stamp)
+    if kept is not None:
+        return z, torch.from_numpy(kept["mean"]), torch.from_numpy(kept["norms"])
     total = torch.zeros(z.shape[1], dtype=torch.float64)
     for part in _chunks(z):
         total += part.sum(0, dtype=torch.float64)
     mean = (total / max(1, len(z))).float()
     norms = torch.cat([(part - mean).norm(dim=1) for part in _chunks(z)]) if len(z) else torch.zeros(0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, mean=mean.numpy(), norms=norms.numpy(), stamp=np.array(stamp))
-    os.replace(tmp, path)
+    _keep(path, stamp, mean=mean.numpy(), norms=norms.numpy())
     return z, mean, norms
 
 
