@@ -26,6 +26,12 @@ const KEEP_MS = 600000;      // a decision kept for a reload expires after ten m
 const REPEATING = ["ArrowLeft", "ArrowRight", "j", "J", "k", "K"]; // keys that may repeat when held
 const grids = new Set();     // the mounted grids; the keyboard drives the newest one
 const REMEMBERED = 100;      // this grid's latest decisions, to find the card an undo gives back
+// A whole-page rerun (the first label changes what the page shows) takes the grid down and puts a
+// new one up; on a busy machine that can take seconds. A key pressed in between waits for the new
+// grid (within WAIT_MS of the old one going), instead of being lost.
+const WAIT_MS = 5000;
+const waiting = [];          // {key, at}: keys pressed while no grid was up
+let goneAt = 0;              // when the last grid went down
 // A click on the page focuses Streamlit's main container (it scrolls, so it takes the focus), and
 // after a key Chrome draws its focus ring, a grey frame over the whole page, through the title.
 // The keys go to the grid, whose cue is the marked card: the frame goes while a grid is shown.
@@ -73,6 +79,11 @@ function onKey(ev) {
   if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev)) return;
   if (ev.repeat && !REPEATING.includes(ev.key)) return;  // a held A must not decide card after card
   const g = [...grids].pop();
+  if (!g && Date.now() - goneAt < WAIT_MS && ev.key.length === 1) {
+    waiting.push({key: ev.key, at: Date.now()});
+    ev.preventDefault();
+    return;
+  }
   if (g && g.key(ev.key)) ev.preventDefault();
 }
 
@@ -557,8 +568,13 @@ class Grid {
     grids.delete(this);
     this.root.remove();
     if (!grids.size) {
-      document.removeEventListener("keydown", onKey);
-      document.getElementById(NO_FRAME_ID)?.remove();
+      goneAt = Date.now();  // the listener stays a moment: a new grid may be on its way (WAIT_MS)
+      setTimeout(() => {
+        if (grids.size) return;
+        document.removeEventListener("keydown", onKey);
+        document.getElementById(NO_FRAME_ID)?.remove();
+        waiting.length = 0;
+      }, WAIT_MS);
     }
   }
 }
@@ -583,6 +599,8 @@ export default function (component) {
   }
   g.setStateValue = setStateValue;
   g.render(data);
+  // keys pressed while the page put this grid up act on it now, in order
+  for (const w of waiting.splice(0)) if (Date.now() - w.at < WAIT_MS) g.key(w.key);
   // Streamlit keeps the newest render's cleanup for the unmount, and may call an older one late
   // (a render still loading when the next began): only the newest may take the grid down.
   const mine = ++g.renders;

@@ -68,6 +68,8 @@ class Backbone:
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (B, C, H, W) -> features (B, D), float32: resized and normalized as
         the network expects."""
+        if isinstance(self.module, PixelProjection):  # the pixels as they are, in their own channels
+            return self.module(x).float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # ImageNet networks read three channels
         if self.image_size and x.shape[-1] != self.image_size:
@@ -295,7 +297,11 @@ def compute(project, backbone: Backbone, images: torch.Tensor, *, device: str = 
     partial = npy.with_name("." + npy.name + ".partial")
     n = len(images)
     if backbone.module is None:  # pixels: the PCA projection is fitted on the whole set at once
-        z = _pixels(images)
+        from .graph import fit_projection, project as projected
+        mean, proj = fit_projection(images)
+        z = projected(images, mean, proj)
+        # kept, so that a head on this embedding can embed new images as it embedded these (rebuild)
+        np.savez(projection_path(npy, partial=True), mean=mean.numpy(), proj=proj.numpy())
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=tuple(z.shape))
         out[:] = z.half().numpy()
         out.flush()
@@ -371,9 +377,23 @@ def follow(job: dict, group) -> bool:
                            batch_size=job["batch_size"], group=group)
 
 
-def _pixels(images: torch.Tensor) -> torch.Tensor:
-    from .graph import embed as pixel_embedding
-    return pixel_embedding(images)
+def projection_path(npy: Path, partial: bool = False) -> Path:
+    """Where the pixels embedding keeps its fitted projection (NAME.projection.npz)."""
+    return npy.with_name(("." if partial else "") + npy.stem + ".projection" + (".partial.npz" if partial else ".npz"))
+
+
+class PixelProjection(nn.Module):
+    """The pixels embedding as a module: images in [0, 1] -> unit rows, with the projection fitted
+    on the project's images (graph.fit_projection)."""
+
+    def __init__(self, mean: torch.Tensor, proj: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("proj", proj)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .graph import pixel_rows
+        return F.normalize((pixel_rows(x) - self.mean) @ self.proj, dim=1)
 
 
 def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: float, extra: dict | None = None) -> dict:
@@ -381,6 +401,8 @@ def finish(project, backbone: Backbone, rows: dict, *, device: str, seconds: flo
     how a backbone was pretrained); the project reads this embedding from now on."""
     npy, meta = paths(project, backbone.name)
     os.replace(npy.with_name("." + npy.name + ".partial"), npy)
+    if projection_path(npy, partial=True).exists():
+        os.replace(projection_path(npy, partial=True), projection_path(npy))
     arr = np.load(npy, mmap_mode="r")
     info = {"backbone": backbone.name, "file": npy.name, "weights": backbone.weights,
             "weights_sha256": sha256(backbone.weights) if backbone.weights and Path(backbone.weights).is_file() else None,
@@ -439,9 +461,14 @@ def rebuild(project, name: str | None = None) -> Backbone:
                            f"embed the project again and train the head on it")
     info = json.loads(meta.read_text())
     if info["backbone"] == "pixels":
-        raise ProjectError("a head on the pixels embedding cannot read new images: its projection was fitted on "
-                           "the project's own images and is not kept; embed with another backbone (ssl, "
-                           "efficientnet-lite0, torchvision:ARCH) and train the head on that, or use a cnn run")
+        kept = projection_path(paths(project, name)[0])
+        if not kept.exists():
+            raise ProjectError("a head on this pixels embedding cannot read new images: it was made before its "
+                               "projection was kept; embed the project again (`stcore embed P --backbone pixels`) "
+                               "and train the head again, or use a cnn run")
+        with np.load(kept) as f:
+            module = PixelProjection(torch.from_numpy(f["mean"]), torch.from_numpy(f["proj"]))
+        return Backbone("pixels", None, None, module.eval(), placed="cpu")
     w = info.get("weights")
     # torchvision's own weights are named torchvision:ARCH:DEFAULT; a file is given back as --weights
     weights = w if info["backbone"].startswith("torchvision:") and w and not w.startswith("torchvision:") else None

@@ -48,23 +48,35 @@ def embed(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed:
     components (fitted on a random sample of at most `sample` images), whitened. Images larger
     than MAX_SIDE are average-pooled down to it, and converted a chunk at a time, so memory
     stays near the N x d result."""
+    return project(images, *fit_projection(images, dims, sample=sample, seed=seed, chunk=chunk), chunk=chunk)
+
+
+def pixel_rows(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (N, C, H, W) -> the square roots of their pixels (N, C*h*w), pooled to MAX_SIDE."""
+    if max(x.shape[-2:]) > MAX_SIDE:
+        x = F.adaptive_avg_pool2d(x, (min(x.shape[-2], MAX_SIDE), min(x.shape[-1], MAX_SIDE)))
+    return x.sqrt().flatten(1)
+
+
+def fit_projection(images: torch.Tensor, dims: int = DIMS, *, sample: int = 20_000, seed: int = 0,
+                   chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (P,), whitening projection (P, d)) of the pixel rows of uint8 images (see embed)."""
     n = len(images)
-
-    def pixels(part: torch.Tensor) -> torch.Tensor:
-        x = part.float().div_(255)
-        if max(x.shape[-2:]) > MAX_SIDE:
-            x = F.adaptive_avg_pool2d(x, (min(x.shape[-2], MAX_SIDE), min(x.shape[-1], MAX_SIDE)))
-        return x.sqrt_().flatten(1)
-
-    mean = sum(pixels(images[i:i + chunk]).sum(0) for i in range(0, n, chunk)) / n
+    rows = lambda part: pixel_rows(part.float().div_(255))
+    mean = sum(rows(images[i:i + chunk]).sum(0) for i in range(0, n, chunk)) / n
     g = torch.Generator().manual_seed(seed)
-    fit_on = pixels(images[torch.randperm(n, generator=g)[:sample]]) - mean
+    fit_on = rows(images[torch.randperm(n, generator=g)[:sample]]) - mean
     d = max(1, min(dims, fit_on.shape[0] - 1, fit_on.shape[1]))
     with torch.random.fork_rng(devices=[]):  # pca_lowrank draws from the global generator: keep runs repeatable
         torch.manual_seed(seed)
         _, s, v = torch.pca_lowrank(fit_on, q=d, center=False, niter=3)
-    proj = v / s.clamp_min(1e-6)
-    return torch.cat([F.normalize((pixels(images[i:i + chunk]) - mean) @ proj, dim=1) for i in range(0, n, chunk)])
+    return mean, v / s.clamp_min(1e-6)
+
+
+def project(images: torch.Tensor, mean: torch.Tensor, proj: torch.Tensor, *, chunk: int = 8192) -> torch.Tensor:
+    """uint8 images -> unit rows, with a fitted projection (fit_projection)."""
+    return torch.cat([F.normalize((pixel_rows(images[i:i + chunk].float().div_(255)) - mean) @ proj, dim=1)
+                      for i in range(0, len(images), chunk)])
 
 
 def knn(z: torch.Tensor, k: int = NEIGHBOURS, *, chunk: int | None = None, approximate: bool | None = None,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stcore import api, cli
+from stcore import api, cli, embed
 from stcore.data import images
 from stcore.errors import ProjectError
 from stcore.pseudo import image_model
@@ -105,9 +105,17 @@ def test_bad_input_is_a_one_line_error(trained_project, tmp_path, capsys):
         assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_head_on_the_pixels_embedding_says_why_it_cannot_read_new_images(trained_project, tmp_path):
+def test_a_head_on_the_pixels_embedding_reads_new_images_as_it_read_the_projects(trained_project, tmp_path):
     p = trained_project
     api.start_embedding(p, "pixels", detach=False)
-    head = api.start_training(p, {"role": "teacher", "model": "head", "steps": 5}, detach=False)
-    with pytest.raises(ProjectError, match="pixels embedding cannot read new images"):
-        api.predict_files(p, [write_test_pngs(p, tmp_path / "new", 2)], run_id=head)
+    head = api.start_training(p, {"role": "teacher", "model": "head", "steps": 50}, detach=False)
+    files = write_test_pngs(p, tmp_path / "new")
+    got = by_name(api.predict_files(p, [files], run_id=head)["items"])
+    probs = np.load(p.run_dir(head) / "test_probs.npy")[:N].astype(np.float32)  # from the embedding's rows
+    same = sum(it["class"] == p.classes[int(k)] for it, k in zip(got, probs.argmax(1)))
+    assert same >= N - 1, same  # the rows are rounded to float16 both ways: at most a near-tie apart
+    assert np.allclose([it["confidence"] for it in got], probs.max(1), atol=2e-2)
+    kept = embed.projection_path(embed.paths(p, "pixels")[0])
+    kept.unlink()  # an embedding made before its projection was kept
+    with pytest.raises(ProjectError, match="embed the project again"):
+        api.predict_files(p, [files], run_id=head)
