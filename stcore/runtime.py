@@ -117,12 +117,32 @@ def compile_model(module: nn.Module, sample: torch.Tensor, *, runtime: str, devi
     module = module.cpu().eval()
     name = cache_name(*tag, weights_digest(module), tuple(sample.shape[1:]), torch.__version__)
     if keep:
-        return compile_forward(module, sample, runtime=runtime, device=device, onnx_path=cache_dir() / name,
-                               n=n, say=say, precise=precise)
+        out = compile_forward(module, sample, runtime=runtime, device=device, onnx_path=cache_dir() / name,
+                              n=n, say=say, precise=precise)
+        prune(cache_dir(), used=cache_dir() / name)
+        return out
     import tempfile
     with tempfile.TemporaryDirectory(prefix="stcore-onnx-") as tmp:  # the runtimes read the file when compiling
         return compile_forward(module, sample, runtime=runtime, device=device, onnx_path=Path(tmp) / name,
                                n=n, say=say, precise=precise)
+
+
+CACHE_BYTES = 2 << 30  # the exported backbones kept, newest used first, up to this size in all
+
+
+def prune(folder: Path, used: Path | None = None, limit: int = CACHE_BYTES) -> list[Path]:
+    """Mark used as just used, then remove the least recently used exports in folder past limit
+    bytes in all (the one just used is always kept); returns those removed."""
+    if used is not None and used.exists():
+        os.utime(used)
+    files = sorted((f for f in folder.glob("*.onnx") if f.is_file()), key=lambda f: f.stat().st_mtime, reverse=True)
+    gone, total = [], 0
+    for f in files:
+        total += f.stat().st_size
+        if total > limit and f != used:
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
 
 
 def cache_dir() -> Path:

@@ -118,3 +118,17 @@ def test_a_runs_model_predicts_on_a_faster_runtime_as_on_pytorch_and_leaves_no_f
     monkeypatch.setattr(runtime, "export_onnx", lambda *a: pytest.fail("exported for a few images"))
     few = torch.cat([p for _, p in predict(model, x, batch_size=128, runtime="auto")])
     assert torch.equal(few, want)
+
+
+def test_the_export_cache_keeps_the_most_recently_used_within_its_size(tmp_path):
+    import os
+    import time
+    files = []
+    for i in range(4):
+        f = tmp_path / f"{i}.onnx"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (time.time() - 100 + i, time.time() - 100 + i))  # 3 is the newest
+        files.append(f)
+    assert runtime.prune(tmp_path, used=files[0], limit=250) == [files[2], files[1]]  # 0 was just used
+    assert sorted(f.name for f in tmp_path.glob("*.onnx")) == ["0.onnx", "3.onnx"]
+    assert runtime.prune(tmp_path, used=files[3], limit=50) == [files[0]]  # the one in use stays, alone
