@@ -282,3 +282,31 @@ def test_the_export_page_offers_each_format_and_writes_a_folder(proj, tmp_path, 
     assert (tmp_path / "out" / "train" / "metadata.csv").is_file()
     at.button(key="ex_write").click().run()  # the folder is there now: said in one line, nothing written
     assert "exists and is not empty" in at.error[0].value
+
+
+def test_the_export_page_imports_a_file_typed_in_and_says_what_it_did(proj, tmp_path, monkeypatch):
+    from streamlit import config
+    from streamlit.testing.v1 import AppTest
+    out = api.export_dataset(proj, tmp_path / "labels.csv", "csv")
+    b = fresh(tmp_path, "same", LAYOUT_A)  # the same folder again: the same sources
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STCORE_DATA_ROOTS", str(tmp_path))
+    monkeypatch.delenv("STCORE_PASSWORD", raising=False)
+    monkeypatch.setenv("STCORE_PROJECT", str(b.path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("views/export.py").run()
+    assert not at.exception and not at.error and at.button(key="im_go").disabled  # nothing given yet
+    (tmp_path / "bad.csv").write_text("path,label\n/elsewhere/x.png,\n", encoding="utf-8")
+    before = state(b)
+    at.text_input(key="im_path").set_value(str(tmp_path / "bad.csv")).run()
+    at.button(key="im_go").click().run()
+    assert len(at.error) == 1 and "line 2" in at.error[0].value and state(b) == before  # refused whole
+    at.text_input(key="im_path").set_value(out["path"]).run()
+    at.button(key="im_go").click().run()
+    assert not at.error, [e.value for e in at.error]
+    said = at.success[0].value.replace("\\", "")  # as shown: markdown's escapes removed
+    assert said == f"10 rows (csv): 6 matched (6 by path); 2 labels imported, 4 already so; new classes: {SLASHED}"
+    assert "4 rows not imported: 4 status pending" in at.warning[0].value.replace("\\", "")
+    assert human_labels(b) == human_labels(proj)

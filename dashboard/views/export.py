@@ -1,6 +1,10 @@
 """Export: the labels (CSV or JSON) and a model checkpoint, as downloads; the images with their
-labels for other tools (class folders, Hugging Face, Label Studio), written to a folder."""
+labels for other tools (class folders, Hugging Face, Label Studio), written to a folder; and the
+labels of another tool imported (a file uploaded, or a file or folder on this machine)."""
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import streamlit as st
 
@@ -43,6 +47,47 @@ if st.button("Write", icon=":material/save:", key="ex_write"):
     try:
         out = api.export_dataset(project, util.resolve_under_roots(dest), fmt, copy=copy, min_confidence=min_conf)
         st.success(f"Wrote {out['items']:,} images to {util.md_escape(out['path'])}", icon=":material/check:")
+    except common.USER_ERRORS as e:
+        common.show_error(e)
+
+st.subheader("Import labels from another tool")
+st.caption("A CSV or JSON of image path (or id) and label (ours, or any with those columns), a Label Studio "
+           "JSON export, or a folder of class folders. Rows find their images by path, else id, else the image's "
+           "pixels; the import is one action in the history (Undo on Review reverts it), and the rows that found "
+           "no image are listed in a CSV in the project's imports folder.")
+upload = st.file_uploader("A labels file", type=["csv", "json"], key="im_file")
+typed = st.text_input("…or a file or folder of class folders on this machine", key="im_path")
+fmt_in = st.selectbox("Format", ["guess from the file", *api.IMPORT_FORMATS], key="im_fmt")
+add_new = st.checkbox("Add the classes it names that the project lacks", value=True, key="im_new")
+
+
+def import_now() -> dict:
+    common.check("bulk")
+    if add_new:
+        common.check("classes")
+    fmt_given = None if fmt_in == "guess from the file" else fmt_in
+    if upload is None:
+        return api.import_labels(project, util.resolve_under_roots(typed), fmt=fmt_given, new_classes=add_new,
+                                 reviewer=common.reviewer())
+    with tempfile.TemporaryDirectory(prefix="stcore-import-") as tmp:  # the upload, under its own name
+        source = Path(tmp) / util.safe_filename(upload.name, "labels.csv")
+        source.write_bytes(upload.getvalue())
+        return api.import_labels(project, source, fmt=fmt_given, new_classes=add_new, reviewer=common.reviewer())
+
+
+if st.button("Import", icon=":material/upload:", key="im_go", disabled=upload is None and not typed.strip()):
+    try:
+        got = import_now()
+        how = ", ".join(f"{n:,} by {k}" for k, n in got["matched"].items()) or "none"
+        st.success(util.md_escape(
+            f"{got['rows']:,} rows ({got['format']}): {sum(got['matched'].values()):,} matched ({how}); "
+            f"{got['imported']:,} labels imported, {got['unchanged']:,} already so"
+            + (f"; new classes: {', '.join(got['classes_added'])}" if got["classes_added"] else "")),
+            icon=":material/check:")
+        if got["not_imported"]:
+            st.warning(util.md_escape(f"{got['not_imported']:,} rows not imported: "
+                                      + "; ".join(f"{n:,} {why}" for why, n in got["reasons"].items())
+                                      + f". They are listed in {got['not_imported_file']}."))
     except common.USER_ERRORS as e:
         common.show_error(e)
 
