@@ -261,17 +261,22 @@ def test_the_cli_imports_exports_and_refuses_in_one_line(proj, tmp_path, capsys)
 
 
 # ------------------------------------------------------------------ the Export page
-def test_the_export_page_offers_each_format_and_writes_a_folder(proj, tmp_path, monkeypatch):
+def export_page(project, tmp_path, monkeypatch):
+    """The dashboard's Export page on project, as an AppTest (tmp_path is the allowed root)."""
     from streamlit import config
     from streamlit.testing.v1 import AppTest
     config.set_option("server.address", "127.0.0.1")
     monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("STCORE_DATA_ROOTS", str(tmp_path))
     monkeypatch.delenv("STCORE_PASSWORD", raising=False)
-    monkeypatch.setenv("STCORE_PROJECT", str(proj.path))
+    monkeypatch.setenv("STCORE_PROJECT", str(project.path))
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("views/export.py").run()
+    return at.switch_page("views/export.py").run()
+
+
+def test_the_export_page_offers_each_format_and_writes_a_folder(proj, tmp_path, monkeypatch):
+    at = export_page(proj, tmp_path, monkeypatch)
     assert not at.exception and not at.error
     assert at.radio(key="ex_fmt").options == ["Class folders", "Hugging Face", "Label Studio"]
     at.radio(key="ex_fmt").set_value("hf").run()
@@ -285,18 +290,9 @@ def test_the_export_page_offers_each_format_and_writes_a_folder(proj, tmp_path, 
 
 
 def test_the_export_page_imports_a_file_typed_in_and_says_what_it_did(proj, tmp_path, monkeypatch):
-    from streamlit import config
-    from streamlit.testing.v1 import AppTest
     out = api.export_dataset(proj, tmp_path / "labels.csv", "csv")
     b = fresh(tmp_path, "same", LAYOUT_A)  # the same folder again: the same sources
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("STCORE_DATA_ROOTS", str(tmp_path))
-    monkeypatch.delenv("STCORE_PASSWORD", raising=False)
-    monkeypatch.setenv("STCORE_PROJECT", str(b.path))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("views/export.py").run()
+    at = export_page(b, tmp_path, monkeypatch)
     assert not at.exception and not at.error and at.button(key="im_go").disabled  # nothing given yet
     (tmp_path / "bad.csv").write_text("path,label\n/elsewhere/x.png,\n", encoding="utf-8")
     before = state(b)
