@@ -115,15 +115,15 @@ def compile_model(module: nn.Module, sample: torch.Tensor, *, runtime: str, devi
     if device != "cpu" or runtime == "torch" or (runtime == "auto" and n is not None and n < min_images):
         return compile_forward(module, sample, runtime="torch", device=device, onnx_path=Path(), say=say)
     module = module.cpu().eval()
-    name = cache_name(*tag, weights_digest(module), tuple(sample.shape[1:]), torch.__version__)
     if keep:
+        name = cache_name(*tag, weights_digest(module), tuple(sample.shape[1:]), torch.__version__)
         out = compile_forward(module, sample, runtime=runtime, device=device, onnx_path=cache_dir() / name,
                               n=n, say=say, precise=precise)
         prune(cache_dir(), used=cache_dir() / name)
         return out
     import tempfile
     with tempfile.TemporaryDirectory(prefix="stcore-onnx-") as tmp:  # the runtimes read the file when compiling
-        return compile_forward(module, sample, runtime=runtime, device=device, onnx_path=Path(tmp) / name,
+        return compile_forward(module, sample, runtime=runtime, device=device, onnx_path=Path(tmp) / "model.onnx",
                                n=n, say=say, precise=precise)
 
 
