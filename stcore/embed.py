@@ -377,9 +377,15 @@ def follow(job: dict, group) -> bool:
                            batch_size=job["batch_size"], group=group)
 
 
+def side_path(npy: Path, kind: str, partial: bool = False) -> Path:
+    """A file kept beside an embedding NAME.npy: NAME.KIND.npz (its pixels projection, its
+    neighbour lists, its centre), or the hidden partial file a job writes before finish."""
+    return npy.with_name(f".{npy.stem}.{kind}.partial.npz" if partial else f"{npy.stem}.{kind}.npz")
+
+
 def projection_path(npy: Path, partial: bool = False) -> Path:
     """Where the pixels embedding keeps its fitted projection (NAME.projection.npz)."""
-    return npy.with_name(("." if partial else "") + npy.stem + ".projection" + (".partial.npz" if partial else ".npz"))
+    return side_path(npy, "projection", partial)
 
 
 class PixelProjection(nn.Module):

@@ -34,8 +34,7 @@ def _stamp(project, name: str) -> str:
 
 
 def cache_path(project, name: str, kind: str = "knn") -> Path:
-    npy, _ = embed.paths(project, name)
-    return npy.with_name(f"{npy.stem}.{kind}.npz")
+    return embed.side_path(embed.paths(project, name)[0], kind)
 
 
 def _current(project) -> tuple[str, Path, Path] | None:

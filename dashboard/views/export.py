@@ -77,19 +77,21 @@ def import_now() -> dict:
 
 if st.button("Import", icon=":material/upload:", key="im_go", disabled=upload is None and not typed.strip()):
     try:
-        got = import_now()
-        how = ", ".join(f"{n:,} by {k}" for k, n in got["matched"].items()) or "none"
-        st.success(util.md_escape(
-            f"{got['rows']:,} rows ({got['format']}): {sum(got['matched'].values()):,} matched ({how}); "
-            f"{got['imported']:,} labels imported, {got['unchanged']:,} already so"
-            + (f"; new classes: {', '.join(got['classes_added'])}" if got["classes_added"] else "")),
-            icon=":material/check:")
-        if got["not_imported"]:
-            st.warning(util.md_escape(f"{got['not_imported']:,} rows not imported: "
-                                      + "; ".join(f"{n:,} {why}" for why, n in got["reasons"].items())
-                                      + f". They are listed in {got['not_imported_file']}."))
+        st.session_state["im_done"] = import_now()
+        st.rerun()  # the whole page again: the sidebar's counts include the imported labels
     except common.USER_ERRORS as e:
         common.show_error(e)
+if got := st.session_state.pop("im_done", None):
+    how = ", ".join(f"{n:,} by {k}" for k, n in got["matched"].items()) or "none"
+    st.success(util.md_escape(
+        f"{got['rows']:,} rows ({got['format']}): {sum(got['matched'].values()):,} matched ({how}); "
+        f"{got['imported']:,} labels imported, {got['unchanged']:,} already so"
+        + (f"; new classes: {', '.join(got['classes_added'])}" if got["classes_added"] else "")),
+        icon=":material/check:")
+    if got["not_imported"]:
+        st.warning(util.md_escape(f"{got['not_imported']:,} rows not imported: "
+                                  + "; ".join(f"{n:,} {why}" for why, n in got["reasons"].items())
+                                  + f". They are listed in {got['not_imported_file']}."))
 
 st.subheader("Model")
 done = [r for r in api.runs(project) if r["role"] in ("teacher", "student") and r["state"] == "finished"]
