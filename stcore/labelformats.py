@@ -1,6 +1,7 @@
 """Label files of other tools, read and written as plain data (no project, no store here):
-CSV (`path,label` or `id,label`, or our own export), our JSON export, Label Studio's JSON
-tasks, folders of class folders, and the Hugging Face imagefolder metadata.csv.
+CSV (`path,label` or `id,label`, or our own export), our JSON export, Label Studio's exports
+(JSON tasks, and the flat JSON-MIN, CSV and TSV), folders of class folders, and the Hugging
+Face imagefolder metadata.csv.
 
 A file that cannot be read as its format raises DataError naming the file and the row, so that
 an import is refused whole rather than half done."""
@@ -13,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import quoteattr
 
 from .errors import DataError, UsageError
@@ -23,6 +24,16 @@ FORMATS = ("csv", "json", "labelstudio", "imagefolder")
 HUMAN = ("labeled", "accepted", "corrected")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL of a file under its local-files document root
+# Columns of Label Studio's flat exports (JSON-MIN, CSV, TSV) that are not the task's data nor a
+# control's answer; `annotation_id` and `lead_time` mark a file as one of those exports.
+LS_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement"}
+LS_MARK = {"annotation_id", "lead_time"}
+# Our tasks' own data fields (labelstudio_task): they name the item, never a class.
+OUR_DATA = {"stcore_id", "source"}
+# Names a Choices control usually has, for a flat export with several candidate columns.
+LS_CHOICE_NAMES = ("label", "choice", "choices", "class", "category")
+# Label Studio renames an uploaded file to '<8 hex digits>-<its name>'.
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,26 @@ class LabelRow:
     skip: str | None = None
     raw: dict = field(default_factory=dict, compare=False)
 
+    @property
+    def name(self) -> str | None:
+        """The image's file name, from its path or its image reference: an import's last way to
+        find the item where no file is on this machine (see file_name)."""
+        ref = self.path or self.raw.get("image")
+        return file_name(str(ref)) if ref else None
+
+
+def file_name(ref: str) -> str | None:
+    """The file name a path or image reference ends in: a Label Studio local-files URL, an upload
+    (/data/upload/3/8f3a2b1c-cat.png gives cat.png), a web or bucket address, or a plain path."""
+    if ref.startswith(LOCAL_FILES):
+        ref = unquote(ref[len(LOCAL_FILES):])
+    elif "://" in ref or ref.startswith("/data/"):
+        ref = unquote(urlsplit(ref).path)
+    name = ref.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if ref.startswith("/data/upload/"):
+        name = _UPLOAD_PREFIX.sub("", name)
+    return name or None
+
 
 def guess_format(source: str | os.PathLike) -> str:
     """csv, json, labelstudio or imagefolder, from a folder, the suffix and (for .json) the content."""
@@ -47,8 +78,8 @@ def guess_format(source: str | os.PathLike) -> str:
         raise UsageError(f"{p} does not exist")
     if p.is_dir():
         return "imagefolder"
-    if p.suffix.lower() == ".csv":
-        return "csv"
+    if p.suffix.lower() in (".csv", ".tsv"):
+        return "labelstudio" if LS_MARK <= set(_header(p)) else "csv"
     if p.suffix.lower() == ".json":
         return "labelstudio" if isinstance(_load_json(p), list) else "json"
     raise UsageError(f"cannot tell the format of {p}: give --format ({', '.join(FORMATS)})")
@@ -112,20 +143,17 @@ def _row(p: Path, where: str, rec: dict, status: str | None) -> LabelRow:
     return LabelRow(where, label, _int(rec.get("id"), where, p), path, file, skip, dict(rec))
 
 
-def read_csv(p: Path) -> list[LabelRow]:
-    """A header with `label` and `id`, `path`, `source` or `file_name`; our export's `status`
-    column, where present, keeps its pending pseudo-labels and rejections out."""
-    reader = csv.reader(io.StringIO(_text(p), newline=""))
+def _csv_records(p: Path) -> tuple[list[str], list[tuple[str, dict]]]:
+    """(the header, lower case; each row as (where, {column: value})) of a CSV, or a TSV by its
+    suffix. A row whose field count differs from the header's is a DataError."""
+    reader = csv.reader(io.StringIO(_text(p), newline=""), delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise DataError(f"{p} is empty; it needs a header such as `path,label` or `id,label`") from None
     except csv.Error as e:
         raise DataError(f"{p}, line 1: {e}") from None
-    if "label" not in header or not {"id", "path", "source", "file_name"} & set(header):
-        raise DataError(f"{p}, line 1: the header {','.join(header)!r} needs a `label` column and an `id`, "
-                        f"`path`, `source` or `file_name` column")
-    rows = []
+    records = []
     try:
         for values in reader:
             where = f"line {reader.line_num}"
@@ -133,11 +161,31 @@ def read_csv(p: Path) -> list[LabelRow]:
                 continue
             if len(values) != len(header):
                 raise DataError(f"{p}, {where}: {len(values)} fields where the header has {len(header)}")
-            rec = dict(zip(header, values))
-            rows.append(_row(p, where, rec, rec.get("status") or None))
+            records.append((where, dict(zip(header, values))))
     except csv.Error as e:
         raise DataError(f"{p}, line {reader.line_num}: {e}") from None
-    return rows
+    return header, records
+
+
+def _header(p: Path) -> list[str]:
+    """The first line of a CSV or TSV as column names (lower case), for guess_format."""
+    with open(p, encoding="utf-8-sig", errors="replace", newline="") as f:
+        line = f.readline()
+    row = next(csv.reader([line], delimiter="\t" if p.suffix.lower() == ".tsv" else ","), [])
+    return [h.strip().lower() for h in row]
+
+
+def read_csv(p: Path) -> list[LabelRow]:
+    """A header with `label` and `id`, `path`, `source` or `file_name`; our export's `status`
+    column, where present, keeps its pending pseudo-labels and rejections out. A Label Studio
+    CSV or TSV export (its `annotation_id` and `lead_time` columns) is read as read_labelstudio does."""
+    header, records = _csv_records(p)
+    if LS_MARK <= set(header):
+        return _labelstudio_flat(p, records)
+    if "label" not in header or not {"id", "path", "source", "file_name"} & set(header):
+        raise DataError(f"{p}, line 1: the header {','.join(header)!r} needs a `label` column and an `id`, "
+                        f"`path`, `source` or `file_name` column")
+    return [_row(p, where, rec, rec.get("status") or None) for where, rec in records]
 
 
 def read_json(p: Path) -> list[LabelRow]:
@@ -175,10 +223,22 @@ def read_labelstudio(p: Path) -> list[LabelRow]:
     """Label Studio's JSON export: a list of tasks, each with `data` (the image, and our
     stcore_id and source where we wrote the task) and `annotations` whose results are choices.
     A task's label is its annotations' choice; cancelled annotations are left out, and tasks
-    with none, or whose annotations disagree, are reported, not imported."""
+    with none, or whose annotations disagree, are reported, not imported. Its flat exports
+    (JSON-MIN, and CSV or TSV by the suffix) are read by _labelstudio_flat."""
+    if p.suffix.lower() in (".csv", ".tsv"):
+        header, records = _csv_records(p)
+        if not LS_MARK <= set(header):
+            raise DataError(f"{p} is not a Label Studio CSV export (it has no `annotation_id` and `lead_time` "
+                            f"columns); for a CSV of paths or ids and labels, use --format csv")
+        return _labelstudio_flat(p, records)
     data = _load_json(p)
     if not isinstance(data, list):
         raise DataError(f"{p} is not a Label Studio export (a JSON list of tasks)")
+    if data and isinstance(data[0], dict) and "data" not in data[0] and LS_MARK & set(data[0]):
+        for k, rec in enumerate(data, 1):
+            if not isinstance(rec, dict):
+                raise DataError(f"{p}, item {k}: not an object")
+        return _labelstudio_flat(p, [(f"item {k}", rec) for k, rec in enumerate(data, 1)])
     rows = []
     for k, task in enumerate(data, 1):
         where = f"task {k}"
@@ -196,6 +256,74 @@ def read_labelstudio(p: Path) -> list[LabelRow]:
         file = local_file(str(image), p.parent) if image else None
         rows.append(LabelRow(where, labels[0] if len(labels) == 1 else None, _int(d.get("stcore_id"), where, p),
                              d.get("source") or None, file, skip, {"image": image, "id": task.get("id")}))
+    return rows
+
+
+def _is_image_ref(v) -> bool:
+    return isinstance(v, str) and (v.startswith("/data/") or Path(file_name(v) or "").suffix.lower() in IMAGE_EXTS)
+
+
+def _choice_column(p: Path, candidates: list[str]) -> str:
+    """The column of a flat Label Studio export that holds the Choices control's answer: the
+    only candidate, else the one with a usual control name (LS_CHOICE_NAMES)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    for name in LS_CHOICE_NAMES:
+        if name in candidates:
+            return name
+    if not candidates:
+        raise DataError(f"{p} has no column with the annotations' choices: was the project's control a Choices?")
+    raise DataError(f"{p}: cannot tell which column holds the class ({', '.join(candidates)}); "
+                    f"name that column `label` and import again")
+
+
+def _flat_choices(value, p: Path, where: str, column: str) -> list[str]:
+    """The choices of one annotation's answer in a flat export: a name, or {"choices": [...]}
+    (several choices; in a CSV, as JSON text), or a list of those."""
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return [c for v in value for c in _flat_choices(v, p, where, column)]
+    if isinstance(value, dict):
+        if not isinstance(value.get("choices"), list):
+            raise DataError(f"{p}, {where}: `{column}` is not a choice ({', '.join(value) or 'an empty object'}); "
+                            f"only classification (Choices) annotations can be imported")
+        return [str(c) for c in value["choices"]]
+    return [str(value)]
+
+
+def _labelstudio_flat(p: Path, records: list[tuple[str, dict]]) -> list[LabelRow]:
+    """Label Studio's JSON-MIN, CSV or TSV export: one record per annotation, with the task's
+    data fields and `id`, and each control's answer in a column named after the control. The
+    class column is the one left when the metadata (LS_META), our own fields and the image are
+    set aside (see _choice_column). A task's annotations make one row; one with several choices,
+    or annotations that disagree, is reported, not imported."""
+    keys = list(dict.fromkeys(k for _, rec in records for k in rec))
+    image_key = "image" if "image" in keys else next(
+        (k for k in keys if k not in LS_META | OUR_DATA and any(_is_image_ref(rec.get(k)) for _, rec in records[:20])), None)
+    column = _choice_column(p, [k for k in keys if k not in LS_META | OUR_DATA and k != image_key]) if records else ""
+    tasks: dict[str, list] = {}  # task id (or the record's place) -> [where, record, choices, problem]
+    for where, rec in records:
+        task = str(rec.get("id") or "").strip()
+        entry = tasks.setdefault(task or where, [f"{where} (task {task})" if task else where, rec, set(), None])
+        chosen = _flat_choices(rec.get(column), p, entry[0], column)
+        if len(chosen) > 1:
+            entry[3] = f"several choices in one annotation ({', '.join(chosen)})"
+        entry[2].update(chosen)
+    rows = []
+    for where, rec, chosen, problem in tasks.values():
+        labels = sorted(chosen)
+        skip = problem or ("no choice in its annotations" if not labels else
+                           f"its annotations disagree ({', '.join(labels)})" if len(labels) > 1 else None)
+        image = rec.get(image_key) if image_key else None
+        rows.append(LabelRow(where, None if skip else labels[0], _int(rec.get("stcore_id"), where, p),
+                             rec.get("source") or None, local_file(str(image), p.parent) if image else None, skip,
+                             {"image": image, "id": rec.get("id")}))
     return rows
 
 

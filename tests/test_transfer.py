@@ -3,6 +3,7 @@ with the real readers: torchvision's ImageFolder, Hugging Face datasets, and our
 Label Studio export into a fresh project. Tiny folder projects of random 6x6 images."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
@@ -16,6 +17,7 @@ from PIL import Image
 from stcore import api
 from stcore.cli import main
 from stcore.errors import DataError, NotFound, UsageError
+from stcore import labelformats
 from stcore.labelformats import class_of_dir, csv_text, safe_dir
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -188,11 +190,91 @@ def test_rows_that_match_nothing_are_reported_and_written_down(proj, tmp_path):
                    f"0,,{CAT},\n1,,{CAT},pending\n", encoding="utf-8")
     got = api.import_labels(proj, csv)
     assert got["rows"] == 4 and got["matched"] == {"id": 1} and got["not_imported"] == 3
-    assert got["reasons"] == {"no item has this path, and no image file is there to compare": 1,
+    assert got["reasons"] == {"no item has this path or file name, and no image file is there to compare": 1,
                               "no labeled or pool item has this id": 1, "status pending: not a human label": 1}
     listed = Path(got["not_imported_file"]).read_text(encoding="utf-8").splitlines()
     assert listed[0] == "where,reason,id,path,label,file" and len(listed) == 4
     assert Path(got["not_imported_file"]).parent == proj.path / "imports"
+
+
+LS_TIMES = {"created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:00:05Z", "lead_time": 4.5}
+
+
+def ls_min(tasks: list[dict], control: str = "label") -> list[dict]:
+    """Tasks of Label Studio's JSON export as its JSON-MIN export writes them: one record per
+    annotation, the task's data and id, the control's answer under its name (a name, or
+    {"choices": [...]} for several), the annotator and times."""
+    out = []
+    for task_id, t in enumerate(tasks, 1):
+        for n, a in enumerate(t.get("annotations", []), 1):
+            chosen = [c for r in a["result"] for c in r["value"]["choices"]]
+            out.append({**t["data"], "id": task_id, control: chosen[0] if len(chosen) == 1 else {"choices": chosen},
+                        "annotator": 1, "annotation_id": 100 * task_id + n, **LS_TIMES})
+    return out
+
+
+def write_flat(path: Path, records: list[dict]) -> Path:
+    """records as Label Studio's CSV (or TSV, by the suffix) export writes them: the columns of
+    every record, several choices as JSON text."""
+    header = list(dict.fromkeys(k for r in records for k in r))
+    cell = lambda v: json.dumps(v) if isinstance(v, dict) else "" if v is None else v  # noqa: E731
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t" if path.suffix == ".tsv" else ",")
+        w.writerow(header)
+        w.writerows([cell(r.get(k)) for k in header] for r in records)
+    return path
+
+
+@pytest.mark.parametrize("flavour", ["json-min", "csv", "tsv"])
+def test_label_studio_flat_exports_of_our_tasks_import_like_its_json(proj, tmp_path, flavour):
+    out = api.export_dataset(proj, tmp_path / "ls" / "tasks.json", "labelstudio")
+    records = ls_min(json.loads(Path(out["path"]).read_text(encoding="utf-8")))
+    assert len(records) == 6
+    if flavour == "json-min":
+        flat = tmp_path / "ls" / "min.json"
+        flat.write_text(json.dumps(records), encoding="utf-8")
+    else:
+        flat = write_flat(tmp_path / "ls" / f"min.{flavour}", records)
+    assert labelformats.guess_format(flat) == "labelstudio"
+    b = fresh(tmp_path)
+    got = api.import_labels(b, flat)
+    assert got["format"] == "labelstudio" and got["matched"] == {"content": len(records)} and got["not_imported"] == 0
+    assert human_labels(b) == human_labels(proj)
+
+
+def test_a_label_studio_project_of_uploads_imports_by_file_name(tmp_path):
+    """A project made in Label Studio: images uploaded (renamed '<8 hex>-<name>'), a Choices
+    control named 'choice', two annotators on one task; its JSON-MIN and CSV exports."""
+    b = fresh(tmp_path)
+    up = lambda name: f"/data/upload/3/{hashlib.md5(name.encode()).hexdigest()[:8]}-{name}"  # noqa: E731
+    rec = lambda i, name, choice, n=1: {"image": up(name), "id": i, "choice": choice, "annotator": n,  # noqa: E731
+                                        "annotation_id": 10 * i + n, **LS_TIMES}
+    records = [rec(1, "b0.png", CAT), rec(2, "b1.png", QUOTED), rec(3, "b6.png", CAT), rec(3, "b6.png", CAT, 2),
+               rec(4, "b7.png", CAT), rec(4, "b7.png", QUOTED, 2), rec(5, "b8.png", {"choices": [CAT, QUOTED]}),
+               rec(6, "b9.png", None), rec(7, "elsewhere.png", CAT)]
+    reasons = {f"its annotations disagree ({CAT}, {QUOTED})": 1,
+               f"several choices in one annotation ({CAT}, {QUOTED})": 1, "no choice in its annotations": 1,
+               "no item has this path or file name, and no image file is there to compare": 1}
+    source = {r["id"]: r["source"] for r in b.store.items.of_split("pool")}
+    for flat in (tmp_path / "min.json", tmp_path / "export.csv"):
+        if flat.suffix == ".json":
+            flat.write_text(json.dumps(records), encoding="utf-8")
+        else:
+            write_flat(flat, records)
+        got = api.import_labels(b, flat)
+        assert got["matched"] == {"file name": 3} and got["reasons"] == reasons, flat
+        labels = {source[r["item_id"]]: b.classes[r["class_id"]] for r in api.labels(b) if r["split"] == "pool"}
+        assert labels == {"unlabeled/b0.png": CAT, "unlabeled/b1.png": QUOTED, "unlabeled/b6.png": CAT}
+        assert got["imported"] == (3 if flat.suffix == ".json" else 0)
+
+
+def test_a_file_name_that_several_images_have_matches_none(tmp_path):
+    b = fresh(tmp_path, "dup", {"unlabeled/x/same.png": 0, "unlabeled/y/same.png": 1, "unlabeled/z/one.png": 2})
+    (tmp_path / "in.csv").write_text("path,label\n/home/ann/photos/same.png,cat\n/home/ann/photos/one.png,cat\n",
+                                     encoding="utf-8")
+    got = api.import_labels(b, tmp_path / "in.csv")
+    assert got["matched"] == {"file name": 1}
+    assert got["reasons"] == {"several items have this file name, and no image file is there to compare": 1}
 
 
 def test_relabeling_the_test_set_stays_out_of_the_history(new_engine):
@@ -219,6 +301,10 @@ BAD = {
     "two classes for one item": ("in.csv", "id,label\n0,cat\n0,T-shirt/top\n", DataError, "line 2 and line 3"),
     "broken JSON": ("in.json", '{"items": [', DataError, "not valid JSON"),
     "a task without data": ("ls.json", '[{"annotations": []}]', DataError, "task 1"),
+    "a flat export with two answer columns": ("ls.csv", "image,id,animal,mood,annotation_id,lead_time\n"
+                                              "a.png,1,cat,calm,1,2.0\n", DataError, r"\(animal, mood\)"),
+    "a flat export of boxes": ("ls.json", '[{"image": "a.png", "id": 1, "box": {"x": 1, "rectanglelabels": ["cat"]}, '
+                               '"annotation_id": 1, "lead_time": 2}]', DataError, "item 1 \\(task 1\\): `box` is not a choice"),
     "a new class refused": ("in.csv", "id,label\n0,cat\n1,dog\n", UsageError, "line 3: the project has no class 'dog'"),
 }
 

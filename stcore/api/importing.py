@@ -1,4 +1,4 @@
-"""Import labels from other tools: a CSV, our own JSON export, a Label Studio JSON export, or a
+"""Import labels from other tools: a CSV, our own JSON export, a Label Studio export, or a
 folder of class folders (stcore/labelformats.py reads them), as human labels with source
 'imported'. A bad file or row refuses the whole import and changes nothing; rows that match no
 item are reported and written to a file, never dropped silently."""
@@ -32,9 +32,10 @@ def import_labels(project: Project, source: str | os.PathLike, *, fmt: str | Non
       test accuracy then measures against the imported labels.
     A row names its item by path (items.source), else by id (the labeled set and the pool;
     only when the row gives no path, since an id means nothing in another project), else by
-    its image file's pixels, decoded as the project decodes its images. Unknown classes are
+    its image file's pixels, decoded as the project decodes its images, else, where that file
+    is not on this machine, by its file name when exactly one item has it. Unknown classes are
     added (as add_classes does), or refused (UsageError) with new_classes False. Returns {'format', 'rows', 'imported',
-    'unchanged', 'matched' (by path, id, content), 'by_split', 'classes_added', 'not_imported',
+    'unchanged', 'matched' (by path, id, content, file name), 'by_split', 'classes_added', 'not_imported',
     'reasons' (reason -> rows), 'not_imported_file' (a CSV in PROJECT/imports/, or None)}."""
     fmt = fmt or labelformats.guess_format(source)
     rows = labelformats.read(source, fmt)
@@ -79,7 +80,7 @@ def _match(project: Project, rows: list[LabelRow]) -> tuple[dict, dict, dict]:
             by_source.setdefault(r["source"], (split, r["id"]))
             if split != "test":
                 by_id[r["id"]] = (split, r["id"])
-    found, how, why, by_pixels = {}, {}, {}, []
+    found, how, why, by_pixels, by_name = {}, {}, {}, [], []
     for k, r in enumerate(rows):
         if r.skip:
             why[k] = r.skip
@@ -89,12 +90,32 @@ def _match(project: Project, rows: list[LabelRow]) -> tuple[dict, dict, dict]:
             found[k], how[k] = by_id[r.id], "id"
         elif r.file is not None and r.file.is_file():
             by_pixels.append(k)
+        elif r.path is None and r.id is not None:
+            why[k] = "no labeled or pool item has this id"
+        elif r.name:
+            by_name.append(k)
         else:
-            why[k] = ("no item has this path, and no image file is there to compare" if r.path is not None
-                      else "no labeled or pool item has this id" if r.id is not None else "its image file is missing")
+            why[k] = "its image file is missing"
     if by_pixels:  # the hash index costs a pass over the image cache: only when something needs it
         _match_pixels(project, rows, by_pixels, found, how, why)
+    if by_name:
+        _match_names(by_source, rows, by_name, found, how, why)
     return found, how, why
+
+
+def _match_names(by_source: dict, rows: list[LabelRow], ks: list[int], found: dict, how: dict, why: dict) -> None:
+    """Rows whose image is not on this machine (a Label Studio upload, a bucket, another
+    machine's folder), by file name: the one item whose path ends in that name."""
+    index: dict[str, list[tuple[str, int]]] = {}
+    for source, item in by_source.items():
+        index.setdefault(labelformats.file_name(source) or "", []).append(item)
+    for k in ks:
+        hits = index.get(rows[k].name, [])
+        if len(hits) == 1:
+            found[k], how[k] = hits[0], "file name"
+        else:
+            why[k] = ("several items have this file name, and no image file is there to compare" if hits else
+                      "no item has this path or file name, and no image file is there to compare")
 
 
 def _digest(a) -> bytes:
