@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .methods import align_distribution, sharpen
+from .methods import align_distribution
 
 EXACT_MAX = 200_000   # the exact k-NN search is quadratic: above this many nodes, faiss's IVF index
 IVF_PROBES = 8        # lists searched per query: recall@10 0.94 at 1M Fashion-MNIST images (benchmarks/graph.py)

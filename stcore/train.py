@@ -24,7 +24,7 @@ from .config import TrainConfig, to_dict
 from .data import TrainData
 from .distributed import Group
 from .errors import NonFiniteLoss, UsageError
-from .methods import METHODS, initial_class_stats, align_distribution, select_unlabeled, unlabeled_loss
+from .methods import METHODS, initial_class_stats, select_unlabeled, unlabeled_loss
 from .metrics import confusion, summarize
 from .pseudo import as_stored, normalize, predict
 

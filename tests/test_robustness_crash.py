@@ -3,7 +3,6 @@ disk that fills up, leaves a project whose last checkpoint still loads."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import sqlite3

@@ -2,7 +2,6 @@
 writers and a review process killed in the middle of a bulk accept."""
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sqlite3

@@ -268,7 +268,6 @@ def test_a_decided_card_says_who_decided_it(app, trained_project):
 
 def test_off_this_machine_without_a_password_only_a_project_with_accounts_opens(app, trained_project):
     from streamlit import config
-    from stcore import api
     p = trained_project
     at = app(p)
     config.set_option("server.address", "0.0.0.0")  # served to the network, no STCORE_PASSWORD
