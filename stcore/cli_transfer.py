@@ -17,13 +17,13 @@ def cmd_import(a):
         show(out, True)
         return 0
     how = ", ".join(f"{n:,} by {k}" for k, n in out["matched"].items()) or "none"
-    print(f"{out['rows']:,} rows ({out['format']}): {sum(out['matched'].values()):,} matched ({how}); "
+    print(f"{out['rows']:,} row{'s' * (out['rows'] != 1)} ({out['format']}): {sum(out['matched'].values()):,} matched ({how}); "
           f"{out['imported']:,} labels imported ({', '.join(f'{n:,} {s}' for s, n in out['by_split'].items())}), "
           f"{out['unchanged']:,} already so")
     if out["classes_added"]:
         print(f"new classes: {', '.join(out['classes_added'])}")
     if out["not_imported"]:
-        print(f"{out['not_imported']:,} rows not imported:")
+        print(f"{out['not_imported']:,} row{'s' * (out['not_imported'] != 1)} not imported:")
         for reason, n in out["reasons"].items():
             print(f"  {n:>7,}  {reason}")
         print(f"they are listed in {out['not_imported_file']}")

@@ -85,12 +85,12 @@ if st.button("Import", icon=":material/upload:", key="im_go", disabled=upload is
 if got := st.session_state.pop("im_done", None):
     how = ", ".join(f"{n:,} by {k}" for k, n in got["matched"].items()) or "none"
     st.success(util.md_escape(
-        f"{got['rows']:,} rows ({got['format']}): {sum(got['matched'].values()):,} matched ({how}); "
+        f"{got['rows']:,} row{'s' * (got['rows'] != 1)} ({got['format']}): {sum(got['matched'].values()):,} matched ({how}); "
         f"{got['imported']:,} labels imported, {got['unchanged']:,} already so"
         + (f"; new classes: {', '.join(got['classes_added'])}" if got["classes_added"] else "")),
         icon=":material/check:")
     if got["not_imported"]:
-        st.warning(util.md_escape(f"{got['not_imported']:,} rows not imported: "
+        st.warning(util.md_escape(f"{got['not_imported']:,} row{'s' * (got['not_imported'] != 1)} not imported: "
                                   + "; ".join(f"{n:,} {why}" for why, n in got["reasons"].items())
                                   + f". They are listed in {got['not_imported_file']}."))
 
