@@ -29,6 +29,10 @@ USER_ERRORS = (StcoreError, OSError)
 PAGES = {"project": "views/project.py", "review": "views/review.py", "map": "views/map.py",
          "train": "views/train.py", "evaluate": "views/evaluate.py", "export": "views/export.py",
          "team": "views/team.py"}
+NO_TEST_SET = ("No test set, so no test accuracy: this project has no test images. To measure it, put labeled images "
+               "in the data folder's test/<class>/ folders and create the project again, then import this project's "
+               "labels into it (Export: labels as CSV, then Import). Meanwhile the Project page's label-value curve "
+               "estimates accuracy from your labels.")
 
 
 def show_error(e: BaseException) -> None:
@@ -553,7 +557,8 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
             if start_teacher(project):
                 st.switch_page(PAGES["train"])
     elif counts["pseudo_labeled"] == 0:
-        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pool']:,} unlabeled images with it.")
+        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pending']:,} pool images that have no "
+                 f"label yet with it.")
         if box.button("Pseudo-label now", key=f"ns_pseudo{where}", type="primary"):
             if start_pseudo(project):
                 st.switch_page(PAGES["train"])

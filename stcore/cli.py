@@ -197,6 +197,9 @@ def cmd_evaluate(a):
     elif not res:
         print("no finished runs yet; train a teacher first")
     for role, r in ({} if a.json else res).items():
+        if r["accuracy"] is None:
+            print(f"{role} ({r['run']}): no test accuracy, the project has no test images")
+            continue
         print(f"{role} ({r['run']}): accuracy {r['accuracy']:.4f}")
         for c, v in r["per_class"].items():
             print(f"  {c:<14} acc {v:.3f}  precision {r['precision'][c]:.3f}  f1 {r['f1'][c]:.3f}")

@@ -14,7 +14,8 @@ def confusion(y_true: Iterable[int], y_pred: Iterable[int], num_classes: int) ->
 
 
 def summarize(conf: Sequence[Sequence[int]], classes: list[str]) -> dict:
-    """Overall accuracy, per-class accuracy (= recall), precision and F1, keyed by class name."""
+    """Overall accuracy, per-class accuracy (= recall), precision and F1, keyed by class name.
+    Of no items (a project without a test set) the accuracy is None, not 0."""
     k = len(classes)
     tp = [conf[i][i] for i in range(k)]
     support = [sum(conf[i]) for i in range(k)]
@@ -24,7 +25,7 @@ def summarize(conf: Sequence[Sequence[int]], classes: list[str]) -> dict:
     f1 = [2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(precision, recall)]
     total = sum(support)
     name = lambda values: {c: round(float(v), 4) for c, v in zip(classes, values)}
-    return {"accuracy": round(sum(tp) / total, 4) if total else 0.0,
+    return {"accuracy": round(sum(tp) / total, 4) if total else None,
             "per_class": name(recall), "precision": name(precision), "recall": name(recall), "f1": name(f1),
             "support": {c: int(v) for c, v in zip(classes, support)},
             "confusion": [list(map(int, row)) for row in conf], "n": int(total)}

@@ -55,9 +55,10 @@ class Reporter:
         self.store.close()
 
     def report(self, kind: str, step: int, values: dict) -> bool:
-        """The training callback: buffer a row; True once a cancel was requested."""
+        """The training callback: buffer a row; True once a cancel was requested. An evaluation
+        of no test images (a project without a test set) is not a row: its accuracy is none, not 0."""
         with self._lock:
-            if kind != "checkpoint":
+            if kind != "checkpoint" and not (kind == "eval" and values.get("n") == 0):
                 self._rows.append((kind, step, values))
             self.step = step
         if kind == "eval":

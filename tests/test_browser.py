@@ -492,6 +492,15 @@ def test_a_folder_with_no_labels_goes_to_a_trained_teacher_in_a_real_browser(pag
         assert not cut_text(pg), cut_text(pg)
         pg.screenshot(path=str(shots / "train-folder-teacher.png"), full_page=True)
 
+        # ---- Evaluate: no test accuracy of 0% and no confusion matrix of nothing, but the loss curve
+        pg.goto(f"{url}/evaluate")
+        pg.get_by_text("No test set, so no test accuracy").wait_for()
+        pg.get_by_role("heading", name="Learning curves").wait_for()
+        settle(pg)
+        assert pg.get_by_text("Confusion matrix").count() == 0 and pg.get_by_text("test accuracy0").count() == 0
+        assert pg.locator("[data-testid=stPlotlyChart]").count() == 1 and not cut_text(pg), cut_text(pg)
+        pg.screenshot(path=str(shots / "evaluate-folder-teacher.png"), full_page=True)
+
 
 def test_signing_in_survives_a_reload_and_signing_out_does_not(page, trained_project, tmp_path):
     """A project with accounts: the sign-in form, a wrong password, then the right one; a reload

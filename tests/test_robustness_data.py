@@ -348,3 +348,19 @@ def test_hidden_names_are_ignored_silently(tmp_path):
     png(root / "unlabeled" / ".thumbnails" / "t.png")
     arrays = load_folder(str(root))
     assert arrays.skipped == [] and len(arrays.train_sources) == 12
+
+
+def test_a_project_without_a_test_set_reports_no_accuracy_rather_than_zero(tmp_path, capsys):
+    """A folder with no test/ folder: the teacher's result has accuracy None and its run no
+    evaluation rows (an accuracy of nothing drew as a flat 0 and a 0% tile), and `stcore
+    evaluate` says there is no test set."""
+    p = api.create_project(tmp_path / "p", dataset="folder", data_root=str(make_folder(tmp_path / "d", test=False)))
+    assert api.counts(p)["test"] == 0
+    api.start_training(p, {"role": "teacher", "steps": 4, "eval_every": 2}, detach=False)
+    run = api.runs(p)[-1]
+    assert run["state"] == "finished" and run["result"]["accuracy"] is None
+    assert [m["kind"] for m in api.metrics(p, run["id"]) if m["kind"] == "eval"] == []
+    assert any(m["kind"] == "train" for m in api.metrics(p, run["id"]))
+    assert api.accuracy_of(p, run)[0] is None
+    assert cli.main(["evaluate", str(p.path)]) == 0
+    assert capsys.readouterr().out.strip() == f"teacher ({run['id']}): no test accuracy, the project has no test images"

@@ -107,6 +107,9 @@ def curves_section(run_list: list[dict]) -> None:
     st.session_state["ev_curves"] = [i for i in st.session_state["ev_curves"] if i in ids] or ids[-4:]
     chosen = st.multiselect("Runs", ids, key="ev_curves")
     series = {i: api.metrics(project, i) for i in chosen}
+    if not any(m["kind"] == "eval" and m.get("n") != 0 for rows in series.values() for m in rows):  # no test set
+        st.plotly_chart(figures.loss_chart(series), key="ev_curve_loss")
+        return
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.accuracy_chart(series), key="ev_curve_acc")
     c2.plotly_chart(figures.loss_chart(series), key="ev_curve_loss")
@@ -122,6 +125,13 @@ except common.USER_ERRORS as e:
 if not results:
     st.info("Nothing to evaluate yet: train a teacher, and later a student, to compare them here.")
     common.next_step(project, run_list, where="evaluate")
+    st.stop()
+if not api.counts(project)["test"]:  # per-class accuracy and the confusion matrix of nothing would draw as 0
+    st.info(common.NO_TEST_SET)
+    st.page_link(common.PAGES["project"], label="Estimated accuracy from your labels, on Project",
+                 icon=":material/folder:")
+    calibration_section(run_list)
+    curves_section(run_list)
     st.stop()
 metric_tiles(results)
 st.plotly_chart(figures.per_class_bars(classes, results), key="ev_bars")

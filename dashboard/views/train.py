@@ -110,9 +110,7 @@ def live(run_id: str, was_active: bool) -> None:
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.loss_chart({run_id: rows}), key="tr_loss")
     if not api.counts(project)["test"]:  # an accuracy of nothing would draw as a flat 0
-        c2.info("No test set, so no test accuracy: this project has no test images. Put labeled images in "
-                "the data folder's test/<class>/ folders and create the project again to measure it; the "
-                "Project page's label-value curve estimates accuracy from your labels meanwhile.")
+        c2.info(common.NO_TEST_SET)
     elif any(r["kind"] == "eval" for r in rows):
         c2.plotly_chart(figures.accuracy_chart({run_id: rows}), key="tr_acc")
     else:  # empty axes say nothing: say when the first point comes

@@ -26,10 +26,11 @@ def accuracy_of(project: Project, run_row: dict) -> tuple[float | None, bool]:
     """(a run's test accuracy, whether it is final): its final result, else (cancelled, failed,
     running) its last evaluation along the way, else None. A pseudo-label job's is its agreement
     with the hidden labels."""
-    acc = (run_row.get("result") or {}).get("accuracy")
+    result = run_row.get("result") or {}
+    acc = None if result.get("n") == 0 else result.get("accuracy")  # no test set (older runs stored 0)
     if acc is not None:
         return (acc.get("accuracy") if isinstance(acc, dict) else acc), True
-    evals = project.store.runs.metrics(run_row["id"], "eval")
+    evals = [m for m in project.store.runs.metrics(run_row["id"], "eval") if m.get("n") != 0]
     return (evals[-1]["accuracy"] if evals else None), False
 
 
@@ -46,6 +47,8 @@ def evaluation(project: Project, run_id: str | None = None) -> dict:
             raise ProjectError(f"run {r['id']} has no stored evaluation; `stcore evaluate "
                                f"{project.path} --run {r['id']} --recompute` computes it")
         out[r["role"]] = {"run": r["id"], **r["result"]}
+        if r["result"].get("n") == 0:  # no test set: no accuracy (runs before this rule stored 0)
+            out[r["role"]]["accuracy"] = None
     return out
 
 
