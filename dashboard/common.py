@@ -557,8 +557,7 @@ def next_step(project: api.Project, run_list: list[dict] | None = None, *, where
             if start_teacher(project):
                 st.switch_page(PAGES["train"])
     elif counts["pseudo_labeled"] == 0:
-        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pending']:,} pool images that have no "
-                 f"label yet with it.")
+        box.info(f"Teacher {teacher['id']} is ready. Pseudo-label the {counts['pending']:,} unlabeled pool images.")
         if box.button("Pseudo-label now", key=f"ns_pseudo{where}", type="primary"):
             if start_pseudo(project):
                 st.switch_page(PAGES["train"])
