@@ -49,10 +49,11 @@ def cmd_export(a):
 
 def transfer_commands(cmd) -> None:
     """Add import and export with cmd(name, fn, help) -> an argparse subparser (cli.build_parser's)."""
-    s = cmd("import", cmd_import, "import labels from a CSV, a JSON export, Label Studio or class folders, as "
+    s = cmd("import", cmd_import, "import labels from a CSV, a JSON export, Label Studio, FiftyOne or class folders, as "
                                   "human labels (matched by path, id, the image's pixels or its file name)")
     s.add_argument("source", metavar="FILE_OR_DIR", help="labels.csv (path,label or id,label), labels.json, "
-                   "a Label Studio export (JSON, JSON-MIN, CSV or TSV), or DIR/<class>/<image>")
+                   "a Label Studio export (JSON, JSON-MIN, CSV or TSV), FiftyOne's folder (labels.json and data/), "
+                   "or DIR/<class>/<image>")
     s.add_argument("--format", choices=api.IMPORT_FORMATS, help="default: from the suffix, the content, or a folder")
     s.add_argument("--no-new-classes", action="store_true", help="refuse the import if it names a class the "
                                                                  "project does not have (default: add it)")

@@ -1,7 +1,7 @@
 """Label files of other tools, read and written as plain data (no project, no store here):
 CSV (`path,label` or `id,label`, or our own export), our JSON export, Label Studio's exports
-(JSON tasks, and the flat JSON-MIN, CSV and TSV), folders of class folders, and the Hugging
-Face imagefolder metadata.csv.
+(JSON tasks, and the flat JSON-MIN, CSV and TSV), FiftyOne's image classification dataset
+(labels.json and data/), folders of class folders, and the Hugging Face imagefolder metadata.csv.
 
 A file that cannot be read as its format raises DataError naming the file and the row, so that
 an import is refused whole rather than half done."""
@@ -19,7 +19,7 @@ from xml.sax.saxutils import quoteattr
 
 from .errors import DataError, UsageError
 
-FORMATS = ("csv", "json", "labelstudio", "imagefolder")
+FORMATS = ("csv", "json", "labelstudio", "fiftyone", "imagefolder")
 # Statuses of our own export whose label a person gave; the others are not imported.
 HUMAN = ("labeled", "accepted", "corrected")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -72,16 +72,19 @@ def file_name(ref: str) -> str | None:
 
 
 def guess_format(source: str | os.PathLike) -> str:
-    """csv, json, labelstudio or imagefolder, from a folder, the suffix and (for .json) the content."""
+    """One of FORMATS, from a folder (fiftyone where it holds labels.json), the suffix and the
+    content (a .json: a list is Label Studio's, a dict of `labels` FiftyOne's, else ours)."""
     p = Path(source)
     if not p.exists():
         raise UsageError(f"{p} does not exist")
     if p.is_dir():
-        return "imagefolder"
+        return "fiftyone" if (p / "labels.json").is_file() else "imagefolder"
     if p.suffix.lower() in (".csv", ".tsv"):
         return "labelstudio" if LS_MARK <= set(_header(p)) else "csv"
     if p.suffix.lower() == ".json":
-        return "labelstudio" if isinstance(_load_json(p), list) else "json"
+        data = _load_json(p)
+        return ("labelstudio" if isinstance(data, list) else
+                "fiftyone" if isinstance(data, dict) and isinstance(data.get("labels"), dict) else "json")
     raise UsageError(f"cannot tell the format of {p}: give --format ({', '.join(FORMATS)})")
 
 
@@ -91,10 +94,11 @@ def read(source: str | os.PathLike, fmt: str | None = None) -> list[LabelRow]:
     if not p.exists():
         raise UsageError(f"{p} does not exist")
     fmt = fmt or guess_format(p)
-    readers = {"csv": read_csv, "json": read_json, "labelstudio": read_labelstudio, "imagefolder": read_imagefolder}
+    readers = {"csv": read_csv, "json": read_json, "labelstudio": read_labelstudio, "fiftyone": read_fiftyone,
+               "imagefolder": read_imagefolder}
     if fmt not in readers:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if (fmt == "imagefolder") != p.is_dir():
+    if fmt != "fiftyone" and (fmt == "imagefolder") != p.is_dir():
         raise UsageError(f"{p} is {'a folder' if p.is_dir() else 'a file'}: the {fmt} format reads "
                          f"{'a folder of class folders' if fmt == 'imagefolder' else 'a file'}")
     return readers[fmt](p)
@@ -324,6 +328,46 @@ def _labelstudio_flat(p: Path, records: list[tuple[str, dict]]) -> list[LabelRow
         rows.append(LabelRow(where, None if skip else labels[0], _int(rec.get("stcore_id"), where, p),
                              rec.get("source") or None, local_file(str(image), p.parent) if image else None, skip,
                              {"image": image, "id": rec.get("id")}))
+    return rows
+
+
+def read_fiftyone(p: Path) -> list[LabelRow]:
+    """FiftyOne's image classification dataset (fo.types.FiftyOneImageClassificationDataset):
+    DIR/labels.json, {"classes": [...] (optional), "labels": {uuid: target}}, and the images in
+    DIR/data/<uuid>.<ext> (a uuid may be a relative path under data/, or an absolute path). p is
+    DIR or its labels.json. A target is an index into classes (a name where there are none), or
+    {"label": target, "confidence": ...}. A target with a confidence is a prediction, and null
+    (unlabeled) and a list (several labels) give no single class: these are reported, not imported."""
+    labels_file = p / "labels.json" if p.is_dir() else p
+    data = _load_json(labels_file)
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
+        raise DataError(f"{labels_file} is not a FiftyOne labels.json ({{\"classes\": [...], \"labels\": {{...}}}})")
+    classes = data.get("classes")
+    if classes is not None and not isinstance(classes, list):
+        raise DataError(f"{labels_file}: `classes` is not a list of class names")
+    files = {}  # data/'s files by their path under data/ without the suffix (the uuid)
+    for dirpath, _, names in os.walk(labels_file.parent / "data"):
+        for name in names:
+            f = Path(dirpath) / name
+            files.setdefault(f.relative_to(labels_file.parent / "data").with_suffix("").as_posix(), f)
+    rows = []
+    for uuid, target in data["labels"].items():
+        where, conf = f"label {uuid!r}", None
+        if isinstance(target, dict):
+            target, conf = target.get("label"), target.get("confidence")
+        skip = ("no label (unlabeled)" if target is None else "several labels (multilabel)" if isinstance(target, list)
+                else "a prediction (it has a confidence), not a human label" if conf is not None else None)
+        label = None
+        if skip is None and classes is not None:
+            if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < len(classes):
+                raise DataError(f"{labels_file}, {where}: {target!r} is not an index into its {len(classes)} classes")
+            label = str(classes[target])
+        elif skip is None:
+            label = str(target).strip()
+            if not label:
+                raise DataError(f"{labels_file}, {where}: an empty class name; give it a class or null")
+        file = Path(uuid) if os.path.isabs(uuid) else files.get(uuid)
+        rows.append(LabelRow(where, label, file=file, skip=skip, raw={"image": file.name if file else uuid}))
     return rows
 
 

@@ -277,6 +277,62 @@ def test_a_file_name_that_several_images_have_matches_none(tmp_path):
     assert got["reasons"] == {"several items have this file name, and no image file is there to compare": 1}
 
 
+def fiftyone_export(proj, root: Path, with_classes: bool = True) -> Path:
+    """proj's human labels as FiftyOne's FiftyOneImageClassificationDataset writes them:
+    root/data/<uuid>.png and root/labels.json, plus an unlabeled image (null), a prediction (a
+    confidence) and a multilabel target, which are not human labels."""
+    folders = api.export_dataset(proj, root.with_name(root.name + "-if"), "imagefolder")["path"]
+    (root / "data").mkdir(parents=True)
+    classes, labels = sorted(proj.classes), {}
+    for k, f in enumerate(sorted(Path(folders).rglob("*.png"))):
+        shutil.copyfile(f, root / "data" / f"{k:08x}.png")
+        name = class_of_dir(f.parent.name)
+        labels[f"{k:08x}"] = classes.index(name) if with_classes else name
+    extra = {"ffffff01": None, "ffffff02": {"label": 0 if with_classes else classes[0], "confidence": 0.93},
+             "ffffff03": [0, 1] if with_classes else classes[:2]}
+    for uuid in extra:
+        shutil.copyfile(next((root / "data").glob("*.png")), root / "data" / f"{uuid}.png")
+    doc = {"classes": classes, "labels": {**labels, **extra}} if with_classes else {"labels": {**labels, **extra}}
+    (root / "labels.json").write_text(json.dumps(doc), encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("with_classes", [True, False])
+def test_a_fiftyone_classification_dataset_imports_by_its_images(proj, tmp_path, with_classes):
+    shutil.move(tmp_path / "data", tmp_path / "moved")  # the PNGs of the cache are the only images
+    root = fiftyone_export(proj, tmp_path / "fo", with_classes)
+    assert labelformats.guess_format(root) == "fiftyone" and labelformats.guess_format(root / "labels.json") == "fiftyone"
+    b = fresh(tmp_path)
+    got = api.import_labels(b, root)
+    assert got["format"] == "fiftyone" and got["matched"] == {"content": 6}
+    assert got["reasons"] == {"no label (unlabeled)": 1, "a prediction (it has a confidence), not a human label": 1,
+                              "several labels (multilabel)": 1}
+    assert human_labels(b) == human_labels(proj)
+
+
+def test_a_fiftyone_labels_json_alone_matches_by_the_uuid_as_a_file_stem(tmp_path):
+    """Uploaded without its data/ folder, a uuid that is an image's file stem finds it."""
+    b = fresh(tmp_path)
+    (tmp_path / "labels.json").write_text(json.dumps({"classes": [QUOTED, CAT], "labels": {"b0": 1, "b1": 0, "zz": 1}}),
+                                          encoding="utf-8")
+    got = api.import_labels(b, tmp_path / "labels.json")
+    assert got["matched"] == {"file name": 2} and got["not_imported"] == 1
+    source = {r["id"]: r["source"] for r in b.store.items.of_split("pool")}
+    assert {source[r["item_id"]]: b.classes[r["class_id"]] for r in api.labels(b)} == {
+        "unlabeled/b0.png": CAT, "unlabeled/b1.png": QUOTED}
+
+
+def test_a_fiftyone_target_outside_its_classes_refuses_the_import(proj, tmp_path):
+    root = fiftyone_export(proj, tmp_path / "fo")
+    doc = json.loads((root / "labels.json").read_text(encoding="utf-8"))
+    doc["labels"]["00000002"] = 7
+    (root / "labels.json").write_text(json.dumps(doc), encoding="utf-8")
+    before = state(proj)
+    with pytest.raises(DataError, match=r"label '00000002': 7 is not an index into its 3 classes"):
+        api.import_labels(proj, root)
+    assert state(proj) == before
+
+
 def test_relabeling_the_test_set_stays_out_of_the_history(new_engine):
     """The history names items by id, which the test split numbers anew (store/decisions.py)."""
     from stcore.store import Store

@@ -52,10 +52,10 @@ if st.button("Write", icon=":material/save:", key="ex_write"):
 
 st.subheader("Import labels from another tool")
 st.caption("A CSV or JSON of image path (or id) and label (ours, or any with those columns), a Label Studio "
-           "export (JSON, JSON-MIN, CSV or TSV), or a folder of class folders. Rows find their images by path, else "
-           "id, else the image's pixels, else its file name where only one image has it; the import is one action "
-           "in the history (Undo on Review reverts it), and the rows that found no image are listed in a CSV in the "
-           "project's imports folder.")
+           "export (JSON, JSON-MIN, CSV or TSV), FiftyOne's labels.json or its folder, or a folder of class folders. "
+           "Rows find their images by path, else id, else the image's pixels, else its file name where only one "
+           "image has it; the import is one action in the history (Undo on Review reverts it), and the rows that "
+           "found no image are listed in a CSV in the project's imports folder.")
 upload = st.file_uploader("A labels file", type=["csv", "tsv", "json"], key="im_file")
 typed = st.text_input("…or a file or folder of class folders on this machine", key="im_path")
 fmt_in = st.selectbox("Format", ["guess from the file", *api.IMPORT_FORMATS], key="im_fmt")

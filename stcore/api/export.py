@@ -121,7 +121,8 @@ def _atomic_write(dest: Path, blob: bytes) -> None:
 FORMATS = {
     "csv": ("a file", "spreadsheets, pandas; `stcore import` reads it back"),
     "json": ("a file", "scripts; `stcore import` reads it back"),
-    "imagefolder": ("a folder", "torchvision's ImageFolder, Keras' image_dataset_from_directory: DEST/<class>/<image>"),
+    "imagefolder": ("a folder", "torchvision's ImageFolder, Keras' image_dataset_from_directory, FiftyOne's "
+                                 "ImageClassificationDirectoryTree: DEST/<class>/<image>"),
     "hf": ("a folder", 'Hugging Face datasets: load_dataset("imagefolder", data_dir=DEST), train/ and test/ '
                        "with metadata.csv"),
     "labelstudio": ("a file", "Label Studio: import the tasks (your labels as annotations, the teacher's as "

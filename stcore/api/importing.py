@@ -105,12 +105,17 @@ def _match(project: Project, rows: list[LabelRow]) -> tuple[dict, dict, dict]:
 
 def _match_names(by_source: dict, rows: list[LabelRow], ks: list[int], found: dict, how: dict, why: dict) -> None:
     """Rows whose image is not on this machine (a Label Studio upload, a bucket, another
-    machine's folder), by file name: the one item whose path ends in that name."""
+    machine's folder), by file name: the one item whose path ends in that name (a name without a
+    suffix, as FiftyOne's uuids, by the name's stem)."""
     index: dict[str, list[tuple[str, int]]] = {}
     for source, item in by_source.items():
-        index.setdefault(labelformats.file_name(source) or "", []).append(item)
+        name = labelformats.file_name(source) or ""
+        index.setdefault(name, []).append(item)
+        if Path(name).suffix:
+            index.setdefault(Path(name).stem + "/", []).append(item)  # '/': no file name ends so
     for k in ks:
-        hits = index.get(rows[k].name, [])
+        name = rows[k].name or ""
+        hits = index.get(name) or ([] if Path(name).suffix else index.get(name + "/", []))
         if len(hits) == 1:
             found[k], how[k] = hits[0], "file name"
         else:
