@@ -5,6 +5,8 @@ by reading its traces.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -85,6 +87,23 @@ def per_class_bars(classes: list[str], results: dict[str, dict]) -> go.Figure:
                     y=[res["per_class"].get(c, 0.0) for c in classes], marker_color=ROLE_COLORS[role])
     fig = _layout(fig, "Per-class accuracy on the test set", barmode="group", yaxis_title="accuracy")
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+CONFIDENCE_BANDS = (("confidence at least 0.9", 0.9, "#2CA02C"), ("0.6 to 0.9", 0.6, "#FFA15A"),
+                    ("below 0.6", 0.0, "#D62728"))
+
+
+def predicted_classes(classes: list[str], items: list[dict]) -> go.Figure:
+    """Stacked bars: how many new images a predict job gave each class, by its confidence
+    (CONFIDENCE_BANDS). items: api.predictions()."""
+    counts = Counter((it["class"], next(k for k, (_, lo, _) in enumerate(CONFIDENCE_BANDS) if it["confidence"] >= lo))
+                     for it in items)
+    fig = go.Figure()
+    for k, (name, _, color) in enumerate(CONFIDENCE_BANDS):
+        fig.add_bar(name=name, x=list(classes), y=[counts.get((c, k), 0) for c in classes], marker_color=color)
+    fig = _layout(fig, "New images per predicted class", barmode="stack", yaxis_title="images")
+    fig.update_layout(legend_traceorder="normal")  # most confident first, as the bands read
     return fig
 
 

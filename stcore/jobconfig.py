@@ -49,6 +49,13 @@ class DuplicatesConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    paths: str = ""                 # the image files and folders to classify, one a line (required)
+    run: str = ""                   # whose model: '' -> the latest finished student, else teacher (pinned when queued)
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
 class MapConfig:
     method: str = "auto"            # umap, pca, or auto (UMAP up to the exact neighbour search's size)
     device: str = "cpu"

@@ -16,10 +16,10 @@ from typing import Any, Callable
 from .errors import ProjectError, UsageError
 from .fields import from_values
 from .jobconfig import (MAP_METHODS, DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig,  # noqa: F401
-                        MapConfig, PseudoLabelConfig, RefreshConfig)
+                        MapConfig, PredictConfig, PseudoLabelConfig, RefreshConfig)
 from .project import Project
 from .tasks import (promote_refresh, run_duplicates, run_embed, run_evaluate, run_label_issues, run_map,
-                    run_pseudo_label, run_refresh, run_training)
+                    run_predict, run_pseudo_label, run_refresh, run_training)
 
 def _training(role: str) -> Callable[..., Any]:
     """The config of a teacher or student (config.TrainConfig), from plain values: strict for
@@ -211,6 +211,19 @@ def _check_duplicates(project: Project, values: dict) -> tuple[DuplicatesConfig,
     return replace(cfg, device=_device(cfg.device)), c["labeled"] + c["pool"] + c["test"]
 
 
+def _check_predict(project: Project, values: dict) -> tuple[PredictConfig, int]:
+    """Files that hold images, and a finished teacher or student, pinned now (a later run does
+    not change what a queued job classifies with); the total is the image files."""
+    from .classify import files_of, model_run
+    cfg = from_values(PredictConfig, values)
+    files, _ = files_of([p for p in cfg.paths.splitlines() if p.strip()])
+    target = project.store.runs.get(model_run(project, cfg.run or None))
+    if target["role"] not in ("teacher", "student") or target["state"] != "finished":
+        raise UsageError(f"run {target['id']} is {target['role']} and {target['state']}; only a finished teacher "
+                         f"or student has a model to classify with")
+    return replace(cfg, run=target["id"], device=_device(cfg.device)), len(files)
+
+
 def _check_map(project: Project, values: dict) -> tuple[MapConfig, int]:
     cfg = from_values(MapConfig, values)
     if cfg.method not in MAP_METHODS:
@@ -290,6 +303,12 @@ def _duplicates_summary(r: dict) -> str:
             f"in the {r['over']} embedding) among {r['images']:,} images")
 
 
+def _predict_summary(r: dict) -> str:
+    counts = ", ".join(f"{n:,} {c}" for c, n in sorted(r["classes"].items(), key=lambda kv: -kv[1]))
+    return (f"classified {r['items']:,} images with {r['model']}" + (f": {counts}" if counts else "")
+            + (f"; {r['skipped']:,} files skipped" if r["skipped"] else ""))
+
+
 def _map_summary(m: dict) -> str:
     return (f"laid out {m['rows']:,} images of the {m['embedding']} embedding in 2-D with {m['method'].upper()} "
             f"in {m['seconds']} s; open the Map page to see it")
@@ -327,6 +346,8 @@ KINDS = {k.name: k for k in (
     Kind("duplicates", _plain(DuplicatesConfig), _check_duplicates, run_duplicates, _duplicates_summary,
          resumes=False),
     Kind("map", _plain(MapConfig), _check_map, run_map, _map_summary, resumes=False),
+    # New images classified with a finished model: the predictions as a CSV in the run's folder.
+    Kind("predict", _plain(PredictConfig), _check_predict, run_predict, _predict_summary, resumes=False),
     # Continuous mode: a head teacher and the pool's pseudo-labels in one run, the teacher once it finished.
     Kind("refresh", _plain(RefreshConfig), _check_refresh, run_refresh, _refresh_summary, resumes=False,
          after=promote_refresh),

@@ -119,8 +119,15 @@ def _load_json(p: Path):
         raise DataError(f"{p} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from e
 
 
-def _unformula(v: str) -> str:
-    """Undo our CSV export's guard against spreadsheet formulas (api.export._csv_safe)."""
+def csv_safe(v):
+    """Keep spreadsheet apps from running a cell as a formula (CSV injection); csv_unsafe reverses it."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
+def csv_unsafe(v: str) -> str:
+    """Undo our CSV export's guard against spreadsheet formulas (csv_safe)."""
     return v[1:] if v[:1] == "'" and v[1:2] in ("=", "+", "-", "@", "\t", "\r") else v
 
 
@@ -135,9 +142,9 @@ def _int(v, where: str, p: Path) -> int | None:
 
 def _row(p: Path, where: str, rec: dict, status: str | None) -> LabelRow:
     """A row from a record of our export's columns (id, source or path, label, status)."""
-    label = _unformula(str(rec.get("label") or "")).strip() or None
+    label = csv_unsafe(str(rec.get("label") or "")).strip() or None
     path = rec.get("path") or rec.get("source") or rec.get("file_name")
-    path = _unformula(str(path)) if path not in (None, "") else None
+    path = csv_unsafe(str(path)) if path not in (None, "") else None
     skip = None
     if status and status not in HUMAN:
         skip = f"status {status}: not a human label"

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .errors import DataError, UsageError
+from .labelformats import IMAGE_EXTS  # one list of image suffixes, shared with the label readers
 from .project import DATASETS
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 DEBIAN_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

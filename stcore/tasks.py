@@ -12,8 +12,8 @@ from typing import Callable
 
 from .errors import NotFound, ProjectError
 from .fields import from_values
-from .jobconfig import (DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig, MapConfig, PseudoLabelConfig,
-                        RefreshConfig)
+from .jobconfig import (DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig, MapConfig, PredictConfig,
+                        PseudoLabelConfig, RefreshConfig)
 from .project import Project
 
 
@@ -280,6 +280,29 @@ def run_duplicates(project: Project, run: dict, reporter) -> dict:
     progress, total = _counted(project, run, reporter)
     out = duplicates(project, threshold=cfg.threshold, device=resolve(cfg.device), progress=progress)
     return {"eval": out, "done": total[0]}
+
+
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def run_predict(project: Project, run: dict, reporter) -> dict:
+    """Classify the job's image files with its pinned model (classify.classify); every prediction
+    goes to the run folder's predictions.csv, the counts per class and the skipped files (the
+    first 1,000, with why) to the result."""
+    from collections import Counter
+    from .classify import classify, predictions_csv
+    cfg = from_values(PredictConfig, run["config"], strict=False)
+    progress, total = _counted(project, run, reporter)
+    out = classify(project, [p for p in cfg.paths.splitlines() if p.strip()], run_id=cfg.run, device=cfg.device,
+                   progress=progress)
+    folder = project.run_dir(run["id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{PREDICTIONS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(predictions_csv(out["items"]), encoding="utf-8")
+    os.replace(tmp, folder / PREDICTIONS_FILE)
+    result = {"model": out["run"], "items": len(out["items"]), "classes": dict(Counter(it["class"] for it in out["items"])),
+              "skipped": len(out["skipped"]), "skipped_files": out["skipped"][:1000], "file": PREDICTIONS_FILE}
+    return {"eval": result, "done": total[0]}
 
 
 def _counted(project: Project, run: dict, reporter) -> tuple[Callable[[int, int], None], list[int]]:

@@ -18,7 +18,7 @@ NAMES = sorted(KINDS)
 def test_the_roles_of_runs_are_the_kinds():
     assert jobs.ROLES == tuple(KINDS)
     assert set(KINDS) == {"teacher", "student", "pseudo-label", "evaluate", "embed", "label-issues", "duplicates",
-                          "map", "refresh"}
+                          "map", "refresh", "predict"}
     assert all(k.name == name for name, k in KINDS.items())
 
 

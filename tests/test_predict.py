@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from stcore import api, cli, embed
 from stcore.data import images
-from stcore.errors import ProjectError
+from stcore.errors import NotFound, ProjectError, UsageError
 from stcore.pseudo import image_model
 
 pytestmark = pytest.mark.needs_fmnist
@@ -119,3 +120,81 @@ def test_a_head_on_the_pixels_embedding_reads_new_images_as_it_read_the_projects
     kept.unlink()  # an embedding made before its projection was kept
     with pytest.raises(ProjectError, match="embed the project again"):
         api.predict_files(p, [files], run_id=head)
+
+def test_a_predict_job_classifies_as_stcore_predict_does_and_refuses_bad_input_before_it_starts(trained_project,
+                                                                                              tmp_path):
+    """The dashboard's way: a detached job (here run in this process), its model pinned when
+    queued, its predictions a CSV in its run folder, read back by api.predictions."""
+    p, folder = trained_project, write_test_pngs(trained_project, tmp_path / "new")
+    (folder / "sub" / "broken.png").write_text("not an image")
+    here = api.predict_files(p, [folder])
+    job = api.start_predict(p, [folder], detach=False)
+    run = api.run(p, job)
+    assert run["state"] == "finished" and run["config"]["run"] == api.teacher(p)["id"]
+    assert (run["step"], run["total"]) == (N + 1, N + 1)  # every image file, the broken one too
+    got = api.predictions(p, job)
+    assert [(it["path"], it["class"]) for it in got] == [(it["path"], it["class"]) for it in here["items"]]
+    assert np.allclose([it["confidence"] for it in got], [it["confidence"] for it in here["items"]], atol=1e-6)
+    r = run["result"]
+    assert r["items"] == N and r["skipped"] == 1 and sum(r["classes"].values()) == N
+    assert r["skipped_files"][0]["path"].endswith("broken.png")
+    assert f"classified {N:,} images with {r['model']}" in api.summary(run)
+    runs = len(api.runs(p))
+    with pytest.raises(UsageError, match="no such file or folder"):
+        api.start_predict(p, [tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no image files"):
+        api.start_predict(p, [tmp_path / "empty"])
+    with pytest.raises(NotFound, match="student-99"):
+        api.start_predict(p, [folder], run_id="student-99")
+    assert len(api.runs(p)) == runs  # nothing was queued
+
+
+def test_the_export_page_classifies_a_folder_in_a_job_and_shows_it(trained_project, tmp_path, monkeypatch):
+    """Export → Classify new images: a folder typed in; the job runs detached; the page then
+    shows its summary, the chart and the table, least confident first."""
+    import time
+    from streamlit import config
+    from streamlit.testing.v1 import AppTest
+    from test_dashboard import APP
+    p = trained_project
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STCORE_DATA_ROOTS", str(tmp_path))
+    monkeypatch.delenv("STCORE_PASSWORD", raising=False)
+    monkeypatch.setenv("STCORE_PROJECT", str(p.path))
+    folder = write_test_pngs(p, tmp_path / "new", 6)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("views/export.py").run()
+    assert not at.exception and at.button(key="pr_go").disabled
+    at.text_input(key="pr_path").set_value(str(folder)).run()
+    at.button(key="pr_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = [r for r in api.runs(p) if r["role"] == "predict"][-1]
+    deadline = time.time() + 120
+    while time.time() < deadline and api.run(p, job["id"])["state"] in ("queued", "running"):
+        time.sleep(0.5)
+    assert api.run(p, job["id"])["state"] == "finished", api.run(p, job["id"])
+    at.run()
+    assert not at.exception and f"classified 6 images with {api.teacher(p)['id']}" in at.success[0].value.replace("\\", "")
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert len(table) == 6 and list(table["confidence"]) == sorted(table["confidence"])
+    table["path"] = [str(folder / q) for q in table["path"]]  # shown under the folder they share
+    want = {it["path"]: it["class"] for it in api.predict_files(p, [folder])["items"]}
+    assert dict(zip(table["path"], table["class"])) == want
+    (tmp_path / "empty").mkdir()
+    at.text_input(key="pr_path").set_value(str(tmp_path / "empty")).run()
+    at.button(key="pr_go").click().run()
+    assert "no image files" in at.error[0].value
+
+
+def test_uploaded_images_are_kept_under_safe_unique_names_for_the_job(trained_project, tmp_path):
+    p = trained_project
+    blob = (write_test_pngs(p, tmp_path / "new", 1) / "0000.png").read_bytes()
+    folder = Path(api.save_uploads(p, [("../../evil name.PNG", blob), ("evil name.png", blob), ("", blob)]))
+    assert folder.parent == p.path / "uploads" and sorted(f.name for f in folder.iterdir()) == [
+        "evil_name-1.png", "evil_name.png", "image-2.png"]
+    job = api.start_predict(p, [folder], detach=False)
+    assert api.run(p, job)["result"]["items"] == 3

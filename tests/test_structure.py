@@ -22,7 +22,7 @@ LAYERS = {
     "learning": ("train", "pseudo", "embed", "runtime", "checkpoints", "config", "methods", "models", "augment", "graph",
                  "metrics", "devices", "backbones", "ssl", "head", "quality", "labelvalue", "projection",
                  "distributed", "orders", "balance", "insights", "acquisition", "agreement", "onnxfile",
-                 "neighbours"),
+                 "neighbours", "classify"),
     "data": ("data", "sources", "project", "store", "actions", "errors", "access", "accounts", "fields", "labelformats",
              "__init__"),
 }

@@ -3,12 +3,13 @@ labels for other tools (class folders, Hugging Face, Label Studio), written to a
 labels of another tool imported (a file uploaded, or a file or folder on this machine)."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard import common, util
+from dashboard import common, figures, util
 from stcore import api
 
 st.title("Export")
@@ -111,3 +112,46 @@ st.caption("A PyTorch file with the EMA weights, the config, the class names and
 st.download_button("Model checkpoint (.pt)", data=lambda: api.model_bytes(project, run_id)[1],
                    file_name=util.safe_filename(f"{base}-{run_id}.pt"), mime="application/octet-stream",
                    icon=":material/download:", key="ex_model", on_click="ignore")
+
+
+st.subheader("Classify new images")
+st.caption(f"Images uploaded, or a folder or file on this machine, each given {run_id}'s class, confidence and margin "
+           "(top-1 minus top-2 probability) in a background job: leaving the page does not stop it. The predictions "
+           "are a CSV to download; `stcore predict` does the same from a terminal.")
+pictures = st.file_uploader("Images", type=[e[1:] for e in api.IMAGE_EXTS], accept_multiple_files=True, key="pr_files")
+where = st.text_input("…or a folder (read recursively) or file on this machine", key="pr_path")
+if st.button("Classify", icon=":material/label:", key="pr_go", disabled=not pictures and not where.strip()):
+    try:
+        common.check("runs")
+        paths = ([str(util.resolve_under_roots(where))] if where.strip() else
+                 [api.save_uploads(project, [(f.name, f.getvalue()) for f in pictures])])
+        api.start_predict(project, paths, run_id=run_id, device=common.best_device())
+        st.rerun()
+    except common.USER_ERRORS as e:
+        common.show_error(e)
+jobs = [r for r in api.runs(project) if r["role"] == "predict"]
+if jobs:
+    job = jobs[-1]
+    if job["state"] in api.ACTIVE_STATES:
+        common.follow(project, job["id"], f"classifying {job['total']:,} images with {job['config']['run']}")
+    elif job["state"] != "finished":
+        st.error(f"{job['id']} {job['state']}: {job['error'] or 'stopped before the end'}", icon=":material/error:")
+    else:
+        rows = api.predictions(project, job["id"])
+        st.success(util.md_escape(f"{job['id']}: {api.summary(job)}"), icon=":material/check:")
+        if job["result"]["skipped"]:
+            st.warning(util.md_escape("Skipped: " + "; ".join(f"{s['path']} ({s['reason']})"
+                                                             for s in job["result"]["skipped_files"][:5])
+                                      + (" …" if job["result"]["skipped"] > 5 else "")))
+        if rows:
+            st.plotly_chart(figures.predicted_classes(project.classes, rows), key="pr_chart")
+            root = os.path.commonpath([r["path"] for r in rows]) if len(rows) > 1 else os.path.dirname(rows[0]["path"])
+            st.caption(util.md_escape(f"Least confident first (paths under {root}):"))
+            shown = [{**r, "path": os.path.relpath(r["path"], root)} for r in sorted(rows, key=lambda r: r["confidence"])]
+            st.dataframe(shown[:1000], hide_index=True, width="stretch",
+                         column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                      format="%.3f"),
+                                        "margin": st.column_config.NumberColumn(format="%.3f")})
+            st.download_button("Predictions as CSV", data=lambda: api.predictions_csv(rows).encode("utf-8"),
+                               file_name=util.safe_filename(f"{base}-{job['id']}.csv"), mime="text/csv",
+                               icon=":material/table:", key="pr_csv", on_click="ignore")

@@ -96,6 +96,11 @@ def live(run_id: str, was_active: bool) -> None:
                        f"in {r['seconds']} s.")
             st.page_link(common.PAGES["map"], label="Open the map", icon=":material/scatter_plot:")
         return
+    if run["role"] == "predict":
+        if run["state"] == "finished" and run["result"]:
+            st.caption(util.md_escape(api.summary(run)))
+        st.page_link(common.PAGES["export"], label="The predictions, on Export", icon=":material/download:")
+        return
     if run["role"] in ("label-issues", "duplicates"):
         if run["state"] == "finished" and (r := run["result"]):
             found = (f"{len(r['issues']):,} of {r['checked']:,} human labels look wrong" if "issues" in r

@@ -18,7 +18,7 @@ One module per feature; this package is their one surface:
   evaluation.py  test results, calibration, regressions per class, promote
   export.py      labels as CSV or JSON, datasets for other tools (imagefolder, Hugging Face, Label Studio),
                  a model (.pt or ONNX)
-  predict.py     new image files classified with a run's model
+  predict.py     new image files classified with a run's model, here or as a detached job
   importing.py   labels from other tools (CSV, our JSON, Label Studio, class folders)
   users.py       accounts and roles: add, list, remove, sign in and out
   team.py        overlap (K reviewers an item), votes, conflicts, agreement, who did how much when
@@ -62,7 +62,9 @@ from .evaluation import (  # noqa: F401
 from .export import (  # noqa: F401
     EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_run, model_bytes,
     export_model, FORMATS as EXPORT_FORMATS, export_dataset)
-from .predict import PREDICTION_COLUMNS, predict_files, write_predictions  # noqa: F401
+from .predict import (PREDICTION_COLUMNS, predict_files, write_predictions, start_predict, predictions,  # noqa: F401
+                      save_uploads, predictions_csv)
+from ..labelformats import IMAGE_EXTS  # noqa: F401 (the files a folder dataset and predict read)
 from .importing import import_labels  # noqa: F401
 from ..labelformats import FORMATS as IMPORT_FORMATS  # noqa: F401
 from .users import (  # noqa: F401

@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 from .. import labelformats
 from ..errors import ProjectError, UsageError
-from ..labelformats import HUMAN, safe_dir
+from ..classify import model_run  # noqa: F401 (part of this module's API)
+from ..labelformats import HUMAN, csv_safe as _csv_safe, safe_dir
 from ..project import Project
 
 
@@ -61,18 +62,6 @@ def export_labels(project: Project, dest: str | os.PathLike) -> int:
     return len(rows)
 
 
-def model_run(project: Project, run_id: str | None = None) -> str:
-    """The run whose model is exported or predicts: run_id (NotFound where there is none), by
-    default the latest finished student, else teacher."""
-    if run_id is not None:
-        return project.store.runs.get(run_id)["id"]
-    done = [r for r in project.store.runs.list("student") if r["state"] == "finished"] or \
-           [r for r in project.store.runs.list("teacher") if r["state"] == "finished"]
-    if not done:
-        raise ProjectError("there is no finished run with a model; train a teacher or a student first")
-    return done[-1]["id"]
-
-
 def model_bytes(project: Project, run_id: str | None = None) -> tuple[str, bytes]:
     """(run id, bytes of a weights_only-loadable dict: EMA weights, config, classes, input shape)
     of a run, by default model_run's."""
@@ -92,13 +81,6 @@ def export_model(project: Project, dest: str | os.PathLike, run_id: str | None =
         run_id, blob = model_bytes(project, run_id)
     _atomic_write(Path(dest), blob)
     return run_id
-
-
-def _csv_safe(v):
-    """Keep spreadsheet apps from running a cell as a formula (CSV injection)."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v
-    return v
 
 
 def _atomic_write(dest: Path, blob: bytes) -> None:

@@ -1,61 +1,69 @@
-"""New images classified with a run's model: each file's class, confidence and margin."""
+"""New images classified with a run's model: each file's class, confidence and margin, in this
+process (`stcore predict`) or as a detached `predict` job (the dashboard) whose predictions are a
+CSV in the job's run folder."""
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
+import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import UsageError
+from ..classify import COLUMNS as PREDICTION_COLUMNS, classify, predictions_csv  # noqa: F401 (the faces read it here)
+from ..labelformats import csv_unsafe
 from ..project import Project
-from .export import _atomic_write, _csv_safe, model_run
+from ..tasks import PREDICTIONS_FILE
+from .export import _atomic_write
+from .runs import _given, start_job
 
-CHUNK = 4096  # files decoded at a time, so that memory stays bounded for a folder of any size
-PREDICTION_COLUMNS = ["path", "class", "confidence", "margin"]
 
 
 def predict_files(project: Project, paths: Sequence[str | os.PathLike], *, run_id: str | None = None,
                   device: str = "cpu", batch_size: int = 256) -> dict:
-    """Classify image files, and the image files (sources.IMAGE_EXTS) under folders, with a run's
-    model (by default export's: the latest finished student, else teacher). Files are decoded as
-    the project's own images and go through the model as in pseudo-labeling, a batch at a time.
-    Returns {'run', 'items': [{'path', 'class', 'confidence' (top-1 probability), 'margin'
-    (top-1 minus top-2)}], 'skipped': [{'path', 'reason'}]}: a file that is not a readable
-    image is skipped, never fatal."""
-    import torch
-    from ..devices import resolve
-    from ..pseudo import faster, image_model, predict, prediction_stats
-    from ..sources import IMAGE_EXTS, decode_files, image_files, printable
-    if not paths:
-        raise UsageError("give the image files or folders to classify")
-    for p in paths:
-        if not os.path.exists(p):
-            raise UsageError(f"{printable(p)}: no such file or folder")
-    run_id = model_run(project, run_id)
-    files, skipped = image_files(paths)
-    if not files:
-        raise UsageError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) in {', '.join(map(printable, paths))}")
-    device = resolve(device)
-    model, classes, items, fast = image_model(project, run_id, device), project.classes, [], False
-    for start in range(0, len(files), CHUNK):
-        ok, x, bad = decode_files(files[start:start + CHUNK], project.meta["input_shape"])
-        skipped += bad
-        if not ok:
-            continue
-        # one export for all the chunks: a faster runtime where there are enough files to repay it
-        fast = faster(model, torch.from_numpy(x[:2]), len(files), runtime="auto", device=device,
-                       say=lambda line: None) if fast is False else fast
-        probs = torch.cat([p for _, p in predict(model, torch.from_numpy(x), device=device, batch_size=batch_size,
-                                                 fast=fast)])
-        pred, conf, margin, _ = prediction_stats(probs)
-        items += [{"path": printable(f), "class": classes[c], "confidence": round(a, 6), "margin": round(m, 6)}
-                  for f, c, a, m in zip(ok, pred.tolist(), conf.tolist(), margin.tolist())]
-    return {"run": run_id, "items": items, "skipped": [{"path": p, "reason": why} for p, why in skipped]}
+    """classify.classify in this process: {'run', 'items': [{'path', 'class', 'confidence',
+    'margin'}], 'skipped': [{'path', 'reason'}]}."""
+    return classify(project, paths, run_id=run_id, device=device, batch_size=batch_size)
 
 
 def write_predictions(result: dict, dest: str | os.PathLike) -> str:
     """Write predict_files' items as CSV (PREDICTION_COLUMNS) atomically; returns dest's absolute path."""
-    from ..labelformats import csv_text
     dest = Path(dest).expanduser().absolute()
-    rows = [[_csv_safe(it["path"]), _csv_safe(it["class"]), it["confidence"], it["margin"]] for it in result["items"]]
-    _atomic_write(dest, csv_text(PREDICTION_COLUMNS, rows).encode("utf-8"))
+    _atomic_write(dest, predictions_csv(result["items"]).encode("utf-8"))
     return str(dest)
+
+
+def start_predict(project: Project, paths: Sequence[str | os.PathLike], *, run_id: str | None = None,
+                  device: str | None = None, detach: bool = True) -> str:
+    """Queue a `predict` job that classifies paths (files, or folders read recursively) with a run's
+    model (default: the latest finished student, else teacher; pinned when queued). Its result
+    says how many files it classified per class and which it skipped; predictions() reads them."""
+    return start_job(project, "predict", _given(paths="\n".join(map(os.fspath, paths)), run=run_id, device=device),
+                     detach=detach)
+
+
+def predictions(project: Project, job_id: str) -> list[dict]:
+    """The predictions of a finished `predict` job: [{'path', 'class', 'confidence', 'margin'}],
+    in the files' order."""
+    text = (project.run_dir(job_id) / PREDICTIONS_FILE).read_text(encoding="utf-8")
+    return [{"path": csv_unsafe(r["path"]), "class": csv_unsafe(r["class"]), "confidence": float(r["confidence"]),
+             "margin": float(r["margin"])} for r in csv.DictReader(io.StringIO(text, newline=""))]
+
+
+def save_uploads(project: Project, files: Sequence[tuple[str, bytes]]) -> str:
+    """Uploaded images (name, bytes) as files of a new folder PROJECT/uploads/predict-<time>-<x>/, for a
+    predict job to read after the page that took them is gone; each name made a safe file name
+    (and unique). Returns the folder's path."""
+    (project.path / "uploads").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"predict-{time.strftime('%Y%m%d-%H%M%S')}-", dir=project.path / "uploads"))
+    used: set[str] = set()
+    for k, (name, blob) in enumerate(files):
+        stem, suffix = os.path.splitext(os.path.basename(name))
+        stem = re.sub(r"[^\w.-]+", "_", stem).strip("._") or f"image-{k}"
+        suffix = suffix.lower() or ".png"  # a file that is not an image is skipped by the job, with why
+        safe = f"{stem}{suffix}" if f"{stem}{suffix}".lower() not in used else f"{stem}-{k}{suffix}"
+        used.add(safe.lower())
+        (folder / safe).write_bytes(blob)
+    return str(folder)
