@@ -12,7 +12,8 @@ from .terminal import show
 
 def cmd_import(a):
     p = api.open_project(a.project)
-    out = api.import_labels(p, a.source, fmt=a.format, new_classes=not a.no_new_classes, reviewer=a.reviewer)
+    out = api.import_labels(p, a.source, fmt=a.format, new_classes=not a.no_new_classes, reviewer=a.reviewer,
+                            label_column=a.label_column)
     if a.json:
         show(out, True)
         return 0
@@ -55,6 +56,9 @@ def transfer_commands(cmd) -> None:
                    "a Label Studio export (JSON, JSON-MIN, CSV or TSV), FiftyOne's folder (labels.json and data/), "
                    "or DIR/<class>/<image>")
     s.add_argument("--format", choices=api.IMPORT_FORMATS, help="default: from the suffix, the content, or a folder")
+    s.add_argument("--label-column", metavar="NAME", help="the column that holds the class: in a CSV (default "
+                   "`label`), or a Label Studio JSON-MIN, CSV or TSV export whose tasks have data columns besides the "
+                   "image (the name of its Choices control)")
     s.add_argument("--no-new-classes", action="store_true", help="refuse the import if it names a class the "
                                                                  "project does not have (default: add it)")
     s.add_argument("--reviewer", metavar="NAME", help="who imports, in the history (default: this user)")

@@ -26,12 +26,10 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL of a file under its local-files document root
 # Columns of Label Studio's flat exports (JSON-MIN, CSV, TSV) that are not the task's data nor a
 # control's answer; `annotation_id` and `lead_time` mark a file as one of those exports.
-LS_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement"}
+LS_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
 LS_MARK = {"annotation_id", "lead_time"}
 # Our tasks' own data fields (labelstudio_task): they name the item, never a class.
 OUR_DATA = {"stcore_id", "source"}
-# Names a Choices control usually has, for a flat export with several candidate columns.
-LS_CHOICE_NAMES = ("label", "choice", "choices", "class", "category")
 # Label Studio renames an uploaded file to '<8 hex digits>-<its name>'.
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
@@ -57,18 +55,29 @@ class LabelRow:
         ref = self.path or self.raw.get("image")
         return file_name(str(ref)) if ref else None
 
+    @property
+    def uploaded(self) -> bool:
+        """Whether the image is a Label Studio upload, whose name Label Studio made safe (upload_name)."""
+        return not self.path and str(self.raw.get("image") or "").startswith("/data/upload/")
+
 
 def file_name(ref: str) -> str | None:
     """The file name a path or image reference ends in: a Label Studio local-files URL, an upload
     (/data/upload/3/8f3a2b1c-cat.png gives cat.png), a web or bucket address, or a plain path."""
-    if ref.startswith(LOCAL_FILES):
-        ref = unquote(ref[len(LOCAL_FILES):])
+    if LOCAL_FILES in ref:  # also after Label Studio's host: http://host:8080/data/local-files/?d=...
+        ref = unquote(ref.split(LOCAL_FILES, 1)[1])
     elif "://" in ref or ref.startswith("/data/"):
         ref = unquote(urlsplit(ref).path)
     name = ref.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     if ref.startswith("/data/upload/"):
         name = _UPLOAD_PREFIX.sub("", name)
     return name or None
+
+
+def upload_name(name: str) -> str:
+    """A file name as Label Studio stores an upload of it (Django's get_valid_filename): spaces
+    made '_', and every character but letters, digits, '-', '_' and '.' dropped."""
+    return re.sub(r"[^-\w.]", "", name.strip().replace(" ", "_"))
 
 
 def guess_format(source: str | os.PathLike) -> str:
@@ -88,8 +97,10 @@ def guess_format(source: str | os.PathLike) -> str:
     raise UsageError(f"cannot tell the format of {p}: give --format ({', '.join(FORMATS)})")
 
 
-def read(source: str | os.PathLike, fmt: str | None = None) -> list[LabelRow]:
-    """The rows of a label file (or folder) of format fmt (guessed when None)."""
+def read(source: str | os.PathLike, fmt: str | None = None, *, label_column: str | None = None) -> list[LabelRow]:
+    """The rows of a label file (or folder) of format fmt (guessed when None). label_column: the
+    column that holds the class in a CSV (default `label`) or a flat Label Studio export (default:
+    the only column that is neither metadata nor the task's data)."""
     p = Path(source)
     if not p.exists():
         raise UsageError(f"{p} does not exist")
@@ -101,7 +112,9 @@ def read(source: str | os.PathLike, fmt: str | None = None) -> list[LabelRow]:
     if fmt != "fiftyone" and (fmt == "imagefolder") != p.is_dir():
         raise UsageError(f"{p} is {'a folder' if p.is_dir() else 'a file'}: the {fmt} format reads "
                          f"{'a folder of class folders' if fmt == 'imagefolder' else 'a file'}")
-    return readers[fmt](p)
+    if label_column is not None and fmt not in ("csv", "labelstudio"):
+        raise UsageError(f"--label-column is for CSV files and Label Studio exports, not the {fmt} format")
+    return readers[fmt](p, label_column.strip().lower()) if label_column else readers[fmt](p)
 
 
 # ------------------------------------------------------------------ readers
@@ -137,12 +150,17 @@ def _int(v, where: str, p: Path) -> int | None:
     try:
         return int(str(v).strip())
     except ValueError:
+        try:  # a column with empty cells, through pandas, writes 12 as 12.0
+            if float(v) == int(float(v)):
+                return int(float(v))
+        except (ValueError, OverflowError):
+            pass
         raise DataError(f"{p}, {where}: id {v!r} is not a whole number") from None
 
 
-def _row(p: Path, where: str, rec: dict, status: str | None) -> LabelRow:
-    """A row from a record of our export's columns (id, source or path, label, status)."""
-    label = csv_unsafe(str(rec.get("label") or "")).strip() or None
+def _row(p: Path, where: str, rec: dict, status: str | None, column: str = "label") -> LabelRow:
+    """A row from a record of our export's columns (id, source or path, label (or column), status)."""
+    label = csv_unsafe(str(rec.get(column) or "")).strip() or None
     path = rec.get("path") or rec.get("source") or rec.get("file_name")
     path = csv_unsafe(str(path)) if path not in (None, "") else None
     skip = None
@@ -186,17 +204,20 @@ def _header(p: Path) -> list[str]:
     return [h.strip().lower() for h in row]
 
 
-def read_csv(p: Path) -> list[LabelRow]:
-    """A header with `label` and `id`, `path`, `source` or `file_name`; our export's `status`
-    column, where present, keeps its pending pseudo-labels and rejections out. A Label Studio
-    CSV or TSV export (its `annotation_id` and `lead_time` columns) is read as read_labelstudio does."""
+def read_csv(p: Path, label_column: str | None = None) -> list[LabelRow]:
+    """A header with `label` (or label_column) and `id`, `path`, `source` or `file_name`; our
+    export's `status` column, where present, keeps its pending pseudo-labels and rejections out.
+    A Label Studio CSV or TSV export (its `annotation_id` and `lead_time` columns) is read as
+    read_labelstudio does."""
     header, records = _csv_records(p)
     if LS_MARK <= set(header):
-        return _labelstudio_flat(p, records)
-    if "label" not in header or not {"id", "path", "source", "file_name"} & set(header):
-        raise DataError(f"{p}, line 1: the header {','.join(header)!r} needs a `label` column and an `id`, "
-                        f"`path`, `source` or `file_name` column")
-    return [_row(p, where, rec, rec.get("status") or None) for where, rec in records]
+        return _labelstudio_flat(p, records, label_column)
+    column = label_column or "label"
+    if column not in header or not {"id", "path", "source", "file_name"} & set(header):
+        raise DataError(f"{p}, line 1: the header {','.join(header)!r} needs a `{column}` column and an `id`, "
+                        f"`path`, `source` or `file_name` column" + ("" if label_column else
+                                                                     " (--label-column names another class column)"))
+    return [_row(p, where, rec, rec.get("status") or None, column) for where, rec in records]
 
 
 def read_json(p: Path) -> list[LabelRow]:
@@ -230,7 +251,7 @@ def local_file(url: str, base: Path) -> Path | None:
     return base / unquote(url)
 
 
-def read_labelstudio(p: Path) -> list[LabelRow]:
+def read_labelstudio(p: Path, label_column: str | None = None) -> list[LabelRow]:
     """Label Studio's JSON export: a list of tasks, each with `data` (the image, and our
     stcore_id and source where we wrote the task) and `annotations` whose results are choices.
     A task's label is its annotations' choice; cancelled annotations are left out, and tasks
@@ -241,7 +262,7 @@ def read_labelstudio(p: Path) -> list[LabelRow]:
         if not LS_MARK <= set(header):
             raise DataError(f"{p} is not a Label Studio CSV export (it has no `annotation_id` and `lead_time` "
                             f"columns); for a CSV of paths or ids and labels, use --format csv")
-        return _labelstudio_flat(p, records)
+        return _labelstudio_flat(p, records, label_column)
     data = _load_json(p)
     if not isinstance(data, list):
         raise DataError(f"{p} is not a Label Studio export (a JSON list of tasks)")
@@ -249,7 +270,7 @@ def read_labelstudio(p: Path) -> list[LabelRow]:
         for k, rec in enumerate(data, 1):
             if not isinstance(rec, dict):
                 raise DataError(f"{p}, item {k}: not an object")
-        return _labelstudio_flat(p, [(f"item {k}", rec) for k, rec in enumerate(data, 1)])
+        return _labelstudio_flat(p, [(f"item {k}", rec) for k, rec in enumerate(data, 1)], label_column)
     rows = []
     for k, task in enumerate(data, 1):
         where = f"task {k}"
@@ -266,32 +287,41 @@ def read_labelstudio(p: Path) -> list[LabelRow]:
         image = d.get("image") or next((v for k, v in d.items() if isinstance(v, str) and k != "source"), None)
         file = local_file(str(image), p.parent) if image else None
         rows.append(LabelRow(where, labels[0] if len(labels) == 1 else None, _int(d.get("stcore_id"), where, p),
-                             d.get("source") or None, file, skip, {"image": image, "id": task.get("id")}))
+                             _our_source(d), file, skip, {"image": image, "id": task.get("id")}))
     return rows
+
+
+def _our_source(data: dict) -> str | None:
+    """The item's path in a task we wrote (labelstudio_task: stcore_id beside source); a `source`
+    in another project's tasks is its own data, not our path."""
+    return (data.get("source") or None) if data.get("stcore_id") not in (None, "") else None
 
 
 def _is_image_ref(v) -> bool:
     return isinstance(v, str) and (v.startswith("/data/") or Path(file_name(v) or "").suffix.lower() in IMAGE_EXTS)
 
 
-def _choice_column(p: Path, candidates: list[str]) -> str:
-    """The column of a flat Label Studio export that holds the Choices control's answer: the
-    only candidate, else the one with a usual control name (LS_CHOICE_NAMES)."""
+def _choice_column(p: Path, candidates: list[str], given: str | None) -> str:
+    """The column of a flat Label Studio export that holds the Choices control's answer: the one
+    given, else the only candidate. Several candidates (task data besides the image) are refused,
+    naming them: a data column must never be read as the class."""
+    if given:
+        if given not in candidates:
+            raise DataError(f"{p} has no answer column {given!r}; its columns besides the metadata and the image "
+                            f"are: {', '.join(candidates) or 'none'}")
+        return given
     if len(candidates) == 1:
         return candidates[0]
-    for name in LS_CHOICE_NAMES:
-        if name in candidates:
-            return name
     if not candidates:
         raise DataError(f"{p} has no column with the annotations' choices: was the project's control a Choices?")
-    raise DataError(f"{p}: cannot tell which column holds the class ({', '.join(candidates)}); "
-                    f"name that column `label` and import again")
+    raise DataError(f"{p}: cannot tell which column holds the class ({', '.join(candidates)}); give the "
+                    f"Choices control's name with --label-column (on the dashboard: Label column)")
 
 
 def _flat_choices(value, p: Path, where: str, column: str) -> list[str]:
     """The choices of one annotation's answer in a flat export: a name, or {"choices": [...]}
     (several choices; in a CSV, as JSON text), or a list of those."""
-    if isinstance(value, str) and value.startswith("{"):
+    if isinstance(value, str) and value.startswith(("{", "[")):  # a CSV cell holds JSON text
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
@@ -308,16 +338,17 @@ def _flat_choices(value, p: Path, where: str, column: str) -> list[str]:
     return [str(value)]
 
 
-def _labelstudio_flat(p: Path, records: list[tuple[str, dict]]) -> list[LabelRow]:
+def _labelstudio_flat(p: Path, records: list[tuple[str, dict]], label_column: str | None = None) -> list[LabelRow]:
     """Label Studio's JSON-MIN, CSV or TSV export: one record per annotation, with the task's
     data fields and `id`, and each control's answer in a column named after the control. The
-    class column is the one left when the metadata (LS_META), our own fields and the image are
-    set aside (see _choice_column). A task's annotations make one row; one with several choices,
+    class column is label_column, else the one left when the metadata (LS_META), our own fields
+    and the image are set aside (see _choice_column). A task's annotations make one row; one with several choices,
     or annotations that disagree, is reported, not imported."""
     keys = list(dict.fromkeys(k for _, rec in records for k in rec))
     image_key = "image" if "image" in keys else next(
         (k for k in keys if k not in LS_META | OUR_DATA and any(_is_image_ref(rec.get(k)) for _, rec in records[:20])), None)
-    column = _choice_column(p, [k for k in keys if k not in LS_META | OUR_DATA and k != image_key]) if records else ""
+    column = (_choice_column(p, [k for k in keys if k not in LS_META | OUR_DATA and k != image_key], label_column)
+              if records else "")
     tasks: dict[str, list] = {}  # task id (or the record's place) -> [where, record, choices, problem]
     for where, rec in records:
         task = str(rec.get("id") or "").strip()
@@ -332,9 +363,8 @@ def _labelstudio_flat(p: Path, records: list[tuple[str, dict]]) -> list[LabelRow
         skip = problem or ("no choice in its annotations" if not labels else
                            f"its annotations disagree ({', '.join(labels)})" if len(labels) > 1 else None)
         image = rec.get(image_key) if image_key else None
-        rows.append(LabelRow(where, None if skip else labels[0], _int(rec.get("stcore_id"), where, p),
-                             rec.get("source") or None, local_file(str(image), p.parent) if image else None, skip,
-                             {"image": image, "id": rec.get("id")}))
+        rows.append(LabelRow(where, None if skip else labels[0], _int(rec.get("stcore_id"), where, p), _our_source(rec),
+                             local_file(str(image), p.parent) if image else None, skip, {"image": image, "id": rec.get("id")}))
     return rows
 
 

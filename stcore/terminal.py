@@ -34,7 +34,7 @@ def progress_line(run: dict, metrics: list[dict]) -> str:
     frac = min(1.0, run["step"] / total)
     parts = [f"{run['id']} {run['state']:<9} {_bar(frac)} {run['step']}/{run['total']} {frac:4.0%}"]
     train = [m for m in metrics if m["kind"] == "train"]
-    evals = [m for m in metrics if m["kind"] == "eval"]
+    evals = [m for m in metrics if m["kind"] == "eval" and m.get("n") != 0]  # n 0: no test set (older runs)
     if train:
         parts.append(f"loss {train[-1]['loss']:.3f}")
     if evals:

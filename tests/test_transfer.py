@@ -333,6 +333,60 @@ def test_a_fiftyone_target_outside_its_classes_refuses_the_import(proj, tmp_path
     assert state(proj) == before
 
 
+def ls_record(i: int, image: str, n: int = 1, **answer) -> dict:
+    return {"image": image, "id": i, **answer, "annotator": n, "annotation_id": 10 * i + n, **LS_TIMES}
+
+
+def test_a_data_column_is_never_read_as_the_class_unless_named(tmp_path):
+    """Tasks that carry a `label` of their own beside the control `choice`: refused, naming both,
+    until --label-column says which is the answer."""
+    b = fresh(tmp_path)
+    records = [ls_record(1, "/data/upload/1/0a0b0c0d-b0.png", label="dog", choice=CAT),
+               ls_record(2, "/data/upload/1/0a0b0c0e-b1.png", label="dog", choice=QUOTED)]
+    (tmp_path / "min.json").write_text(json.dumps(records), encoding="utf-8")
+    with pytest.raises(DataError, match=r"cannot tell which column holds the class \(label, choice\); give "):
+        api.import_labels(b, tmp_path / "min.json")
+    with pytest.raises(DataError, match="no answer column 'answer'"):
+        api.import_labels(b, tmp_path / "min.json", label_column="answer")
+    got = api.import_labels(b, tmp_path / "min.json", label_column="choice")
+    assert got["matched"] == {"file name": 2} and got["classes_added"] == []
+    assert sorted(b.classes[r["class_id"]] for r in api.labels(b)) == sorted([CAT, QUOTED])
+    (tmp_path / "in.csv").write_text("path,class\nunlabeled/b2.png,cat\n", encoding="utf-8")  # a CSV's own name
+    assert api.import_labels(b, tmp_path / "in.csv", label_column="class")["matched"] == {"path": 1}
+
+
+def test_label_studio_csv_quirks_read_as_label_studio_writes_them(tmp_path):
+    """Uploads renamed as Label Studio's storage does (spaces to _, punctuation dropped), its
+    `history` column, a list of choices as JSON text, a `source` of the tasks' own data, a
+    local-files URL with its host, and ids written as 12.0."""
+    b = fresh(tmp_path, "odd", {"unlabeled/IMG 1 (2).png": 0, "unlabeled/cat's.png": 1, "unlabeled/c.png": 2,
+                                "unlabeled/d.png": 3})
+    records = [ls_record(1, "/data/upload/3/1a2b3c4d-IMG_1_2.png", animal=CAT, history="[]", source="camera-3"),
+               ls_record(2, "/data/upload/3/1a2b3c4e-cats.png", animal=QUOTED, history="[]", source="camera-3"),
+               ls_record(3, "/data/upload/3/1a2b3c4f-c.png", animal=json.dumps([CAT, QUOTED]), history="[]"),
+               ls_record(4, "http://ls.local:8080/data/local-files/?d=photos%2Fd.png", animal=CAT, history="[]")]
+    got = api.import_labels(b, write_flat(tmp_path / "export.csv", records))
+    assert got["matched"] == {"file name": 3}
+    assert got["reasons"] == {f"several choices in one annotation ({CAT}, {QUOTED})": 1}
+    source = {r["id"]: r["source"] for r in b.store.items.of_split("pool")}
+    assert {source[r["item_id"]]: b.classes[r["class_id"]] for r in api.labels(b)} == {
+        "unlabeled/IMG 1 (2).png": CAT, "unlabeled/cat's.png": QUOTED, "unlabeled/d.png": CAT}
+    assert labelformats.read(write_flat(tmp_path / "ids.csv", [{**records[0], "stcore_id": "12.0"}]))[0].id == 12
+
+
+def test_file_names_never_reach_the_test_set_nor_a_name_two_rows_give(proj, tmp_path):
+    """A CSV of another dataset's paths: the test item t0.png keeps its label (a test label is
+    not undone), and two rows naming one file match neither."""
+    before = {r["item_id"]: r["class_id"] for r in api.labels(proj, "test")}
+    (tmp_path / "other.csv").write_text("path,label\n/home/bob/other/t0.png,cat\n/home/bob/a/a0.png,cat\n"
+                                        "/home/bob/b/a0.png,cat\n", encoding="utf-8")
+    got = api.import_labels(proj, tmp_path / "other.csv")
+    assert got["matched"] == {} and got["reasons"] == {
+        "no item has this path or file name, and no image file is there to compare": 1,
+        "several rows name this file, and no image file is there to compare": 2}
+    assert {r["item_id"]: r["class_id"] for r in api.labels(proj, "test")} == before
+
+
 def test_relabeling_the_test_set_stays_out_of_the_history(new_engine):
     """The history names items by id, which the test split numbers anew (store/decisions.py)."""
     from stcore.store import Store

@@ -59,7 +59,11 @@ st.caption("A CSV or JSON of image path (or id) and label (ours, or any with tho
            "found no image are listed in a CSV in the project's imports folder.")
 upload = st.file_uploader("A labels file", type=["csv", "tsv", "json"], key="im_file")
 typed = st.text_input("…or a file or folder of class folders on this machine", key="im_path")
-fmt_in = st.selectbox("Format", ["guess from the file", *api.IMPORT_FORMATS], key="im_fmt")
+c1, c2 = st.columns(2)
+fmt_in = c1.selectbox("Format", ["guess from the file", *api.IMPORT_FORMATS], key="im_fmt")
+column = c2.text_input("Label column (where the file has several)", key="im_column",
+                       help="The column that holds the class: in a CSV, `label` unless named here; in a Label Studio "
+                            "JSON-MIN or CSV export, the name of its Choices control when the tasks have other data")
 add_new = st.checkbox("Add the classes it names that the project lacks", value=True, key="im_new")
 
 
@@ -70,11 +74,12 @@ def import_now() -> dict:
     fmt_given = None if fmt_in == "guess from the file" else fmt_in
     if upload is None:
         return api.import_labels(project, util.resolve_under_roots(typed), fmt=fmt_given, new_classes=add_new,
-                                 reviewer=common.reviewer())
+                                 reviewer=common.reviewer(), label_column=column.strip() or None)
     with tempfile.TemporaryDirectory(prefix="stcore-import-") as tmp:  # the upload, under its own name
         source = Path(tmp) / util.safe_filename(upload.name, "labels.csv")
         source.write_bytes(upload.getvalue())
-        return api.import_labels(project, source, fmt=fmt_given, new_classes=add_new, reviewer=common.reviewer())
+        return api.import_labels(project, source, fmt=fmt_given, new_classes=add_new, reviewer=common.reviewer(),
+                                 label_column=column.strip() or None)
 
 
 if st.button("Import", icon=":material/upload:", key="im_go", disabled=upload is None and not typed.strip()):

@@ -21,7 +21,7 @@ SPLITS = ("labeled", "pool", "test")
 
 
 def import_labels(project: Project, source: str | os.PathLike, *, fmt: str | None = None,
-                  new_classes: bool = True, reviewer: str | None = None) -> dict:
+                  new_classes: bool = True, reviewer: str | None = None, label_column: str | None = None) -> dict:
     """Make the labels of source (a file, or a folder for fmt 'imagefolder'; fmt guessed when
     None) the human labels of the items they name, in one transaction and one history batch
     by reviewer (default: this user), through the review decisions:
@@ -33,12 +33,14 @@ def import_labels(project: Project, source: str | os.PathLike, *, fmt: str | Non
     A row names its item by path (items.source), else by id (the labeled set and the pool;
     only when the row gives no path, since an id means nothing in another project), else by
     its image file's pixels, decoded as the project decodes its images, else, where that file
-    is not on this machine, by its file name when exactly one item has it. Unknown classes are
+    is not on this machine, by its file name when exactly one labeled or pool item has it and no
+    other row names it (never a test item: a test label is not undone). label_column: the class
+    column of a CSV or a flat Label Studio export (labelformats.read). Unknown classes are
     added (as add_classes does), or refused (UsageError) with new_classes False. Returns {'format', 'rows', 'imported',
     'unchanged', 'matched' (by path, id, content, file name), 'by_split', 'classes_added', 'not_imported',
     'reasons' (reason -> rows), 'not_imported_file' (a CSV in PROJECT/imports/, or None)}."""
     fmt = fmt or labelformats.guess_format(source)
-    rows = labelformats.read(source, fmt)
+    rows = labelformats.read(source, fmt, label_column=label_column)
     names = _class_names(project, rows, new_classes)
     found, how, why = _match(project, rows)
     targets = _targets(rows, found, names)
@@ -99,28 +101,34 @@ def _match(project: Project, rows: list[LabelRow]) -> tuple[dict, dict, dict]:
     if by_pixels:  # the hash index costs a pass over the image cache: only when something needs it
         _match_pixels(project, rows, by_pixels, found, how, why)
     if by_name:
-        _match_names(by_source, rows, by_name, found, how, why)
+        _match_names({s: item for s, item in by_source.items() if item[0] != "test"}, rows, by_name, found, how, why)
     return found, how, why
 
 
 def _match_names(by_source: dict, rows: list[LabelRow], ks: list[int], found: dict, how: dict, why: dict) -> None:
     """Rows whose image is not on this machine (a Label Studio upload, a bucket, another
-    machine's folder), by file name: the one item whose path ends in that name (a name without a
-    suffix, as FiftyOne's uuids, by the name's stem)."""
+    machine's folder), by file name: the one item of by_source whose path ends in that name (a
+    name without a suffix, as FiftyOne's uuids, by its stem; an upload's, by the name Label
+    Studio made of it). A name that several items, or several rows, have matches none."""
     index: dict[str, list[tuple[str, int]]] = {}
     for source, item in by_source.items():
         name = labelformats.file_name(source) or ""
-        index.setdefault(name, []).append(item)
+        keys = {name, "upload:" + labelformats.upload_name(name)}
         if Path(name).suffix:
-            index.setdefault(Path(name).stem + "/", []).append(item)  # '/': no file name ends so
+            keys.add(Path(name).stem + "/")  # '/': no file name ends so
+        for key in keys:
+            index.setdefault(key, []).append(item)
+    named = Counter(rows[k].name for k in ks)
     for k in ks:
         name = rows[k].name or ""
-        hits = index.get(name) or ([] if Path(name).suffix else index.get(name + "/", []))
-        if len(hits) == 1:
+        hits = (index.get("upload:" + name, []) if rows[k].uploaded else
+                index.get(name) or ([] if Path(name).suffix else index.get(name + "/", [])))
+        if len(hits) == 1 and named[name] == 1:
             found[k], how[k] = hits[0], "file name"
         else:
-            why[k] = ("several items have this file name, and no image file is there to compare" if hits else
-                      "no item has this path or file name, and no image file is there to compare")
+            why[k] = ("several rows name this file, and no image file is there to compare" if hits and named[name] > 1
+                      else "several items have this file name, and no image file is there to compare" if hits
+                      else "no item has this path or file name, and no image file is there to compare")
 
 
 def _digest(a) -> bytes:
