@@ -97,8 +97,9 @@ CONFIDENCE_BANDS = (("confidence at least 0.9", 0.9, "#2CA02C"), ("0.6 to 0.9", 
 def predicted_classes(classes: list[str], items: list[dict]) -> go.Figure:
     """Stacked bars: how many new images a predict job gave each class, by its confidence
     (CONFIDENCE_BANDS). items: api.predictions()."""
-    counts = Counter((it["class"], next(k for k, (_, lo, _) in enumerate(CONFIDENCE_BANDS) if it["confidence"] >= lo))
-                     for it in items)
+    last = len(CONFIDENCE_BANDS) - 1  # NaN, from a model gone wrong, is no band's: the lowest
+    counts = Counter((it["class"], next((k for k, (_, lo, _) in enumerate(CONFIDENCE_BANDS) if it["confidence"] >= lo),
+                                        last)) for it in items)
     fig = go.Figure()
     for k, (name, _, color) in enumerate(CONFIDENCE_BANDS):
         fig.add_bar(name=name, x=list(classes), y=[counts.get((c, k), 0) for c in classes], marker_color=color)

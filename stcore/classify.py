@@ -58,8 +58,9 @@ def classify(project: Project, paths: Sequence[str | os.PathLike], *, run_id: st
     run_id = model_run(project, run_id)
     device = resolve(device)
     model, classes, items, fast = image_model(project, run_id, device), project.classes, [], False
-    for start in range(0, len(files), CHUNK):
-        ok, x, bad = decode_files(files[start:start + CHUNK], project.meta["input_shape"])
+    chunk = max(256, min(CHUNK, -(-len(files) // 20)))  # progress (and a cancel) every 5% or so
+    for start in range(0, len(files), chunk):
+        ok, x, bad = decode_files(files[start:start + chunk], project.meta["input_shape"])
         skipped += bad
         if ok:
             # one export for all the chunks: a faster runtime where there are enough files to repay it
@@ -71,7 +72,7 @@ def classify(project: Project, paths: Sequence[str | os.PathLike], *, run_id: st
             items += [{"path": printable(f), "class": classes[c], "confidence": round(a, 6), "margin": round(m, 6)}
                       for f, c, a, m in zip(ok, pred.tolist(), conf.tolist(), margin.tolist())]
         if progress is not None:
-            progress(min(start + CHUNK, len(files)), len(files))
+            progress(min(start + chunk, len(files)), len(files))
     return {"run": run_id, "items": items, "skipped": [{"path": p, "reason": why} for p, why in skipped]}
 
 

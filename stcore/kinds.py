@@ -211,16 +211,25 @@ def _check_duplicates(project: Project, values: dict) -> tuple[DuplicatesConfig,
     return replace(cfg, device=_device(cfg.device)), c["labeled"] + c["pool"] + c["test"]
 
 
+def classes_changed(run: dict, n_classes: int) -> bool:
+    """Whether the project's classes changed since run trained (its model no longer fits): an
+    edit of the classes marked it stale, or it learned other class ids than the n_classes now."""
+    return bool(run.get("stale")) or (run.get("class_ids") is not None and run["class_ids"] != list(range(n_classes)))
+
+
 def _check_predict(project: Project, values: dict) -> tuple[PredictConfig, int]:
     """Files that hold images, and a finished teacher or student, pinned now (a later run does
     not change what a queued job classifies with); the total is the image files."""
     from .classify import files_of, model_run
     cfg = from_values(PredictConfig, values)
-    files, _ = files_of([p for p in cfg.paths.splitlines() if p.strip()])
     target = project.store.runs.get(model_run(project, cfg.run or None))
     if target["role"] not in ("teacher", "student") or target["state"] != "finished":
         raise UsageError(f"run {target['id']} is {target['role']} and {target['state']}; only a finished teacher "
                          f"or student has a model to classify with")
+    if classes_changed(target, len(project.classes)):
+        raise UsageError(f"run {target['id']} learned other classes than the project's now; train a new teacher "
+                         f"(and student) to classify with")
+    files, _ = files_of([p for p in cfg.paths.split("\n") if p.strip()])
     return replace(cfg, run=target["id"], device=_device(cfg.device)), len(files)
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import NotFound, ProjectError
+from .errors import DataError, NotFound, ProjectError
 from .fields import from_values
 from .jobconfig import (DuplicatesConfig, EmbedConfig, EvaluateConfig, LabelIssuesConfig, MapConfig, PredictConfig,
                         PseudoLabelConfig, RefreshConfig)
@@ -288,20 +288,24 @@ PREDICTIONS_FILE = "predictions.csv"
 def run_predict(project: Project, run: dict, reporter) -> dict:
     """Classify the job's image files with its pinned model (classify.classify); every prediction
     goes to the run folder's predictions.csv, the counts per class and the skipped files (the
-    first 1,000, with why) to the result."""
+    first 100, with why) to the result. A job that could read no image fails, saying why."""
     from collections import Counter
     from .classify import classify, predictions_csv
     cfg = from_values(PredictConfig, run["config"], strict=False)
     progress, total = _counted(project, run, reporter)
-    out = classify(project, [p for p in cfg.paths.splitlines() if p.strip()], run_id=cfg.run, device=cfg.device,
+    out = classify(project, [p for p in cfg.paths.split("\n") if p.strip()], run_id=cfg.run, device=cfg.device,
                    progress=progress)
+    if not out["items"]:
+        first = out["skipped"][0] if out["skipped"] else {"path": "", "reason": ""}
+        raise DataError(f"no file could be read as an image ({len(out['skipped']):,} skipped; the first, "
+                        f"{first['path']}: {first['reason']})")
     folder = project.run_dir(run["id"])
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{PREDICTIONS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(predictions_csv(out["items"]), encoding="utf-8")
+    tmp.write_bytes(predictions_csv(out["items"]).encode("utf-8"))  # the CSV's own line ends, on any system
     os.replace(tmp, folder / PREDICTIONS_FILE)
     result = {"model": out["run"], "items": len(out["items"]), "classes": dict(Counter(it["class"] for it in out["items"])),
-              "skipped": len(out["skipped"]), "skipped_files": out["skipped"][:1000], "file": PREDICTIONS_FILE}
+              "skipped": len(out["skipped"]), "skipped_files": out["skipped"][:100], "file": PREDICTIONS_FILE}
     return {"eval": result, "done": total[0]}
 
 

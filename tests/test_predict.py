@@ -193,8 +193,36 @@ def test_the_export_page_classifies_a_folder_in_a_job_and_shows_it(trained_proje
 def test_uploaded_images_are_kept_under_safe_unique_names_for_the_job(trained_project, tmp_path):
     p = trained_project
     blob = (write_test_pngs(p, tmp_path / "new", 1) / "0000.png").read_bytes()
-    folder = Path(api.save_uploads(p, [("../../evil name.PNG", blob), ("evil name.png", blob), ("", blob)]))
+    uploads = [("../../evil name.PNG", blob), ("evil name.png", blob), ("", blob), ("a-2.png", b"first"),
+               ("a.png", blob), ("a.png", b"third")]
+    job = api.start_predict(p, uploads=uploads, detach=False)
+    folder = Path(api.run(p, job)["config"]["paths"])
     assert folder.parent == p.path / "uploads" and sorted(f.name for f in folder.iterdir()) == [
-        "evil_name-1.png", "evil_name.png", "image-2.png"]
-    job = api.start_predict(p, [folder], detach=False)
-    assert api.run(p, job)["result"]["items"] == 3
+        "a-2.png", "a-3.png", "a.png", "evil name-2.png", "evil name.PNG", "image-2.png"]
+    assert (folder / "a-2.png").read_bytes() == b"first" and (folder / "a-3.png").read_bytes() == b"third"
+    result = api.run(p, job)["result"]
+    assert result["items"] == 4 and result["skipped"] == 2  # the two that are not images
+    with pytest.raises(UsageError, match="either"):
+        api.start_predict(p, [folder], uploads=uploads)
+    with pytest.raises(NotFound):  # refused: the uploads it kept are removed again
+        api.start_predict(p, uploads=uploads, run_id="student-99")
+    assert [f for f in (p.path / "uploads").iterdir()] == [folder]
+    (p.run_dir(job) / "predictions.csv").unlink()
+    with pytest.raises(NotFound, match="are gone"):
+        api.predictions(p, job)
+
+
+def test_a_predict_job_fails_on_no_image_refuses_a_stale_model_and_keeps_absolute_paths(trained_project, tmp_path,
+                                                                                        monkeypatch):
+    p = trained_project
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "broken.png").write_text("not an image")
+    job = api.start_predict(p, [tmp_path / "junk" / "broken.png"], detach=False)
+    assert api.run(p, job)["state"] == "failed" and "no file could be read as an image" in api.run(p, job)["error"]
+    monkeypatch.chdir(tmp_path)  # the worker runs in the project's folder: a relative path is made absolute first
+    write_test_pngs(p, tmp_path / "rel", 2)
+    job = api.start_predict(p, ["rel"], detach=False)
+    assert api.run(p, job)["config"]["paths"] == str(tmp_path / "rel") and api.run(p, job)["result"]["items"] == 2
+    api.add_classes(p, ["Extra"])
+    with pytest.raises(UsageError, match="learned other classes"):
+        api.start_predict(p, ["rel"])

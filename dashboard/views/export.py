@@ -3,6 +3,7 @@ labels for other tools (class folders, Hugging Face, Label Studio), written to a
 labels of another tool imported (a file uploaded, or a file or folder on this machine)."""
 from __future__ import annotations
 
+import heapq
 import os
 import tempfile
 from pathlib import Path
@@ -128,35 +129,74 @@ where = st.text_input("…or a folder (read recursively) or file on this machine
 if st.button("Classify", icon=":material/label:", key="pr_go", disabled=not pictures and not where.strip()):
     try:
         common.check("runs")
-        paths = ([str(util.resolve_under_roots(where))] if where.strip() else
-                 [api.save_uploads(project, [(f.name, f.getvalue()) for f in pictures])])
-        api.start_predict(project, paths, run_id=run_id, device=common.best_device())
+        paths = [util.resolve_under_roots(where)] if where.strip() else []  # both given: refused, saying so
+        api.start_predict(project, paths, uploads=[(f.name, f.getvalue()) for f in pictures or []], run_id=run_id,
+                          device=common.best_device())
+        st.session_state.pop("pr_job", None)  # show the new job
         st.rerun()
     except common.USER_ERRORS as e:
         common.show_error(e)
-jobs = [r for r in api.runs(project) if r["role"] == "predict"]
-if jobs:
-    job = jobs[-1]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def least_confident(path: str, project_id: str, job_id: str, ended: float | None, n: int = 1000) -> dict:
+    """A finished job's predictions, read once: their count, the n least confident (paths
+    relative to the folder they share) and that folder. A finished job never changes."""
+    rows = api.predictions(api.open_project(path), job_id)
+    paths = [r["path"] for r in rows]
+    root = os.path.commonpath(paths) if len(paths) > 1 and all(os.path.isabs(x) for x in paths) else ""
+    root = os.path.dirname(root) if root in paths else root
+    shown = [{**r, "path": os.path.relpath(r["path"], root) if root else r["path"]}
+             for r in heapq.nsmallest(n, rows, key=lambda r: r["confidence"])]
+    return {"count": len(rows), "rows": rows, "shown": shown, "root": root}
+
+
+def prediction_view(job: dict) -> None:
+    """A predict job: its progress with Cancel while it runs, else what it found or why it stopped."""
     if job["state"] in api.ACTIVE_STATES:
-        common.follow(project, job["id"], f"classifying {job['total']:,} images with {job['config']['run']}")
-    elif job["state"] != "finished":
-        st.error(f"{job['id']} {job['state']}: {job['error'] or 'stopped before the end'}", icon=":material/error:")
-    else:
-        rows = api.predictions(project, job["id"])
-        st.success(util.md_escape(f"{job['id']}: {api.summary(job)}"), icon=":material/check:")
-        if job["result"]["skipped"]:
-            st.warning(util.md_escape("Skipped: " + "; ".join(f"{s['path']} ({s['reason']})"
-                                                             for s in job["result"]["skipped_files"][:5])
-                                      + (" …" if job["result"]["skipped"] > 5 else "")))
-        if rows:
-            st.plotly_chart(figures.predicted_classes(project.classes, rows), key="pr_chart")
-            root = os.path.commonpath([r["path"] for r in rows]) if len(rows) > 1 else os.path.dirname(rows[0]["path"])
-            st.caption(util.md_escape(f"Least confident first (paths under {root}):"))
-            shown = [{**r, "path": os.path.relpath(r["path"], root)} for r in sorted(rows, key=lambda r: r["confidence"])]
-            st.dataframe(shown[:1000], hide_index=True, width="stretch",
-                         column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
-                                                                                      format="%.3f"),
-                                        "margin": st.column_config.NumberColumn(format="%.3f")})
-            st.download_button("Predictions as CSV", data=lambda: api.predictions_csv(rows).encode("utf-8"),
-                               file_name=util.safe_filename(f"{base}-{job['id']}.csv"), mime="text/csv",
-                               icon=":material/table:", key="pr_csv", on_click="ignore")
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        with c1:
+            common.follow(project, job["id"], f"classifying {job['total']:,} images with {job['config']['run']}")
+        if c2.button("Cancel", key=f"pr_cancel_{job['id']}", icon=":material/stop:"):
+            try:
+                common.check("runs")
+                api.cancel(project, job["id"])
+            except common.USER_ERRORS as e:
+                common.show_error(e)
+        return
+    if job["state"] == "cancelled":
+        st.info(f"{job['id']} was cancelled; classify the images again for their predictions.")
+        return
+    if job["state"] != "finished":
+        st.error(util.md_escape(f"{job['id']} {job['state']}: {job['error'] or 'it stopped before the end'}. "
+                                "Classify the images again."), icon=":material/error:")
+        return
+    try:
+        got = least_confident(str(project.path), api.info(project)["id"], job["id"], job["ended"])
+    except common.USER_ERRORS as e:
+        common.show_error(e)
+        return
+    st.success(util.md_escape(f"{job['id']}: {api.summary(job)}"), icon=":material/check:")
+    if job["result"]["skipped"]:
+        st.warning(util.md_escape("Skipped: " + "; ".join(f"{s['path']} ({s['reason']})"
+                                                         for s in job["result"]["skipped_files"][:5])
+                                  + (" …" if job["result"]["skipped"] > 5 else "")))
+    st.plotly_chart(figures.predicted_classes(project.classes, got["rows"]), key="pr_chart")
+    more = f"the {len(got['shown']):,} least confident of {got['count']:,}" if got["count"] > len(got["shown"]) else \
+        "least confident first"
+    st.caption(util.md_escape(f"Predictions, {more}" + (f" (paths under {got['root']})" if got["root"] else "") + ":"))
+    st.dataframe(got["shown"], hide_index=True, width="stretch",
+                 column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                              format="%.3f"),
+                                "margin": st.column_config.NumberColumn(format="%.3f")})
+    st.download_button("Predictions as CSV", data=lambda: api.predictions_bytes(project, job["id"]),
+                       file_name=util.safe_filename(f"{base}-{job['id']}.csv"), mime="text/csv",
+                       icon=":material/table:", key="pr_csv", on_click="ignore")
+
+
+jobs = [r for r in reversed(api.runs(project)) if r["role"] == "predict"]
+if jobs:
+    shown_job = st.selectbox("Predictions of", [j["id"] for j in jobs], key="pr_job",
+                             format_func=lambda i: next(f"{i} ({j['config']['run']}, {j['state']})" for j in jobs
+                                                        if j["id"] == i)) if len(jobs) > 1 else jobs[0]["id"]
+    prediction_view(next(j for j in jobs if j["id"] == shown_job))

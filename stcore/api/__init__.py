@@ -63,7 +63,7 @@ from .export import (  # noqa: F401
     EXPORT_COLUMNS, label_rows, labels_csv, labels_json, export_labels, model_run, model_bytes,
     export_model, FORMATS as EXPORT_FORMATS, export_dataset)
 from .predict import (PREDICTION_COLUMNS, predict_files, write_predictions, start_predict, predictions,  # noqa: F401
-                      save_uploads, predictions_csv)
+                      save_uploads, predictions_csv, predictions_bytes)
 from ..labelformats import IMAGE_EXTS  # noqa: F401 (the files a folder dataset and predict read)
 from .importing import import_labels  # noqa: F401
 from ..labelformats import FORMATS as IMPORT_FORMATS  # noqa: F401

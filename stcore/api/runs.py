@@ -7,7 +7,7 @@ import os
 
 from .. import jobs
 from ..errors import DeviceError, UsageError
-from ..kinds import KINDS
+from ..kinds import KINDS, classes_changed
 from ..project import Project
 from ..store import ACTIVE_STATES
 
@@ -27,8 +27,7 @@ def _with_classes(run: dict, now: list[int]) -> dict:
     """run, with classes_changed: whether the project's classes changed since it was trained (its
     model then no longer fits: it stays listed, with its results, and a new run is needed), and
     stale: why, where an edit of the classes said so."""
-    changed = bool(run.get("stale")) or (run.get("class_ids") is not None and run["class_ids"] != now)
-    return {**run, "classes_changed": changed}
+    return {**run, "classes_changed": classes_changed(run, len(now))}
 
 
 def running_in(project: Project, pid: int) -> str | None:
