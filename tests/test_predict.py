@@ -184,6 +184,14 @@ def test_the_export_page_classifies_a_folder_in_a_job_and_shows_it(trained_proje
     table["path"] = [str(folder / q) for q in table["path"]]  # shown under the folder they share
     want = {it["path"]: it["class"] for it in api.predict_files(p, [folder])["items"]}
     assert dict(zip(table["path"], table["class"])) == want
+    at.text_input(key="pr_path").set_value(str(folder / "sub")).run()  # a second job: the page follows it, not the first
+    at.button(key="pr_go").click().run()
+    second = [r for r in api.runs(p) if r["role"] == "predict"][-1]["id"]
+    assert second != job["id"]
+    while time.time() < deadline + 60 and api.run(p, second)["state"] in ("queued", "running"):
+        time.sleep(0.5)
+    at.run()
+    assert at.success[0].value.replace("\\", "").startswith(f"{second}: classified 3 images")
     (tmp_path / "empty").mkdir()
     at.text_input(key="pr_path").set_value(str(tmp_path / "empty")).run()
     at.button(key="pr_go").click().run()

@@ -132,7 +132,6 @@ if st.button("Classify", icon=":material/label:", key="pr_go", disabled=not pict
         paths = [util.resolve_under_roots(where)] if where.strip() else []  # both given: refused, saying so
         api.start_predict(project, paths, uploads=[(f.name, f.getvalue()) for f in pictures or []], run_id=run_id,
                           device=common.best_device())
-        st.session_state.pop("pr_job", None)  # show the new job
         st.rerun()
     except common.USER_ERRORS as e:
         common.show_error(e)
@@ -196,7 +195,8 @@ def prediction_view(job: dict) -> None:
 
 jobs = [r for r in reversed(api.runs(project)) if r["role"] == "predict"]
 if jobs:
-    shown_job = st.selectbox("Predictions of", [j["id"] for j in jobs], key="pr_job",
-                             format_func=lambda i: next(f"{i} ({j['config']['run']}, {j['state']})" for j in jobs
+    # keyed by the newest job: a new one is a new box, showing it (a kept choice would hide it)
+    shown_job = st.selectbox("Predictions of", [j["id"] for j in jobs], key=f"pr_job_{jobs[0]['id']}",
+                             format_func=lambda i: next(f"{i} ({j['config']['run']})" for j in jobs
                                                         if j["id"] == i)) if len(jobs) > 1 else jobs[0]["id"]
     prediction_view(next(j for j in jobs if j["id"] == shown_job))
