@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from .. import labelformats
 from ..errors import ProjectError, UsageError
-from ..classify import model_run  # noqa: F401 (part of this module's API)
+from ..classify import model_run
 from ..labelformats import HUMAN, csv_safe as _csv_safe, safe_dir
 from ..project import Project
 
