@@ -105,6 +105,8 @@ def predicted_classes(classes: list[str], items: list[dict]) -> go.Figure:
         fig.add_bar(name=name, x=list(classes), y=[counts.get((c, k), 0) for c in classes], marker_color=color)
     fig = _layout(fig, "New images per predicted class", barmode="stack", yaxis_title="images")
     fig.update_layout(legend_traceorder="normal")  # most confident first, as the bands read
+    if max(Counter(it["class"] for it in items).values(), default=0) <= 10:
+        fig.update_yaxes(dtick=1)  # a few images: whole numbers on the axis, not 2.5 images
     return fig
 
 

@@ -154,19 +154,10 @@ def test_the_export_page_classifies_a_folder_in_a_job_and_shows_it(trained_proje
     """Export → Classify new images: a folder typed in; the job runs detached; the page then
     shows its summary, the chart and the table, least confident first."""
     import time
-    from streamlit import config
-    from streamlit.testing.v1 import AppTest
-    from test_dashboard import APP
+    from test_transfer import export_page
     p = trained_project
-    config.set_option("server.address", "127.0.0.1")
-    monkeypatch.setenv("STCORE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("STCORE_DATA_ROOTS", str(tmp_path))
-    monkeypatch.delenv("STCORE_PASSWORD", raising=False)
-    monkeypatch.setenv("STCORE_PROJECT", str(p.path))
     folder = write_test_pngs(p, tmp_path / "new", 6)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("views/export.py").run()
+    at = export_page(p, tmp_path, monkeypatch)
     assert not at.exception and at.button(key="pr_go").disabled
     at.text_input(key="pr_path").set_value(str(folder)).run()
     at.button(key="pr_go").click().run()

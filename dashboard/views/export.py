@@ -102,7 +102,8 @@ if got := st.session_state.pop("im_done", None):
                                   + f". They are listed in {got['not_imported_file']}."))
 
 st.subheader("Model")
-done = [r for r in api.runs(project) if r["role"] in ("teacher", "student") and r["state"] == "finished"]
+all_runs = api.runs(project)  # read once: the model's list and the predict jobs'
+done = [r for r in all_runs if r["role"] in ("teacher", "student") and r["state"] == "finished"]
 if not done:
     st.info("No finished model yet: train a teacher (and then a student) first.")
     common.next_step(project, where="export")
@@ -193,7 +194,7 @@ def prediction_view(job: dict) -> None:
                        icon=":material/table:", key="pr_csv", on_click="ignore")
 
 
-jobs = [r for r in reversed(api.runs(project)) if r["role"] == "predict"]
+jobs = [r for r in reversed(all_runs) if r["role"] == "predict"]
 if jobs:
     # keyed by the newest job: a new one is a new box, showing it (a kept choice would hide it)
     shown_job = st.selectbox("Predictions of", [j["id"] for j in jobs], key=f"pr_job_{jobs[0]['id']}",
